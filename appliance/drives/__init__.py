@@ -1,0 +1,1 @@
+"""Drives: discovery of burners and targets, and the backends that write to them."""

@@ -1,0 +1,1 @@
+"""The burnstand coordinator: rendezvous REST API, balancer, session masters and pub/sub."""
