@@ -1,0 +1,706 @@
+"""The optical backend: burn a disc with cdrskin (or `xorriso -as cdrecord`), verify it, eject it.
+
+An `OpticalDrive` drives a real burner (`/dev/srN`) or a libburn pseudo-drive (`stdio:PATH`, a
+plain file standing in for a disc). The image is fed to the tool through a pipe on its stdin by a
+worker thread (zero-copy slices of an mmap, with the fast digest computed on the way; the last
+chunk is held back until the digest matched, and the tool is killed instead, so a rotten image
+never completes a disc). The tool's progress lines ("Track 01:  12 of  64 MB written ...") are
+parsed and blended with what was fed to give at least five `Progress` events a second.
+
+Which tool: cdrskin when it can do the job, `xorriso -as cdrecord` otherwise. As root cdrskin
+refuses `stdio:` pseudo-drives unless `/root/cdrskin_permissions/allow_emulated_drives` exists,
+while xorriso accepts them, so root + pseudo-drive means xorriso (or cdrskin run as another user
+with `run_as`). Real drives take cdrskin first. Verify reads back exactly the image's size (a
+pseudo-drive is padded past it) in a thread and compares bytes; the tray is driven by CDROM ioctls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import hashlib
+import logging
+import mmap
+import os
+import re
+import shutil
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import xxhash
+
+from appliance.drives.base import (
+    BurnError,
+    CorruptImage,
+    DriveInfo,
+    DriveKind,
+    DrivePulled,
+    DriveState,
+    MediaTooSmall,
+    NoMedia,
+    Phase,
+    Progress,
+    SourceImage,
+    ToolFailed,
+    ToolMissing,
+    VerifyMismatch,
+    WriteProtected,
+)
+
+log = logging.getLogger(__name__)
+
+# linux/cdrom.h
+CDROMEJECT = 0x5309
+CDROMCLOSETRAY = 0x5319
+CDROM_DRIVE_STATUS = 0x5326
+CDSL_CURRENT = 0x7FFFFFFF  # INT_MAX: "the current slot" for changers and plain drives alike
+CDS_NO_INFO = 0
+CDS_NO_DISC = 1
+CDS_TRAY_OPEN = 2
+CDS_DRIVE_NOT_READY = 3
+CDS_DISC_OK = 4
+
+STDIO_PREFIX = "stdio:"
+MIB = 1 << 20
+SECTOR = 2048
+F_SETPIPE_SZ = 1031  # linux/fcntl.h; Python 3.11's fcntl lacks the name on some builds
+PIPE_BYTES = 1 << 20
+CDRSKIN_PERMISSION_FILE = Path("/root/cdrskin_permissions/allow_emulated_drives")
+
+ToolName = Literal["cdrskin", "xorriso"]
+IoctlFn = Callable[[str, int, int], int]
+
+# "Track 01:   12 of   64 MB written (fifo 100%) [buf  99%]   4.0x." (cdrskin, stdout) and
+# "xorriso : UPDATE :    7 of   20 MB written (fifo  0%) [buf  50%]" (xorriso, stderr).
+_PROGRESS_RE = re.compile(r"(?<![\w.])(\d+)\s+of\s+(\d+)\s+MB\s+written")
+_TOTAL_RE = re.compile(r"Total bytes read/written:\s*(\d+)\s*/\s*(\d+)")
+_NO_MEDIA_RE = re.compile(r"no media|no disc|media not present|medium not present", re.I)
+_TOO_SMALL_RE = re.compile(
+    r"not enough (?:free )?space|too large for|exceeds (?:the )?(?:free|media)|"
+    r"media capacity|capacity exceeded",
+    re.I,
+)
+_WRITE_PROTECT_RE = re.compile(r"write[- ]protect", re.I)
+
+
+def parse_progress(line: str) -> int | None:
+    """Bytes written according to one progress line of cdrskin or xorriso, None if not one.
+
+    Both tools count in MiB ("20 MB" for 20971520 bytes); the final summary line gives bytes.
+    """
+    m = _TOTAL_RE.search(line)
+    if m:
+        return int(m.group(2))
+    m = _PROGRESS_RE.search(line)
+    if m:
+        return int(m.group(1)) * MIB
+    return None
+
+
+class LineSplitter:
+    """Incremental splitter for tool output where progress lines end in \\r and others in \\n."""
+
+    def __init__(self, max_line: int = 4096) -> None:
+        self._buf = b""
+        self._max = max_line
+
+    def feed(self, data: bytes) -> list[str]:
+        self._buf += data
+        parts = re.split(rb"[\r\n]", self._buf)
+        self._buf = parts.pop()
+        if len(self._buf) > self._max:  # a tool that never ends a line must not grow us forever
+            parts.append(self._buf)
+            self._buf = b""
+        return [p.decode("utf-8", "replace").strip() for p in parts if p.strip()]
+
+    def flush(self) -> list[str]:
+        rest, self._buf = self._buf, b""
+        text = rest.decode("utf-8", "replace").strip()
+        return [text] if text else []
+
+
+class ProgressEstimator:
+    """Turns coarse tool reports and the count of bytes fed into smooth, monotonic `Progress`.
+
+    The tool reports whole MiB, about once a second for xorriso; what the feeder pushed into the
+    pipe, minus the tool's fifo, is a lower bound of what it consumed. The larger of the two wins.
+    """
+
+    def __init__(self, phase: Phase, total: int, lead: int, start: float) -> None:
+        self.phase = phase
+        self.total = total
+        self.lead = lead
+        self.reported = 0
+        self._done = 0
+        self._speed = 0.0
+        self._mark_t = start
+        self._mark_done = 0
+
+    def snapshot(self, now: float, fed: int) -> Progress:
+        estimate = max(self.reported, fed - self.lead)
+        self._done = max(self._done, min(self.total, max(0, estimate)))
+        dt = now - self._mark_t
+        if dt >= 0.5:
+            rate = (self._done - self._mark_done) / dt
+            self._speed = rate if self._speed == 0.0 else 0.5 * self._speed + 0.5 * rate
+            self._mark_t, self._mark_done = now, self._done
+        left = self.total - self._done
+        eta = left / self._speed if self._speed > 0 else None
+        return Progress(self.phase, self._done, self.total, self._speed, eta)
+
+    def finished(self, now: float, start: float) -> Progress:
+        self._done = self.total
+        elapsed = now - start
+        speed = self.total / elapsed if elapsed > 0 else self._speed
+        return Progress(self.phase, self.total, self.total, speed, 0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class ToolChoice:
+    name: ToolName
+    exe: str
+
+    def burn_argv(self, dev: str, size: int, fifo: int, real_drive: bool) -> list[str]:
+        fs = f"fs={max(1, fifo // MIB)}m"
+        if self.name == "cdrskin":
+            argv = [self.exe, "-v"]
+            if not real_drive:
+                argv.append("--allow_emulated_drives")
+            # Padding keeps the read-ahead of old CD drives from failing on the last sectors.
+            argv += [f"dev={dev}", fs, "-pad", f"tsize={size}", "-"]
+            return argv
+        return [self.exe, "-as", "cdrecord", "-v", f"dev={dev}", fs, f"tsize={size}", "-"]
+
+
+def choose_tool(
+    path: str,
+    *,
+    prefer: ToolName | None = None,
+    as_root: bool | None = None,
+    which: Callable[[str], str | None] = shutil.which,
+    permission_file: Path = CDRSKIN_PERMISSION_FILE,
+) -> ToolChoice:
+    """Pick cdrskin or `xorriso -as cdrecord` for this target; ToolMissing when neither fits."""
+    emulated = path.startswith(STDIO_PREFIX)
+    root = os.geteuid() == 0 if as_root is None else as_root
+    cdrskin, xorriso = which("cdrskin"), which("xorriso")
+    cdrskin_fits = cdrskin is not None and (not emulated or not root or permission_file.exists())
+    order: list[ToolName] = [prefer] if prefer else ["cdrskin", "xorriso"]
+    for name in order:
+        if name == "cdrskin" and cdrskin is not None and cdrskin_fits:
+            return ToolChoice("cdrskin", cdrskin)
+        if name == "xorriso" and xorriso is not None:
+            return ToolChoice("xorriso", xorriso)
+    if cdrskin is not None and emulated and root:
+        raise ToolMissing(
+            "cdrskin refuses stdio: pseudo-drives as root and xorriso is not installed "
+            f"(install xorriso, or create {permission_file})"
+        )
+    wanted = prefer or "cdrskin or xorriso"
+    raise ToolMissing(f"{wanted} is not installed (apt install cdrskin xorriso)")
+
+
+def _sys_ioctl(path: str, request: int, arg: int) -> int:
+    # O_NONBLOCK: opening a CD drive without it waits for (and may try to close) the tray.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        return int(fcntl.ioctl(fd, request, arg))
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class _Feeder:
+    """Pushes the image into the tool's stdin from a worker thread, digesting it on the way."""
+
+    image: SourceImage
+    fd: int
+    chunk: int
+    stop: threading.Event = field(default_factory=threading.Event)
+    fed: int = 0
+    error: BurnError | None = None
+
+    def _hasher(self) -> tuple[Callable[[memoryview], None], Callable[[], str], str] | None:
+        img = self.image
+        if img.proven and img.xxh3_128:
+            x = xxhash.xxh3_128()
+            return x.update, x.hexdigest, img.xxh3_128.lower()
+        if img.sha256 and not img.proven:
+            h = hashlib.sha256()
+            return h.update, h.hexdigest, img.sha256.lower()
+        return None
+
+    def run(self) -> None:
+        size = self.image.size
+        with open(self.image.path, "rb") as f:
+            actual = os.fstat(f.fileno()).st_size
+            if actual != size:
+                self.error = CorruptImage(
+                    f"{self.image.path} holds {actual} bytes, the take says {size}"
+                )
+                return
+            if size == 0:
+                return
+            hasher = self._hasher()
+            with mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ) as mm:
+                mm.madvise(mmap.MADV_SEQUENTIAL)
+                view = memoryview(mm)
+                try:
+                    self._pump(view, size, hasher)
+                finally:
+                    view.release()
+
+    def _pump(
+        self,
+        view: memoryview,
+        size: int,
+        hasher: tuple[Callable[[memoryview], None], Callable[[], str], str] | None,
+    ) -> None:
+        off = 0
+        while off < size and not self.stop.is_set():
+            n = min(self.chunk, size - off)
+            with view[off : off + n] as piece:
+                if hasher is not None:
+                    hasher[0](piece)
+                    # The last chunk is withheld until the digest matched: the disc (or
+                    # pseudo-drive) then never holds a complete copy of a rotten image.
+                    if off + n == size and hasher[1]() != hasher[2]:
+                        self.error = CorruptImage(
+                            f"{self.image.path} does not match its digest (read {hasher[1]()}, "
+                            f"expected {hasher[2]}); burn stopped before the last block"
+                        )
+                        return
+                sent = 0
+                while sent < n:
+                    try:
+                        sent += os.write(self.fd, piece[sent:])
+                    except BrokenPipeError:
+                        return  # the tool died; its exit status tells why
+            off += n
+            self.fed = off
+
+
+def _compare(
+    source: Path, target: str, size: int, chunk: int, done: list[int], stop: threading.Event
+) -> None:
+    """Read back `size` bytes of the target and compare with the source (worker thread)."""
+    direct = target.startswith("/dev/")
+    try:
+        fd = os.open(target, os.O_RDONLY | (os.O_DIRECT if direct else 0))
+    except OSError as exc:
+        if direct and exc.errno == errno.EINVAL:
+            fd = os.open(target, os.O_RDONLY)
+            direct = False
+        elif not direct and exc.errno == errno.ENOENT:
+            raise NoMedia(f"{target}: nothing was burned there") from exc
+        elif exc.errno in (errno.ENOENT, errno.ENXIO, errno.ENODEV):
+            raise DrivePulled(f"{target} is gone: {exc.strerror}") from exc
+        else:
+            raise
+    if not direct and target.startswith("/dev/"):
+        # A device without O_DIRECT: drop cached pages so we read what the medium holds.
+        # (A pseudo-drive's page cache is the file's content, so it may be read as it is.)
+        with contextlib.suppress(OSError):
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    chunk = max(SECTOR, chunk // SECTOR * SECTOR)
+    # O_DIRECT wants an aligned buffer: an anonymous mmap is page-aligned.
+    tbuf = mmap.mmap(-1, chunk)
+    tview = memoryview(tbuf)
+    sbuf = bytearray(chunk)
+    try:
+        with open(source, "rb", buffering=0) as src:
+            off = 0
+            while off < size and not stop.is_set():
+                n = min(chunk, size - off)
+                want = -(-n // SECTOR) * SECTOR if direct else n
+                got = _read_full(fd, tview[:want], off)
+                if got < n:
+                    raise VerifyMismatch(
+                        f"{target} holds only {off + got} of {size} bytes of the image"
+                    )
+                if n == chunk:
+                    if src.readinto(sbuf) != n:
+                        raise CorruptImage(f"{source} shrank while verifying")
+                    same = sbuf == tview[:n]  # bytearray == memoryview is a memcmp
+                else:
+                    tail = bytearray(n)
+                    if src.readinto(tail) != n:
+                        raise CorruptImage(f"{source} shrank while verifying")
+                    same = tail == tview[:n]
+                if not same:
+                    first = _first_difference(sbuf if n == chunk else tail, tview[:n])
+                    raise VerifyMismatch(
+                        f"{target} differs from the image at byte {off + first} "
+                        f"(of {size}): the burn is bad"
+                    )
+                off += n
+                done[0] = off
+    finally:
+        tview.release()
+        tbuf.close()
+        os.close(fd)
+
+
+def _read_full(fd: int, buf: memoryview, offset: int) -> int:
+    got = 0
+    for _ in range(1 + len(buf) // SECTOR):  # bounded: each pass reads at least one byte
+        if got >= len(buf):
+            break
+        n = os.preadv(fd, [buf[got:]], offset + got)
+        if n == 0:
+            break
+        got += n
+    return got
+
+
+def _first_difference(a: bytearray, b: memoryview) -> int:
+    step = 4096
+    for start in range(0, len(a), step):
+        if a[start : start + step] != b[start : start + step].tobytes():
+            for i in range(start, min(start + step, len(a))):
+                if a[i] != b[i]:
+                    return i
+    return 0
+
+
+class OpticalDrive:
+    """A CD/DVD/BD burner or a `stdio:` pseudo-drive, driven by cdrskin or xorriso."""
+
+    def __init__(
+        self,
+        path: str,
+        uid: str,
+        *,
+        model: str = "",
+        capabilities: frozenset[str] = frozenset({"CDR", "DVDR", "BDR"}),
+        capacity: int | None = None,
+        tool: ToolName | None = None,
+        run_as: str | None = None,
+        fifo_bytes: int = 32 * MIB,
+        chunk_bytes: int = 4 * MIB,
+        tick: float = 0.2,
+        stall_timeout: float = 120.0,
+        ioctl: IoctlFn = _sys_ioctl,
+    ) -> None:
+        if not (path.startswith(STDIO_PREFIX) or path.startswith("/dev/")):
+            raise ValueError(f"not an optical drive path: {path!r} (want /dev/srN or stdio:FILE)")
+        self._info = DriveInfo(
+            uid=uid,
+            path=path,
+            kind=DriveKind.OPTICAL,
+            capabilities=capabilities,
+            capacity=capacity,
+            model=model,
+            block_size=SECTOR,
+        )
+        self._tool = tool
+        self._run_as = run_as
+        self._fifo = fifo_bytes
+        self._chunk = chunk_bytes
+        self._tick = tick
+        self._stall = stall_timeout
+        self._ioctl = ioctl
+        self._busy = False
+        self._pseudo_tray_open = False
+        self.last_tool: ToolName | None = None
+
+    @property
+    def info(self) -> DriveInfo:
+        return self._info
+
+    @property
+    def emulated(self) -> bool:
+        return self._info.path.startswith(STDIO_PREFIX)
+
+    @property
+    def target(self) -> str:
+        """What to read back: the pseudo-drive's file or the device node."""
+        p = self._info.path
+        return p[len(STDIO_PREFIX) :] if self.emulated else p
+
+    # ---- tray ------------------------------------------------------------------------------
+
+    async def _tray_ioctl(self, request: int, arg: int = 0) -> int:
+        try:
+            return await asyncio.to_thread(self._ioctl, self._info.path, request, arg)
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENXIO, errno.ENODEV):
+                raise DrivePulled(f"{self._info.path} is gone: {exc.strerror}") from exc
+            raise BurnError(f"{self._info.path}: tray control failed: {exc.strerror}") from exc
+
+    async def eject(self) -> None:
+        if self.emulated:
+            self._pseudo_tray_open = True  # nothing to move; report it like a real drive would
+            return
+        await self._tray_ioctl(CDROMEJECT)
+
+    async def close_tray(self) -> None:
+        if self.emulated:
+            self._pseudo_tray_open = False
+            return
+        await self._tray_ioctl(CDROMCLOSETRAY)
+
+    async def state(self) -> DriveState:
+        if self._busy:
+            return DriveState.BUSY
+        if self.emulated:
+            if not Path(self.target).parent.is_dir():
+                return DriveState.GONE
+            return DriveState.TRAY_OPEN if self._pseudo_tray_open else DriveState.IDLE
+        try:
+            status = await self._tray_ioctl(CDROM_DRIVE_STATUS, CDSL_CURRENT)
+        except DrivePulled:
+            return DriveState.GONE
+        return {
+            CDS_NO_DISC: DriveState.EMPTY,
+            CDS_TRAY_OPEN: DriveState.TRAY_OPEN,
+            CDS_DRIVE_NOT_READY: DriveState.BUSY,
+            CDS_DISC_OK: DriveState.IDLE,
+        }.get(status, DriveState.IDLE)
+
+    # ---- write -----------------------------------------------------------------------------
+
+    async def _check_media(self, image: SourceImage, choice: ToolChoice) -> None:
+        if self.emulated:
+            self._pseudo_tray_open = False
+            target = Path(self.target)
+            try:
+                st = await asyncio.to_thread(os.statvfs, target.parent)
+            except FileNotFoundError as exc:
+                raise NoMedia(
+                    f"{self._info.path}: directory {target.parent} does not exist"
+                ) from exc
+            existing = await asyncio.to_thread(_file_size, target)
+            free = st.f_bavail * st.f_frsize + existing
+            if image.size > free:
+                raise MediaTooSmall(
+                    f"{self._info.path}: {image.size} bytes to write, {free} bytes free"
+                )
+            return
+        state = await self.state()
+        if state is DriveState.TRAY_OPEN:
+            await self.close_tray()
+            state = await self.state()
+        if state is DriveState.GONE:
+            raise DrivePulled(f"{self._info.path} is gone")
+        if state in (DriveState.EMPTY, DriveState.TRAY_OPEN):
+            raise NoMedia(f"{self._info.path}: no disc in the drive")
+        space = self._info.capacity
+        if space is None and choice.name == "cdrskin":
+            space = await self._media_space(choice)
+        if space is not None and image.size > space:
+            raise MediaTooSmall(
+                f"{self._info.path}: the image needs {image.size} bytes, the disc holds {space}"
+            )
+
+    async def _media_space(self, choice: ToolChoice) -> int | None:
+        proc = await asyncio.create_subprocess_exec(
+            *self._prefix(),
+            choice.exe,
+            f"dev={self._info.path}",
+            "--tell_media_space",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            return None
+        m = re.search(rb"^\s*(\d+)\s*$", out, re.M)
+        return int(m.group(1)) * SECTOR if proc.returncode == 0 and m else None
+
+    def _prefix(self) -> list[str]:
+        if self._run_as is None:
+            return []
+        runuser = shutil.which("runuser")
+        if runuser is None:
+            raise ToolMissing("runuser is needed to run the burn tool as another user")
+        return [runuser, "-u", self._run_as, "--"]
+
+    async def write(self, image: SourceImage) -> AsyncIterator[Progress]:
+        if self._busy:
+            raise BurnError(f"{self._info.path} is already busy")
+        choice = choose_tool(
+            self._info.path,
+            prefer=self._tool,
+            as_root=os.geteuid() == 0 and self._run_as is None,
+        )
+        self.last_tool = choice.name
+        try:
+            st = await asyncio.to_thread(os.stat, image.path)
+        except OSError as exc:
+            raise CorruptImage(f"cannot read the image {image.path}: {exc.strerror}") from exc
+        if st.st_size != image.size:
+            raise CorruptImage(f"{image.path} holds {st.st_size} bytes, the take says {image.size}")
+        await self._check_media(image, choice)
+        self._busy = True
+        try:
+            async for p in self._burn(image, choice):
+                yield p
+        finally:
+            self._busy = False
+
+    async def _burn(self, image: SourceImage, choice: ToolChoice) -> AsyncIterator[Progress]:
+        # A fifo much larger than the image would hide all progress until the very end.
+        fifo = min(self._fifo, max(MIB, image.size // 8 // MIB * MIB))
+        dev = self._info.path
+        argv = [*self._prefix(), *choice.burn_argv(dev, image.size, fifo, not self.emulated)]
+        log.info("burn start drive=%s tool=%s size=%d", dev, choice.name, image.size)
+        rfd, wfd = os.pipe()
+        # A larger pipe means fewer wake-ups of the feeder and the tool per MiB.
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(wfd, F_SETPIPE_SZ, PIPE_BYTES)
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=rfd,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+        except FileNotFoundError as exc:
+            os.close(wfd)
+            raise ToolMissing(f"{argv[0]} is not installed") from exc
+        finally:
+            os.close(rfd)
+        start = time.monotonic()
+        est = ProgressEstimator(Phase.WRITE, image.size, fifo, start)
+        tails: dict[str, deque[str]] = {"out": deque(maxlen=30), "err": deque(maxlen=30)}
+
+        async def pump(stream: asyncio.StreamReader | None, key: str) -> None:
+            if stream is None:
+                return
+            splitter = LineSplitter()
+            while chunk := await stream.read(65536):
+                for line in splitter.feed(chunk):
+                    self._take_line(line, est, tails[key])
+            for line in splitter.flush():
+                self._take_line(line, est, tails[key])
+
+        readers = [
+            asyncio.create_task(pump(proc.stdout, "out")),
+            asyncio.create_task(pump(proc.stderr, "err")),
+        ]
+        feeder = _Feeder(image, wfd, self._chunk)
+        feed_task = asyncio.create_task(asyncio.to_thread(feeder.run))
+        wait_task = asyncio.create_task(proc.wait())
+        wfd_open = True
+        try:
+            last_change, last_seen = start, (-1, -1)
+            while not wait_task.done():
+                watch = {wait_task, feed_task} if wfd_open else {wait_task}
+                await asyncio.wait(watch, timeout=self._tick)
+                if feed_task.done() and wfd_open:
+                    if feeder.error is not None or feed_task.exception() is not None:
+                        proc.kill()  # before EOF, so the tool never finishes a short track
+                        await wait_task
+                    os.close(wfd)
+                    wfd_open = False
+                now = time.monotonic()
+                seen = (feeder.fed, est.reported)
+                if seen != last_seen:
+                    last_change, last_seen = now, seen
+                elif now - last_change > self._stall:
+                    raise ToolFailed(
+                        f"{choice.name} made no progress for {self._stall:.0f} s; "
+                        + _tail_text(tails)
+                    )
+                if not wait_task.done():
+                    yield est.snapshot(now, feeder.fed)
+            await asyncio.wait(readers, timeout=10)
+            await feed_task
+            if feeder.error is not None:
+                raise feeder.error
+            rc = wait_task.result()
+            if rc != 0:
+                raise _classify(choice.name, rc, tails)
+            if feeder.fed != image.size:
+                raise ToolFailed(
+                    f"{choice.name} stopped after {feeder.fed} of {image.size} bytes; "
+                    + _tail_text(tails)
+                )
+            log.info("burn done drive=%s seconds=%.2f", dev, time.monotonic() - start)
+            yield est.finished(time.monotonic(), start)
+        finally:
+            feeder.stop.set()
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+            if wfd_open:
+                os.close(wfd)
+            # The feeder sees EPIPE once the tool is gone, so this wait is short.
+            await asyncio.wait({feed_task}, timeout=30)
+            for t in readers:
+                t.cancel()
+            await asyncio.gather(*readers, return_exceptions=True)
+            if not wait_task.done():
+                wait_task.cancel()
+
+    @staticmethod
+    def _take_line(line: str, est: ProgressEstimator, tail: deque[str]) -> None:
+        written = parse_progress(line)
+        if written is not None:
+            est.reported = max(est.reported, written)
+        else:
+            tail.append(line)
+
+    # ---- verify ----------------------------------------------------------------------------
+
+    async def verify(self, image: SourceImage) -> AsyncIterator[Progress]:
+        start = time.monotonic()
+        est = ProgressEstimator(Phase.VERIFY, image.size, 0, start)
+        done = [0]
+        stop = threading.Event()
+        self._busy = True
+        task = asyncio.create_task(
+            asyncio.to_thread(
+                _compare, image.path, self.target, image.size, self._chunk, done, stop
+            )
+        )
+        try:
+            while not task.done():
+                await asyncio.wait({task}, timeout=self._tick)
+                if not task.done():
+                    yield est.snapshot(time.monotonic(), done[0])
+            try:
+                task.result()
+            except FileNotFoundError as exc:
+                raise NoMedia(f"{self._info.path}: nothing to read back ({exc.strerror})") from exc
+            except OSError as exc:
+                if exc.errno in (errno.ENOMEDIUM, errno.ENXIO, errno.ENODEV):
+                    raise NoMedia(f"{self._info.path}: {exc.strerror}") from exc
+                raise DrivePulled(f"{self._info.path}: read back failed: {exc.strerror}") from exc
+            yield est.finished(time.monotonic(), start)
+        finally:
+            stop.set()
+            await asyncio.wait({task}, timeout=30)
+            self._busy = False
+
+
+def _file_size(path: Path) -> int:
+    return path.stat().st_size if path.is_file() else 0
+
+
+def _tail_text(tails: dict[str, deque[str]], lines: int = 8) -> str:
+    picked = [ln for ln in (*tails["out"], *tails["err"]) if not ln.startswith("Track ")]
+    return " | ".join(picked[-lines:]) or "(no output)"
+
+
+def _classify(tool: str, rc: int, tails: dict[str, deque[str]]) -> BurnError:
+    text = "\n".join((*tails["out"], *tails["err"]))
+    detail = _tail_text(tails)
+    if _NO_MEDIA_RE.search(text):
+        return NoMedia(f"{tool}: no writable disc: {detail}")
+    if _TOO_SMALL_RE.search(text):
+        return MediaTooSmall(f"{tool}: the image does not fit on the disc: {detail}")
+    if _WRITE_PROTECT_RE.search(text):
+        return WriteProtected(f"{tool}: the disc is write-protected: {detail}")
+    return ToolFailed(f"{tool} exited with status {rc}: {detail}")

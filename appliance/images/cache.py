@@ -1,0 +1,373 @@
+"""The kiosk's image cache: content-addressed by SHA-256, filled by resumable, verified downloads.
+
+An image is stored as `<root>/<sha256>.img` with a `<sha256>.json` sidecar holding its size, its
+XXH3-128 digest (what each burn recomputes while writing) and its last use. It only gets there
+after its SHA-256 matched the take's: a download grows in `<root>/partial/<sha256>.part`, resumes
+from that file's size with an HTTP Range request after a dropped connection, and is hashed in a
+thread once complete. A wrong hash or size refuses the image (`CorruptImage`) and deletes it; a
+full disk (`DiskFull`) deletes the partial file and nothing else. The cache stays under
+`max_bytes` by evicting the least recently used images, never one that is pinned (queued or
+burning).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import xxhash
+
+from appliance.drives.base import CorruptImage, DiskFull, SourceImage
+
+log = logging.getLogger(__name__)
+
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+READ_CHUNK = 4 << 20
+WRITE_BATCH = 1 << 20
+
+
+class DownloadFailed(Exception):
+    """The server could not deliver the image after every retry (the .part file is kept)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    sha256: str
+    size: int
+    xxh3_128: str
+    name: str
+    last_used: float
+
+
+def _check_sha(sha256: str) -> str:
+    sha = sha256.strip().lower()
+    if not _HEX64.match(sha):
+        raise ValueError(f"not a SHA-256 hex digest: {sha256!r}")
+    return sha
+
+
+def _digest_file(path: Path) -> tuple[int, str, str]:
+    """Size, SHA-256 and XXH3-128 of a file in one read (worker thread)."""
+    sha, fast, size = hashlib.sha256(), xxhash.xxh3_128(), 0
+    buf = bytearray(READ_CHUNK)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as f:
+        while n := f.readinto(buf):
+            sha.update(view[:n])
+            fast.update(view[:n])
+            size += n
+    return size, sha.hexdigest(), fast.hexdigest()
+
+
+def _is_enospc(exc: OSError) -> bool:
+    return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+class ImageCache:
+    def __init__(self, root: Path, max_bytes: int, *, attempts: int = 5) -> None:
+        self.root = root
+        self.max_bytes = max_bytes
+        self.attempts = attempts
+        self._partial = root / "partial"
+        self._entries: dict[str, _Entry] = {}
+        self._pins: dict[str, int] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._clock = 0.0
+        self._partial.mkdir(parents=True, exist_ok=True)
+        self._load()
+
+    # ---- index -----------------------------------------------------------------------------
+
+    def _img(self, sha: str) -> Path:
+        return self.root / f"{sha}.img"
+
+    def _meta(self, sha: str) -> Path:
+        return self.root / f"{sha}.json"
+
+    def _load(self) -> None:
+        for meta in self.root.glob("*.json"):
+            try:
+                data = json.loads(meta.read_text())
+                entry = _Entry(
+                    sha256=_check_sha(data["sha256"]),
+                    size=int(data["size"]),
+                    xxh3_128=str(data["xxh3_128"]),
+                    name=str(data.get("name", "")),
+                    last_used=float(data.get("last_used", 0.0)),
+                )
+            except (OSError, ValueError, KeyError, TypeError):
+                log.warning("cache sidecar unreadable, dropping path=%s", meta)
+                self._drop(meta.stem)
+                continue
+            img = self._img(entry.sha256)
+            if not img.is_file() or img.stat().st_size != entry.size:
+                log.warning("cache image missing or truncated, dropping sha256=%s", entry.sha256)
+                self._drop(entry.sha256)
+                continue
+            self._entries[entry.sha256] = entry
+            self._clock = max(self._clock, entry.last_used)
+        for img in self.root.glob("*.img"):
+            if img.stem not in self._entries:
+                img.unlink(missing_ok=True)  # an image without a sidecar was never proven
+
+    def _now(self) -> float:
+        # Strictly increasing, so two uses in the same clock tick still order for LRU.
+        self._clock = max(time.time(), self._clock + 1e-6)
+        return self._clock
+
+    def _drop(self, sha: str) -> None:
+        self._entries.pop(sha, None)
+        self._img(sha).unlink(missing_ok=True)
+        self._meta(sha).unlink(missing_ok=True)
+
+    def _write_meta(self, entry: _Entry) -> None:
+        tmp = self._meta(entry.sha256).with_suffix(".json.tmp")
+        tmp.write_text(
+            json.dumps(
+                {
+                    "sha256": entry.sha256,
+                    "size": entry.size,
+                    "xxh3_128": entry.xxh3_128,
+                    "name": entry.name,
+                    "last_used": entry.last_used,
+                }
+            )
+        )
+        os.replace(tmp, self._meta(entry.sha256))
+
+    @property
+    def used_bytes(self) -> int:
+        return sum(e.size for e in self._entries.values())
+
+    def __contains__(self, sha256: str) -> bool:
+        return sha256.lower() in self._entries
+
+    def _source(self, entry: _Entry) -> SourceImage:
+        return SourceImage(
+            path=self._img(entry.sha256),
+            size=entry.size,
+            sha256=entry.sha256,
+            xxh3_128=entry.xxh3_128,
+            proven=True,
+            name=entry.name,
+        )
+
+    async def get(self, sha256: str) -> SourceImage | None:
+        """The cached image, or None; a cached file that lost bytes is refused and removed."""
+        sha = _check_sha(sha256)
+        entry = self._entries.get(sha)
+        if entry is None:
+            return None
+        img = self._img(sha)
+        try:
+            size = (await asyncio.to_thread(img.stat)).st_size
+        except FileNotFoundError:
+            size = -1
+        if size != entry.size:
+            await asyncio.to_thread(self._drop, sha)
+            raise CorruptImage(
+                f"cached image {sha[:12]}… is {size} bytes, expected {entry.size}; removed"
+            )
+        entry = _Entry(sha, entry.size, entry.xxh3_128, entry.name, self._now())
+        self._entries[sha] = entry
+        await asyncio.to_thread(self._write_meta, entry)
+        return self._source(entry)
+
+    # ---- pins and eviction -----------------------------------------------------------------
+
+    def pin(self, sha256: str) -> None:
+        sha = _check_sha(sha256)
+        self._pins[sha] = self._pins.get(sha, 0) + 1
+
+    def unpin(self, sha256: str) -> None:
+        sha = _check_sha(sha256)
+        left = self._pins.get(sha, 0) - 1
+        if left > 0:
+            self._pins[sha] = left
+        else:
+            self._pins.pop(sha, None)
+
+    @contextlib.contextmanager
+    def pinned(self, sha256: str) -> Iterator[None]:
+        """Keep an image from eviction while a job holds it (queued or burning)."""
+        self.pin(sha256)
+        try:
+            yield
+        finally:
+            self.unpin(sha256)
+
+    def is_pinned(self, sha256: str) -> bool:
+        return sha256.lower() in self._pins
+
+    def _make_room(self, needed: int) -> None:
+        """Evict least recently used, unpinned images until `needed` more bytes fit."""
+        if needed > self.max_bytes:
+            raise DiskFull(
+                f"an image of {needed} bytes is larger than the cache ({self.max_bytes})"
+            )
+        victims = sorted(
+            (e for e in self._entries.values() if e.sha256 not in self._pins),
+            key=lambda e: e.last_used,
+        )
+        for victim in victims:
+            if self.used_bytes + needed <= self.max_bytes:
+                break
+            log.info("cache evict sha256=%s size=%d", victim.sha256, victim.size)
+            self._drop(victim.sha256)
+        if self.used_bytes + needed > self.max_bytes:
+            raise DiskFull(
+                f"cache full: {self.used_bytes} bytes held by images queued or burning, "
+                f"{needed} more needed, limit {self.max_bytes}"
+            )
+
+    # ---- adding ----------------------------------------------------------------------------
+
+    def _lock(self, sha: str) -> asyncio.Lock:
+        return self._locks.setdefault(sha, asyncio.Lock())
+
+    async def _admit(self, part: Path, sha: str, size: int | None, name: str) -> SourceImage:
+        """Prove a complete file and move it into the cache, or remove it."""
+        actual, digest, fast = await asyncio.to_thread(_digest_file, part)
+        if size is not None and actual != size:
+            await asyncio.to_thread(part.unlink, True)
+            raise CorruptImage(f"image {name or sha[:12]} is {actual} bytes, the take says {size}")
+        if digest != sha:
+            await asyncio.to_thread(part.unlink, True)
+            raise CorruptImage(
+                f"image {name or sha[:12]} has SHA-256 {digest}, the take says {sha}; removed"
+            )
+        entry = _Entry(sha, actual, fast, name, self._now())
+        try:
+            await asyncio.to_thread(self._write_meta, entry)
+        except OSError as exc:
+            await asyncio.to_thread(part.unlink, True)
+            await asyncio.to_thread(self._meta(sha).unlink, True)
+            if _is_enospc(exc):
+                raise DiskFull(f"disk full while caching {name or sha[:12]}") from exc
+            raise
+        await asyncio.to_thread(os.replace, part, self._img(sha))
+        self._entries[sha] = entry
+        log.info("cache add sha256=%s size=%d", sha, actual)
+        return self._source(entry)
+
+    async def add_file(self, path: Path, sha256: str, name: str = "") -> SourceImage:
+        """Copy a local image into the cache after proving it against `sha256`."""
+        sha = _check_sha(sha256)
+        async with self._lock(sha):
+            if sha in self._entries:
+                cached = await self.get(sha)
+                if cached is not None:
+                    return cached
+            size = (await asyncio.to_thread(path.stat)).st_size
+            self._make_room(size)
+            part = self._partial / f"{sha}.part"
+            try:
+                await asyncio.to_thread(shutil.copyfile, path, part)
+            except OSError as exc:
+                part.unlink(missing_ok=True)
+                if _is_enospc(exc):
+                    raise DiskFull(f"disk full while caching {path}") from exc
+                raise
+            return await self._admit(part, sha, size, name or path.name)
+
+    async def fetch(
+        self,
+        url: str,
+        sha256: str,
+        size: int,
+        session: aiohttp.ClientSession,
+        name: str = "",
+    ) -> SourceImage:
+        """Download (or resume) an image, prove it, and return it from the cache."""
+        sha = _check_sha(sha256)
+        async with self._lock(sha):
+            if sha in self._entries:
+                cached = await self.get(sha)
+                if cached is not None:
+                    return cached
+            self._make_room(size)
+            part = self._partial / f"{sha}.part"
+            last_error: Exception | None = None
+            for attempt in range(self.attempts):
+                have = part.stat().st_size if part.exists() else 0
+                if have > size:
+                    part.unlink()  # longer than the take: cannot be a prefix of it
+                    have = 0
+                if have == size:
+                    break
+                try:
+                    finished = await self._download(url, part, have, session)
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    last_error = exc
+                    log.warning(
+                        "download interrupted url=%s attempt=%d have=%d error=%s",
+                        url,
+                        attempt + 1,
+                        part.stat().st_size if part.exists() else 0,
+                        exc,
+                    )
+                    continue
+                if finished:
+                    # The server sent all it has: a short or long file is the take's problem
+                    # and _admit refuses it.
+                    break
+            else:
+                raise DownloadFailed(f"could not download {url}: {last_error}")
+            return await self._admit(part, sha, size, name or url.rsplit("/", 1)[-1])
+
+    async def _download(
+        self, url: str, part: Path, have: int, session: aiohttp.ClientSession
+    ) -> bool:
+        """One request; True when the server finished its response, False to try again."""
+        headers = {"Range": f"bytes={have}-"} if have else {}
+        async with session.get(url, headers=headers) as resp:
+            if resp.status == 416:
+                # The server says our range is unsatisfiable: start over.
+                await asyncio.to_thread(part.unlink, True)
+                return False
+            if resp.status not in (200, 206):
+                raise DownloadFailed(f"{url}: HTTP {resp.status}")
+            append = resp.status == 206 and have > 0
+            f = await asyncio.to_thread(open, part, "ab" if append else "wb")
+            full: OSError | None = None
+            try:
+                async for batch in _batches(resp.content):
+                    await asyncio.to_thread(f.write, batch)
+                await asyncio.to_thread(f.flush)
+            except OSError as exc:
+                if not _is_enospc(exc):
+                    raise
+                full = exc
+            finally:
+                with contextlib.suppress(OSError):
+                    await asyncio.to_thread(f.close)
+            if full is not None:
+                await asyncio.to_thread(part.unlink, True)
+                raise DiskFull(f"disk full while downloading {url}; partial file removed") from full
+            return True
+
+
+async def _batches(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
+    """Regroup the network's small chunks into ~1 MiB writes (fewer thread hops)."""
+    pending: list[bytes] = []
+    held = 0
+    async for chunk in content.iter_chunked(256 << 10):
+        pending.append(chunk)
+        held += len(chunk)
+        if held >= WRITE_BATCH:
+            yield b"".join(pending)
+            pending, held = [], 0
+    if pending:
+        yield b"".join(pending)

@@ -1,0 +1,357 @@
+"""Optical backend: real xorriso and cdrskin burning `stdio:` pseudo-drives, tray, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import pytest
+import xxhash
+
+from appliance.drives.base import (
+    CorruptImage,
+    DriveState,
+    MediaTooSmall,
+    NoMedia,
+    Phase,
+    Progress,
+    SourceImage,
+    ToolFailed,
+    ToolMissing,
+    VerifyMismatch,
+)
+from appliance.drives.optical import (
+    CDROM_DRIVE_STATUS,
+    CDROMCLOSETRAY,
+    CDROMEJECT,
+    CDS_DISC_OK,
+    CDS_NO_DISC,
+    CDS_TRAY_OPEN,
+    MIB,
+    LineSplitter,
+    OpticalDrive,
+    choose_tool,
+    parse_progress,
+)
+
+# Captured from cdrskin 1.5.4 and xorriso 1.5.4 on this machine.
+CDRSKIN_OUT = (
+    b"Waiting for reader process to fill input buffer ... input buffer ready.\n\n"
+    b"                                                                              \r"
+    b"Track 01:    1 of   20 MB written (fifo 100%) [buf  50%]  72.9x.\r"
+    b"Track 01:    3 of   20 MB written (fifo 100%) [buf  50%]  64.4x.\r"
+    b"Track 01:   18 of   20 MB written (fifo 100%) [buf  50%]  88.2x.\r"
+    b"Track 01: Total bytes read/written: 20971520/20971520 (10240 sectors).\n"
+    b"Writing  time:  0.265s\n"
+)
+XORRISO_ERR = (
+    b"Beginning to write data track.\n"
+    b"xorriso : UPDATE :    7 of   20 MB written (fifo  0%) [buf  50%]\n"
+    b"Writing to 'stdio:/tmp/optx/t1.iso' completed successfully.\n"
+)
+
+
+def test_parse_progress_lines() -> None:
+    assert parse_progress("Track 01:   12 of   64 MB written (fifo 100%) [buf  99%]   4.0x.") == (
+        12 * MIB
+    )
+    assert parse_progress("xorriso : UPDATE :    7 of   20 MB written (fifo  0%) [buf  50%]") == (
+        7 * MIB
+    )
+    assert parse_progress("Track 01: Total bytes read/written: 20971520/20971520 (10240 s") == (
+        20971520
+    )
+    assert parse_progress("Starting to write CD/DVD at speed MAX in real TAO mode") is None
+    assert parse_progress("Total size:       20 MB (02:18.53) = 10240 sectors") is None
+
+
+@pytest.mark.parametrize("piece", [1, 7, 64, len(CDRSKIN_OUT)])
+def test_splitter_handles_carriage_returns_in_any_chunking(piece: int) -> None:
+    splitter = LineSplitter()
+    lines: list[str] = []
+    for i in range(0, len(CDRSKIN_OUT), piece):
+        lines += splitter.feed(CDRSKIN_OUT[i : i + piece])
+    lines += splitter.flush()
+    written = [w for w in map(parse_progress, lines) if w is not None]
+    assert written == [1 * MIB, 3 * MIB, 18 * MIB, 20971520]
+    assert lines[-1] == "Writing  time:  0.265s"
+    xorriso = [parse_progress(x) for x in LineSplitter().feed(XORRISO_ERR)]
+    assert xorriso == [None, 7 * MIB, None]
+
+
+@pytest.fixture(scope="module")
+def iso(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real ISO 9660 image of a few MiB made by xorriso -as mkisofs."""
+    if shutil.which("xorriso") is None:
+        pytest.skip("xorriso is not installed (make test installs it)")
+    root = tmp_path_factory.mktemp("isoroot")
+    tree = root / "tree"
+    tree.mkdir()
+    for i in range(3):
+        (tree / f"part{i}.bin").write_bytes(os.urandom(4 * MIB))
+    (tree / "README.txt").write_text("burnstand test disc\n")
+    out = root / "test.iso"
+    subprocess.run(
+        ["xorriso", "-as", "mkisofs", "-quiet", "-V", "BURNSTAND", "-o", str(out), str(tree)],
+        check=True,
+        capture_output=True,
+    )
+    return out
+
+
+def read(path: Path) -> bytes:
+    return path.read_bytes()
+
+
+def flip(path: Path, offset: int) -> None:
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        b = f.read(1)[0]
+        f.seek(offset)
+        f.write(bytes([b ^ 0x10]))
+
+
+def source(path: Path, **kw: object) -> SourceImage:
+    return SourceImage(path=path, size=path.stat().st_size, **kw)  # type: ignore[arg-type]
+
+
+async def collect(events: AsyncIterator[Progress]) -> list[Progress]:
+    return [p async for p in events]
+
+
+def assert_progress(events: list[Progress], phase: Phase, size: int) -> None:
+    assert all(p.phase is phase for p in events)
+    percents = [p.percent for p in events]
+    assert percents == sorted(percents)  # never goes backwards
+    assert len(set(percents)) >= 3  # moved through several values
+    assert percents[-1] == 100.0
+    assert events[-1].done == size
+    assert any(p.speed > 0 for p in events)
+
+
+async def test_xorriso_burn_verify_good(iso: Path, tmp_path: Path) -> None:
+    drive = OpticalDrive(f"stdio:{tmp_path / 'disc.img'}", "uid0", tool="xorriso")
+    image = source(iso)
+    wrote = await collect(drive.write(image))
+    assert drive.last_tool == "xorriso"
+    assert_progress(wrote, Phase.WRITE, image.size)
+    disc, original = read(tmp_path / "disc.img"), read(iso)
+    assert len(disc) >= image.size  # padded past the image
+    assert disc[: image.size] == original
+    checked = await collect(drive.verify(image))
+    assert checked[-1].phase is Phase.VERIFY
+    assert checked[-1].percent == 100.0
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory user `nobody` can write (pytest's tmp dirs are private to root)."""
+    with tempfile.TemporaryDirectory(prefix="burnstand-cdrskin-") as d:
+        os.chmod(d, 0o777)  # noqa: S103 - the unprivileged cdrskin must create its pseudo-drive
+        yield Path(d)
+
+
+async def test_cdrskin_burn_verify_good(iso: Path, shared_dir: Path) -> None:
+    if shutil.which("cdrskin") is None or shutil.which("runuser") is None:
+        pytest.skip("cdrskin/runuser not installed (make test installs them)")
+    # As root cdrskin refuses pseudo-drives, so it runs as an unprivileged user.
+    drive = OpticalDrive(
+        f"stdio:{shared_dir / 'disc.img'}", "uid1", tool="cdrskin", run_as="nobody"
+    )
+    image = source(iso)
+    wrote = await collect(drive.write(image))
+    assert drive.last_tool == "cdrskin"
+    assert wrote[-1].percent == 100.0
+    assert [p.percent for p in wrote] == sorted(p.percent for p in wrote)
+    checked = await collect(drive.verify(image))
+    assert checked[-1].done == image.size
+
+
+async def test_verify_catches_a_corrupted_disc(iso: Path, tmp_path: Path) -> None:
+    target = tmp_path / "disc.img"
+    drive = OpticalDrive(f"stdio:{target}", "uid0")
+    image = source(iso)
+    await collect(drive.write(image))
+    flip(target, image.size // 2 + 123)  # one byte rots in the middle of the burned data
+    with pytest.raises(VerifyMismatch, match=f"at byte {image.size // 2 + 123} "):
+        await collect(drive.verify(image))
+
+
+async def test_verify_of_a_short_disc_fails(iso: Path, tmp_path: Path) -> None:
+    target = tmp_path / "disc.img"
+    drive = OpticalDrive(f"stdio:{target}", "uid0")
+    image = source(iso)
+    await collect(drive.write(image))
+    os.truncate(target, image.size - 4096)
+    with pytest.raises(VerifyMismatch, match="holds only"):
+        await collect(drive.verify(image))
+
+
+async def test_verify_with_nothing_burned(iso: Path, tmp_path: Path) -> None:
+    drive = OpticalDrive(f"stdio:{tmp_path / 'never.img'}", "uid0")
+    with pytest.raises(NoMedia):
+        await collect(drive.verify(source(iso)))
+
+
+async def test_missing_tools(iso: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    drive = OpticalDrive(f"stdio:{tmp_path / 'disc.img'}", "uid0")
+    with pytest.raises(ToolMissing, match="not installed"):
+        await collect(drive.write(source(iso)))
+    assert not (tmp_path / "disc.img").exists()
+
+
+async def test_failing_tool_reports_its_stderr(iso: Path, tmp_path: Path) -> None:
+    target = tmp_path / "adir"
+    target.mkdir()
+    drive = OpticalDrive(f"stdio:{target}", "uid0", tool="xorriso")
+    with pytest.raises(ToolFailed, match="Is a directory") as err:
+        await collect(drive.write(source(iso)))
+    assert "xorriso exited with status" in str(err.value)
+    assert await drive.state() is DriveState.IDLE  # usable again, not stuck busy
+
+
+async def test_rotten_image_never_completes_the_disc(iso: Path, tmp_path: Path) -> None:
+    data = read(iso)
+    good = xxhash.xxh3_128(data).hexdigest()
+    rotten = tmp_path / "rotten.iso"
+    shutil.copyfile(iso, rotten)
+    flip(rotten, 5 * MIB)  # the cache's SD card flipped a bit after the image was proven
+    target = tmp_path / "disc.img"
+    drive = OpticalDrive(f"stdio:{target}", "uid0", chunk_bytes=MIB)
+    with pytest.raises(CorruptImage, match="digest"):
+        await collect(drive.write(source(rotten, xxh3_128=good, proven=True)))
+    # The tool was stopped before the last chunk: the pseudo-drive never holds the image.
+    held = read(target) if target.exists() else b""
+    assert held[: len(data)] != read(rotten)
+
+
+async def test_image_with_wrong_size_is_refused(iso: Path, tmp_path: Path) -> None:
+    drive = OpticalDrive(f"stdio:{tmp_path / 'disc.img'}", "uid0")
+    wrong = SourceImage(path=iso, size=source(iso).size + 2048)
+    with pytest.raises(CorruptImage, match="the take says"):
+        await collect(drive.write(wrong))
+    assert not (tmp_path / "disc.img").exists()
+
+
+@pytest.fixture
+def tiny_fs(tmp_path: Path) -> Iterator[Path]:
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], check=True)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+
+
+async def test_media_too_small_is_refused_before_writing(iso: Path, tiny_fs: Path) -> None:
+    drive = OpticalDrive(f"stdio:{tiny_fs / 'disc.img'}", "uid0")
+    with pytest.raises(MediaTooSmall, match="bytes free"):
+        await collect(drive.write(source(iso)))
+    assert not (tiny_fs / "disc.img").exists()
+
+
+async def test_pseudo_drive_tray_and_state(tmp_path: Path) -> None:
+    drive = OpticalDrive(f"stdio:{tmp_path / 'disc.img'}", "uid0")
+    assert await drive.state() is DriveState.IDLE
+    await drive.eject()
+    assert await drive.state() is DriveState.TRAY_OPEN
+    await drive.close_tray()
+    assert await drive.state() is DriveState.IDLE
+    gone = OpticalDrive(f"stdio:{tmp_path / 'nowhere' / 'disc.img'}", "uid0")
+    assert await gone.state() is DriveState.GONE
+
+
+class FakeCdrom:
+    """The kernel side of /dev/sr0's ioctls, for a machine with no burner."""
+
+    def __init__(self, status: int) -> None:
+        self.status = status
+        self.calls: list[tuple[str, int, int]] = []
+
+    def __call__(self, path: str, request: int, arg: int) -> int:
+        self.calls.append((path, request, arg))
+        if request == CDROMEJECT:
+            self.status = CDS_TRAY_OPEN
+        elif request == CDROMCLOSETRAY:
+            self.status = CDS_NO_DISC
+        elif request == CDROM_DRIVE_STATUS:
+            return self.status
+        return 0
+
+
+async def test_real_drive_tray_through_ioctls() -> None:
+    cdrom = FakeCdrom(CDS_DISC_OK)
+    drive = OpticalDrive("/dev/sr0", "uid0", ioctl=cdrom)
+    assert await drive.state() is DriveState.IDLE
+    await drive.eject()
+    assert await drive.state() is DriveState.TRAY_OPEN
+    await drive.close_tray()
+    assert await drive.state() is DriveState.EMPTY
+    assert [c[1] for c in cdrom.calls] == [
+        CDROM_DRIVE_STATUS,
+        CDROMEJECT,
+        CDROM_DRIVE_STATUS,
+        CDROMCLOSETRAY,
+        CDROM_DRIVE_STATUS,
+    ]
+    assert all(c[0] == "/dev/sr0" for c in cdrom.calls)
+
+
+async def test_real_drive_without_disc_is_refused(iso: Path) -> None:
+    cdrom = FakeCdrom(CDS_TRAY_OPEN)  # tray open, and closing it finds no disc
+    drive = OpticalDrive("/dev/sr0", "uid0", ioctl=cdrom, tool="xorriso")
+    with pytest.raises(NoMedia, match="no disc"):
+        await collect(drive.write(source(iso)))
+    assert CDROMCLOSETRAY in [c[1] for c in cdrom.calls]
+
+
+async def test_unplugged_drive_reports_gone() -> None:
+    def unplugged(path: str, request: int, arg: int) -> int:
+        raise OSError(errno.ENOENT, "No such file or directory")
+
+    drive = OpticalDrive("/dev/sr7", "uid0", ioctl=unplugged)
+    assert await drive.state() is DriveState.GONE
+
+
+def test_tool_choice_policy(tmp_path: Path) -> None:
+    both = {"cdrskin": "/usr/bin/cdrskin", "xorriso": "/usr/bin/xorriso"}.get
+    perm = tmp_path / "allow_emulated_drives"
+
+    def pick(path: str, root: bool, which: Callable[[str], str | None] = both) -> str:
+        return choose_tool(path, as_root=root, which=which, permission_file=perm).name
+
+    assert pick("stdio:/x.iso", root=True) == "xorriso"  # cdrskin would refuse
+    assert pick("stdio:/x.iso", root=False) == "cdrskin"
+    assert pick("/dev/sr0", root=True) == "cdrskin"
+    perm.touch()
+    assert pick("stdio:/x.iso", root=True) == "cdrskin"
+    perm.unlink()
+    only_cdrskin = {"cdrskin": "/usr/bin/cdrskin"}.get
+    with pytest.raises(ToolMissing, match="refuses stdio"):
+        pick("stdio:/x.iso", root=True, which=only_cdrskin)
+    assert pick("/dev/sr0", root=True, which={"xorriso": "/usr/bin/xorriso"}.get) == "xorriso"
+
+
+def test_bad_drive_path() -> None:
+    with pytest.raises(ValueError, match="not an optical drive path"):
+        OpticalDrive("/tmp/disc.iso", "uid0")
+
+
+async def test_cancelled_burn_kills_the_tool(iso: Path, tmp_path: Path) -> None:
+    drive = OpticalDrive(f"stdio:{tmp_path / 'disc.img'}", "uid0")
+    events = drive.write(source(iso))
+    first = await asyncio.wait_for(anext(events), timeout=30)
+    assert first.phase is Phase.WRITE
+    await events.aclose()
+    assert await drive.state() is DriveState.IDLE
+    # Nothing of ours is still running: a fresh burn to the same pseudo-drive succeeds.
+    wrote = await collect(drive.write(source(iso)))
+    assert wrote[-1].percent == 100.0
