@@ -1,0 +1,224 @@
+"""Relay benchmark (issue 5): bare aiohttp echo / broadcast / idle servers measured in this run
+as the baselines, then our relay (each mode named in `coordinator.balancer.BENCH_COMMANDS`) with
+its figures as ratios against them. Server CPU per message comes from /proc, the load generator
+runs in its own process; settings come from BENCH_* variables (see README-relay.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import platform
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from relaylib import (
+    BenchConfigError,
+    BenchError,
+    BroadcastResult,
+    EchoResult,
+    IdleResult,
+    Target,
+    baseline_target,
+    module_targets,
+    run_broadcast,
+    run_echo,
+    run_idle,
+)
+from relaylib.config import BenchConfig, config_from_env
+from relaylib.loadgen import loop_factory
+from relaylib.procstat import raise_nofile_limit
+
+NOFILE_MARGIN = 256
+
+
+@dataclass(frozen=True)
+class Goal:
+    """One of ARCHITECTURE.md's performance targets: a ratio (or value) must stay ≤ or ≥ limit."""
+
+    limit: float
+    at_most: bool
+
+    def verdict(self, value: float) -> str:
+        if math.isnan(value):
+            return "n/a"
+        ok = value <= self.limit if self.at_most else value >= self.limit
+        sign = "≤" if self.at_most else "≥"
+        return f"{'ok' if ok else 'MISS'} ({sign}{self.limit:g})"
+
+
+# Per relay mode: msgs/s ratio, µs/msg ratio, p99 ratio (echo); broadcast deliveries/s ratio;
+# absolute idle KiB per connection.
+ECHO_GOALS: dict[str, dict[str, Goal]] = {
+    "relay-embedded": {
+        "rate": Goal(0.85, at_most=False),
+        "cpu": Goal(1.3, at_most=True),
+        "p99": Goal(2.0, at_most=True),
+    },
+    "relay-split": {"cpu": Goal(2.0, at_most=True)},
+}
+BROADCAST_GOAL = Goal(0.9, at_most=False)
+IDLE_GOAL_KIB = Goal(16.0, at_most=True)
+
+
+def _ratio(value: float, base: float) -> float:
+    return value / base if base and not math.isnan(base) else math.nan
+
+
+def _verdicts(goals: dict[str, Goal], values: dict[str, float]) -> str:
+    return "  ".join(f"{k} {goals[k].verdict(values[k])}" for k in goals)
+
+
+def echo_row(r: EchoResult, base: EchoResult) -> str:
+    rate = _ratio(r.msgs_per_s, base.msgs_per_s)
+    cpu = _ratio(r.cpu_us_per_msg, base.cpu_us_per_msg)
+    p99 = _ratio(r.p99_ms, base.p99_ms)
+    goals = ECHO_GOALS.get(r.target, {})
+    return (
+        f"{r.target:<16}{r.clients:>8}{r.messages:>9}{r.msgs_per_s:>10.0f}{rate:>6.2f}"
+        f"{r.cpu_us_per_msg:>9.1f}{cpu:>6.2f}{r.p50_ms:>8.2f}{r.p99_ms:>8.2f}{p99:>6.2f}  "
+        + _verdicts(goals, {"rate": rate, "cpu": cpu, "p99": p99})
+    )
+
+
+ECHO_HEADER = (
+    f"{'target':<16}{'clients':>8}{'msgs':>9}{'msgs/s':>10}{'x':>6}"
+    f"{'µs/msg':>9}{'x':>6}{'p50 ms':>8}{'p99 ms':>8}{'x':>6}"
+)
+
+
+def broadcast_row(r: BroadcastResult, base: BroadcastResult) -> str:
+    rate = _ratio(r.deliveries_per_s, base.deliveries_per_s)
+    cpu = _ratio(r.cpu_us_per_delivery, base.cpu_us_per_delivery)
+    verdict = "" if r.target.startswith("bare-") else BROADCAST_GOAL.verdict(rate)
+    return (
+        f"{r.target:<16}{r.receivers:>8}{r.deliveries:>12}{r.deliveries_per_s:>12.0f}{rate:>6.2f}"
+        f"{r.cpu_us_per_delivery:>9.2f}{cpu:>6.2f}{r.p99_ms:>8.2f}  {verdict}"
+    )
+
+
+BROADCAST_HEADER = (
+    f"{'target':<16}{'members':>8}{'deliveries':>12}{'deliv/s':>12}{'x':>6}"
+    f"{'µs/deliv':>9}{'x':>6}{'p99 ms':>8}"
+)
+
+
+def idle_row(r: IdleResult, base: IdleResult) -> str:
+    kib = r.kib_per_connection
+    verdict = "" if r.target.startswith("bare-") else IDLE_GOAL_KIB.verdict(kib)
+    return (
+        f"{r.target:<16}{r.connections:>8}{r.rss_before_kib:>12}{r.rss_after_kib:>12}"
+        f"{kib:>10.1f}{_ratio(kib, base.kib_per_connection):>6.2f}  {verdict}"
+    )
+
+
+IDLE_HEADER = f"{'target':<16}{'conns':>8}{'RSS0 KiB':>12}{'RSS1 KiB':>12}{'KiB/conn':>10}{'x':>6}"
+
+
+async def _guarded(name: str, fn: Callable[[], Awaitable[None]]) -> None:
+    """Run one relay measurement; a relay failure is reported, the rest of the run goes on."""
+    try:
+        await fn()
+    except BenchError as exc:
+        print(f"{name:<16}failed: {exc}", flush=True)
+
+
+async def run(cfg: BenchConfig) -> int:
+    relays, why_not = module_targets()
+    loop_name, _ = loop_factory()
+    print(
+        f"relay benchmark: {platform.python_implementation()} {platform.python_version()}, "
+        f"server loop asyncio, load generator loop {loop_name}; "
+        f"{cfg.echo_messages} msgs/echo run, ≤{cfg.seconds:g} s per span",
+        flush=True,
+    )
+
+    print("\necho: closed loop, ~100-byte JSON; x = ratio to bare-echo at the same client count")
+    print(ECHO_HEADER, flush=True)
+    echo_base: dict[int, EchoResult] = {}
+    for clients in cfg.clients:
+        echo_base[clients] = await run_echo(
+            baseline_target("echo"), clients, cfg.echo_messages, cfg.seconds
+        )
+        print(echo_row(echo_base[clients], echo_base[clients]).rstrip(), flush=True)
+    for relay in relays:
+        for clients in cfg.clients:
+            await _guarded(relay.name, _echo_job(relay, clients, cfg, echo_base[clients]))
+
+    print(f"\nbroadcast: one sender, {cfg.room} receivers; x = ratio to bare-broadcast")
+    print(BROADCAST_HEADER, flush=True)
+    bcast_base = await run_broadcast(
+        baseline_target("broadcast"), cfg.room, cfg.broadcasts, cfg.seconds
+    )
+    print(broadcast_row(bcast_base, bcast_base).rstrip(), flush=True)
+    for relay in relays:
+        await _guarded(relay.name, _broadcast_job(relay, cfg, bcast_base))
+
+    print(f"\nidle: RSS after {cfg.idle_conns} idle WebSockets minus before, per connection")
+    print(IDLE_HEADER, flush=True)
+    idle_base = await run_idle(baseline_target("idle"), cfg.idle_conns)
+    print(idle_row(idle_base, idle_base).rstrip(), flush=True)
+    for relay in relays:
+        await _guarded(relay.name, _idle_job(relay, cfg, idle_base))
+
+    if not relays:
+        print(f"\nrelay: not built yet ({why_not}); baseline figures only")
+    return 0
+
+
+def _echo_job(
+    relay: Target, clients: int, cfg: BenchConfig, base: EchoResult
+) -> Callable[[], Awaitable[None]]:
+    async def job() -> None:
+        r = await run_echo(relay, clients, cfg.echo_messages, cfg.seconds)
+        print(echo_row(r, base).rstrip(), flush=True)
+
+    return job
+
+
+def _broadcast_job(
+    relay: Target, cfg: BenchConfig, base: BroadcastResult
+) -> Callable[[], Awaitable[None]]:
+    async def job() -> None:
+        r = await run_broadcast(relay, cfg.room, cfg.broadcasts, cfg.seconds)
+        print(broadcast_row(r, base).rstrip(), flush=True)
+
+    return job
+
+
+def _idle_job(relay: Target, cfg: BenchConfig, base: IdleResult) -> Callable[[], Awaitable[None]]:
+    async def job() -> None:
+        r = await run_idle(relay, cfg.idle_conns)
+        print(idle_row(r, base).rstrip(), flush=True)
+
+    return job
+
+
+def main() -> int:
+    started = time.monotonic()
+    try:
+        cfg = config_from_env()
+        wanted = max(cfg.idle_conns, *cfg.clients, cfg.room + 1) + NOFILE_MARGIN
+        # Children inherit the raised limit; each also raises its own on start.
+        got = raise_nofile_limit(wanted)
+        if got < wanted:
+            print(
+                f"bench_relay: need {wanted} open files per process, RLIMIT_NOFILE allows {got}; "
+                "lower BENCH_IDLE_CONNS/BENCH_CLIENTS or raise `ulimit -Hn`",
+                file=sys.stderr,
+            )
+            return 2
+        rc = asyncio.run(run(cfg))
+    except BenchConfigError as exc:
+        print(f"bench_relay: {exc}", file=sys.stderr)
+        return 2
+    except BenchError as exc:
+        print(f"bench_relay: {exc}", file=sys.stderr)
+        return 1
+    print(f"\n(full run {time.monotonic() - started:.0f} s)")
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
