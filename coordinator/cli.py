@@ -1,10 +1,164 @@
-"""Command line of the coordinator (placeholder until the rendezvous issue lands)."""
+"""Command line of the coordinator: ``serve`` the API, ``admin create`` the first way in.
+
+Errors a user can act on are one line on stderr and a non-zero exit; stdout carries only what a
+script would capture (the new admin credential).
+"""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import logging
+import sqlite3
 import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from aiohttp import web
+
+from coordinator import __version__
+from coordinator.app import make_app
+from coordinator.config import CoordinatorConfig
+from coordinator.errors import Problem
+from coordinator.store import Store
+from coordinator.store.migrations import SchemaTooNew
+from coordinator.store.people import create_admin
+
+EXIT_USAGE = 2
+EXIT_FAILED = 1
 
 
-def main(argv: list[str] | None = None) -> int:
-    print("burnstand-coordinator: not built yet", file=sys.stderr)
-    return 2
+class CliError(Exception):
+    """A failure to report as one line on stderr."""
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 < value < 65536:
+        raise argparse.ArgumentTypeError(f"port must be 1..65535, got {value}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="burnstand-coordinator",
+        description="The burnstand coordinator: rendezvous REST API on SQLite (and, later, the "
+        "live plane). Start with `admin create` for a credential, then `serve`.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser(
+        "serve",
+        help="run the coordinator API",
+        description="Run the rendezvous REST API on DIR/coordinator.db (created if missing). "
+        "With no session master in the pool, this process registers itself as one.",
+    )
+    serve.add_argument(
+        "--data",
+        required=True,
+        type=Path,
+        metavar="DIR",
+        help="data directory holding coordinator.db",
+    )
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)"
+    )
+    serve.add_argument("--port", default=8080, type=_port, help="TCP port (default: 8080)")
+    serve.add_argument(
+        "--max-credential-hours",
+        type=float,
+        default=12.0,
+        help="cap on the duration of credentials from /api/v1/join (default: 12)",
+    )
+
+    admin = sub.add_parser(
+        "admin", help="manage admins", description="Manage the coordinator's admins."
+    )
+    admin_sub = admin.add_subparsers(dest="admin_command", required=True, metavar="ACTION")
+    create = admin_sub.add_parser(
+        "create",
+        help="create an admin and print its credential",
+        description="Create an admin and print a new admin credential on stdout (and nothing "
+        "else). Works whether or not the coordinator is running.",
+    )
+    create.add_argument(
+        "--data",
+        required=True,
+        type=Path,
+        metavar="DIR",
+        help="data directory holding coordinator.db",
+    )
+    create.add_argument("--name", required=True, help="the admin's name")
+    create.add_argument("--email", required=True, help="the admin's email (unique)")
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    config = CoordinatorConfig(
+        data_dir=args.data,
+        host=args.host,
+        port=args.port,
+        max_credential_seconds=max(1, int(args.max_credential_hours * 3600)),
+    )
+    app = make_app(config)
+
+    def ready(_message: str) -> None:
+        # Printed once the socket is bound, so a supervisor (or a test) can wait for this line.
+        print(
+            f"burnstand-coordinator {__version__} listening on http://{args.host}:{args.port} "
+            f"(data: {config.db_path})",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    try:
+        web.run_app(app, host=args.host, port=args.port, print=ready)
+    except OSError as exc:
+        raise CliError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from exc
+    return 0
+
+
+async def _admin_create(data: Path, name: str, email: str) -> str:
+    store = Store(data / "coordinator.db", read_threads=1)
+    await store.open()
+    try:
+        return await store.write(lambda c: create_admin(c, time.time(), "cli", name, email))
+    finally:
+        await store.close()
+
+
+def _check_person(name: str, email: str) -> None:
+    if not name.strip():
+        raise CliError("--name must not be empty")
+    if "@" not in email or any(ch.isspace() for ch in email) or len(email) > 254:
+        raise CliError(f"--email is not an email address: {email!r}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            return _serve(args)
+        _check_person(args.name, args.email)
+        token = asyncio.run(_admin_create(args.data, args.name.strip(), args.email.strip()))
+    except CliError as exc:
+        print(f"burnstand-coordinator: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except Problem as exc:
+        print(f"burnstand-coordinator: error: {exc.detail}", file=sys.stderr)
+        return EXIT_FAILED
+    except (sqlite3.Error, SchemaTooNew, OSError) as exc:
+        print(f"burnstand-coordinator: error: {args.data}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(token)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

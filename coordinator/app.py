@@ -1,0 +1,59 @@
+"""The coordinator's aiohttp application factory.
+
+``make_app(config)`` builds the application: the store is opened and closed by a cleanup context,
+the rendezvous routes are registered, errors are rendered as problem JSON, and the credential
+expiry watcher runs in the background. The live plane (balancer, masters, pub/sub) adds its own
+routes, sub-apps and cleanup contexts to the same application, and replaces the embedded local
+master by setting ``register_local_master=False`` and registering its masters itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from coordinator import rendezvous
+from coordinator.config import CoordinatorConfig
+from coordinator.errors import problem_middleware
+from coordinator.expiry import ExpiryWatcher
+from coordinator.keys import CONFIG, EXPIRY, STORE
+from coordinator.store import Store
+from coordinator.store.sessions import ensure_local_master
+
+log = logging.getLogger(__name__)
+
+
+async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    store = app[STORE]
+    await store.open()
+    if config.register_local_master:
+        now = config.clock()
+        added = await store.write(
+            lambda conn: ensure_local_master(
+                conn, now, config.local_master_url, config.local_master_capacity
+            )
+        )
+        if added:
+            log.info(
+                "registered the embedded session master", extra={"url": config.local_master_url}
+            )
+    app[EXPIRY].start()
+    try:
+        yield
+    finally:
+        await app[EXPIRY].stop()
+        await store.close()
+
+
+def make_app(config: CoordinatorConfig) -> web.Application:
+    app = web.Application(middlewares=[problem_middleware])
+    store = Store(config.db_path, read_threads=config.read_threads)
+    app[CONFIG] = config
+    app[STORE] = store
+    app[EXPIRY] = ExpiryWatcher(store, config)
+    rendezvous.setup(app)
+    app.cleanup_ctx.append(_store_ctx)
+    return app

@@ -1,0 +1,46 @@
+"""Configuration of one coordinator process: a frozen value handed to ``make_app``.
+
+Everything a test may want to vary (data directory, clock, credential limits, whether the
+process offers itself as the embedded session master) lives here, so the application never reads
+globals or the environment; the CLI builds one from its arguments.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+Clock = Callable[[], float]
+"""Seconds since the epoch, like ``time.time``; tests pass a fake they advance by hand."""
+
+DB_FILENAME = "coordinator.db"
+
+
+@dataclass(frozen=True)
+class CoordinatorConfig:
+    """How one coordinator process runs."""
+
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # Cap on "contributor enters system" $DURATION; longer requests are capped, not refused.
+    max_credential_seconds: int = 12 * 3600
+    # How long before expiry the "credential about to expire" notification fires.
+    expiry_warning_seconds: int = 300
+    # How often the background watcher looks for credentials about to expire.
+    expiry_check_interval: float = 15.0
+    # Embedded default: with no session master in the pool, register this process as one.
+    register_local_master: bool = True
+    local_master_capacity: int = 1000
+    read_threads: int = 4
+    clock: Clock = field(default=time.time)
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / DB_FILENAME
+
+    @property
+    def local_master_url(self) -> str:
+        return f"http://{self.host}:{self.port}"

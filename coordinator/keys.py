@@ -1,0 +1,16 @@
+"""Typed keys of the coordinator's application state, shared by the app factory and handlers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from coordinator.config import CoordinatorConfig
+from coordinator.expiry import ExpiryWatcher
+from coordinator.store import Store
+
+CONFIG = web.AppKey("config", CoordinatorConfig)
+STORE = web.AppKey("store", Store)
+EXPIRY = web.AppKey("expiry", ExpiryWatcher)
+OPENAPI = web.AppKey[dict[str, Any]]("openapi")

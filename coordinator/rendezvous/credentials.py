@@ -1,0 +1,83 @@
+"""Seed flows of credentials: "contributor enters system" (join), refresh ("transfer old for
+new") and reading one's own credential."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from coordinator.keys import CONFIG
+from coordinator.rendezvous import schemas
+from coordinator.rendezvous.endpoint import PUBLIC, Endpoint
+from coordinator.rendezvous.http import authorized, body, caller, now, ok, read, write
+from coordinator.store import credentials as store
+from coordinator.store.records import ROLES, Role
+
+JOINERS: tuple[Role, ...] = ("show_admin", "contributor")
+
+
+def _capped(request: web.Request, seconds: int) -> int:
+    return min(seconds, request.app[CONFIG].max_credential_seconds)
+
+
+async def enter_system(request: web.Request) -> web.Response:
+    data = await body(request, schemas.JOIN_IN)
+    seconds = _capped(request, data["duration"])
+    at = now(request)
+    result = await write(
+        request,
+        lambda c: store.enter_system(c, at, data["user"], data["show"], data["secret"], seconds),
+    )
+    return ok(result, 201)
+
+
+async def refresh(request: web.Request) -> web.Response:
+    who = await authorized(request, JOINERS, "refreshing a credential")
+    data = await body(request, schemas.REFRESH_IN)
+    seconds = _capped(request, data["duration"])
+    at = now(request)
+    return ok(await write(request, lambda c: store.refresh(c, at, who, seconds)), 201)
+
+
+async def whoami(request: web.Request) -> web.Response:
+    who = await caller(request)
+    return ok(await read(request, lambda c: store.describe(c, who)))
+
+
+ENDPOINTS = [
+    Endpoint(
+        "POST",
+        "/join",
+        enter_system,
+        "Enter the system: trade user (email), show, duration and the person's secret for "
+        "a credential scoped to that show",
+        (PUBLIC,),
+        ok=201,
+        body=schemas.JOIN_IN,
+        response=schemas.CREDENTIAL,
+        errors=(401,),
+        tag="credentials",
+        seed_flow="contributor enters system",
+    ),
+    Endpoint(
+        "POST",
+        "/credentials/refresh",
+        refresh,
+        "Refresh a credential before it expires: memberships move to the new credential "
+        "and the old one is revoked",
+        JOINERS,
+        ok=201,
+        body=schemas.REFRESH_IN,
+        response=schemas.CREDENTIAL,
+        tag="credentials",
+        seed_flow="contributor credential expires",
+    ),
+    Endpoint(
+        "GET",
+        "/credentials/me",
+        whoami,
+        "Who this credential is, its show, expiry and the sessions it sits in",
+        ROLES,
+        response=schemas.WHOAMI,
+        tag="credentials",
+    ),
+]

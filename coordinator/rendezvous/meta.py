@@ -1,0 +1,41 @@
+"""Endpoints about the coordinator itself: health and the OpenAPI document."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from coordinator import __version__
+from coordinator.keys import OPENAPI
+from coordinator.rendezvous import schemas
+from coordinator.rendezvous.endpoint import PUBLIC, Endpoint
+from coordinator.rendezvous.http import ok
+
+
+async def health(request: web.Request) -> web.Response:
+    return ok({"status": "LISTENING", "role": "all", "version": __version__})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return ok(request.app[OPENAPI])
+
+
+ENDPOINTS = [
+    Endpoint(
+        "GET",
+        "/health",
+        health,
+        "Liveness and role of this coordinator process",
+        (PUBLIC,),
+        response=schemas.HEALTH,
+        tag="meta",
+    ),
+    Endpoint(
+        "GET",
+        "/openapi.json",
+        openapi,
+        "This API as an OpenAPI 3.1 document",
+        (PUBLIC,),
+        response=schemas.OBJECT,
+        tag="meta",
+    ),
+]

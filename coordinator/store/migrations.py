@@ -1,0 +1,270 @@
+"""Versioned schema migrations of the coordinator database, as plain functions.
+
+Each migration takes a connection inside an open transaction and moves the schema one version up;
+``PRAGMA user_version`` records how far a file has come, so starting a newer coordinator on an older
+file applies exactly the missing steps, and a file from a newer coordinator is refused.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+import sqlite_utils
+
+
+def _execute_script(conn: sqlite3.Connection, script: str) -> None:
+    # executescript() would COMMIT the surrounding transaction first, so statements go one by one.
+    for statement in script.split(";\n"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+def _v1_initial(conn: sqlite3.Connection) -> None:
+    # sqlite-utils writes the DDL of the tables without foreign keys; it is only asked for the SQL
+    # because its own execution path commits, and a migration must stay one transaction.
+    db = sqlite_utils.Database(conn)
+    person = {"id": int, "name": str, "email": str, "created_at": float}
+    conn.execute(db.create_table_sql("admins", person, pk="id", not_null={"name", "email"}))
+    conn.execute(
+        db.create_table_sql(
+            "contributors",
+            {**person, "tags": str, "secret_hash": str},
+            pk="id",
+            not_null={"name", "email", "tags", "secret_hash", "created_at"},
+        )
+    )
+    conn.execute(
+        db.create_table_sql(
+            "shows",
+            {
+                "id": int,
+                "name": str,
+                "asset_root": str,
+                "meta": str,
+                "tags": str,
+                "created_at": float,
+            },
+            pk="id",
+            not_null={"name", "asset_root", "meta", "tags", "created_at"},
+        )
+    )
+    # Tables with ON DELETE rules are plain DDL: the cascade rules are part of the model
+    # (removing a show removes what hangs under it) and sqlite-utils cannot express them.
+    _execute_script(
+        conn,
+        """
+        CREATE TABLE show_admins (
+            id INTEGER PRIMARY KEY,
+            show_id INTEGER NOT NULL REFERENCES shows(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            email TEXT NOT NULL,
+            tags TEXT NOT NULL,
+            secret_hash TEXT NOT NULL,
+            created_at REAL NOT NULL
+        );
+        CREATE UNIQUE INDEX show_admins_show_email ON show_admins(show_id, email COLLATE NOCASE);
+        CREATE UNIQUE INDEX admins_email ON admins(email COLLATE NOCASE);
+        CREATE UNIQUE INDEX shows_name ON shows(name COLLATE NOCASE);
+        CREATE UNIQUE INDEX contributors_email ON contributors(email COLLATE NOCASE);
+
+        CREATE TABLE contributor_shows (
+            contributor_id INTEGER NOT NULL REFERENCES contributors(id) ON DELETE CASCADE,
+            show_id INTEGER NOT NULL REFERENCES shows(id) ON DELETE CASCADE,
+            PRIMARY KEY (contributor_id, show_id)
+        );
+        CREATE INDEX contributor_shows_show ON contributor_shows(show_id);
+
+        CREATE TABLE appliances (
+            id INTEGER PRIMARY KEY,
+            show_id INTEGER NOT NULL REFERENCES shows(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            UNIQUE (show_id, name)
+        );
+
+        CREATE TABLE episodes (
+            id INTEGER PRIMARY KEY,
+            show_id INTEGER NOT NULL REFERENCES shows(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            meta TEXT NOT NULL DEFAULT '{}',
+            tags TEXT NOT NULL DEFAULT '[]',
+            created_at REAL NOT NULL
+        );
+        CREATE UNIQUE INDEX episodes_name ON episodes(show_id, name COLLATE NOCASE);
+
+        CREATE TABLE sequences (
+            id INTEGER PRIMARY KEY,
+            show_id INTEGER NOT NULL REFERENCES shows(id) ON DELETE CASCADE,
+            episode_id INTEGER NOT NULL REFERENCES episodes(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            tags TEXT NOT NULL DEFAULT '[]',
+            created_at REAL NOT NULL
+        );
+        CREATE UNIQUE INDEX sequences_name ON sequences(episode_id, name COLLATE NOCASE);
+
+        CREATE TABLE shots (
+            id INTEGER PRIMARY KEY,
+            show_id INTEGER NOT NULL REFERENCES shows(id) ON DELETE CASCADE,
+            episode_id INTEGER NOT NULL REFERENCES episodes(id) ON DELETE CASCADE,
+            sequence_id INTEGER NOT NULL REFERENCES sequences(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            direction_notes TEXT NOT NULL DEFAULT '',
+            tags TEXT NOT NULL DEFAULT '[]',
+            created_at REAL NOT NULL
+        );
+        CREATE UNIQUE INDEX shots_name ON shots(sequence_id, name COLLATE NOCASE);
+
+        CREATE TABLE takes (
+            id INTEGER PRIMARY KEY,
+            show_id INTEGER NOT NULL REFERENCES shows(id) ON DELETE CASCADE,
+            episode_id INTEGER NOT NULL REFERENCES episodes(id) ON DELETE CASCADE,
+            sequence_id INTEGER NOT NULL REFERENCES sequences(id) ON DELETE CASCADE,
+            shot_id INTEGER NOT NULL REFERENCES shots(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            size INTEGER NOT NULL CHECK (size > 0),
+            sha256 TEXT NOT NULL CHECK (length(sha256) = 64),
+            md5 TEXT NOT NULL CHECK (length(md5) = 32),
+            url TEXT NOT NULL,
+            notes TEXT NOT NULL DEFAULT '',
+            tags TEXT NOT NULL DEFAULT '[]',
+            created_at REAL NOT NULL
+        );
+        CREATE UNIQUE INDEX takes_name ON takes(shot_id, name COLLATE NOCASE);
+
+        CREATE TABLE masters (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            url TEXT NOT NULL,
+            capacity INTEGER NOT NULL CHECK (capacity > 0),
+            embedded INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL
+        );
+        CREATE UNIQUE INDEX masters_name ON masters(name COLLATE NOCASE);
+        CREATE UNIQUE INDEX masters_url ON masters(url);
+
+        CREATE TABLE credentials (
+            id INTEGER PRIMARY KEY,
+            token_hash TEXT NOT NULL UNIQUE,
+            kind TEXT NOT NULL
+                CHECK (kind IN ('admin', 'show_admin', 'contributor', 'appliance')),
+            admin_id INTEGER REFERENCES admins(id) ON DELETE CASCADE,
+            show_admin_id INTEGER REFERENCES show_admins(id) ON DELETE CASCADE,
+            contributor_id INTEGER REFERENCES contributors(id) ON DELETE CASCADE,
+            appliance_id INTEGER REFERENCES appliances(id) ON DELETE CASCADE,
+            show_id INTEGER REFERENCES shows(id) ON DELETE CASCADE,
+            created_at REAL NOT NULL,
+            expires_at REAL,
+            revoked_at REAL,
+            revoked_reason TEXT,
+            replaced_by INTEGER REFERENCES credentials(id) ON DELETE SET NULL,
+            warned_at REAL,
+            CHECK ((kind = 'admin') = (admin_id IS NOT NULL)),
+            CHECK ((kind = 'show_admin') = (show_admin_id IS NOT NULL)),
+            CHECK ((kind = 'contributor') = (contributor_id IS NOT NULL)),
+            CHECK ((kind = 'appliance') = (appliance_id IS NOT NULL)),
+            CHECK ((kind = 'admin') = (show_id IS NULL))
+        );
+        CREATE INDEX credentials_expiry ON credentials(expires_at) WHERE revoked_at IS NULL;
+        CREATE INDEX credentials_contributor ON credentials(contributor_id);
+
+        CREATE TABLE sessions (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            show_id INTEGER NOT NULL REFERENCES shows(id) ON DELETE CASCADE,
+            episode_id INTEGER NOT NULL REFERENCES episodes(id) ON DELETE CASCADE,
+            sequence_id INTEGER REFERENCES sequences(id) ON DELETE CASCADE,
+            shot_id INTEGER REFERENCES shots(id) ON DELETE CASCADE,
+            take_id INTEGER REFERENCES takes(id) ON DELETE CASCADE,
+            master_id INTEGER REFERENCES masters(id) ON DELETE SET NULL,
+            state TEXT NOT NULL CHECK (state IN ('live', 'suspended')),
+            created_by INTEGER REFERENCES credentials(id) ON DELETE SET NULL,
+            created_at REAL NOT NULL,
+            suspended_at REAL,
+            CHECK ((state = 'live') = (master_id IS NOT NULL))
+        );
+        CREATE INDEX sessions_show ON sessions(show_id, state);
+        CREATE INDEX sessions_master ON sessions(master_id, state);
+
+        -- The seed's ShowSessions record [show, [sessionIds]] is derived, never stored twice.
+        CREATE VIEW show_sessions AS
+            SELECT show_id, json_group_array(id) AS session_ids FROM sessions GROUP BY show_id;
+
+        CREATE TABLE memberships (
+            session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+            credential_id INTEGER NOT NULL REFERENCES credentials(id) ON DELETE CASCADE,
+            joined_at REAL NOT NULL,
+            PRIMARY KEY (session_id, credential_id)
+        );
+        CREATE INDEX memberships_credential ON memberships(credential_id);
+
+        CREATE TABLE audit (
+            id INTEGER PRIMARY KEY,
+            at REAL NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            target TEXT NOT NULL,
+            detail TEXT NOT NULL DEFAULT '{}'
+        );
+        """,
+    )
+
+
+Migration = Callable[[sqlite3.Connection], None]
+
+MIGRATIONS: tuple[Migration, ...] = (_v1_initial,)
+"""Index i holds the step from version i to version i + 1; append only, never edit a shipped one."""
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class SchemaTooNew(RuntimeError):
+    """The database file was written by a newer coordinator than this one."""
+
+
+def _check_foreign_keys(conn: sqlite3.Connection, version: int) -> None:
+    problems = conn.execute("PRAGMA foreign_key_check").fetchall()
+    if problems:
+        raise RuntimeError(f"migration {version} broke foreign keys: {problems[:5]}")
+
+
+def _check_version(version: int) -> None:
+    if version > SCHEMA_VERSION:
+        raise SchemaTooNew(
+            f"database schema version {version} is newer than this coordinator ({SCHEMA_VERSION})"
+        )
+
+
+def _step(conn: sqlite3.Connection) -> int:
+    """Apply the next missing migration, if any; returns the version found before it."""
+    # The version is read under the write lock: two processes starting on a fresh file
+    # (``serve`` and ``admin create``) must not both apply the same step.
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
+        _check_version(version)
+        if version < SCHEMA_VERSION:
+            MIGRATIONS[version](conn)
+            conn.execute(f"PRAGMA user_version = {version + 1}")
+            _check_foreign_keys(conn, version + 1)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return int(version)
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema up to ``SCHEMA_VERSION``; returns the version the file had before."""
+    # Table rebuilds need foreign keys off for the duration, and that pragma is a no-op
+    # inside a transaction, so it is switched around the steps.
+    conn.execute("PRAGMA foreign_keys = OFF")
+    try:
+        before = version = _step(conn)
+        for _ in range(SCHEMA_VERSION):
+            if version >= SCHEMA_VERSION - 1:
+                break
+            version = _step(conn)
+    finally:
+        conn.execute("PRAGMA foreign_keys = ON")
+    return before

@@ -1,0 +1,298 @@
+"""People and appliances: admins, show admins (one show each), contributors (a list of shows).
+
+Show admins and contributors prove who they are with a per-person secret, issued once when they are
+added (or when their secret is reset) and stored only as a hash; "contributor enters system" trades
+that secret for a short-lived credential. Appliances are kiosks enrolled in one show.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from coordinator.errors import Conflict
+from coordinator.store.records import (
+    Page,
+    Record,
+    audit,
+    dumps,
+    insert,
+    iso,
+    loads,
+    new_token,
+    one,
+    paged,
+    token_hash,
+)
+from coordinator.store.sessions import suspend_empty_sessions
+
+
+def _person(row: sqlite3.Row) -> Record:
+    out: Record = {"id": row["id"], "name": row["name"], "email": row["email"]}
+    if "tags" in row.keys():  # noqa: SIM118  # sqlite3.Row has keys() but no __contains__ by key
+        out["tags"] = loads(row["tags"])
+    out["created_at"] = iso(row["created_at"])
+    return out
+
+
+def _require_show(conn: sqlite3.Connection, show_id: int) -> None:
+    one(conn, "SELECT id FROM shows WHERE id = ?", (show_id,), f"show {show_id} not found")
+
+
+# --- admins ---------------------------------------------------------------------------------
+
+
+def create_admin(conn: sqlite3.Connection, now: float, actor: str, name: str, email: str) -> str:
+    """Create an admin and return a new admin credential (admin credentials do not expire)."""
+    admin_id = insert(
+        conn,
+        "admins",
+        {"name": name, "email": email, "created_at": now},
+        what=f"admin with email {email!r}",
+    )
+    token = new_token()
+    insert(
+        conn,
+        "credentials",
+        {"token_hash": token_hash(token), "kind": "admin", "admin_id": admin_id, "created_at": now},
+        what="credential",
+    )
+    audit(conn, now, actor, "admin.create", f"admin:{admin_id}", {"email": email})
+    return token
+
+
+# --- show admins ----------------------------------------------------------------------------
+
+
+def list_show_admins(conn: sqlite3.Connection, show_id: int, page: Page) -> Record:
+    _require_show(conn, show_id)
+    return paged(
+        conn,
+        "SELECT * FROM show_admins WHERE show_id = ? ORDER BY id",
+        (show_id,),
+        page,
+        lambda r: {**_person(r), "show_id": r["show_id"]},
+    )
+
+
+def add_show_admin(
+    conn: sqlite3.Connection, now: float, actor: str, show_id: int, body: Record
+) -> Record:
+    _require_show(conn, show_id)
+    secret = new_token()
+    sa_id = insert(
+        conn,
+        "show_admins",
+        {
+            "show_id": show_id,
+            "name": body["name"],
+            "email": body["email"],
+            "tags": dumps(body.get("tags", [])),
+            "secret_hash": token_hash(secret),
+            "created_at": now,
+        },
+        what=f"show admin {body['email']!r} of show {show_id}",
+    )
+    audit(conn, now, actor, "show_admin.add", f"show_admin:{sa_id}", {"show_id": show_id})
+    row = one(conn, "SELECT * FROM show_admins WHERE id = ?", (sa_id,), "show admin vanished")
+    return {**_person(row), "show_id": show_id, "secret": secret}
+
+
+def _show_admin_row(conn: sqlite3.Connection, show_id: int, sa_id: int) -> sqlite3.Row:
+    return one(
+        conn,
+        "SELECT * FROM show_admins WHERE id = ? AND show_id = ?",
+        (sa_id, show_id),
+        f"show admin {sa_id} not found in show {show_id}",
+    )
+
+
+def edit_show_admin(
+    conn: sqlite3.Connection, now: float, actor: str, show_id: int, sa_id: int, body: Record
+) -> Record:
+    _show_admin_row(conn, show_id, sa_id)
+    out_secret = _apply_person_edit(conn, "show_admins", sa_id, body, f"show admin of {show_id}")
+    audit(conn, now, actor, "show_admin.edit", f"show_admin:{sa_id}", _edit_detail(body))
+    out = {**_person(_show_admin_row(conn, show_id, sa_id)), "show_id": show_id}
+    if out_secret is not None:
+        out["secret"] = out_secret
+    return out
+
+
+def remove_show_admin(
+    conn: sqlite3.Connection, now: float, actor: str, show_id: int, sa_id: int
+) -> None:
+    _show_admin_row(conn, show_id, sa_id)
+    conn.execute("DELETE FROM show_admins WHERE id = ?", (sa_id,))  # credentials cascade
+    audit(conn, now, actor, "show_admin.remove", f"show_admin:{sa_id}", {"show_id": show_id})
+
+
+def _edit_detail(body: Record) -> Record:
+    # The audit says which fields changed, never a secret.
+    return {
+        "fields": sorted(k for k in body if k != "reset_secret"),
+        "reset_secret": bool(body.get("reset_secret")),
+    }
+
+
+def _apply_person_edit(
+    conn: sqlite3.Connection, table: str, row_id: int, body: Record, what: str
+) -> str | None:
+    sets: dict[str, Any] = {}
+    for key in ("name", "email"):
+        if key in body:
+            sets[key] = body[key]
+    if "tags" in body:
+        sets["tags"] = dumps(body["tags"])
+    secret: str | None = None
+    if body.get("reset_secret"):
+        secret = new_token()
+        sets["secret_hash"] = token_hash(secret)
+    if sets:
+        assignments = ", ".join(f"{k} = ?" for k in sets)
+        try:
+            conn.execute(
+                f"UPDATE {table} SET {assignments} WHERE id = ?",  # noqa: S608  # names are ours
+                (*sets.values(), row_id),
+            )
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(
+                f"{what} with email {body.get('email')!r} already exists", field="email"
+            ) from exc
+    return secret
+
+
+# --- contributors ---------------------------------------------------------------------------
+
+
+def _contributor_in_show(conn: sqlite3.Connection, show_id: int, c_id: int) -> sqlite3.Row:
+    return one(
+        conn,
+        "SELECT c.* FROM contributors c JOIN contributor_shows cs ON cs.contributor_id = c.id "
+        "WHERE c.id = ? AND cs.show_id = ?",
+        (c_id, show_id),
+        f"contributor {c_id} not found in show {show_id}",
+    )
+
+
+def _contributor_out(conn: sqlite3.Connection, row: sqlite3.Row) -> Record:
+    shows = [
+        r[0]
+        for r in conn.execute(
+            "SELECT show_id FROM contributor_shows WHERE contributor_id = ? ORDER BY show_id",
+            (row["id"],),
+        )
+    ]
+    return {**_person(row), "shows": shows}
+
+
+def list_contributors(conn: sqlite3.Connection, show_id: int, page: Page) -> Record:
+    _require_show(conn, show_id)
+    return paged(
+        conn,
+        "SELECT c.* FROM contributors c JOIN contributor_shows cs ON cs.contributor_id = c.id "
+        "WHERE cs.show_id = ? ORDER BY c.id",
+        (show_id,),
+        page,
+        lambda r: _contributor_out(conn, r),
+    )
+
+
+def add_contributor(
+    conn: sqlite3.Connection, now: float, actor: str, show_id: int, body: Record
+) -> Record:
+    """Add a contributor to a show; an email already known joins this show with its old secret."""
+    _require_show(conn, show_id)
+    existing = conn.execute(
+        "SELECT * FROM contributors WHERE email = ? COLLATE NOCASE", (body["email"],)
+    ).fetchone()
+    secret: str | None = None
+    if existing is None:
+        secret = new_token()
+        c_id = insert(
+            conn,
+            "contributors",
+            {
+                "name": body["name"],
+                "email": body["email"],
+                "tags": dumps(body.get("tags", [])),
+                "secret_hash": token_hash(secret),
+                "created_at": now,
+            },
+            what=f"contributor {body['email']!r}",
+        )
+    else:
+        c_id = existing["id"]
+    insert(
+        conn,
+        "contributor_shows",
+        {"contributor_id": c_id, "show_id": show_id},
+        what=f"contributor {body['email']!r} in show {show_id}",
+    )
+    audit(conn, now, actor, "contributor.add", f"contributor:{c_id}", {"show_id": show_id})
+    out = _contributor_out(conn, _contributor_in_show(conn, show_id, c_id))
+    out["secret"] = secret
+    return out
+
+
+def edit_contributor(
+    conn: sqlite3.Connection, now: float, actor: str, show_id: int, c_id: int, body: Record
+) -> Record:
+    _contributor_in_show(conn, show_id, c_id)
+    secret = _apply_person_edit(conn, "contributors", c_id, body, "contributor")
+    audit(conn, now, actor, "contributor.edit", f"contributor:{c_id}", _edit_detail(body))
+    out = _contributor_out(conn, _contributor_in_show(conn, show_id, c_id))
+    if secret is not None:
+        out["secret"] = secret
+    return out
+
+
+def remove_contributor(
+    conn: sqlite3.Connection, now: float, actor: str, show_id: int, c_id: int
+) -> None:
+    """Take a contributor off one show; their credentials for it die, and so do their seats."""
+    _contributor_in_show(conn, show_id, c_id)
+    conn.execute(
+        "DELETE FROM contributor_shows WHERE contributor_id = ? AND show_id = ?", (c_id, show_id)
+    )
+    conn.execute(
+        "DELETE FROM credentials WHERE contributor_id = ? AND show_id = ?", (c_id, show_id)
+    )
+    conn.execute(
+        "DELETE FROM contributors WHERE id = ? AND NOT EXISTS "
+        "(SELECT 1 FROM contributor_shows WHERE contributor_id = ?)",
+        (c_id, c_id),
+    )
+    suspend_empty_sessions(conn, now)
+    audit(conn, now, actor, "contributor.remove", f"contributor:{c_id}", {"show_id": show_id})
+
+
+# --- appliances -----------------------------------------------------------------------------
+
+
+def create_appliance(
+    conn: sqlite3.Connection, now: float, actor: str, show_id: int, name: str
+) -> Record:
+    """Enroll a kiosk in a show; returns the appliance and its credential (no expiry)."""
+    _require_show(conn, show_id)
+    a_id = insert(
+        conn,
+        "appliances",
+        {"show_id": show_id, "name": name, "created_at": now},
+        what=f"appliance {name!r} in show {show_id}",
+    )
+    token = new_token()
+    insert(
+        conn,
+        "credentials",
+        {
+            "token_hash": token_hash(token),
+            "kind": "appliance",
+            "appliance_id": a_id,
+            "show_id": show_id,
+            "created_at": now,
+        },
+        what="credential",
+    )
+    audit(conn, now, actor, "appliance.create", f"appliance:{a_id}", {"show_id": show_id})
+    return {"id": a_id, "show_id": show_id, "name": name, "credential": token}

@@ -1,0 +1,128 @@
+"""Shared building blocks of the store operations: who is acting, audit rows, tokens, paging.
+
+A ``Principal`` is what a verified credential stands for; every write names one (or a CLI actor) so
+the audit row written in the same transaction says who did what and when. Tokens are random and
+only their SHA-256 is stored, so a leaked database file does not leak working credentials.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import sqlite3
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from coordinator.errors import Conflict, NotFound
+
+Role = Literal["admin", "show_admin", "contributor", "appliance"]
+ROLES: tuple[Role, ...] = ("admin", "show_admin", "contributor", "appliance")
+
+Record = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The holder of a valid credential."""
+
+    credential_id: int
+    role: Role
+    person_id: int
+    name: str
+    show_id: int | None
+    expires_at: float | None
+
+    @property
+    def actor(self) -> str:
+        scope = f"@show:{self.show_id}" if self.show_id is not None else ""
+        return f"{self.role}:{self.person_id}{scope}"
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+def audit(
+    conn: sqlite3.Connection,
+    now: float,
+    actor: str,
+    action: str,
+    target: str,
+    detail: Record | None = None,
+) -> None:
+    """Record one change; called inside the transaction that makes the change."""
+    conn.execute(
+        "INSERT INTO audit (at, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)",
+        (now, actor, action, target, json.dumps(detail or {}, sort_keys=True)),
+    )
+
+
+def loads(text: str) -> Any:
+    return json.loads(text)
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+def insert(conn: sqlite3.Connection, table: str, values: Record, *, what: str) -> int:
+    """Insert one row; a UNIQUE violation becomes a 409 that names ``what`` was duplicated."""
+    cols = ", ".join(values)
+    marks = ", ".join("?" for _ in values)
+    try:
+        cur = conn.execute(
+            f"INSERT INTO {table} ({cols}) VALUES ({marks})",  # noqa: S608  # names are ours
+            tuple(values.values()),
+        )
+    except sqlite3.IntegrityError as exc:
+        if "UNIQUE" in str(exc):
+            raise Conflict(f"{what} already exists") from exc
+        raise
+    assert cur.lastrowid is not None  # noqa: S101  # an INSERT that succeeded has a rowid
+    return cur.lastrowid
+
+
+def one(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...], missing: str) -> sqlite3.Row:
+    row: sqlite3.Row | None = conn.execute(sql, params).fetchone()
+    if row is None:
+        raise NotFound(missing)
+    return row
+
+
+@dataclass(frozen=True)
+class Page:
+    limit: int = 50
+    offset: int = 0
+
+
+def paged(
+    conn: sqlite3.Connection,
+    sql: str,
+    params: tuple[Any, ...],
+    page: Page,
+    render: Any,
+) -> Record:
+    """Run ``sql`` (no ORDER/LIMIT of its own beyond ORDER BY) for one page plus the total."""
+    (total,) = conn.execute(
+        f"SELECT count(*) FROM ({sql})",  # noqa: S608  # sql is built from our constants
+        params,
+    ).fetchone()
+    rows = conn.execute(f"{sql} LIMIT ? OFFSET ?", (*params, page.limit, page.offset)).fetchall()
+    return {
+        "items": [render(r) for r in rows],
+        "total": total,
+        "limit": page.limit,
+        "offset": page.offset,
+    }

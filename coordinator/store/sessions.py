@@ -1,0 +1,368 @@
+"""The session-master pool and live sessions: placement, membership, suspend and resume.
+
+A session is placed on the least-loaded master of the pool (fewest live sessions, below its
+capacity); with none, creating or resuming fails with 503. A session whose last member leaves is
+suspended, not deleted: it keeps its scope and can be resumed, when it is placed again.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+
+from coordinator.errors import Conflict, NotFound, Unavailable
+from coordinator.store.records import Page, Principal, Record, audit, insert, iso, one, paged
+
+EMBEDDED_MASTER_NAME = "local"
+
+# --- pool -----------------------------------------------------------------------------------
+
+_POOL_SQL = """
+SELECT m.*, (SELECT count(*) FROM sessions s WHERE s.master_id = m.id AND s.state = 'live')
+       AS live_sessions
+FROM masters m
+"""
+
+
+def _master(row: sqlite3.Row) -> Record:
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "url": row["url"],
+        "capacity": row["capacity"],
+        "embedded": bool(row["embedded"]),
+        "live_sessions": row["live_sessions"],
+        "created_at": iso(row["created_at"]),
+    }
+
+
+def list_pool(conn: sqlite3.Connection, page: Page) -> Record:
+    return paged(conn, _POOL_SQL + " ORDER BY m.id", (), page, _master)
+
+
+def add_master(
+    conn: sqlite3.Connection, now: float, actor: str, body: Record, *, embedded: bool = False
+) -> Record:
+    if conn.execute("SELECT 1 FROM masters WHERE url = ?", (body["url"],)).fetchone():
+        raise Conflict(
+            f"a session master with url {body['url']!r} is already in the pool", field="url"
+        )
+    m_id = insert(
+        conn,
+        "masters",
+        {
+            "name": body["name"],
+            "url": body["url"],
+            "capacity": body.get("capacity", 100),
+            "embedded": int(embedded),
+            "created_at": now,
+        },
+        what=f"session master named {body['name']!r}",
+    )
+    audit(conn, now, actor, "pool.add", f"master:{m_id}", {"url": body["url"]})
+    return _master(one(conn, _POOL_SQL + " WHERE m.id = ?", (m_id,), "master vanished"))
+
+
+def remove_master(conn: sqlite3.Connection, now: float, actor: str, m_id: int) -> None:
+    row = one(
+        conn, _POOL_SQL + " WHERE m.id = ?", (m_id,), f"session master {m_id} not in the pool"
+    )
+    if row["live_sessions"]:
+        raise Conflict(
+            f"session master {m_id} hosts {row['live_sessions']} live session(s); "
+            "suspend them first"
+        )
+    conn.execute("DELETE FROM masters WHERE id = ?", (m_id,))
+    audit(conn, now, actor, "pool.remove", f"master:{m_id}", {"url": row["url"]})
+
+
+def ensure_local_master(conn: sqlite3.Connection, now: float, url: str, capacity: int) -> bool:
+    """Embedded default: with an empty pool, this process becomes the pool's only master.
+
+    A restart on another address moves the embedded master there instead of adding a second one.
+    """
+    embedded = conn.execute("SELECT id, url FROM masters WHERE embedded = 1").fetchone()
+    if embedded is not None:
+        if embedded["url"] != url:
+            conn.execute("UPDATE masters SET url = ? WHERE id = ?", (url, embedded["id"]))
+            audit(
+                conn,
+                now,
+                "coordinator:startup",
+                "pool.move",
+                f"master:{embedded['id']}",
+                {"url": url},
+            )
+        return False
+    if conn.execute("SELECT 1 FROM masters").fetchone():
+        return False
+    add_master(
+        conn,
+        now,
+        "coordinator:startup",
+        {"name": EMBEDDED_MASTER_NAME, "url": url, "capacity": capacity},
+        embedded=True,
+    )
+    return True
+
+
+def _place(conn: sqlite3.Connection) -> sqlite3.Row:
+    row: sqlite3.Row | None = conn.execute(
+        _POOL_SQL + " WHERE live_sessions < m.capacity ORDER BY live_sessions, m.id LIMIT 1"
+    ).fetchone()
+    if row is None:
+        (count,) = conn.execute("SELECT count(*) FROM masters").fetchone()
+        if count == 0:
+            raise Unavailable(
+                "no session master available: the pool is empty "
+                "(an admin adds one with POST /api/v1/pool)"
+            )
+        raise Unavailable(f"no session master available: all {count} are at capacity")
+    return row
+
+
+# --- sessions -------------------------------------------------------------------------------
+
+_SESSION_SQL = """
+SELECT s.*, m.name AS master_name, m.url AS master_url,
+       (SELECT count(*) FROM memberships ms WHERE ms.session_id = s.id) AS members
+FROM sessions s LEFT JOIN masters m ON m.id = s.master_id
+"""
+
+
+def _session(row: sqlite3.Row, member: bool | None = None) -> Record:
+    out: Record = {
+        "id": row["id"],
+        "name": row["name"],
+        "show_id": row["show_id"],
+        "episode_id": row["episode_id"],
+        "sequence_id": row["sequence_id"],
+        "shot_id": row["shot_id"],
+        "take_id": row["take_id"],
+        "state": row["state"],
+        "master": (
+            {"id": row["master_id"], "name": row["master_name"], "url": row["master_url"]}
+            if row["master_id"] is not None
+            else None
+        ),
+        "members": row["members"],
+        "created_at": iso(row["created_at"]),
+        "suspended_at": iso(row["suspended_at"]),
+    }
+    if member is not None:
+        out["member"] = member
+    return out
+
+
+def _session_row(conn: sqlite3.Connection, principal: Principal, session_id: str) -> sqlite3.Row:
+    # Room ids are case-insensitive; other shows' sessions do not exist for this credential.
+    return one(
+        conn,
+        _SESSION_SQL + " WHERE s.id = ? AND s.show_id = ?",
+        (session_id.lower(), principal.show_id),
+        f"session {session_id!r} not found in show {principal.show_id}",
+    )
+
+
+def list_sessions(conn: sqlite3.Connection, principal: Principal, page: Page) -> Record:
+    def render(row: sqlite3.Row) -> Record:
+        member = conn.execute(
+            "SELECT 1 FROM memberships WHERE session_id = ? AND credential_id = ?",
+            (row["id"], principal.credential_id),
+        ).fetchone()
+        return _session(row, member is not None)
+
+    return paged(
+        conn,
+        _SESSION_SQL + " WHERE s.show_id = ? ORDER BY s.created_at, s.id",
+        (principal.show_id,),
+        page,
+        render,
+    )
+
+
+def get_session(conn: sqlite3.Connection, principal: Principal, session_id: str) -> Record:
+    row = _session_row(conn, principal, session_id)
+    member = conn.execute(
+        "SELECT 1 FROM memberships WHERE session_id = ? AND credential_id = ?",
+        (row["id"], principal.credential_id),
+    ).fetchone()
+    return _session(row, member is not None)
+
+
+def _check_scope(conn: sqlite3.Connection, show_id: int, body: Record) -> dict[str, int | None]:
+    """Each scope level must exist in the show and sit under the level above it."""
+    scope: dict[str, int | None] = {
+        "episode_id": body["episode_id"],
+        "sequence_id": body.get("sequence_id"),
+        "shot_id": body.get("shot_id"),
+        "take_id": body.get("take_id"),
+    }
+    levels = [
+        ("episode_id", "episodes", None),
+        ("sequence_id", "sequences", "episode_id"),
+        ("shot_id", "shots", "sequence_id"),
+        ("take_id", "takes", "shot_id"),
+    ]
+    parent_missing: str | None = None
+    for key, table, parent in levels:
+        value = scope[key]
+        if value is None:
+            parent_missing = parent_missing or key
+            continue
+        if parent_missing is not None:
+            raise NotFound(f"{key} given without {parent_missing}", field=parent_missing)
+        row = conn.execute(
+            f"SELECT * FROM {table} WHERE id = ? AND show_id = ?",  # noqa: S608  # our names
+            (value, show_id),
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"{key} {value} not found in show {show_id}", field=key)
+        if parent is not None and row[parent] != scope[parent]:
+            raise NotFound(f"{key} {value} is not under {parent} {scope[parent]}", field=key)
+    return scope
+
+
+def create_session(
+    conn: sqlite3.Connection, now: float, principal: Principal, body: Record
+) -> Record:
+    """Seed flow "contributor creates a session": place it and seat the creator."""
+    assert principal.show_id is not None  # noqa: S101  # roles allowed here are show-scoped
+    scope = _check_scope(conn, principal.show_id, body)
+    master = _place(conn)
+    session_id = secrets.token_hex(8)
+    insert(
+        conn,
+        "sessions",
+        {
+            "id": session_id,
+            "name": body["name"],
+            "show_id": principal.show_id,
+            **scope,
+            "master_id": master["id"],
+            "state": "live",
+            "created_by": principal.credential_id,
+            "created_at": now,
+        },
+        what="session",
+    )
+    conn.execute(
+        "INSERT INTO memberships (session_id, credential_id, joined_at) VALUES (?, ?, ?)",
+        (session_id, principal.credential_id, now),
+    )
+    audit(
+        conn,
+        now,
+        principal.actor,
+        "session.create",
+        f"session:{session_id}",
+        {"master_id": master["id"], **scope},
+    )
+    return _session(_session_row(conn, principal, session_id), True)
+
+
+def join_session(
+    conn: sqlite3.Connection, now: float, principal: Principal, session_id: str
+) -> Record:
+    """Seed flow "contributor joins a session": a membership on the session's master."""
+    row = _session_row(conn, principal, session_id)
+    if row["state"] != "live":
+        raise Conflict(
+            f"session {row['id']} is suspended; resume it first "
+            f"(POST /api/v1/sessions/{row['id']}/resume)"
+        )
+    insert(
+        conn,
+        "memberships",
+        {"session_id": row["id"], "credential_id": principal.credential_id, "joined_at": now},
+        what=f"membership of this credential in session {row['id']}",
+    )
+    audit(conn, now, principal.actor, "session.join", f"session:{row['id']}")
+    return _session(_session_row(conn, principal, row["id"]), True)
+
+
+def leave_session(
+    conn: sqlite3.Connection, now: float, principal: Principal, session_id: str
+) -> Record:
+    """Seed flow "contributor formally leaves": the last one out suspends the session."""
+    row = _session_row(conn, principal, session_id)
+    gone = conn.execute(
+        "DELETE FROM memberships WHERE session_id = ? AND credential_id = ?",
+        (row["id"], principal.credential_id),
+    ).rowcount
+    if not gone:
+        raise NotFound(f"this credential is not a member of session {row['id']}")
+    suspended = suspend_empty_sessions(conn, now, row["id"])
+    audit(
+        conn,
+        now,
+        principal.actor,
+        "session.leave",
+        f"session:{row['id']}",
+        {"suspended": bool(suspended)},
+    )
+    return _session(_session_row(conn, principal, row["id"]), False)
+
+
+def suspend_empty_sessions(
+    conn: sqlite3.Connection, now: float, session_id: str | None = None
+) -> int:
+    """Suspend live sessions without members (one, or all); returns how many."""
+    where = "state = 'live' AND NOT EXISTS (SELECT 1 FROM memberships m WHERE m.session_id = id)"
+    params: tuple[object, ...] = (now,)
+    if session_id is not None:
+        where += " AND id = ?"
+        params = (now, session_id)
+    return conn.execute(
+        f"UPDATE sessions SET state = 'suspended', suspended_at = ?, master_id = NULL "  # noqa: S608
+        f"WHERE {where}",
+        params,
+    ).rowcount
+
+
+def suspend_session(
+    conn: sqlite3.Connection, now: float, principal: Principal, session_id: str
+) -> Record:
+    row = _session_row(conn, principal, session_id)
+    if row["state"] != "live":
+        raise Conflict(f"session {row['id']} is already suspended")
+    conn.execute("DELETE FROM memberships WHERE session_id = ?", (row["id"],))
+    suspend_empty_sessions(conn, now, row["id"])
+    audit(
+        conn,
+        now,
+        principal.actor,
+        "session.suspend",
+        f"session:{row['id']}",
+        {"members_released": row["members"]},
+    )
+    return _session(_session_row(conn, principal, row["id"]), False)
+
+
+def resume_session(
+    conn: sqlite3.Connection, now: float, principal: Principal, session_id: str
+) -> Record:
+    """Place a suspended session on a master again and seat the one who resumed it."""
+    row = _session_row(conn, principal, session_id)
+    if row["state"] == "live":
+        raise Conflict(f"session {row['id']} is already live")
+    master = _place(conn)
+    conn.execute(
+        "UPDATE sessions SET state = 'live', master_id = ?, suspended_at = NULL WHERE id = ?",
+        (master["id"], row["id"]),
+    )
+    # Whoever resumes a session is in it: a live session with nobody in it could never be
+    # suspended again by a last leave.
+    conn.execute(
+        "INSERT INTO memberships (session_id, credential_id, joined_at) VALUES (?, ?, ?)",
+        (row["id"], principal.credential_id, now),
+    )
+    audit(
+        conn,
+        now,
+        principal.actor,
+        "session.resume",
+        f"session:{row['id']}",
+        {"master_id": master["id"]},
+    )
+    return _session(_session_row(conn, principal, row["id"]), True)

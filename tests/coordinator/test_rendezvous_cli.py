@@ -1,0 +1,206 @@
+"""The command line: --help everywhere, `admin create` output and errors, `serve` failures, and
+the operator guide's curl walkthrough run as written against a real `serve`."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from coordinator.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+CLI = shutil.which("burnstand-coordinator", path=str(VENV_BIN)) or "burnstand-coordinator"
+READY_TIMEOUT = 30.0
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize("argv", [[], ["serve"], ["admin"], ["admin", "create"]])
+def test_help_everywhere(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: burnstand-coordinator")
+    if argv and argv[-1] == "create":
+        assert "--email" in out
+    if argv == ["serve"]:
+        assert "--port" in out
+
+
+def test_admin_create_prints_only_a_credential(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        main(
+            ["admin", "create", "--data", str(tmp_path), "--name", "A", "--email", "a@example.org"]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert re.fullmatch(r"[A-Za-z0-9_-]{40,}\n", out)
+    assert (
+        main(
+            ["admin", "create", "--data", str(tmp_path), "--name", "B", "--email", "A@example.org"]
+        )
+        == 1
+    )
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1
+    assert "already exists" in captured.err
+
+
+@pytest.mark.parametrize(
+    ("name", "email", "message"),
+    [
+        ("", "a@example.org", "--name"),
+        ("A", "not-an-email", "--email"),
+    ],
+)
+def test_admin_create_rejects_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, email: str, message: str
+) -> None:
+    assert main(["admin", "create", "--data", str(tmp_path), "--name", name, "--email", email]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert message in captured.err
+    assert not (tmp_path / "coordinator.db").exists()
+
+
+def test_admin_create_refuses_a_newer_schema(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "coordinator.db") as db:
+        db.execute("PRAGMA user_version = 999")
+    assert (
+        main(
+            ["admin", "create", "--data", str(tmp_path), "--name", "A", "--email", "a@example.org"]
+        )
+        == 1
+    )
+    assert "newer than this coordinator" in capsys.readouterr().err
+
+
+class Server:
+    def __init__(self, argv: list[str], cwd: Path) -> None:
+        self.proc = subprocess.Popen(
+            argv, cwd=cwd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        self.reader: threading.Thread | None = None
+
+    def wait_ready(self) -> str:
+        """Wait for the 'listening on' line (printed after bind), bounded in time."""
+        stderr = self.proc.stderr
+        assert stderr is not None
+        lines: queue.Queue[str] = queue.Queue()
+        # A reader thread, because select() cannot see lines already in the pipe's buffer.
+        self.reader = threading.Thread(target=lambda: [lines.put(ln) for ln in stderr], daemon=True)
+        self.reader.start()
+        seen = []
+        deadline = time.monotonic() + READY_TIMEOUT
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = lines.get(timeout=left)
+            except queue.Empty:
+                break
+            seen.append(line)
+            if "listening on" in line:
+                return line
+        self.stop()
+        raise AssertionError(f"server did not start: {''.join(seen)}")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            return self.proc.wait(timeout=READY_TIMEOUT)
+        finally:
+            if self.reader is not None:
+                self.reader.join(READY_TIMEOUT)  # ends at EOF, once the process has exited
+            for stream in (self.proc.stdout, self.proc.stderr):
+                if stream is not None:
+                    stream.close()
+
+
+def test_serve_on_a_busy_port_fails_clearly(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [CLI, "serve", "--data", str(tmp_path), "--port", str(port)],
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=READY_TIMEOUT,
+            check=False,
+        )
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr.splitlines()[-1]
+
+
+def _walkthrough_blocks() -> tuple[str, str]:
+    text = (ROOT / "docs" / "operator.md").read_text(encoding="utf-8")
+    section = text.split("## Walkthrough", 1)[1]
+    blocks = re.findall(r"```sh\n(.*?)```", section, flags=re.S)
+    assert len(blocks) >= 2, "the walkthrough must have a serve block and a curl block"
+    return blocks[0].strip(), blocks[1]
+
+
+def test_operator_walkthrough_runs_as_written(tmp_path: Path) -> None:
+    serve_cmd, script = _walkthrough_blocks()
+    port = _free_port()
+    # The only change to what the page says: a free port instead of 8080.
+    serve_argv = [a if a != "8080" else str(port) for a in shlex.split(serve_cmd)]
+    script = script.replace("127.0.0.1:8080", f"127.0.0.1:{port}")
+    server = Server(serve_argv, tmp_path)
+    try:
+        assert f"127.0.0.1:{port}" in server.wait_ready()
+        result = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", script],
+            cwd=tmp_path,
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+    finally:
+        assert server.stop() == 0
+    objects = [json.loads(chunk) for chunk in re.findall(r"\{.*?\}", result.stdout, flags=re.S)]
+    joined, listed = objects[-2], objects[-1]
+    assert joined["state"] == "live"
+    assert joined["members"] == 2
+    assert listed["name"] == "LinuxFest booth"
+    assert (listed["state"], listed["members"], listed["member"], listed["master"]) == (
+        "live",
+        2,
+        True,
+        "local",
+    )
+    assert (tmp_path / "burnstand-data" / "coordinator.db").exists()

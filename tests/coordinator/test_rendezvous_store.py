@@ -1,0 +1,85 @@
+"""The store on its own: migrations, the single writer, rollback on error, WAL and foreign keys."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from coordinator.errors import Conflict
+from coordinator.store import Store
+from coordinator.store.migrations import SCHEMA_VERSION, SchemaTooNew
+from coordinator.store.people import create_admin
+from coordinator.store.records import audit
+
+
+async def test_fresh_file_is_migrated_in_wal_with_foreign_keys(tmp_path: Path) -> None:
+    store = Store(tmp_path / "c.db")
+    await store.open()
+    try:
+        mode = await store.read(lambda c: c.execute("PRAGMA journal_mode").fetchone()[0])
+        fks = await store.read(lambda c: c.execute("PRAGMA foreign_keys").fetchone()[0])
+        version = await store.read(lambda c: c.execute("PRAGMA user_version").fetchone()[0])
+        assert (mode, fks, version) == ("wal", 1, SCHEMA_VERSION)
+        with pytest.raises(sqlite3.IntegrityError):
+            await store.write(
+                lambda c: c.execute(
+                    "INSERT INTO episodes (show_id, name, created_at) VALUES (99, 'x', 0)"
+                )
+            )
+    finally:
+        await store.close()
+
+
+async def test_two_stores_opening_one_fresh_file_migrate_once(tmp_path: Path) -> None:
+    stores = [Store(tmp_path / "c.db") for _ in range(4)]
+    await asyncio.gather(*(s.open() for s in stores))
+    try:
+        token = await stores[0].write(lambda c: create_admin(c, 1.0, "t", "A", "a@e.org"))
+        assert token
+    finally:
+        await asyncio.gather(*(s.close() for s in stores))
+
+
+async def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    with sqlite3.connect(tmp_path / "c.db") as db:
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    store = Store(tmp_path / "c.db")
+    with pytest.raises(SchemaTooNew):
+        await store.open()
+    await store.close()
+
+
+async def test_failed_write_leaves_nothing_behind(tmp_path: Path) -> None:
+    store = Store(tmp_path / "c.db")
+    await store.open()
+    try:
+
+        def half_then_fail(conn: sqlite3.Connection) -> None:
+            audit(conn, 1.0, "t", "half", "x")
+            raise Conflict("stop here")
+
+        with pytest.raises(Conflict):
+            await store.write(half_then_fail)
+        count = await store.read(lambda c: c.execute("SELECT count(*) FROM audit").fetchone()[0])
+        assert count == 0
+    finally:
+        await store.close()
+
+
+async def test_all_writes_run_on_one_thread_and_reads_elsewhere(tmp_path: Path) -> None:
+    import threading
+
+    store = Store(tmp_path / "c.db")
+    await store.open()
+    try:
+        writers = await asyncio.gather(
+            *(store.write(lambda c: threading.get_ident()) for _ in range(20))
+        )
+        reader = await store.read(lambda c: threading.get_ident())
+        assert len(set(writers)) == 1
+        assert threading.get_ident() not in {*writers, reader}
+    finally:
+        await store.close()
