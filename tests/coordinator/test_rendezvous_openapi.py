@@ -77,7 +77,7 @@ class LiveServer:
             f"http://127.0.0.1:{self.port}{path}", data=body, method=method, headers=headers
         )
         try:
-            with urllib.request.urlopen(req, timeout=TIMEOUT) as resp:  # noqa: S310
+            with urllib.request.urlopen(req, timeout=TIMEOUT) as resp:
                 status, ctype, raw = resp.status, resp.headers.get_content_type(), resp.read()
         except urllib.error.HTTPError as err:
             status, ctype, raw = err.code, err.headers.get_content_type(), err.read()
