@@ -1,0 +1,105 @@
+"""Fixtures shared by every test package: free loopback ports, a real Redis server, CI guards."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free on loopback a moment ago (the kernel picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def unused_port() -> int:
+    return free_port()
+
+
+@dataclass(frozen=True)
+class RedisServer:
+    host: str
+    port: int
+    process: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/0"
+
+
+def start_redis(workdir: Path, port: int | None = None) -> RedisServer:
+    """Start a real redis-server on loopback and wait until it answers PING."""
+    exe = shutil.which("redis-server")
+    if exe is None:
+        pytest.skip("redis-server is not installed (make test installs it)")
+    port = port or free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        [
+            exe,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    # Wait for the server by connecting, bounded in attempts; no fixed sleep.
+    for _ in range(500):
+        if proc.poll() is not None:
+            raise RuntimeError(f"redis-server exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
+                s.sendall(b"PING\r\n")
+                if s.recv(16).startswith(b"+PONG"):
+                    return RedisServer("127.0.0.1", port, proc)
+        except OSError:
+            time.sleep(0.01)  # poll backoff between bounded connection attempts
+    proc.kill()
+    raise RuntimeError("redis-server did not answer PING")
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = start_redis(tmp_path / "redis")
+    try:
+        yield server
+    finally:
+        server.process.terminate()
+        server.process.wait(timeout=10)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """In CI a run that executed no test, or skipped any, fails loudly."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None:
+        return
+    passed = len(reporter.stats.get("passed", []))
+    skipped = len(reporter.stats.get("skipped", []))
+    if exitstatus == 0 and passed == 0:
+        reporter.write_line("ERROR: no test ran", red=True)
+        session.exitstatus = 1
+    elif exitstatus == 0 and IN_CI and skipped:
+        reporter.write_line(
+            f"ERROR: {skipped} test(s) skipped in CI; nothing may skip here", red=True
+        )
+        session.exitstatus = 1
