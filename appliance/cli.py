@@ -1,10 +1,402 @@
-"""Command line of the agent (placeholder until the burn-engine issue lands)."""
+"""`burnstand-agent`: the appliance's command line.
+
+`burn` writes one image to one or more targets in parallel (block devices, optical drives or
+cdrskin `stdio:` pseudo-drives), verifies each by read-back and exits 0 only when every target
+passed; it shows a progress bar per target on a terminal, plain lines otherwise, or JSON-lines
+events with `--json`. `drives` lists what discovery sees; `jobs` shows the local job journal,
+including jobs a crash or power cut interrupted. Errors are one line on stderr and a non-zero exit.
+"""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import json
+import os
+import re
+import signal
+import stat
 import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from appliance.burn.job import JobEvent, JobProgress, JobResult, JobStateChanged, burn_many
+from appliance.drives.base import Drive, SourceImage
+from appliance.journal import JobRecord, Journal, JournalError
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+DEFAULT_JOURNAL = Path("/var/lib/burnstand/journal.sqlite3")
+_BLOCK_PATTERNS = (r"/dev/sd[a-z]+", r"/dev/mmcblk\d+", r"/dev/loop\d+", r"/dev/nvme\d+n\d+")
 
 
-def main(argv: list[str] | None = None) -> int:
-    print("burnstand-agent: not built yet", file=sys.stderr)
-    return 2
+class CliError(Exception):
+    """A problem with what the user asked for; printed as one line, exit 1."""
+
+
+def _sha256(text: str) -> str:
+    if not re.fullmatch(r"[0-9a-fA-F]{64}", text):
+        raise argparse.ArgumentTypeError(f"not a SHA-256 (64 hex digits): {text!r}")
+    return text.lower()
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="burnstand-agent", description="Burn and verify images on this kiosk's drives."
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    burn = sub.add_parser(
+        "burn",
+        help="write an image to one or more targets in parallel, then verify each",
+        description="Write IMAGE to every --target at once, read each back and compare. "
+        "Exit status 0 only when every target passed.",
+    )
+    burn.add_argument("--image", required=True, type=Path, help="image file to write")
+    burn.add_argument(
+        "--sha256",
+        type=_sha256,
+        help="expected SHA-256 of the image; checked while writing, and no target gets the "
+        "image's first block unless it matches",
+    )
+    burn.add_argument(
+        "--target",
+        action="append",
+        required=True,
+        metavar="DEV",
+        help="/dev/sdX, /dev/mmcblkN, /dev/loopN, /dev/srN or stdio:PATH (repeatable)",
+    )
+    burn.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="skip the read-back (exit 0 then means written, not verified)",
+    )
+    burn.add_argument("--no-eject", action="store_true", help="leave trays closed")
+    burn.add_argument("--json", action="store_true", help="JSON-lines events on stdout")
+    burn.add_argument("--journal", type=Path, help=f"job journal (default {DEFAULT_JOURNAL})")
+    drives = sub.add_parser("drives", help="list the burners and targets discovery offers")
+    drives.add_argument("--json", action="store_true", help="one JSON object per line")
+    jobs = sub.add_parser("jobs", help="show the job journal (interrupted jobs read as failed)")
+    jobs.add_argument("--journal", type=Path, help=f"job journal (default {DEFAULT_JOURNAL})")
+    jobs.add_argument("--json", action="store_true", help="one JSON object per line")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "burn":
+            return asyncio.run(_burn(args))
+        if args.command == "drives":
+            return _drives(args)
+        return asyncio.run(_jobs(args))
+    except CliError as exc:
+        print(f"burnstand-agent: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("burnstand-agent: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _journal_path(args: argparse.Namespace) -> Path:
+    if args.journal is not None:
+        return Path(args.journal)
+    return Path(os.environ.get("BURNSTAND_JOURNAL", str(DEFAULT_JOURNAL)))
+
+
+async def _open_journal(path: Path) -> Journal:
+    try:
+        return await Journal.open(path)
+    except (OSError, JournalError) as exc:
+        raise CliError(f"cannot open the job journal {path}: {exc}") from exc
+
+
+# --------------------------------------------------------------------------- burn
+
+
+def _image(args: argparse.Namespace) -> SourceImage:
+    path: Path = args.image
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise CliError(f"cannot read image {path}: {exc.strerror}") from exc
+    if not stat.S_ISREG(st.st_mode):
+        raise CliError(f"image {path} is not a regular file")
+    if st.st_size == 0:
+        raise CliError(f"image {path} is empty")
+    if not os.access(path, os.R_OK):
+        raise CliError(f"cannot read image {path}: permission denied")
+    return SourceImage(path=path, size=st.st_size, sha256=args.sha256, name=path.name)
+
+
+def _uid(path: str) -> str:
+    from appliance.drives.uid import drive_uid
+
+    return drive_uid(path)
+
+
+def make_drive(target: str) -> Drive:
+    """The backend for a --target: optical for /dev/srN and stdio:, block for the rest."""
+    if target.startswith("stdio:") or re.fullmatch(r"/dev/sr\d+", target):
+        try:
+            from appliance.drives.optical import OpticalDrive
+        except ImportError as exc:
+            raise CliError(f"optical targets are not available here ({exc})") from exc
+        return OpticalDrive(target, _uid(target))
+    real = os.path.realpath(target)
+    if not any(re.fullmatch(p, real) for p in _BLOCK_PATTERNS):
+        try:
+            is_block = stat.S_ISBLK(os.stat(real).st_mode)
+        except OSError as exc:
+            raise CliError(f"no such target {target}: {exc.strerror}") from exc
+        if not is_block:
+            raise CliError(f"{target} is not a block device, optical drive or stdio:PATH")
+    from appliance.drives.block import BlockDrive
+
+    return BlockDrive(target, _uid(target))
+
+
+async def _burn(args: argparse.Namespace) -> int:
+    targets: list[str] = args.target
+    if len(set(targets)) != len(targets):
+        raise CliError("the same --target was given twice")
+    image = _image(args)
+    drives = [make_drive(t) for t in targets]
+    journal = await _open_journal(_journal_path(args))
+    view: _View = _JsonView(sys.stdout) if args.json else _TextView(sys.stdout, targets)
+    for job_id in journal.recovered:
+        view.note(f"job {job_id} was interrupted (power loss or crash) and is recorded as failed")
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    if task is not None:
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        results = await burn_many(
+            drives,
+            image,
+            journal=journal,
+            verify=not args.no_verify,
+            eject=not args.no_eject,
+            listener=view.event,
+        )
+    except asyncio.CancelledError:
+        view.close()
+        print("burnstand-agent: cancelled; targets are left blank at their start", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+        await journal.close()
+    view.close()
+    failed = [r for r in results if not r.ok]
+    for r in failed:
+        print(f"burnstand-agent: {r.target}: {r.reason}: {r.message}", file=sys.stderr)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _event_json(event: JobEvent) -> dict[str, Any]:
+    if isinstance(event, JobProgress):
+        return {
+            "event": "progress",
+            "job": event.job_id,
+            "target": event.target,
+            "phase": str(event.phase),
+            "done": event.done,
+            "total": event.total,
+            "percent": round(event.percent, 2),
+            "speed": round(event.speed),
+            "eta": None if event.eta is None else round(event.eta, 1),
+        }
+    if isinstance(event, JobStateChanged):
+        return {
+            "event": "state",
+            "job": event.job_id,
+            "target": event.target,
+            "state": str(event.state),
+        }
+    return {
+        "event": "result",
+        "job": event.job_id,
+        "target": event.target,
+        "uid": event.drive_uid,
+        "state": str(event.state),
+        "ok": event.ok,
+        "verified": event.verified,
+        "reason": event.reason,
+        "message": event.message,
+    }
+
+
+class _View:
+    def event(self, event: JobEvent) -> None:
+        raise NotImplementedError
+
+    def note(self, text: str) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        return None
+
+
+class _JsonView(_View):
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+
+    def event(self, event: JobEvent) -> None:
+        self.out.write(json.dumps(_event_json(event)) + "\n")
+        self.out.flush()
+
+    def note(self, text: str) -> None:
+        self.out.write(json.dumps({"event": "note", "message": text}) + "\n")
+        self.out.flush()
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"  # pragma: no cover
+
+
+@dataclass
+class _Line:
+    text: str = "queued"
+    last_step: int = -1
+    last_phase: str = ""
+
+
+@dataclass
+class _TextView(_View):
+    """Bars redrawn in place on a terminal; one line per 10 % step when piped to a file."""
+
+    out: TextIO
+    targets: list[str]
+    lines: dict[str, _Line] = field(default_factory=dict)
+    drawn: bool = False
+    last_draw: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.tty = self.out.isatty()
+        self.width = max(len(t) for t in self.targets)
+        self.lines = {t: _Line() for t in self.targets}
+
+    def event(self, event: JobEvent) -> None:
+        line = self.lines.setdefault(event.target, _Line())
+        if isinstance(event, JobProgress):
+            eta = "--" if event.eta is None else f"{event.eta:.0f}s"
+            bar = "#" * int(event.percent / 5)
+            line.text = (
+                f"{event.phase:<6} [{bar:<20}] {event.percent:5.1f}% "
+                f"{_human(event.speed)}/s eta {eta}"
+            )
+            step = int(event.percent // 10)
+            if not self.tty and (step != line.last_step or line.last_phase != event.phase):
+                line.last_step, line.last_phase = step, str(event.phase)
+                self._plain(event.target, line.text)
+        elif isinstance(event, JobStateChanged):
+            line.text = str(event.state)
+            if not self.tty:
+                self._plain(event.target, str(event.state))
+        elif isinstance(event, JobResult):
+            word = "PASS" if event.ok else "FAIL"
+            line.text = f"{word}: {event.message}"
+            if not self.tty:
+                self._plain(event.target, line.text)
+        if self.tty:
+            # Redraw at most 10 times a second, but never skip a finished phase or a new state.
+            finished = isinstance(event, JobProgress) and event.done >= event.total
+            self._draw(force=finished or not isinstance(event, JobProgress))
+
+    def note(self, text: str) -> None:
+        print(f"note: {text}", file=sys.stderr)
+
+    def _plain(self, target: str, text: str) -> None:
+        self.out.write(f"{target}: {text}\n")
+        self.out.flush()
+
+    def _draw(self, *, force: bool) -> None:
+        now = time.monotonic()
+        if not force and now - self.last_draw < 0.1:
+            return
+        self.last_draw = now
+        if self.drawn:
+            self.out.write(f"\x1b[{len(self.lines)}F")
+        for target, line in self.lines.items():
+            self.out.write(f"\x1b[2K{target:<{self.width}}  {line.text}\n")
+        self.drawn = True
+        self.out.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            self._draw(force=True)
+
+
+# --------------------------------------------------------------------------- drives, jobs
+
+
+def _drives(args: argparse.Namespace) -> int:
+    try:
+        from appliance.drives.discovery import list_drives
+    except ImportError as exc:
+        raise CliError(f"drive discovery is not available here ({exc})") from exc
+    try:
+        found = list_drives()
+    except Exception as exc:
+        raise CliError(f"drive discovery failed: {exc}") from exc
+    if not found:
+        print("no drives found", file=sys.stderr)
+    for d in found:
+        caps = ",".join(sorted(d.capabilities))
+        if args.json:
+            row = {
+                "uid": d.uid,
+                "path": d.path,
+                "kind": str(d.kind),
+                "capabilities": caps,
+                "capacity": d.capacity,
+                "model": d.model,
+                "block_size": d.block_size,
+            }
+            print(json.dumps(row))
+        else:
+            size = "-" if d.capacity is None else _human(d.capacity)
+            print(f"{d.path}\t{d.kind}\t{caps}\t{size}\t{d.model}\t{d.uid}")
+    return EXIT_OK
+
+
+async def _jobs(args: argparse.Namespace) -> int:
+    journal = await _open_journal(_journal_path(args))
+    try:
+        records = await journal.jobs()
+    finally:
+        await journal.close()
+    for r in records:
+        print(json.dumps(_record_json(r)) if args.json else _record_text(r))
+    return EXIT_OK
+
+
+def _record_json(r: JobRecord) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "target": r.target,
+        "uid": r.drive_uid,
+        "image": r.image_path,
+        "sha256": r.image_sha256,
+        "state": str(r.state),
+        "reason": r.reason,
+        "message": r.message,
+        "reported_upstream": r.reported_upstream,
+    }
+
+
+def _record_text(r: JobRecord) -> str:
+    why = f" ({r.reason}: {r.message})" if r.reason else ""
+    return f"{r.id}\t{r.target}\t{r.state}{why}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

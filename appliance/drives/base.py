@@ -97,6 +97,12 @@ class WriteProtected(BurnError):
     code = "write-protected"
 
 
+class TargetBusy(BurnError):
+    """The target is mounted or held open by another program (O_EXCL refused it)."""
+
+    code = "target-busy"
+
+
 class DrivePulled(BurnError):
     code = "drive-pulled"
 

@@ -1,0 +1,122 @@
+"""Fixtures for the appliance tests: real loop devices on sparse files, and test images.
+
+`loop_devices` makes as many loop devices as a test wants (`losetup -f --show` on a file in
+tmp_path) and always detaches them at teardown, even when the test failed. Images are made from
+a seeded PRNG so a failure is reproducible.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class LoopDevice:
+    path: str  # /dev/loopN
+    backing: Path
+
+    def read(self, offset: int, length: int) -> bytes:
+        """Bytes as the device presents them (through the backing file, flushed)."""
+        with open(self.backing, "rb") as f:
+            f.seek(offset)
+            return f.read(length)
+
+    def shrink_to_nothing(self) -> None:
+        """What a pulled USB stick looks like to a writer: the device drops to 0 bytes.
+        Truncate the backing file and tell the loop driver (LOOP_SET_CAPACITY); writes then fail
+        with ENOSPC and the size reads 0. (`losetup -d` on a busy device only detaches lazily,
+        and device-mapper's error target is not available in every kernel.)"""
+        os.truncate(self.backing, 0)
+        subprocess.run(["losetup", "-c", self.path], check=True, capture_output=True)
+
+
+class LoopFactory:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.devices: list[LoopDevice] = []
+
+    def __call__(
+        self,
+        size: int,
+        *,
+        fill: bytes | None = None,
+        direct_io: bool = False,
+        read_only: bool = False,
+    ) -> LoopDevice:
+        """A loop device of `size` bytes; sparse (reads zeros) unless `fill` gives a pattern."""
+        backing = self.root / f"loop-backing-{len(self.devices)}.img"
+        if fill is None:
+            with open(backing, "wb") as f:
+                f.truncate(size)
+        else:
+            with open(backing, "wb") as f:
+                pattern = (fill * (MiB // len(fill) + 1))[:MiB]
+                for off in range(0, size, MiB):
+                    f.write(pattern[: min(MiB, size - off)])
+        argv = ["losetup", "-f", "--show"]
+        if direct_io:
+            argv.append("--direct-io=on")
+        if read_only:
+            argv.append("-r")
+        out = subprocess.run([*argv, str(backing)], check=True, capture_output=True, text=True)
+        dev = LoopDevice(out.stdout.strip(), backing)
+        self.devices.append(dev)
+        return dev
+
+    def detach_all(self) -> None:
+        for dev in self.devices:
+            subprocess.run(["losetup", "-d", dev.path], check=False, capture_output=True)
+        self.devices.clear()
+
+
+@pytest.fixture
+def loop_devices(tmp_path: Path) -> Iterator[LoopFactory]:
+    if shutil.which("losetup") is None or os.geteuid() != 0:
+        pytest.skip("loop devices need losetup and root (make test runs as root)")
+    factory = LoopFactory(tmp_path)
+    try:
+        yield factory
+    finally:
+        factory.detach_all()
+
+
+def make_image(
+    path: Path, size: int, *, seed: int = 1, zero_fraction: float = 0.0, zero_run: int = 8 * MiB
+) -> Path:
+    """A random image of `size` bytes; `zero_fraction` of it in all-zero runs of `zero_run`."""
+    rng = random.Random(seed)
+    with open(path, "wb") as f:
+        off = 0
+        while off < size:
+            n = min(zero_run, size - off)
+            if zero_fraction and rng.random() < zero_fraction:
+                f.write(bytes(n))
+            else:
+                f.write(rng.randbytes(n))
+            off += n
+    return path
+
+
+class ImageMaker:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def __call__(self, size: int, *, seed: int = 1, zero_fraction: float = 0.0) -> Path:
+        name = f"image-{seed}-{size}-{zero_fraction}.img"
+        return make_image(self.root / name, size, seed=seed, zero_fraction=zero_fraction)
+
+
+@pytest.fixture
+def make_test_image(tmp_path: Path) -> ImageMaker:
+    """make_test_image(size, seed=, zero_fraction=) -> Path of a reproducible random image."""
+    return ImageMaker(tmp_path)
