@@ -1,0 +1,1 @@
+"""The kiosk touchscreen: a Textual app that talks to the agent only through the control socket."""

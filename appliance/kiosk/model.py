@@ -1,0 +1,154 @@
+"""What the kiosk knows, outside the widgets: drives, catalog, agent status, the visitor's burn.
+
+The app's link worker loads a snapshot from the agent and then feeds every pushed event to
+`KioskModel.apply`; screens only read the model and re-render when its `revision` moves. The
+helpers here also hold the wording a visitor sees for sizes, speeds, times and failure reasons,
+so every screen says things the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from appliance.control import AgentStatus, DriveView, ImageView, ResultView, fits
+
+
+@dataclass
+class VisitorBurn:
+    """The burn the person at the screen started; the progress screen follows it."""
+
+    job_id: str
+    drive: str
+    image: ImageView
+    result: ResultView | None = None
+
+
+@dataclass
+class KioskModel:
+    connected: bool = False
+    drives: dict[str, DriveView] = field(default_factory=dict)
+    images: list[ImageView] = field(default_factory=list)
+    status: AgentStatus | None = None
+    burn: VisitorBurn | None = None
+    revision: int = 0
+
+    def load(
+        self, drives: list[DriveView], images: list[ImageView], status: AgentStatus
+    ) -> ResultView | None:
+        """Take a fresh snapshot (after a (re)connect). Returns the visitor's result if their
+        burn ended while the kiosk was not connected, so the screen can still tell them."""
+        self.drives = {d["uid"]: d for d in drives}
+        self.images = list(images)
+        self.status = status
+        self.connected = True
+        self.revision += 1
+        return self.missed_result()
+
+    def missed_result(self) -> ResultView | None:
+        if self.burn is None or self.burn.result is not None:
+            return None
+        drive = self.drives.get(self.burn.drive)
+        if drive is None:
+            return None
+        last = drive["last_result"]
+        if last is not None and last["job_id"] == self.burn.job_id:
+            self.burn.result = last
+            return last
+        return None
+
+    def apply(self, event: dict[str, Any]) -> ResultView | None:
+        """Apply one pushed event; returns the visitor's result when this event ends their burn."""
+        kind = event.get("event")
+        found: ResultView | None = None
+        if kind == "drive":
+            view: DriveView = event["drive"]
+            self.drives[view["uid"]] = view
+        elif kind == "progress":
+            drive = self.drives.get(event["drive"])
+            if drive is not None:
+                drive["job"] = event["job"]
+        elif kind == "finished":
+            result: ResultView = event["result"]
+            drive = self.drives.get(event["drive"])
+            if drive is not None:
+                drive["job"] = None
+                drive["last_result"] = result
+            if (
+                self.burn is not None
+                and self.burn.result is None
+                and self.burn.job_id == result["job_id"]
+            ):
+                self.burn.result = result
+                found = result
+        elif kind == "status":
+            self.status = event["status"]
+        self.revision += 1
+        return found
+
+    def disconnected(self) -> None:
+        self.connected = False
+        self.revision += 1
+
+    def drives_for(self, image: ImageView) -> list[DriveView]:
+        return [d for d in self.drives.values() if fits(d, image)]
+
+    def image(self, sha256: str) -> ImageView | None:
+        return next((i for i in self.images if i["sha256"] == sha256), None)
+
+    def busy_drives(self) -> list[DriveView]:
+        return [d for d in self.drives.values() if d["job"] is not None]
+
+
+# --- wording ---------------------------------------------------------------------------------
+
+MEDIA_NAMES = {"CDR": "CD", "DVDR": "DVD", "BDR": "Blu-ray", "BLOCK": "USB/SD"}
+
+REASONS = {
+    "no-media": "There is no blank disc in the burner.",
+    "media-too-small": "The disc is too small for this image.",
+    "write-protected": "The disc or stick is write-protected.",
+    "drive-pulled": "The burner or stick was unplugged.",
+    "verify-mismatch": "The disc did not read back correctly.",
+    "corrupt-image": "The image on the kiosk is damaged; an operator will fix it.",
+    "disk-full": "The kiosk ran out of space.",
+    "tool-failed": "The burner reported an error.",
+    "tool-missing": "The kiosk is missing a burning tool; please call an operator.",
+    "cancelled": "The burn was cancelled.",
+    "burn-failed": "The burn failed.",
+}
+
+STATE_NAMES = {
+    "idle": "ready",
+    "empty": "no disc",
+    "trayopen": "tray open",
+    "busy": "busy",
+    "gone": "unplugged",
+}
+
+
+def reason_text(result: ResultView) -> str:
+    base = REASONS.get(result["reason"] or "", "The burn failed.")
+    detail = result["message"].strip()
+    return f"{base} ({detail})" if detail and detail not in base else base
+
+
+def human_size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1000:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def human_eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "estimating…"
+    s = max(0, round(seconds))
+    if s >= 3600:
+        return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d} left"
+    return f"{s // 60}:{s % 60:02d} left"
+
+
+def media_text(image: ImageView) -> str:
+    return " · ".join(MEDIA_NAMES.get(m, m) for m in image["media"])

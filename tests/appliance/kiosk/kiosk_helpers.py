@@ -1,0 +1,54 @@
+"""Helpers shared by the kiosk tests: the demo agent on a socket, drive uids, waiting on the UI."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from textual.pilot import Pilot
+from textual.widgets import Button, Label
+
+from appliance.control import ControlServer
+from appliance.kiosk.demo import DemoHandler
+
+LEFT = "a1" * 16
+RIGHT = "b2" * 16
+USB = "c3" * 16
+PIN = "2468"
+
+
+@dataclass
+class Agent:
+    handler: DemoHandler
+    server: ControlServer
+
+    @property
+    def path(self) -> Path:
+        return self.server.path
+
+    async def stop(self) -> None:
+        await self.server.close()
+
+    async def restart(self) -> None:
+        self.server = ControlServer(self.handler, self.server.path)
+        await self.server.start()
+
+
+Predicate = Callable[[], bool]
+
+
+async def wait_for(pilot: Pilot[None], predicate: Predicate, what: str) -> None:
+    """Let the app run until `predicate()` holds; fail after a bounded number of turns."""
+    for _ in range(500):
+        if predicate():
+            return
+        await pilot.pause(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def screen_text(pilot: Pilot[None]) -> str:
+    """Every label and button caption on the current screen, one per line."""
+    parts = [str(w.render()) for w in pilot.app.screen.query(Label)]
+    parts += [str(b.label) for b in pilot.app.screen.query(Button)]
+    return "\n".join(parts)
