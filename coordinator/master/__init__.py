@@ -1,0 +1,33 @@
+"""Session master: live burn sessions (rooms), their queue and dispatch, persisted in master.db."""
+
+from coordinator.master.master import Catalog, ChangeHook, Deliver, Master, UnknownSession
+from coordinator.master.room import (
+    CredentialExpiring,
+    DispatchPolicy,
+    ImageInfo,
+    Member,
+    MemberKind,
+    Payload,
+    Room,
+    RoomError,
+    SessionClosed,
+    Superseded,
+)
+
+__all__ = [
+    "Catalog",
+    "ChangeHook",
+    "CredentialExpiring",
+    "Deliver",
+    "DispatchPolicy",
+    "ImageInfo",
+    "Master",
+    "Member",
+    "MemberKind",
+    "Payload",
+    "Room",
+    "RoomError",
+    "SessionClosed",
+    "Superseded",
+    "UnknownSession",
+]

@@ -1,0 +1,208 @@
+"""The session master's own SQLite file (`DIR/master.db`): burn queues, burner names and statistics.
+
+The master keeps what must survive a restart here, apart from the rendezvous store: each room's
+queue (as runs of md5 and count) and each burner's friendly name, capabilities, images held,
+statistics and the job it was burning. The file is in WAL mode, its schema is a list of plain
+migration functions numbered by `PRAGMA user_version`, and every statement runs on one dedicated
+thread with its own connection, so the event loop never waits on the disk. Writes are queued in
+order and can be awaited together with `flush`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from coordinator.master.room import BurnerRecord, QueueSnapshot, Write
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+FILENAME = "master.db"
+
+
+def _v1(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        """CREATE TABLE queue (
+            session_id TEXT NOT NULL,
+            position INTEGER NOT NULL,
+            md5 TEXT NOT NULL CHECK (length(md5) = 32),
+            count INTEGER NOT NULL CHECK (count > 0),
+            PRIMARY KEY (session_id, position)
+        )"""
+    )
+    conn.execute(
+        """CREATE TABLE burners (
+            session_id TEXT NOT NULL,
+            uid TEXT NOT NULL CHECK (length(uid) = 32),
+            name TEXT NOT NULL DEFAULT '',
+            capabilities TEXT NOT NULL DEFAULT '[]',
+            images TEXT NOT NULL DEFAULT '[]',
+            burned INTEGER NOT NULL DEFAULT 0,
+            failed INTEGER NOT NULL DEFAULT 0,
+            recent_failures INTEGER NOT NULL DEFAULT 0,
+            speed_total REAL NOT NULL DEFAULT 0,
+            speed_samples INTEGER NOT NULL DEFAULT 0,
+            job TEXT,
+            PRIMARY KEY (session_id, uid)
+        )"""
+    )
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1,)
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Bring the schema to the newest version, one transaction per step."""
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version > len(MIGRATIONS):
+        raise RuntimeError(
+            f"{FILENAME} has schema version {version}; this master knows up to {len(MIGRATIONS)}"
+        )
+    for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
+        with conn:
+            conn.execute("BEGIN IMMEDIATE")
+            step(conn)
+            conn.execute(f"PRAGMA user_version = {number}")
+
+
+def _apply(conn: sqlite3.Connection, writes: list[Write]) -> None:
+    with conn:
+        conn.execute("BEGIN IMMEDIATE")
+        for write in writes:
+            if isinstance(write, QueueSnapshot):
+                conn.execute("DELETE FROM queue WHERE session_id = ?", (write.session_id,))
+                conn.executemany(
+                    "INSERT INTO queue (session_id, position, md5, count) VALUES (?, ?, ?, ?)",
+                    [(write.session_id, i, md5, n) for i, (md5, n) in enumerate(write.runs)],
+                )
+            else:
+                conn.execute(
+                    """INSERT OR REPLACE INTO burners (session_id, uid, name, capabilities,
+                    images, burned, failed, recent_failures, speed_total, speed_samples, job)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                    (
+                        write.session_id,
+                        write.uid,
+                        write.name,
+                        json.dumps(list(write.capabilities)),
+                        json.dumps(list(write.images)),
+                        write.burned,
+                        write.failed,
+                        write.recent_failures,
+                        write.speed_total,
+                        write.speed_samples,
+                        write.job,
+                    ),
+                )
+
+
+def _load(
+    conn: sqlite3.Connection, session_id: str
+) -> tuple[list[tuple[str, int]], list[BurnerRecord]]:
+    queue = [
+        (str(row[0]), int(row[1]))
+        for row in conn.execute(
+            "SELECT md5, count FROM queue WHERE session_id = ? ORDER BY position", (session_id,)
+        )
+    ]
+    burners = [
+        BurnerRecord(
+            session_id=session_id,
+            uid=row[0],
+            name=row[1],
+            capabilities=tuple(json.loads(row[2])),
+            images=tuple(json.loads(row[3])),
+            burned=row[4],
+            failed=row[5],
+            recent_failures=row[6],
+            speed_total=row[7],
+            speed_samples=row[8],
+            job=row[9],
+        )
+        for row in conn.execute(
+            """SELECT uid, name, capabilities, images, burned, failed, recent_failures,
+            speed_total, speed_samples, job FROM burners WHERE session_id = ? ORDER BY uid""",
+            (session_id,),
+        )
+    ]
+    return queue, burners
+
+
+class MasterDBClosed(RuntimeError):
+    """The master's database was used before `open` or after `close`."""
+
+
+class MasterDB:
+    """`DIR/master.db` behind one worker thread: reads and writes run there, in order."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / FILENAME
+        self._executor: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="master-db")
+        await self._call(self._open)
+
+    def _open(self) -> None:
+        # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE) so they are short.
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA busy_timeout = 10000")
+        migrate(conn)
+        self._conn = conn
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise MasterDBClosed("the master database is not open")
+        return self._conn
+
+    async def _call(self, fn: Callable[[], T]) -> T:
+        if self._executor is None:
+            raise MasterDBClosed("the master database is not open")
+        return await asyncio.wrap_future(self._executor.submit(fn))
+
+    async def load(self, session_id: str) -> tuple[list[tuple[str, int]], list[BurnerRecord]]:
+        return await self._call(lambda: _load(self._connection(), session_id))
+
+    def submit(self, writes: list[Write]) -> None:
+        """Queue writes without waiting; they run in order on the worker thread."""
+        if not writes:
+            return
+        if self._executor is None:
+            # Only a transport still tearing down after the master closed gets here.
+            log.warning("master database closed, writes dropped", extra={"count": len(writes)})
+            return
+        future = self._executor.submit(_apply, self._connection(), writes)
+        future.add_done_callback(_log_failure)
+
+    async def flush(self) -> None:
+        """Wait until every write submitted so far is on disk."""
+        if self._executor is not None:
+            await self._call(lambda: None)
+
+    async def close(self) -> None:
+        executor = self._executor
+        if executor is None:
+            return
+        await self.flush()
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await asyncio.wrap_future(executor.submit(conn.close))
+        self._executor = None
+        await asyncio.to_thread(executor.shutdown, True)
+
+
+def _log_failure(future: Future[None]) -> None:
+    exc = future.exception()
+    if exc is not None:
+        log.error("master database write failed", extra={"error": repr(exc)})

@@ -1,0 +1,233 @@
+"""The session master: owns the live rooms of this node and routes what they say.
+
+`Master` keeps one `Room` per session id (case-insensitive), loads a room's queue and burner
+statistics from `DIR/master.db` when it is first needed, suspends, resumes and unloads rooms, and
+is the one place transports talk to: the balancer's WebSocket, the appliance links and the
+burn-protocol listener each `join` their connections with a `deliver` callback and pass on what
+those connections say with `handle`. After every call the master drains the room's effects:
+payloads go to the recipients' `deliver` callbacks (which must only enqueue, never block), changes
+go to the `on_change` hook under their pub/sub channel names, and snapshots go to the database
+thread. Image descriptions come from an injected async catalog lookup, resolved before the room
+(which does no I/O) sees the request.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+
+from coordinator.master.db import MasterDB
+from coordinator.master.room import (
+    DispatchPolicy,
+    ImageInfo,
+    Member,
+    MemberKind,
+    NotAllowed,
+    Payload,
+    Room,
+    RoomError,
+    SessionClosed,
+    Superseded,
+)
+from wire import burnproto as bp
+
+log = logging.getLogger(__name__)
+
+Catalog = Callable[[str], Awaitable[ImageInfo | None]]
+Deliver = Callable[[Payload], None]
+ChangeHook = Callable[[str, Mapping[str, object]], None]
+
+
+class UnknownSession(RoomError):
+    """The session is not loaded on this master."""
+
+    code = bp.ErrorCode.NOT_ALLOWED
+
+
+async def _no_catalog(md5: str) -> ImageInfo | None:
+    return None
+
+
+class Master:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        catalog: Catalog | None = None,
+        policy: DispatchPolicy | None = None,
+        on_change: ChangeHook | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.db = MasterDB(data_dir)
+        self._catalog = catalog or _no_catalog
+        self._policy = policy or DispatchPolicy()
+        self._on_change = on_change
+        self._clock = clock
+        self._rooms: dict[str, Room] = {}
+        self._deliver: dict[tuple[str, str], Deliver] = {}
+
+    async def open(self) -> None:
+        await self.db.open()
+
+    async def close(self) -> None:
+        """Write every room's state and close the file. Members are not removed: burns still in
+        flight are on disk as jobs and are requeued when the room is next loaded."""
+        for room in self._rooms.values():
+            self._apply(room)
+        await self.db.close()
+
+    async def flush(self) -> None:
+        await self.db.flush()
+
+    # ---- rooms -------------------------------------------------------------------------------
+
+    @property
+    def rooms(self) -> Mapping[str, Room]:
+        return self._rooms
+
+    def room(self, session_id: str) -> Room | None:
+        return self._rooms.get(session_id.lower())
+
+    def _room(self, session_id: str) -> Room:
+        room = self._rooms.get(session_id.lower())
+        if room is None:
+            raise UnknownSession(f"session {session_id} is not loaded on this master")
+        return room
+
+    async def load(self, session_id: str) -> Room:
+        """The live room of a session, read from disk the first time."""
+        key = session_id.lower()
+        room = self._rooms.get(key)
+        if room is not None:
+            return room
+        queue, burners = await self.db.load(key)
+        room = self._rooms.get(key)  # another caller may have loaded it meanwhile
+        if room is None:
+            room = Room(key, policy=self._policy, clock=self._clock, queue=queue, burners=burners)
+            self._rooms[key] = room
+            self._apply(room)
+        return room
+
+    async def suspend(self, session_id: str) -> None:
+        room = self._room(session_id)
+        room.suspend("suspended")
+        self._apply(room)
+        await self.db.flush()
+
+    def resume(self, session_id: str) -> None:
+        room = self._room(session_id)
+        room.resume()
+        self._apply(room)
+
+    async def unload(self, session_id: str) -> None:
+        """Remove every member, write the room and forget it; `load` brings it back."""
+        room = self._rooms.get(session_id.lower())
+        if room is None:
+            return
+        room.suspend("unloaded")
+        self._apply(room)
+        del self._rooms[room.session_id]
+        await self.db.flush()
+
+    # ---- members -----------------------------------------------------------------------------
+
+    def join(
+        self,
+        session_id: str,
+        member_id: str,
+        kind: MemberKind,
+        deliver: Deliver,
+        *,
+        uid: str | None = None,
+        credential_id: str | None = None,
+        commands: bool = False,
+    ) -> Member:
+        room = self._room(session_id)
+        member = room.join(member_id, kind, uid=uid, credential_id=credential_id, commands=commands)
+        self._deliver[(room.session_id, member_id)] = deliver
+        self._apply(room)
+        return member
+
+    def leave(self, session_id: str, member_id: str) -> None:
+        room = self._rooms.get(session_id.lower())
+        if room is None:
+            return
+        self._deliver.pop((room.session_id, member_id), None)
+        room.leave(member_id)
+        self._apply(room)
+
+    async def handle(self, session_id: str, member_id: str, message: bp.Message) -> None:
+        """Apply one message from a member; replies reach it through its `deliver`."""
+        room = self._room(session_id)
+        match message:
+            case bp.Queue(md5=md5) | bp.WhatIs(md5=md5):
+                await self._resolve(room, (md5,))
+            case bp.Cap(images=images):
+                await self._resolve(room, images)
+            case _:
+                pass
+        if member_id not in room.members:  # it left while the catalog was asked
+            return
+        room.handle(member_id, message)
+        self._apply(room)
+
+    def open_tray(self, session_id: str, member_id: str, uid: str) -> None:
+        """A commanding member asks a burner to open its tray (to find the physical box)."""
+        room = self._room(session_id)
+        member = room.members.get(member_id)
+        if member is None:
+            return
+        try:
+            if not member.may_command:
+                raise NotAllowed(f"a {member.kind.value} client may not send OPEN")
+            room.open_tray(uid)
+        except RoomError as exc:
+            self._send(room.session_id, member_id, bp.Error(exc.code.value, str(exc)))
+        self._apply(room)
+
+    def notify_expiry(self, credential_id: str, expires_at: float) -> int:
+        """Tell every member holding this credential, in every room, when it expires."""
+        notified = 0
+        for room in self._rooms.values():
+            notified += room.notify_expiry(credential_id, expires_at)
+            self._apply(room)
+        return notified
+
+    # ---- effects -----------------------------------------------------------------------------
+
+    async def _resolve(self, room: Room, md5s: tuple[str, ...]) -> None:
+        for md5 in md5s:
+            if room.image(md5) is not None:
+                continue
+            try:
+                info = await self._catalog(md5.lower())
+            except Exception:  # a broken catalog must not take the room down
+                log.exception("catalog lookup failed", extra={"md5": md5})
+                continue
+            if info is not None:
+                room.learn_image(info)
+
+    def _send(self, session_id: str, member_id: str, payload: Payload) -> None:
+        deliver = self._deliver.get((session_id, member_id))
+        if deliver is None:
+            return
+        if isinstance(payload, Superseded | SessionClosed):
+            del self._deliver[(session_id, member_id)]
+        try:
+            deliver(payload)
+        except Exception:  # one broken transport must not stop delivery to the others
+            log.exception("delivery failed", extra={"session": session_id, "member": member_id})
+
+    def _apply(self, room: Room) -> None:
+        effects = room.drain()
+        for out in effects.outbound:
+            self._send(room.session_id, out.recipient, out.payload)
+        if self._on_change is not None:
+            for change in effects.changes:
+                try:
+                    self._on_change(change.channel, change.data)
+                except Exception:
+                    log.exception("change hook failed", extra={"channel": change.channel})
+        self.db.submit(effects.writes)

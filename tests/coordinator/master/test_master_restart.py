@@ -1,0 +1,178 @@
+"""The Master over a real SQLite file: restart keeps queue, names and statistics; routing works."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from coordinator.master import (
+    CredentialExpiring,
+    ImageInfo,
+    Master,
+    MemberKind,
+    Payload,
+    SessionClosed,
+    UnknownSession,
+)
+from wire import burnproto as bp
+
+IMG = "ab" * 16
+UNLISTED = "cd" * 16
+UID1, UID2 = "1" * 32, "2" * 32
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.items: list[Payload] = []
+
+    def __call__(self, payload: Payload) -> None:
+        self.items.append(payload)
+
+    def take(self) -> list[Payload]:
+        items, self.items = self.items, []
+        return items
+
+
+async def catalog(md5: str) -> ImageInfo | None:
+    if md5 == IMG:
+        return ImageInfo(
+            IMG, "ubuntu-26.04-desktop-amd64.iso", 6_114_656_256, "Desktop\r\n\r\namd64"
+        )
+    return None
+
+
+async def open_master(data: Path, **kwargs: object) -> Master:
+    master = Master(data, catalog=catalog, **kwargs)  # type: ignore[arg-type]
+    await master.open()
+    return master
+
+
+def status(kind: bp.StatusKind) -> bp.Status:
+    return bp.Status(bp.StatusValue(kind))
+
+
+async def test_restart_keeps_queue_names_stats_and_burns_in_flight(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    master = await open_master(data)
+    await master.load("Booth")
+    burner, cmd = Inbox(), Inbox()
+    master.join("booth", "b1", MemberKind.BURNER, burner, uid=UID1)
+    master.join("BOOTH", "c1", MemberKind.COMMAND, cmd)
+    await master.handle("booth", "b1", bp.Cap((bp.Capability.BURNBDR,), (IMG,)))
+    await master.handle("booth", "b1", status(bp.StatusKind.IDLE))
+    await master.handle("booth", "c1", bp.Queue(IMG, 4))
+    await master.handle("booth", "c1", bp.Name(UID1, "Left drive"))
+    for kind in (bp.StatusKind.MD5PASS, bp.StatusKind.AVAIL, bp.StatusKind.MD5FAIL):
+        await master.handle("booth", "b1", status(kind))
+    await master.handle("booth", "b1", status(bp.StatusKind.AVAIL))
+    # Burning the third disc (the failed one is retried); two more are waiting.
+    assert [p for p in burner.take() if isinstance(p, bp.Burn)] == [bp.Burn(IMG)] * 3
+    assert master.room("booth").queue == ((IMG, 2),)  # type: ignore[union-attr]
+    await master.close()
+
+    again = await open_master(data)
+    room = await again.load("BOOTH")
+    # The burn in flight never reported: it is back in the queue, first.
+    assert room.queue == ((IMG, 3),)
+    assert room.burners[UID1].name == "Left drive"
+    assert room.stats()[UID1] == {
+        "burned": 1,
+        "failed": 1,
+        "recent_failures": 1,
+        "mean_speed": room.stats()[UID1]["mean_speed"],
+    }
+    assert room.stats()[UID1]["mean_speed"] is not None
+    # The box is remembered: the queue accepts its image before it reconnects.
+    cmd2 = Inbox()
+    again.join("booth", "c2", MemberKind.COMMAND, cmd2)
+    await again.handle("booth", "c2", bp.QReport())
+    assert cmd2.take()[-1] == bp.QList((IMG, IMG, IMG))
+    await again.close()
+
+    with closing(sqlite3.connect(data / "master.db")) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+async def test_whatis_answers_from_the_catalog(tmp_path: Path) -> None:
+    master = await open_master(tmp_path)
+    await master.load("s")
+    inbox = Inbox()
+    master.join("s", "d", MemberKind.DISPLAY, inbox)
+    inbox.take()
+    await master.handle("s", "d", bp.WhatIs(IMG.upper()))
+    await master.handle("s", "d", bp.WhatIs(UNLISTED))
+    info, error = inbox.take()
+    assert info == bp.Info(
+        IMG, "ubuntu-26.04-desktop-amd64.iso", 6_114_656_256, "Desktop\r\n\r\namd64"
+    )
+    assert isinstance(error, bp.Error)
+    assert error.code == "UNKNOWN_IMAGE"
+    await master.close()
+
+
+async def test_changes_are_published_on_session_channels(tmp_path: Path) -> None:
+    seen: list[tuple[str, Mapping[str, object]]] = []
+    master = await open_master(tmp_path, on_change=lambda ch, data: seen.append((ch, data)))
+    await master.load("Fest")
+    master.join("fest", "b", MemberKind.BURNER, Inbox(), uid=UID2)
+    await master.handle("fest", "b", bp.Cap((bp.Capability.BURNBDR,), (IMG,)))
+    await master.handle("fest", "b", status(bp.StatusKind.IDLE))
+    master.join("fest", "c", MemberKind.COMMAND, Inbox())
+    await master.handle("fest", "c", bp.Queue(IMG))
+    await master.handle("fest", "b", bp.Status(bp.StatusValue.progress(30)))
+    channels = [ch for ch, _ in seen]
+    assert "session.fest.members" in channels
+    assert "session.fest.queue" in channels
+    progress = [d for ch, d in seen if ch == f"session.fest.burner.{UID2}.status"][-1]
+    assert (progress["status"], progress["job"]) == ("30%", IMG)
+    await master.close()
+
+
+async def test_expiry_notice_reaches_members_of_the_credential_in_every_room(
+    tmp_path: Path,
+) -> None:
+    master = await open_master(tmp_path)
+    a, b, other = Inbox(), Inbox(), Inbox()
+    for session in ("one", "two"):
+        await master.load(session)
+    master.join("one", "k", MemberKind.BURNER, a, uid=UID1, credential_id="cred-7")
+    master.join("two", "web", MemberKind.BROWSER, b, credential_id="cred-7")
+    master.join("two", "web2", MemberKind.BROWSER, other, credential_id="cred-8")
+    for inbox in (a, b, other):
+        inbox.take()
+    assert master.notify_expiry("cred-7", 1_900_000_000.0) == 2
+    assert a.take() == [CredentialExpiring("cred-7", 1_900_000_000.0)]
+    assert b.take() == [CredentialExpiring("cred-7", 1_900_000_000.0)]
+    assert other.take() == []
+    await master.close()
+
+
+async def test_unload_tells_members_and_load_brings_the_queue_back(tmp_path: Path) -> None:
+    master = await open_master(tmp_path)
+    await master.load("s")
+    cmd = Inbox()
+    master.join("s", "b", MemberKind.BURNER, Inbox(), uid=UID1)
+    await master.handle("s", "b", bp.Cap((bp.Capability.BURNBDR,), (IMG,)))
+    master.join("s", "c", MemberKind.COMMAND, cmd)
+    await master.handle("s", "c", bp.Queue(IMG, 2))
+    await master.unload("S")
+    assert cmd.take()[-1] == SessionClosed("s", "unloaded")
+    assert master.room("s") is None
+    with pytest.raises(UnknownSession):
+        master.join("s", "late", MemberKind.DISPLAY, Inbox())
+    room = await master.load("s")
+    assert room.queue == ((IMG, 2),)
+    await master.close()
+
+
+async def test_a_newer_schema_is_refused_not_damaged(tmp_path: Path) -> None:
+    with closing(sqlite3.connect(tmp_path / "master.db")) as conn:
+        conn.execute("PRAGMA user_version = 99")
+    master = Master(tmp_path)
+    with pytest.raises(RuntimeError, match="schema version 99"):
+        await master.open()
+    await master.close()
