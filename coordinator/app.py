@@ -18,6 +18,7 @@ from coordinator import rendezvous
 from coordinator.config import CoordinatorConfig
 from coordinator.errors import problem_middleware
 from coordinator.expiry import ExpiryWatcher
+from coordinator.images import http as image_transfer
 from coordinator.keys import CONFIG, EXPIRY, STORE
 from coordinator.store import Store
 from coordinator.store.sessions import ensure_local_master
@@ -55,5 +56,6 @@ def make_app(config: CoordinatorConfig) -> web.Application:
     app[STORE] = store
     app[EXPIRY] = ExpiryWatcher(store, config)
     rendezvous.setup(app)
+    image_transfer.setup(app)
     app.cleanup_ctx.append(_store_ctx)
     return app

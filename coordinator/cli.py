@@ -1,7 +1,8 @@
-"""Command line of the coordinator: ``serve`` the API, ``admin create`` the first way in.
+"""Command line of the coordinator: ``serve`` the API, ``admin create`` the first way in,
+``appliance create`` to provision kiosks without the enrollment flow.
 
 Errors a user can act on are one line on stderr and a non-zero exit; stdout carries only what a
-script would capture (the new admin credential).
+script would capture (the new admin or appliance credential).
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from coordinator.app import make_app
 from coordinator.config import CoordinatorConfig
 from coordinator.errors import Problem
 from coordinator.store import Store
+from coordinator.store.catalog import add_show
 from coordinator.store.migrations import SchemaTooNew
-from coordinator.store.people import create_admin
+from coordinator.store.people import create_admin, create_appliance
+from coordinator.store.records import Record
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -95,6 +98,35 @@ def _parser() -> argparse.ArgumentParser:
     )
     create.add_argument("--name", required=True, help="the admin's name")
     create.add_argument("--email", required=True, help="the admin's email (unique)")
+
+    appliance = sub.add_parser(
+        "appliance", help="manage appliances", description="Provision kiosk appliances."
+    )
+    appliance_sub = appliance.add_subparsers(
+        dest="appliance_command", required=True, metavar="ACTION"
+    )
+    enroll = appliance_sub.add_parser(
+        "create",
+        help="enroll an appliance in a show and print its credential",
+        description="Enroll an appliance (kiosk) in a show and print its credential on stdout "
+        "(and nothing else), for fleets provisioned without the enrollment flow. Works whether "
+        "or not the coordinator is running.",
+    )
+    enroll.add_argument(
+        "--data",
+        required=True,
+        type=Path,
+        metavar="DIR",
+        help="data directory holding coordinator.db",
+    )
+    enroll.add_argument("--show", required=True, help="the show's id or name")
+    enroll.add_argument("--name", required=True, help="the appliance's name (unique in its show)")
+    enroll.add_argument(
+        "--create-show",
+        action="store_true",
+        help="create a show named SHOW if there is none (asset root: this coordinator's "
+        "image store)",
+    )
     return parser
 
 
@@ -133,6 +165,46 @@ async def _admin_create(data: Path, name: str, email: str) -> str:
         await store.close()
 
 
+IMAGE_STORE_ROOT = "/api/v1/images/"
+
+
+def provision_appliance(
+    conn: sqlite3.Connection, now: float, show: str, name: str, create_show: bool
+) -> Record:
+    """Find the show by id, then by name (or create it), and enroll an appliance in it."""
+    row = None
+    if show.isdigit():
+        row = conn.execute("SELECT id FROM shows WHERE id = ?", (int(show),)).fetchone()
+    if row is None:
+        row = conn.execute("SELECT id FROM shows WHERE name = ? COLLATE NOCASE", (show,)).fetchone()
+    created = False
+    if row is not None:
+        show_id = int(row[0])
+    elif create_show:
+        show_id = add_show(conn, now, "cli", {"name": show, "asset_root": IMAGE_STORE_ROOT})["id"]
+        created = True
+    else:
+        raise CliError(f"no show with id or name {show!r} (add --create-show to create it)")
+    return {**create_appliance(conn, now, "cli", show_id, name), "show_created": created}
+
+
+async def _appliance_create(data: Path, show: str, name: str, create_show: bool) -> Record:
+    store = Store(data / "coordinator.db", read_threads=1)
+    await store.open()
+    try:
+        now = time.time()
+        return await store.write(lambda c: provision_appliance(c, now, show, name, create_show))
+    finally:
+        await store.close()
+
+
+def _check_appliance(show: str, name: str) -> None:
+    if not show.strip():
+        raise CliError("--show must not be empty")
+    if not name.strip() or len(name.strip()) > 200:
+        raise CliError("--name must be 1 to 200 characters")
+
+
 def _check_person(name: str, email: str) -> None:
     if not name.strip():
         raise CliError("--name must not be empty")
@@ -145,8 +217,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(args)
-        _check_person(args.name, args.email)
-        token = asyncio.run(_admin_create(args.data, args.name.strip(), args.email.strip()))
+        if args.command == "appliance":
+            _check_appliance(args.show, args.name)
+            enrolled = asyncio.run(
+                _appliance_create(args.data, args.show.strip(), args.name.strip(), args.create_show)
+            )
+            if enrolled["show_created"]:
+                print(
+                    f"burnstand-coordinator: created show {args.show.strip()!r} "
+                    f"(id {enrolled['show_id']})",
+                    file=sys.stderr,
+                )
+            token = enrolled["credential"]
+        else:
+            _check_person(args.name, args.email)
+            token = asyncio.run(_admin_create(args.data, args.name.strip(), args.email.strip()))
     except CliError as exc:
         print(f"burnstand-coordinator: error: {exc}", file=sys.stderr)
         return EXIT_FAILED

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from coordinator.images import http as images
 from coordinator.keys import OPENAPI
 from coordinator.rendezvous import catalog, credentials, meta, pool, sessions, shows
 from coordinator.rendezvous.endpoint import PREFIX, Endpoint
@@ -19,6 +20,7 @@ ENDPOINTS: list[Endpoint] = [
     *shows.ENDPOINTS,
     *catalog.ENDPOINTS,
     *sessions.ENDPOINTS,
+    *images.ENDPOINTS,
 ]
 
 

@@ -18,13 +18,17 @@ _REASONS = {
     200: "OK",
     201: "Created",
     204: "No content",
+    206: "Partial content (the requested Range)",
     400: "Malformed request (not JSON, bad query parameter)",
     401: "Missing, unknown, expired or revoked credential",
     403: "The credential's role (or show) may not do this",
     404: "Unknown id",
+    408: "The upload stopped sending; nothing was kept",
     409: "Duplicate, or conflicts with the current state",
+    416: "The Range is outside the file",
     422: "A body field is invalid (see `field`)",
     503: "No session master available",
+    507: "Not enough space in the image store; nothing was kept",
 }
 
 
@@ -55,8 +59,13 @@ def _operation(ep: Endpoint) -> dict[str, Any]:
     responses: dict[str, Any] = {}
     for code in ep.status_codes:
         entry: dict[str, Any] = {"description": _REASONS.get(code, "")}
-        if code == ep.ok and code != 204:
-            entry["content"] = {"application/json": {"schema": ep.response or schemas.OBJECT}}
+        if code < 300 and code != 204:
+            # Image downloads are bytes; every other success is a JSON record.
+            media = ep.extra_doc.get("content", "application/json")
+            schema = ep.response or schemas.OBJECT
+            if not media.endswith("json"):
+                schema = {"type": "string", "format": "binary"}
+            entry["content"] = {media: {"schema": schema}}
         elif code >= 400:
             entry["content"] = {
                 PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}
@@ -72,6 +81,8 @@ def _operation(ep: Endpoint) -> dict[str, Any]:
     }
     if ep.seed_flow:
         op["x-seed-flow"] = ep.seed_flow
+    if "description" in ep.extra_doc:
+        op["description"] = ep.extra_doc["description"]
     if ep.roles == (PUBLIC,):
         op["security"] = []
     if ep.body is not None:

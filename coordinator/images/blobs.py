@@ -1,0 +1,248 @@
+"""The content-addressed image store: ``DIR/images/<sha256>``, filled by streamed, verified uploads.
+
+An upload is written to a temporary file in the same folder while SHA-256 and MD5 are computed on
+the way, one chunk at a time on a worker thread (so neither the disk nor the hashing blocks the
+event loop, and at most two chunks are in memory). Only when size and both digests match what the
+catalog expects is the file fsynced and renamed to its SHA-256; on any refusal, a full disk, a
+client that goes away or a cancelled handler, the temporary file is removed. Files are never
+rewritten once present, so a reader can serve them while uploads run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import hashlib
+import logging
+import os
+import re
+import secrets
+from collections.abc import AsyncIterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from coordinator.errors import Invalid, Problem
+
+log = logging.getLogger(__name__)
+
+CHUNK_SIZE = 256 * 1024
+"""Largest piece of an upload held in memory at once (two may be: one writing, one arriving)."""
+
+PARTIAL_PREFIX = ".upload-"
+PARTIAL_SUFFIX = ".part"
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+STALL_SECONDS = 60.0
+"""An upload that sends nothing for this long is given up, so a stalled client holds no file."""
+
+
+class InsufficientStorage(Problem):
+    status = 507
+    slug = "insufficient-storage"
+    title = "Not enough space in the image store"
+
+
+class UploadStalled(Problem):
+    status = 408
+    slug = "upload-stalled"
+    title = "The upload stopped sending"
+
+
+def is_sha256(text: str) -> bool:
+    return _SHA256.fullmatch(text) is not None
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What the catalog says an image is: the upload must match all three."""
+
+    size: int
+    sha256: str
+    md5: str
+
+
+@dataclass(frozen=True)
+class Received:
+    """An image now in the store, and how it arrived."""
+
+    path: Path
+    size: int
+    sha256: str
+    md5: str
+    created: bool  # False when another upload stored the same image first
+    chunks: int
+    largest_chunk: int
+
+
+class _Sink:
+    """A temporary file plus running digests; every method runs on a worker thread."""
+
+    def __init__(self, file: BinaryIO, path: Path) -> None:
+        self.file = file
+        self.path = path
+        self.sha256 = hashlib.sha256()
+        self.md5 = hashlib.md5()  # noqa: S324  # the burn protocol names images by MD5
+
+    def write(self, chunk: bytes) -> None:
+        self.file.write(chunk)
+        self.sha256.update(chunk)
+        self.md5.update(chunk)
+
+    def commit(self, dest: Path) -> bool:
+        """Make the file durable under ``dest``; False if ``dest`` already existed."""
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+        try:
+            # A hard link fails atomically if another upload of the same image won the race.
+            os.link(self.path, dest)
+        except FileExistsError:
+            return False
+        finally:
+            self.path.unlink()
+        dir_fd = os.open(dest.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)  # the new name survives a power cut, not just the bytes
+        finally:
+            os.close(dir_fd)
+        return True
+
+    def discard(self) -> None:
+        self.file.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+
+class ImageStore:
+    """The image files of one coordinator, named by their SHA-256."""
+
+    def __init__(
+        self, root: Path, *, chunk_size: int = CHUNK_SIZE, stall_seconds: float = STALL_SECONDS
+    ) -> None:
+        self.root = root
+        self.chunk_size = chunk_size
+        self.stall_seconds = stall_seconds
+
+    def path(self, sha256: str) -> Path:
+        if not is_sha256(sha256):
+            raise ValueError(f"not a lowercase SHA-256: {sha256!r}")
+        return self.root / sha256
+
+    def has(self, sha256: str) -> bool:
+        """Whether the image is present (a stat: call it off the loop)."""
+        return self.path(sha256).is_file()
+
+    def prepare(self) -> int:
+        """Create the folder and remove uploads a crash left half-written; returns how many."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        removed = 0
+        for leftover in self.root.glob(f"{PARTIAL_PREFIX}*{PARTIAL_SUFFIX}"):
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
+                removed += 1
+        return removed
+
+    def _open_partial(self) -> _Sink:
+        path = self.root / f"{PARTIAL_PREFIX}{secrets.token_hex(8)}{PARTIAL_SUFFIX}"
+        # "x": never clobber; the random name makes a clash a bug, not a race to lose.
+        file = path.open("xb")
+        os.fchmod(file.fileno(), 0o644)
+        return _Sink(file, path)
+
+    async def receive(self, chunks: AsyncIterable[bytes], expected: Expected) -> Received:
+        """Stream ``chunks`` into the store if they are exactly the ``expected`` image.
+
+        Raises ``Invalid`` (422, ``field`` naming size, sha256 or md5) when they are not, and
+        ``InsufficientStorage`` (507) when the disk fills up; nothing is left behind either way.
+        """
+        loop = asyncio.get_running_loop()
+        sink = await loop.run_in_executor(None, self._open_partial)
+        pending: asyncio.Future[None] | None = None
+        size = count = largest = 0
+        committed = False
+        log.info("image upload started", extra={"sha256": expected.sha256, "partial": sink.path})
+        source = aiter(chunks)
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(self.stall_seconds):
+                        chunk = await anext(source)
+                except StopAsyncIteration:
+                    break
+                except TimeoutError as exc:
+                    raise UploadStalled(
+                        f"no data for {self.stall_seconds:g} s after {size} of "
+                        f"{expected.size} bytes; nothing was kept"
+                    ) from exc
+                if not chunk:
+                    continue
+                size += len(chunk)
+                count += 1
+                largest = max(largest, len(chunk))
+                if size > expected.size:
+                    raise Invalid(
+                        f"upload is larger than the take's size of {expected.size} bytes",
+                        field="size",
+                    )
+                # One write in flight while the next chunk arrives: overlap, bounded memory.
+                # Shielded: a cancelled handler must not cancel the future of a write the
+                # thread is still doing, or the cleanup could close the file under it.
+                if pending is not None:
+                    await asyncio.shield(pending)
+                pending = loop.run_in_executor(None, sink.write, chunk)
+            if pending is not None:
+                await asyncio.shield(pending)
+                pending = None
+            _check(expected, size, sink.sha256.hexdigest(), sink.md5.hexdigest())
+            created = await loop.run_in_executor(None, sink.commit, self.path(expected.sha256))
+            committed = True
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise InsufficientStorage(
+                    f"the image store is full after {size} of {expected.size} bytes; "
+                    "nothing was kept"
+                ) from exc
+            raise
+        finally:
+            if not committed:
+                # Shielded so a cancelled handler (client gone) still waits for the cleanup.
+                await asyncio.shield(_discard(loop, sink, pending))
+                log.info(
+                    "image upload abandoned",
+                    extra={"sha256": expected.sha256, "received": size, "partial": sink.path},
+                )
+        return Received(
+            path=self.path(expected.sha256),
+            size=size,
+            sha256=expected.sha256,
+            md5=expected.md5,
+            created=created,
+            chunks=count,
+            largest_chunk=largest,
+        )
+
+
+async def _discard(
+    loop: asyncio.AbstractEventLoop, sink: _Sink, pending: asyncio.Future[None] | None
+) -> None:
+    if pending is not None:
+        # The write in flight must finish before the file is closed under it.
+        with contextlib.suppress(Exception):
+            await pending
+    await loop.run_in_executor(None, sink.discard)
+
+
+def _check(expected: Expected, size: int, sha256: str, md5: str) -> None:
+    if size != expected.size:
+        raise Invalid(
+            f"upload has {size} bytes but the take's size is {expected.size}", field="size"
+        )
+    if sha256 != expected.sha256:
+        raise Invalid(
+            f"upload's SHA-256 is {sha256} but the take's is {expected.sha256}", field="sha256"
+        )
+    if md5 != expected.md5:
+        raise Invalid(f"upload's MD5 is {md5} but the take's is {expected.md5}", field="md5")

@@ -1,0 +1,199 @@
+"""REST endpoints of image transfer: upload a take's image, download (resumable), appliance push.
+
+Who may move which image follows the catalog: a contributor (or show admin, or admin) uploads the
+image of a take of their show; an appliance may push an image only when a take of its show has
+that SHA-256; anyone of a show may download an image some take of their show has (admins any).
+For everyone else an image of another show does not exist (404), so hashes do not leak across
+shows. Downloads are aiohttp ``FileResponse``s, which answer ``Range``/``If-Range`` with 206, so an
+interrupted download resumes with ``Range: bytes=N-``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from coordinator.errors import BadRequest, Invalid, NotFound
+from coordinator.images.blobs import ImageStore, Received, is_sha256
+from coordinator.images.catalog import IMAGES_DIRNAME, ImageInfo, find_by_sha256, find_take
+from coordinator.keys import CONFIG
+from coordinator.rendezvous import schemas
+from coordinator.rendezvous.endpoint import PREFIX, Endpoint
+from coordinator.rendezvous.http import authorized, caller, ok, path_id, read, require
+from coordinator.store.records import ROLES, Role
+
+log = logging.getLogger(__name__)
+
+IMAGES = web.AppKey("images", ImageStore)
+
+UPLOADERS: tuple[Role, ...] = ("admin", "show_admin", "contributor")
+PUSHERS: tuple[Role, ...] = ("appliance",)
+IMAGE_ROUTE = "/images/{sha256}"
+
+IMAGE_OUT = schemas.record("sha256", "md5", "size", "created")
+
+
+def _sha256(request: web.Request) -> str:
+    text = request.match_info["sha256"]
+    if not is_sha256(text.lower()):
+        raise BadRequest(f"{text!r} is not a SHA-256 (64 hex digits)", field="sha256")
+    return text.lower()
+
+
+def _declared_size(request: web.Request, info: ImageInfo) -> None:
+    # Refuse before reading a byte when the client already says the size is wrong.
+    declared = request.content_length
+    if declared is not None and declared != info.size:
+        raise Invalid(
+            f"upload has {declared} bytes (Content-Length) but the take's size is {info.size}",
+            field="size",
+        )
+
+
+async def _store_upload(request: web.Request, info: ImageInfo, actor: str) -> web.Response:
+    images = request.app[IMAGES]
+    out = {"sha256": info.sha256, "md5": info.md5, "size": info.size, "take_id": info.take_id}
+    if info.present:
+        return ok({**out, "created": False})
+    _declared_size(request, info)
+
+    # iter_chunked hands out at most chunk_size bytes: the body is never held whole.
+    body = request.content.iter_chunked(images.chunk_size)
+    received: Received = await images.receive(body, info.expected)
+    log.info(
+        "image stored",
+        extra={
+            "sha256": received.sha256,
+            "size": received.size,
+            "chunks": received.chunks,
+            "largest_chunk": received.largest_chunk,
+            "new_file": received.created,
+            "actor": actor,
+        },
+    )
+    return ok({**out, "created": received.created}, 201 if received.created else 200)
+
+
+async def upload_take_image(request: web.Request) -> web.Response:
+    flow = "uploading the image of a take"
+    who = await authorized(request, UPLOADERS, flow)
+    take_id = path_id(request, "take_id")
+    images = request.app[IMAGES]
+    info = await read(request, lambda c: find_take(c, images, take_id))
+    if info is None:
+        raise NotFound(f"take {take_id} not found")
+    require(who, UPLOADERS, flow, info.show_id)
+    return await _store_upload(request, info, who.actor)
+
+
+async def push_image(request: web.Request) -> web.Response:
+    flow = "pushing an image"
+    who = await authorized(request, PUSHERS, flow)
+    sha256 = _sha256(request)
+    images = request.app[IMAGES]
+    info = await read(request, lambda c: find_by_sha256(c, images, sha256, who.show_id))
+    if info is None:
+        raise NotFound(f"no take of show {who.show_id} has image {sha256}")
+    return await _store_upload(request, info, who.actor)
+
+
+async def download_image(request: web.Request) -> web.StreamResponse:
+    who = await caller(request)
+    sha256 = _sha256(request)
+    images = request.app[IMAGES]
+    scope = None if who.role == "admin" else who.show_id
+    info = await read(request, lambda c: find_by_sha256(c, images, sha256, scope))
+    if info is None:
+        where = "any take" if scope is None else f"a take of show {scope}"
+        raise NotFound(f"image {sha256} is not {where}")
+    if not info.present:
+        raise NotFound(
+            f"image {sha256} (take {info.take_id}, {info.name!r}) has not been uploaded yet"
+        )
+    return web.FileResponse(
+        images.path(sha256),
+        chunk_size=images.chunk_size,
+        headers={
+            "Content-Type": "application/octet-stream",
+            "Content-Disposition": f'attachment; filename="{_safe_filename(info.name)}"',
+            "Cache-Control": "private, max-age=31536000, immutable",
+        },
+    )
+
+
+def _safe_filename(name: str) -> str:
+    return "".join(
+        ch if ch.isascii() and ch.isprintable() and ch not in '"\\/' else "_" for ch in name
+    )
+
+
+_DOWNLOAD_DOC = (
+    "The image bytes (`application/octet-stream`). `HEAD` answers the same headers without the "
+    "body. `Range: bytes=N-` (or `N-M`) answers 206 with that slice, so an interrupted download "
+    "resumes; `If-Range` with the ETag keeps a resume from mixing two files."
+)
+_UPLOAD_DOC = (
+    "The request body is the raw image (`application/octet-stream`, with `Content-Length` or "
+    "chunked). It is streamed to disk and hashed on the way; it is stored only if its size, "
+    "SHA-256 and MD5 match the take (otherwise 422 whose `field` names the mismatch, and "
+    "nothing is kept). 201 when stored, 200 when the image was already present (not rewritten)."
+)
+
+ENDPOINTS = [
+    Endpoint(
+        "PUT",
+        r"/takes/{take_id:\d+}/image",
+        upload_take_image,
+        "Upload the image of a take into the coordinator's image store",
+        UPLOADERS,
+        ok=201,
+        response=IMAGE_OUT,
+        errors=(200, 400, 404, 408, 422, 507),
+        tag="images",
+        seed_flow="push/get: contributor pushes an image",
+        extra_doc={"description": _UPLOAD_DOC},
+    ),
+    Endpoint(
+        "GET",
+        IMAGE_ROUTE,
+        download_image,
+        "Download an image by SHA-256 (resumable with Range); HEAD too",
+        ROLES,
+        errors=(206, 400, 404, 416),
+        tag="images",
+        seed_flow="push/get: appliance gets an image",
+        extra_doc={"description": _DOWNLOAD_DOC, "content": "application/octet-stream"},
+    ),
+    Endpoint(
+        "PUT",
+        IMAGE_ROUTE,
+        push_image,
+        "Appliance pushes an image the coordinator lacks (a take of its show must have it)",
+        PUSHERS,
+        ok=201,
+        response=IMAGE_OUT,
+        errors=(200, 400, 404, 408, 422, 507),
+        tag="images",
+        seed_flow="push/get: appliance pushes an image",
+        extra_doc={"description": _UPLOAD_DOC.replace("the take", "the show's take")},
+    ),
+]
+
+
+async def _images_ctx(app: web.Application) -> AsyncIterator[None]:
+    images = app[IMAGES]
+    removed = await asyncio.get_running_loop().run_in_executor(None, images.prepare)
+    if removed:
+        log.info("removed half-written uploads", extra={"count": removed, "root": images.root})
+    yield
+
+
+def setup(app: web.Application) -> None:
+    """Give ``app`` its image store; the routes come with the rendezvous ENDPOINTS list."""
+    app[IMAGES] = ImageStore(app[CONFIG].data_dir / IMAGES_DIRNAME)
+    # aiohttp adds HEAD only through add_get; the route table registers GET alone.
+    app.router.add_route("HEAD", PREFIX + IMAGE_ROUTE, download_image)
+    app.cleanup_ctx.append(_images_ctx)
