@@ -27,6 +27,12 @@ IDLE_STATUS_INTERVAL = 10.0
 MAX_QUEUE_COUNT = 9999
 MAX_CREDENTIAL = 512
 IMAGE_PREFIX = "IMG:"
+# The uid field of a `STATS` frame that carries the session totals instead of one burner's.
+STATS_TOTAL = "*"
+# A `STATS` speed field when no passed burn had a known image size yet.
+NO_SPEED = "-"
+# Counts and sizes travel as at most 19 decimal digits.
+MAX_NUMBER = 10**19 - 1
 
 _HEX32 = re.compile(r"[0-9a-fA-F]{32}")
 _VERSION = re.compile(r"V([1-9][0-9]{0,3})")
@@ -62,6 +68,8 @@ class ErrorCode(enum.StrEnum):
     UNSUPPORTED_VERSION = "UNSUPPORTED_VERSION"
     UNKNOWN_IMAGE = "UNKNOWN_IMAGE"
     UNKNOWN_CLIENT = "UNKNOWN_CLIENT"
+    # A notice, not a refusal: the credential this connection presented is about to expire.
+    CREDENTIAL_EXPIRING = "CREDENTIAL_EXPIRING"
 
 
 ERROR_CODES: tuple[str, ...] = tuple(code.value for code in ErrorCode)
@@ -478,9 +486,23 @@ class Burn(_HashMessage):
 
 @dataclass(frozen=True, slots=True)
 class Open(_Message):
-    """Server asks a burner to open its tray: `OPEN`."""
+    """Open a tray. Server to burner: `OPEN` (open your own tray). Command to server:
+    `OPEN\\t<uid>` (open that burner's tray, so a person can find the physical box)."""
 
     VERB: ClassVar[str] = "OPEN"
+    ARITY: ClassVar[tuple[int, int | None]] = (0, 1)
+    uid: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.uid is not None:
+            _set(self, "uid", _uid(self.uid))
+
+    @classmethod
+    def _from_args(cls, args: list[str]) -> Self:
+        return cls(args[0] if args else None)
+
+    def _args(self) -> list[str]:
+        return [] if self.uid is None else [self.uid]
 
 
 @dataclass(frozen=True, slots=True)
@@ -661,6 +683,49 @@ class QClear(_Message):
 
 
 @dataclass(frozen=True, slots=True)
+class Stats(_Message):
+    """Statistics pushed to displays and commands:
+    `STATS\\t<uid>\\t<burned>\\t<failed>\\t<mean bytes/s>` for one burner, or with `*` in
+    place of the uid for the session totals. `uid` None means the totals; `mean_speed` is the
+    mean write speed (bytes per second) over passed burns of a known size, None (`-` on the
+    wire) while there is none."""
+
+    VERB: ClassVar[str] = "STATS"
+    ARITY: ClassVar[tuple[int, int | None]] = (4, 4)
+    uid: str | None
+    burned: int
+    failed: int
+    mean_speed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.uid is not None:
+            _set(self, "uid", _uid(self.uid))
+        _check_count(self.burned, "burned count")
+        _check_count(self.failed, "failed count")
+        if self.mean_speed is not None:
+            _check_count(self.mean_speed, "mean speed")
+
+    @property
+    def is_total(self) -> bool:
+        return self.uid is None
+
+    @classmethod
+    def _from_args(cls, args: list[str]) -> Self:
+        uid = None if args[0] == STATS_TOTAL else args[0]
+        speed = None if args[3] == NO_SPEED else _number(args[3], "mean speed")
+        return cls(uid, _number(args[1], "burned count"), _number(args[2], "failed count"), speed)
+
+    def _args(self) -> list[str]:
+        speed = NO_SPEED if self.mean_speed is None else str(self.mean_speed)
+        return [self.uid or STATS_TOTAL, str(self.burned), str(self.failed), speed]
+
+
+def _check_count(value: int, what: str) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_NUMBER:
+        raise BadNumber(f"{what} must be an integer 0..{MAX_NUMBER}, not {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
 class Error(_Message):
     """`ERROR\\t<code>\\t<text>`; `code` is one of `ERROR_CODES` when we send it, any token
     (letters, digits, `_.-`, at most 64) when a peer does."""
@@ -703,6 +768,7 @@ Message = (
     | AskCapab
     | Name
     | QClear
+    | Stats
     | Error
 )
 Event = Message | ProtocolError
@@ -726,6 +792,7 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     AskCapab,
     Name,
     QClear,
+    Stats,
     Error,
 )
 VERBS: tuple[str, ...] = tuple(cls.VERB for cls in MESSAGE_TYPES)

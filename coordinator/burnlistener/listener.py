@@ -3,12 +3,13 @@
 Each accepted connection is greeted with `IDENT`, must answer with `ID`, and is then a member of
 one session on the `Master`: a burner is asked for its capabilities (`CAPAB`), reports its
 status, and is sent `BURN` when dispatch picks it; a display is pushed the queue, every burner's
-status and friendly names as they change; a command frontend may also queue, clear, name and open
-trays. Framing and parsing are `wire.burnproto`'s; this module only moves bytes, decides who is
-let in (a shared token, a credential checked by an injected callback, or an anonymous read-only
-display when allowed), and watches burners' idle `STATUS`: one silent for `silence_intervals`
-intervals is dropped, which requeues its burn. Time comes from an injectable `Ticker` so tests
-step it instead of waiting.
+status, friendly names and statistics (`STATS`) as they change; a command frontend may also
+queue, clear, name and open trays (`OPEN\\t<uid>`). A credential about to expire is announced to
+its connections as `ERROR\\tCREDENTIAL_EXPIRING`. Framing and parsing are `wire.burnproto`'s;
+this module only moves bytes, decides who is let in (a shared token, a credential checked by an
+injected callback, or an anonymous read-only display when allowed), and watches burners' idle
+`STATUS`: one silent for `silence_intervals` intervals is dropped, which requeues its burn. Time
+comes from an injectable `Ticker` so tests step it instead of waiting.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import uuid
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Protocol
 
 from coordinator.burnlistener.auth import Authorize, Grant, token_authorizer
@@ -26,10 +28,13 @@ from coordinator.master import (
     Master,
     MemberKind,
     Payload,
+    Room,
     RoomError,
     SessionClosed,
     Superseded,
+    channels,
 )
+from coordinator.master.room import Burner
 from wire import burnproto as bp
 
 log = logging.getLogger(__name__)
@@ -38,7 +43,6 @@ READ_CHUNK = 64 * 1024
 # A client whose unsent output grows past this is not reading; drop it rather than buffer more.
 MAX_SEND_BUFFER = 1024 * 1024
 CLOSE_TIMEOUT = 5.0
-_OPEN_WITH_UID = re.compile(rb"OPEN\t([0-9a-fA-F]{32})")
 
 _KINDS = {
     bp.ClientType.BURNER: MemberKind.BURNER,
@@ -92,10 +96,12 @@ class BurnListener:
         self._sweeper: asyncio.Task[None] | None = None
         self._connections: set[_Connection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._unhook: Callable[[], None] | None = None
 
     async def start(self, host: str, port: int) -> None:
         self._server = await asyncio.start_server(self._accept, host, port, limit=READ_CHUNK)
         self._sweeper = asyncio.create_task(self._sweep(), name="burnlistener-sweep")
+        self._unhook = self.master.add_change_hook(self._on_change)
 
     @property
     def port(self) -> int:
@@ -104,6 +110,9 @@ class BurnListener:
         return int(self._server.sockets[0].getsockname()[1])
 
     def close(self) -> None:
+        if self._unhook is not None:
+            self._unhook()
+            self._unhook = None
         if self._server is not None:
             self._server.close()
         if self._sweeper is not None:
@@ -132,6 +141,27 @@ class BurnListener:
             self._connections.discard(conn)
             if task is not None:
                 self._tasks.discard(task)
+
+    def _on_change(self, channel: str, data: Mapping[str, object]) -> None:
+        """Statistics reach displays and commands only as pub/sub changes; turn those into
+        `STATS` frames (the burner's, then the session totals) for the watchers of that room."""
+        uid = data.get("uid")
+        if not channel.endswith(".stats") or not isinstance(uid, str):
+            return
+        frames: dict[str, list[bp.Message]] = {}
+        for conn in list(self._connections):
+            sid = conn.session_id
+            if not conn.watches or sid is None or channels.stats(sid) != channel:
+                continue
+            if sid not in frames:
+                room = self.master.room(sid)
+                burner = None if room is None else room.burners.get(uid)
+                if room is None or burner is None:
+                    frames[sid] = []
+                else:
+                    frames[sid] = [_burner_stats(burner), _total_stats(room)]
+            for message in frames[sid]:
+                conn.send(message)
 
     async def _sweep(self) -> None:
         # Runs for the listener's lifetime; each round is bounded by the connections present.
@@ -164,6 +194,11 @@ class _Connection:
         """Burners must keep talking; so must a connection that has not identified yet."""
         return self.client_type in (None, bp.ClientType.BURNER) and not self.closing
 
+    @property
+    def watches(self) -> bool:
+        """Displays and commands are pushed the queue, statuses and statistics."""
+        return self.client_type in (bp.ClientType.DISPLAY, bp.ClientType.COMMAND)
+
     # ---- output ------------------------------------------------------------------------------
 
     def send(self, message: bp.Message) -> None:
@@ -185,9 +220,18 @@ class _Connection:
                 self.refuse(bp.ErrorCode.NOT_ALLOWED, f"the session was {reason}")
             case Superseded():
                 self.refuse(bp.ErrorCode.NOT_ALLOWED, "this burner connected again elsewhere")
-            case CredentialExpiring():
-                # The protocol has no verb for it; legacy clients cannot refresh anyway.
+            case CredentialExpiring(expires_at=expires_at):
+                # A notice, not a refusal: the connection stays, and the operator watching a
+                # legacy client learns to renew the credential before it is refused.
+                when = datetime.fromtimestamp(expires_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
                 log.info("credential expiring on a burn client", extra={"conn": self.id})
+                self.send(
+                    bp.Error(
+                        bp.ErrorCode.CREDENTIAL_EXPIRING.value,
+                        f"the credential of this connection expires at {when}; "
+                        "renew it and reconnect before then",
+                    )
+                )
             case _:
                 self.send(payload)
 
@@ -239,11 +283,7 @@ class _Connection:
             self.refuse(event.code, event.text)
             return
         if isinstance(event, bp.ProtocolError):
-            uid = _open_uid(event) if self.session_id is not None else None
-            if uid is not None and self.session_id is not None:
-                self.master.open_tray(self.session_id, self.id, uid)
-            else:
-                self.send(bp.ErrorReply(event))
+            self.send(bp.ErrorReply(event))
             return
         if self.session_id is None:
             if isinstance(event, bp.Id):
@@ -257,7 +297,11 @@ class _Connection:
             self.send(bp.Error(bp.ErrorCode.NOT_ALLOWED.value, "this connection is identified"))
             return
         try:
-            await self.master.handle(self.session_id, self.id, event)
+            if isinstance(event, bp.Open) and event.uid is not None:
+                # A command naming a burner; the master checks that this member may command.
+                self.master.open_tray(self.session_id, self.id, event.uid)
+            else:
+                await self.master.handle(self.session_id, self.id, event)
         except RoomError as exc:  # the session went away under us
             self.refuse(exc.code, str(exc))
 
@@ -309,6 +353,9 @@ class _Connection:
             # A display starts from the current picture, then gets every change.
             self.send(room.queue_list())
             self.send(room.status_list())
+            for burner in sorted(room.burners.values(), key=lambda b: b.uid):
+                self.send(_burner_stats(burner))
+            self.send(_total_stats(room))
 
     async def _grant(self, ident: bp.Id) -> Grant | None:
         listener = self.listener
@@ -332,13 +379,18 @@ class _Connection:
         return result
 
 
-def _open_uid(error: bp.ProtocolError) -> str | None:
-    """`OPEN\\t<uid>`: a command naming the burner whose tray to open. The core's OPEN has no
-    field (the server sends it bare), so the decoder reports this as a field-count error."""
-    if not isinstance(error, bp.FieldCount):
-        return None
-    match = _OPEN_WITH_UID.fullmatch(error.frame)
-    return match.group(1).decode("ascii").lower() if match else None
+def _burner_stats(burner: Burner) -> bp.Stats:
+    stats = burner.stats
+    speed = stats.mean_speed
+    return bp.Stats(burner.uid, stats.burned, stats.failed, None if speed is None else round(speed))
+
+
+def _total_stats(room: Room) -> bp.Stats:
+    """The session totals; the mean speed is over every passed burn, not a mean of means."""
+    all_stats = [b.stats for b in room.burners.values()]
+    samples = sum(s.speed_samples for s in all_stats)
+    speed = round(sum(s.speed_total for s in all_stats) / samples) if samples else None
+    return bp.Stats(None, sum(s.burned for s in all_stats), sum(s.failed for s in all_stats), speed)
 
 
 async def start_burn_listener(

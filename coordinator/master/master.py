@@ -64,6 +64,8 @@ class Master:
         self._catalog = catalog or _no_catalog
         self._policy = policy or DispatchPolicy()
         self._on_change = on_change
+        # Transports that push changes themselves (the burn listener) add hooks at run time.
+        self._change_hooks: list[ChangeHook] = []
         self._clock = clock
         self._rooms: dict[str, Room] = {}
         self._deliver: dict[tuple[str, str], Deliver] = {}
@@ -80,6 +82,16 @@ class Master:
 
     async def flush(self) -> None:
         await self.db.flush()
+
+    def add_change_hook(self, hook: ChangeHook) -> Callable[[], None]:
+        """Also call `hook` with every change, after `on_change`; returns its remover."""
+        self._change_hooks.append(hook)
+
+        def remove() -> None:
+            if hook in self._change_hooks:
+                self._change_hooks.remove(hook)
+
+        return remove
 
     # ---- rooms -------------------------------------------------------------------------------
 
@@ -228,6 +240,12 @@ class Master:
             for change in effects.changes:
                 try:
                     self._on_change(change.channel, change.data)
+                except Exception:
+                    log.exception("change hook failed", extra={"channel": change.channel})
+        for hook in list(self._change_hooks):
+            for change in effects.changes:
+                try:
+                    hook(change.channel, change.data)
                 except Exception:
                     log.exception("change hook failed", extra={"channel": change.channel})
         self.db.submit(effects.writes)

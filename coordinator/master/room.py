@@ -625,6 +625,8 @@ class Room:
                 self._send(member.id, bp.QOk())
             case bp.Name(uid=uid, friendly=friendly):
                 self.set_name(uid, friendly)
+            case bp.Open(uid=str() as uid):
+                self.open_tray(uid)
             case bp.Open():
                 raise MissingField("OPEN from a command names the burner: OPEN<TAB><uid>")
             case bp.Error(code=code):

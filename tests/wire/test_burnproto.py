@@ -35,6 +35,7 @@ from wire.burnproto import (
     SList,
     SListEntry,
     SReport,
+    Stats,
     Status,
     StatusKind,
     StatusValue,
@@ -64,6 +65,7 @@ status_values = st.one_of(
     st.builds(StatusValue.progress, st.integers(0, 100)),
     st.sampled_from([StatusValue(k) for k in StatusKind if k is not StatusKind.PROGRESS]),
 )
+counts = st.integers(0, bp.MAX_NUMBER)
 credentials = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1)
 
 messages: st.SearchStrategy[Message] = st.one_of(
@@ -83,7 +85,7 @@ messages: st.SearchStrategy[Message] = st.one_of(
     ),
     st.builds(Status, status_values),
     st.builds(Burn, hex32),
-    st.just(Open()),
+    st.builds(Open, st.none() | hex32),
     st.builds(WhatIs, hex32),
     st.builds(Info, hex32, free_text, st.integers(0, 10**19 - 1), free_text),
     st.builds(Queue, hex32, st.integers(1, bp.MAX_QUEUE_COUNT)),
@@ -95,6 +97,7 @@ messages: st.SearchStrategy[Message] = st.one_of(
     st.just(AskCapab()),
     st.builds(Name, hex32, free_text),
     st.just(QClear()),
+    st.builds(Stats, st.none() | hex32, counts, counts, st.none() | counts),
     st.builds(Error, st.sampled_from(bp.ERROR_CODES), free_text),
 )
 
@@ -106,7 +109,7 @@ ONE_OF_EACH: list[Message] = [
     Cap((Capability.BURNCDR, Capability.BURNDVDR), (MD5, MD5_B)),
     Status(StatusValue.progress(42)),
     Burn(MD5),
-    Open(),
+    Open(UID),
     WhatIs(MD5),
     Info(MD5, "Ubuntu 26.04 Desktop", 5_900_000_000, "Line one\r\n\r\nLine three\r\n"),
     Queue(MD5, 3),
@@ -118,13 +121,14 @@ ONE_OF_EACH: list[Message] = [
     AskCapab(),
     Name(UID, "Booth 1, left"),
     QClear(),
+    Stats(UID, 12, 3, 1_843_200),
     Error("UNKNOWN_IMAGE", "no burner holds that image"),
 ]
 
 
 def test_the_sample_stream_covers_every_verb() -> None:
     assert sorted(m.VERB for m in ONE_OF_EACH) == sorted(bp.VERBS)
-    assert len(set(bp.VERBS)) == 19
+    assert len(set(bp.VERBS)) == 20
     assert len(set(bp.ERROR_CODES)) == len(bp.ERROR_CODES)
 
 
@@ -206,6 +210,28 @@ def test_id_with_and_without_credential() -> None:
     assert isinstance(event, Id)
     assert event.credential == "abc.DEF-123"
     assert "abc.DEF-123" not in repr(event)
+
+
+def test_open_is_bare_to_a_burner_and_names_the_burner_from_a_command() -> None:
+    assert bp.encode(Open()) == b"OPEN\r\n\r\n"
+    assert decode_all(b"OPEN\r\n\r\n") == [Open()]
+    assert Open().uid is None
+    upper = UID.upper()
+    assert decode_all(f"OPEN\t{upper}\r\n\r\n".encode()) == [Open(UID)]
+    assert bp.encode(Open(upper)) == f"OPEN\t{UID}\r\n\r\n".encode()
+
+
+def test_stats_for_a_burner_and_for_the_session_totals() -> None:
+    burner = f"STATS\t{UID}\t12\t3\t1843200\r\n\r\n".encode()
+    totals = b"STATS\t*\t40\t5\t-\r\n\r\n"
+    assert decode_all(burner + totals) == [
+        Stats(UID, 12, 3, 1_843_200),
+        Stats(None, 40, 5, None),
+    ]
+    assert bp.encode(Stats(UID, 12, 3, 1_843_200)) == burner
+    assert bp.encode(Stats(None, 40, 5)) == totals
+    assert Stats(None, 0, 0).is_total
+    assert not Stats(UID, 0, 0).is_total
 
 
 def test_client_type_may_be_given_as_text() -> None:
@@ -295,6 +321,14 @@ MALFORMED: list[tuple[bytes, type[bp.ProtocolError], str]] = [
     (b"SLIST\tzz=name=IDLE", bp.BadUid, "not a client uid"),
     (b"SLIST\t" + UID.encode() + b"=n=SLEEPY", bp.BadStatus, "'SLEEPY' is not a status"),
     (b"ERROR\tbad code\ttext", bp.BadToken, "not an error code"),
+    (b"OPEN\tbooth-1", bp.BadUid, "'booth-1' is not a client uid"),
+    (b"OPEN\t" + UID.encode() + b"\tnow", bp.FieldCount, "OPEN takes 0 or 1 field"),
+    (b"STATS\t" + UID.encode() + b"\t1\t0", bp.FieldCount, "STATS takes 4 field"),
+    (b"STATS\tall\t1\t0\t-", bp.BadUid, "'all' is not a client uid"),
+    (b"STATS\t*\t-1\t0\t-", bp.BadNumber, "burned count"),
+    (b"STATS\t*\t1\tnone\t-", bp.BadNumber, "failed count"),
+    (b"STATS\t*\t1\t0\t1.5", bp.BadNumber, "mean speed"),
+    (b"STATS\t*\t1\t0\t", bp.BadNumber, "mean speed"),
 ]
 
 
@@ -459,6 +493,12 @@ def test_encoding_refuses_text_that_is_not_unicode() -> None:
         (lambda: Id(ClientType.BURNER, UID, "x" * 513), bp.BadToken),
         (lambda: Cap(("LASER",)), bp.BadCapability),  # type: ignore[arg-type]
         (lambda: Error("", "t"), bp.BadToken),
+        (lambda: Open("booth-1"), bp.BadUid),
+        (lambda: Stats("booth-1", 0, 0), bp.BadUid),
+        (lambda: Stats(None, -1, 0), bp.BadNumber),
+        (lambda: Stats(None, 0, True), bp.BadNumber),
+        (lambda: Stats(None, 0, 0, bp.MAX_NUMBER + 1), bp.BadNumber),
+        (lambda: Stats(None, 0, 0, 1.5), bp.BadNumber),  # type: ignore[arg-type]
     ],
 )
 def test_constructing_an_invalid_message_raises_its_typed_error(
@@ -604,3 +644,11 @@ def test_scripted_command_session_from_the_seed() -> None:
         Error("UNKNOWN_VERB", "unknown verb 'SHUTDOWN'")
     ]
     assert server.feed(b"QREPORT\r\n\r\n") == [QReport()]
+    # Finding the physical box: the command names it, the server opens that tray.
+    assert server.feed(f"OPEN\t{UID}\r\n\r\n".encode()) == [Open(UID)]
+    assert client.feed(
+        f"STATS\t{UID}\t1\t0\t2400000\r\n\r\nSTATS\t*\t1\t0\t2400000\r\n\r\n".encode()
+    ) == [
+        Stats(UID, 1, 0, 2_400_000),
+        Stats(None, 1, 0, 2_400_000),
+    ]

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from coordinator.burnlistener import BurnListener, start_burn_listener
+from coordinator.burnlistener import BurnListener, Grant, start_burn_listener
 from coordinator.master import ImageInfo, Master
 
 TOKEN = "fleet-2026-Booth-token"
@@ -70,12 +70,12 @@ class SeedClient:
         raise AssertionError(f"no {verb} in 1000 frames")
 
     async def error(self) -> list[str]:
-        """The next ERROR's code and text, skipping the display pushes (QLIST, SLIST, NAME)."""
+        """The next ERROR's code and text, skipping pushes (QLIST, SLIST, NAME, STATS)."""
         for _ in range(1000):
             got = await self.frame()
             if got[0] == "ERROR":
                 return got[1:]
-            assert got[0] in ("QLIST", "SLIST", "NAME"), f"unexpected {got}"
+            assert got[0] in ("QLIST", "SLIST", "NAME", "STATS"), f"unexpected {got}"
         raise AssertionError("no ERROR in 1000 frames")
 
     async def until(self, *fields: str) -> None:
@@ -121,6 +121,16 @@ class ManualTicker:
         self.ticks.put_nowait(None)
 
 
+class ManualClock:
+    """The master's clock (burn durations, hence speeds), moved only by the test."""
+
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
 async def catalog(md5: str) -> ImageInfo | None:
     if md5 == IMG:
         return ImageInfo(
@@ -133,8 +143,13 @@ StartListener = Callable[..., Awaitable[BurnListener]]
 
 
 @pytest.fixture
-async def master(tmp_path: Path) -> AsyncIterator[Master]:
-    m = Master(tmp_path / "data", catalog=catalog)
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+async def master(tmp_path: Path, clock: ManualClock) -> AsyncIterator[Master]:
+    m = Master(tmp_path / "data", catalog=catalog, clock=clock)
     await m.open()
     yield m
     await m.close()
@@ -284,7 +299,8 @@ async def test_verbs_outside_the_client_type_are_not_allowed(
     await display.hello("DISPLAY", DISPLAY_UID)
     await display.expect("SLIST")
     burner = await ready_burner(port, clients, BURNER_A)
-    for verb in (["QUEUE", IMG], ["QCLEAR"], ["NAME", BURNER_A, "x"], ["OPEN", BURNER_A]):
+    refused = (["QUEUE", IMG], ["QCLEAR"], ["NAME", BURNER_A, "x"], ["OPEN", BURNER_A])
+    for verb in (*refused, ["STATS", "*", "0", "0", "-"]):
         display.send(*verb)
         assert (await display.error())[0] == "NOT_ALLOWED"
     burner.send("QCLEAR")
@@ -439,3 +455,85 @@ async def test_refuses_options_that_cannot_work(master: Master) -> None:
         await start_burn_listener(master, "127.0.0.1", 0, burn_token=TOKEN)
     with pytest.raises(ValueError, match="idle_interval"):
         await start_burn_listener(master, "127.0.0.1", 0, idle_interval=0)
+
+
+async def test_display_and_command_get_stats_and_command_open_reaches_the_burner(
+    start: StartListener, clock: ManualClock, clients: list[SeedClient]
+) -> None:
+    port = (await start()).port
+    display = await connect(port, clients)
+    await display.hello("DISPLAY", DISPLAY_UID)
+    # The initial picture ends with the session totals: nothing burned yet, no speed known.
+    await display.until("STATS", "*", "0", "0", "-")
+    burner = await ready_burner(port, clients, BURNER_A)
+    command = await connect(port, clients)
+    await command.hello("COMMAND", COMMAND_UID)
+    await command.until("STATS", BURNER_A, "0", "0", "-")
+    assert await command.frame() == ["STATS", "*", "0", "0", "-"]
+
+    # Identifying the box: the command names the burner, the burner gets a bare OPEN.
+    command.send("OPEN", BURNER_A.upper())
+    assert await burner.frame() == ["OPEN"]
+
+    command.send("QUEUE", IMG)
+    assert await command.expect("QOK") == []
+    assert await burner.expect("BURN") == [IMG]
+    clock.t += 1000.0  # 3,000,000,000 bytes in 1000 s: 3,000,000 bytes/s
+    burner.send("STATUS", "100%")
+    burner.send("STATUS", "MD5PASS")
+    for watcher in (display, command):
+        await watcher.until("STATS", BURNER_A, "1", "0", "3000000")
+        assert await watcher.frame() == ["STATS", "*", "1", "0", "3000000"]
+
+    # A failed verify counts too, and leaves the mean speed of the passed burns alone.
+    burner.send("STATUS", "AVAIL")
+    command.send("QUEUE", IMG)
+    assert await burner.expect("BURN") == [IMG]
+    burner.send("STATUS", "MD5FAIL")
+    await display.until("STATS", BURNER_A, "1", "1", "3000000")
+    assert await display.frame() == ["STATS", "*", "1", "1", "3000000"]
+
+    # A display connecting later starts from the same figures.
+    late = await connect(port, clients)
+    await late.hello("DISPLAY", DISPLAY_UID)
+    await late.until("STATS", BURNER_A, "1", "1", "3000000")
+    assert await late.frame() == ["STATS", "*", "1", "1", "3000000"]
+
+
+async def test_open_from_a_command_needs_a_connected_burner_and_from_others_is_refused(
+    start: StartListener, clients: list[SeedClient]
+) -> None:
+    port = (await start()).port
+    burner = await ready_burner(port, clients, BURNER_A)
+    command = await connect(port, clients)
+    await command.hello("COMMAND", COMMAND_UID)
+    for frame, code in [
+        (["OPEN"], "FIELD_COUNT"),  # a command must say which tray
+        (["OPEN", BURNER_B], "UNKNOWN_CLIENT"),
+        (["OPEN", "booth-1"], "BAD_UID"),
+        (["OPEN", BURNER_A, "now"], "FIELD_COUNT"),
+    ]:
+        command.send(*frame)
+        assert (await command.error())[0] == code, frame
+    burner.send("OPEN", BURNER_A)  # a burner may not open trays, its own or another's
+    assert (await burner.error())[0] == "NOT_ALLOWED"
+    command.send("OPEN", BURNER_A)
+    assert await burner.frame() == ["OPEN"]
+
+
+async def test_an_expiring_credential_is_announced_and_the_connection_kept(
+    start: StartListener, master: Master, clients: list[SeedClient]
+) -> None:
+    async def authorize(client_type: object, credential: str) -> Grant | None:
+        return Grant("Fest", credential_id="cred-7") if credential == "appliance-cred" else None
+
+    port = (await start(authorize=authorize)).port
+    command = await connect(port, clients)
+    await command.hello("COMMAND", COMMAND_UID, credential="appliance-cred")
+    await command.expect("STATS")
+    assert master.notify_expiry("cred-7", 1_900_000_000.0) == 1
+    code, text = await command.error()
+    assert code == "CREDENTIAL_EXPIRING"
+    assert "2030-03-17T17:46:40Z" in text
+    command.send("QREPORT")
+    assert await command.expect("QLIST") == []

@@ -362,3 +362,14 @@ def test_suspended_room_removes_members_and_refuses_joins(clock: FakeClock) -> N
     h.room.resume()
     h.room.join("late", MemberKind.DISPLAY)
     assert "late" in h.room.members
+
+
+def test_open_naming_a_burner_opens_that_burners_tray_only(clock: FakeClock) -> None:
+    h = make(clock)
+    b1, b2 = h.burner(1, (COMMON,)), h.burner(2, (COMMON,))
+    cmd = h.command()
+    h.pump()
+    h.sent.clear()
+    h.room.handle(cmd, bp.Open(uid(2)))
+    assert [p for p in h.take(b2) if isinstance(p, bp.Open)] == [bp.Open()]
+    assert [p for p in h.take(b1) if isinstance(p, bp.Open)] == []
