@@ -204,3 +204,11 @@ def test_operator_walkthrough_runs_as_written(tmp_path: Path) -> None:
         "local",
     )
     assert (tmp_path / "burnstand-data" / "coordinator.db").exists()
+
+
+def test_readme_operator_section_is_the_tested_walkthrough() -> None:
+    serve_cmd, script = _walkthrough_blocks()
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Operator quick start", 1)[1]
+    blocks = re.findall(r"```sh\n(.*?)```", section, flags=re.S)
+    assert [b.strip() for b in blocks[:2]] == [serve_cmd, script.strip()]
