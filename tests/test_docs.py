@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from wire import burnproto, link, pubsub, relay
+from wire import agentmsg, burnproto, link, pubsub, relay
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
@@ -32,6 +32,7 @@ PROTOCOL_NAMES = {
     "relay action": _names(relay.ACTIONS),
     "close code": _names(relay.CLOSE_CODES),
     "pub/sub action": _names(pubsub.ACTIONS),
+    "agent message type": _names(agentmsg.TYPES),
 }
 
 

@@ -1,0 +1,329 @@
+"""What appliance links mean to a session: the bridge between agent messages and the `Master`.
+
+An appliance's link carries the agent messages of `wire.agentmsg`. The bridge picks the session
+(the one the agent asked for with `?session=`, else the most recent live session of the
+appliance's show), joins one BURNER member per drive the agent announces in `hello` (member ids
+are per link, so a restarted agent supersedes its old link's members instead of clashing with
+them; a report for a drive not announced on this link joins it, so reports replayed onto a
+renewed link before the next `hello` still count), turns `hello`/`status`/`result`/`drive_gone`
+into `Cap`, `Status` and leaves for `Master.handle`, and turns what the master delivers to those
+members (`Burn`, `Open`, `Name`, `Error`, notices) back into agent messages, looking up a
+burn's SHA-256, size and URL among the show's takes. Results are deduplicated by the agent's
+job id, so a report replayed after a link was renewed counts once. Members stay joined while a
+link waits within its grace period (the burn goes on in the box); they leave, and their burns
+are requeued, when the link ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from coordinator.errors import NotFound
+from coordinator.links.hub import Appliance, Link
+from coordinator.master import (
+    CredentialExpiring,
+    Deliver,
+    Master,
+    MemberKind,
+    Payload,
+    RoomError,
+    SessionClosed,
+    Superseded,
+)
+from coordinator.store import Store
+from wire import agentmsg as am
+from wire import burnproto as bp
+from wire import link as wl
+
+log = logging.getLogger(__name__)
+
+# Job ids remembered per appliance for deduplicating results; far more than a box burns while
+# one of its reports can still be in flight.
+JOB_MEMORY = 4096
+
+MasterGetter = Callable[[], Master | None]
+
+_LIVE_SQL = """
+SELECT id FROM sessions WHERE show_id = ? AND state = 'live' {extra}
+ORDER BY created_at DESC, rowid DESC LIMIT 1
+"""
+
+
+def _live_session(conn: sqlite3.Connection, show_id: int, wanted: str | None) -> str | None:
+    if wanted is None:
+        row = conn.execute(_LIVE_SQL.format(extra=""), (show_id,)).fetchone()
+    else:
+        row = conn.execute(
+            _LIVE_SQL.format(extra="AND id = ?"), (show_id, wanted.lower())
+        ).fetchone()
+    return None if row is None else str(row["id"])
+
+
+def _takes(conn: sqlite3.Connection, show_id: int) -> list[am.Take]:
+    rows = conn.execute(
+        "SELECT md5, sha256, size, name, notes, url FROM takes WHERE show_id = ? "
+        "ORDER BY id LIMIT ?",
+        (show_id, am.MAX_TAKES),
+    ).fetchall()
+    seen: set[str] = set()
+    out = []
+    for row in rows:
+        md5 = row["md5"].lower()
+        if md5 in seen:
+            continue  # several takes of one image: the oldest describes it
+        seen.add(md5)
+        out.append(
+            am.Take(md5, row["sha256"].lower(), row["size"], row["name"], row["notes"], row["url"])
+        )
+    return out
+
+
+def _take(conn: sqlite3.Connection, show_id: int, md5: str) -> am.Take | None:
+    row = conn.execute(
+        "SELECT md5, sha256, size, name, notes, url FROM takes "
+        "WHERE show_id = ? AND lower(md5) = ? ORDER BY id LIMIT 1",
+        (show_id, md5.lower()),
+    ).fetchone()
+    if row is None:
+        return None
+    return am.Take(
+        md5.lower(), row["sha256"].lower(), row["size"], row["name"], row["notes"], row["url"]
+    )
+
+
+@dataclass(eq=False)
+class _Agent:
+    link: Link
+    session: str | None
+    drives: dict[str, str] = field(default_factory=dict)  # uid -> member id
+    deliveries: asyncio.Queue[tuple[str, Payload]] = field(default_factory=asyncio.Queue)
+    pump: asyncio.Task[None] | None = None
+
+    def member_id(self, uid: str) -> str:
+        return f"link:{self.link.token[:16]}:{uid}"
+
+    def deliver_to(self, uid: str) -> Deliver:
+        # The master's deliver must only enqueue; the pump does the (async) rest in order.
+        def deliver(payload: Payload) -> None:
+            self.deliveries.put_nowait((uid, payload))
+
+        return deliver
+
+
+class ApplianceBridge:
+    """The `LinkHandler` of production: appliance links as BURNER members of a session."""
+
+    def __init__(self, store: Callable[[], Store], master: MasterGetter) -> None:
+        self._store = store
+        self._master = master
+        self._agents: dict[str, _Agent] = {}
+        self._jobs: dict[int, OrderedDict[str, None]] = {}
+
+    # ---- LinkHandler
+
+    async def admit(self, appliance: Appliance) -> str | None:
+        wanted = appliance.requested_session
+        session = await self._store().read(
+            lambda conn: _live_session(conn, appliance.show_id, wanted)
+        )
+        if wanted is not None and session is None:
+            raise NotFound(
+                f"session {wanted!r} is not a live session of show {appliance.show_id}",
+                field="session",
+            )
+        return session
+
+    async def opened(self, link: Link, *, resumed: bool) -> None:
+        if resumed and link.token in self._agents:
+            return  # same link, same members; the agent's hello refreshes the rest
+        agent = _Agent(link, link.session)
+        agent.pump = asyncio.create_task(self._pump(agent), name=f"link-pump-{link.token[:8]}")
+        self._agents[link.token] = agent
+        show = link.appliance.show_id
+        takes = await self._store().read(lambda conn: _takes(conn, show))
+        self._send(agent, am.Welcome(agent.session, show, link.appliance.name))
+        self._send(agent, am.Catalog(tuple(takes)))
+
+    async def received(self, link: Link, payload: wl.JsonValue) -> None:
+        agent = self._agents.get(link.token)
+        if agent is None:
+            return
+        try:
+            message = am.parse_from_agent(payload)
+        except am.AgentMessageError as exc:
+            log.info(
+                "bad agent message",
+                extra={"appliance": link.appliance.id, "field": exc.field, "error": exc.text},
+            )
+            self._send(agent, am.Error.of(exc))
+            return
+        try:
+            match message:
+                case am.Hello():
+                    await self._hello(agent, message)
+                case am.Status(uid=uid, status=value):
+                    await self._handle(agent, uid, bp.Status(value))
+                case am.Result():
+                    await self._result(agent, message)
+                case am.DriveGone(uid=uid):
+                    self._leave(agent, uid)
+        except RoomError as exc:
+            # The session went away under us (suspended, unloaded): say so, keep the link.
+            self._send(agent, am.Error(exc.code.value, str(exc)))
+
+    async def closed(self, link: Link, *, formal: bool, unacked: tuple[wl.JsonValue, ...]) -> None:
+        agent = self._agents.pop(link.token, None)
+        if agent is None:
+            return
+        if agent.pump is not None:
+            agent.pump.cancel()
+        for uid in list(agent.drives):
+            self._leave(agent, uid)
+        if unacked:
+            # Orders the agent never confirmed: the leave above requeued their burns.
+            log.info(
+                "link ended with undelivered orders",
+                extra={"appliance": link.appliance.id, "count": len(unacked)},
+            )
+
+    # ---- agent → master
+
+    async def _hello(self, agent: _Agent, hello: am.Hello) -> None:
+        master = self._master()
+        if agent.session is None:
+            appliance = agent.link.appliance
+            agent.session = await self._store().read(
+                lambda conn: _live_session(conn, appliance.show_id, None)
+            )
+            if agent.session is None:
+                return  # nothing to join yet; the agent works from its cache meanwhile
+            agent.link.session = agent.session
+            self._send(agent, am.Welcome(agent.session, appliance.show_id, appliance.name))
+        if master is None:
+            self._send(agent, am.Error(am.ErrorCode.NO_SESSION.value, "no session master here"))
+            return
+        room = await master.load(agent.session)
+        present = {d.uid for d in hello.drives}
+        for uid in [u for u in agent.drives if u not in present]:
+            self._leave(agent, uid)
+        for drive in hello.drives:
+            member = agent.drives.get(drive.uid)
+            if member is None:
+                member = self._join(master, room.session_id, agent, drive.uid)
+            await master.handle(room.session_id, member, bp.Cap(drive.capabilities, drive.images))
+            await master.handle(room.session_id, member, bp.Status(drive.status))
+            burner = room.burners.get(drive.uid)
+            if burner is not None and burner.name and burner.name != drive.name:
+                self._send(agent, am.Name(drive.uid, burner.name))
+
+    async def _handle(self, agent: _Agent, uid: str, message: bp.Message) -> bool:
+        master = self._master()
+        if master is None or agent.session is None:
+            self._send(
+                agent,
+                am.Error(
+                    am.ErrorCode.NO_SESSION.value,
+                    f"no live session to report drive {uid} to; the report was not applied",
+                ),
+            )
+            return False
+        member = agent.drives.get(uid)
+        if member is None:
+            # A report replayed onto a renewed link arrives before the agent's next hello:
+            # join the drive now (the room remembers what it can burn) so nothing is lost.
+            room = await master.load(agent.session)
+            member = self._join(master, room.session_id, agent, uid)
+        await master.handle(agent.session, member, message)
+        return True
+
+    def _join(self, master: Master, session: str, agent: _Agent, uid: str) -> str:
+        member = agent.member_id(uid)
+        master.join(
+            session,
+            member,
+            MemberKind.BURNER,
+            agent.deliver_to(uid),
+            uid=uid,
+            credential_id=str(agent.link.appliance.credential_id),
+        )
+        agent.drives[uid] = member
+        return member
+
+    async def _result(self, agent: _Agent, result: am.Result) -> None:
+        jobs = self._jobs.setdefault(agent.link.appliance.id, OrderedDict())
+        if result.job in jobs:
+            log.info("duplicate result dropped", extra={"job": result.job, "uid": result.uid})
+            return
+        kind = bp.StatusKind.MD5PASS if result.ok else bp.StatusKind.MD5FAIL
+        if await self._handle(agent, result.uid, bp.Status(bp.StatusValue(kind))):
+            jobs[result.job] = None
+            while len(jobs) > JOB_MEMORY:
+                jobs.popitem(last=False)
+
+    def _leave(self, agent: _Agent, uid: str) -> None:
+        member = agent.drives.pop(uid, None)
+        master = self._master()
+        if member is not None and master is not None and agent.session is not None:
+            master.leave(agent.session, member)
+
+    # ---- master → agent
+
+    async def _pump(self, agent: _Agent) -> None:
+        # One consumer per link keeps the master's deliveries in order through the async lookups.
+        while True:
+            uid, payload = await agent.deliveries.get()
+            try:
+                message = await self._to_agent(agent, uid, payload)
+            except Exception:
+                log.exception("could not turn a delivery into an agent message")
+                continue
+            if message is not None:
+                self._send(agent, message)
+
+    async def _to_agent(
+        self, agent: _Agent, uid: str, payload: Payload
+    ) -> am.FromCoordinator | None:
+        match payload:
+            case bp.Burn(md5=md5):
+                show = agent.link.appliance.show_id
+                take = await self._store().read(lambda conn: _take(conn, show, md5))
+                if take is None:
+                    return am.Burn(uid, md5, None, None, None, md5)
+                return am.Burn(uid, md5, take.sha256, take.size, take.url, take.name)
+            case bp.Open():
+                return am.Open(uid)
+            case bp.Name(uid=named, friendly=friendly):
+                return am.Name(named, friendly)
+            case bp.Error(code=code, text=text):
+                return am.Error(code, text)
+            case Superseded():
+                agent.drives.pop(uid, None)  # the same drive joined through a newer link
+                return None
+            case SessionClosed(reason=reason):
+                agent.drives.pop(uid, None)
+                if agent.session is None:
+                    return None
+                log.info("session closed under a link", extra={"reason": reason})
+                agent.session = agent.link.session = None
+                appliance = agent.link.appliance
+                return am.Welcome(None, appliance.show_id, appliance.name)
+            case CredentialExpiring():
+                return None  # appliance credentials do not expire on their own
+            case _:
+                return None  # replies meant for watchers (QOK, QLIST, ...) are not for a drive
+
+    def _send(self, agent: _Agent, message: am.FromCoordinator) -> None:
+        try:
+            agent.link.send(am.encode(message))
+        except wl.UnackedOverflow:
+            log.warning(
+                "agent is not acking; message dropped",
+                extra={"appliance": agent.link.appliance.id, "type": message.TYPE},
+            )
+        except wl.LinkError:
+            pass  # the link ended meanwhile; its members have left

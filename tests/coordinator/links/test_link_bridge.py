@@ -1,0 +1,288 @@
+"""Appliance links in a live session: a real coordinator, a real `Master`, the real agent shell.
+
+A kiosk's drives join the session as burners through the link, a take queued by a command
+frontend reaches the agent as a `burn` with everything needed to fetch it, results count once,
+malformed messages are answered with `error` on a link that stays up, and a link renewed after the
+grace period loses no report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from link_helpers import CutProxy, ManualClock, Signal
+from rv_helpers import MD5, SHA, FakeClock, World, call, make_world
+
+from appliance.link import AgentLink, LinkState
+from coordinator.app import make_app
+from coordinator.config import CoordinatorConfig
+from coordinator.keys import STORE
+from coordinator.links import LinkHub, setup_links
+from coordinator.master import ImageInfo, Master, MemberKind
+from wire import burnproto as bp
+
+UID = "3f2b9c1d0e4a5b6c7d8e9f0a1b2c3d4e"
+
+
+@dataclass
+class Live:
+    client: TestClient[web.Request, web.Application]
+    master: Master
+    hub: LinkHub
+    world: World
+    session: str
+    signal: Signal
+    link_clock: ManualClock
+    changes: list[tuple[str, dict[str, object]]]
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.client.server.port}/link"
+
+
+@pytest.fixture
+async def live(
+    aiohttp_client: Callable[
+        [web.Application], Awaitable[TestClient[web.Request, web.Application]]
+    ],
+    config: CoordinatorConfig,
+    clock: FakeClock,
+    tmp_path: Path,
+) -> Live:
+    signal = Signal()
+    changes: list[tuple[str, dict[str, object]]] = []
+    app = make_app(config)
+
+    async def catalog(md5: str) -> ImageInfo | None:
+        row = await app[STORE].read(
+            lambda c: c.execute("SELECT name, size FROM takes WHERE md5 = ?", (md5,)).fetchone()
+        )
+        return None if row is None else ImageInfo(md5, row["name"], row["size"])
+
+    def on_change(channel: str, data: Mapping[str, object]) -> None:
+        changes.append((channel, dict(data)))
+        signal.pulse()
+
+    master = Master(tmp_path / "master", catalog=catalog, on_change=on_change)
+
+    async def master_ctx(app: web.Application) -> AsyncIterator[None]:
+        await master.open()
+        yield
+        await master.close()
+
+    app.cleanup_ctx.append(master_ctx)
+    link_clock = ManualClock()
+    hub = setup_links(
+        app, lambda: master, grace=60, ack_interval=0.02, heartbeat=None, clock=link_clock
+    )
+    client = await aiohttp_client(app)
+    world = await make_world(client, clock)
+    session = await call(
+        client,
+        "POST",
+        "/sessions",
+        world.contributor,
+        {"name": "Booth", "episode_id": world.episode},
+        201,
+    )
+    return Live(client, master, hub, world, session["id"], signal, link_clock, changes)
+
+
+def hello(status: str = "IDLE") -> dict[str, Any]:
+    return {
+        "type": "hello",
+        "appliance": {"name": "kiosk-1", "version": "1.0"},
+        "drives": [
+            {
+                "uid": UID,
+                "name": "left tray",
+                "capabilities": ["BURNDVDR"],
+                "images": [MD5],
+                "status": status,
+            }
+        ],
+    }
+
+
+def result(job: str, ok: bool = True) -> dict[str, Any]:
+    return {
+        "type": "result",
+        "job": job,
+        "uid": UID,
+        "md5": MD5,
+        "ok": ok,
+        "reason": None,
+        "bytes": 10,
+        "seconds": 1.5,
+    }
+
+
+@pytest.fixture
+async def inbox() -> list[dict[str, Any]]:
+    return []
+
+
+async def start_agent(live: Live, inbox: list[dict[str, Any]], url: str | None = None) -> AgentLink:
+    async def on_message(payload: dict[str, Any]) -> None:
+        inbox.append(payload)
+        live.signal.pulse()
+
+    link = AgentLink(
+        url or live.url,
+        live.world.appliance,
+        on_message=on_message,
+        on_state=live.signal.pulse,
+        backoff_initial=0.005,
+        backoff_max=0.02,
+        ack_interval=0.02,
+    )
+    await link.start()
+    return link
+
+
+@pytest.fixture
+async def agent(live: Live, inbox: list[dict[str, Any]]) -> AsyncIterator[AgentLink]:
+    link = await start_agent(live, inbox)
+    yield link
+    await link.close()
+
+
+def of_type(inbox: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [m for m in inbox if m["type"] == kind]
+
+
+def burner_status(live: Live) -> str | None:
+    room = live.master.room(live.session)
+    if room is None or UID not in room.burners or room.burners[UID].status is None:
+        return None
+    return str(room.burners[UID].status)
+
+
+async def test_drive_joins_the_session_and_a_queued_take_reaches_the_agent_as_burn(
+    live: Live, agent: AgentLink, inbox: list[dict[str, Any]]
+) -> None:
+    await live.signal.until(lambda: bool(of_type(inbox, "catalog")))
+    assert of_type(inbox, "welcome") == [
+        {"type": "welcome", "session": live.session, "show": live.world.show, "name": "kiosk-1"}
+    ]
+    take = {"md5": MD5, "sha256": SHA, "size": 10, "name": "u.iso", "notes": ""}
+    assert of_type(inbox, "catalog")[0]["takes"] == [take | {"url": "https://x/u.iso"}]
+
+    await agent.send(hello())
+    await live.signal.until(lambda: burner_status(live) == "IDLE")
+    room = live.master.room(live.session)
+    assert room is not None
+    burners = [m for m in room.members.values() if m.kind is MemberKind.BURNER]
+    assert [m.uid for m in burners] == [UID]
+    assert room.burners[UID].capabilities == frozenset({bp.Capability.BURNDVDR})
+
+    replies: list[object] = []
+    live.master.join(live.session, "desk", MemberKind.COMMAND, replies.append)
+    await live.master.handle(live.session, "desk", bp.Queue(MD5))
+    await live.signal.until(lambda: bool(of_type(inbox, "burn")))
+    assert of_type(inbox, "burn") == [
+        {
+            "type": "burn",
+            "uid": UID,
+            "md5": MD5,
+            "sha256": SHA,
+            "size": 10,
+            "url": "https://x/u.iso",
+            "name": "u.iso",
+        }
+    ]
+    assert room.burners[UID].job == MD5
+
+    # A result counts once, even when the same job is reported again after more progress.
+    await agent.send({"type": "status", "uid": UID, "status": "42%"})
+    await agent.send(result("job-1"))
+    await live.signal.until(lambda: room.burners[UID].stats.burned == 1)
+    await agent.send({"type": "status", "uid": UID, "status": "42%"})
+    await agent.send(result("job-1"))
+    await agent.send({"type": "status", "uid": UID, "status": "EMPTY"})
+    await live.signal.until(lambda: burner_status(live) == "EMPTY")
+    assert room.burners[UID].stats.burned == 1
+    assert room.burners[UID].job is None
+
+
+@pytest.mark.parametrize(
+    ("payload", "code", "field"),
+    [
+        ({"type": "status", "uid": "not-a-uid", "status": "IDLE"}, "BAD_MESSAGE", "uid"),
+        ({"type": "status", "uid": UID, "status": "HALFWAY"}, "BAD_MESSAGE", "status"),
+        ({"type": "launch"}, "UNKNOWN_TYPE", "type"),
+        ({"no": "type"}, "BAD_MESSAGE", "type"),
+        (result("job-9") | {"bytes": -1}, "BAD_MESSAGE", "bytes"),
+        (hello() | {"drives": [{"uid": UID}]}, "BAD_MESSAGE", "drives[0].name"),
+    ],
+)
+async def test_malformed_agent_messages_get_an_error_and_the_link_stays_up(
+    live: Live,
+    agent: AgentLink,
+    inbox: list[dict[str, Any]],
+    payload: dict[str, Any],
+    code: str,
+    field: str,
+) -> None:
+    await live.signal.until(lambda: agent.state is LinkState.ONLINE)
+    token = agent.token
+    await agent.send(payload)
+    await live.signal.until(lambda: bool(of_type(inbox, "error")))
+    [error] = of_type(inbox, "error")
+    assert error["code"] == code
+    assert error["message"].startswith(f"{field}:")
+
+    await agent.send(hello())
+    await live.signal.until(lambda: burner_status(live) == "IDLE")
+    assert agent.token == token
+    assert agent.state is LinkState.ONLINE
+
+
+async def test_after_the_grace_period_the_reconnect_is_a_new_link_and_no_report_is_lost(
+    live: Live, inbox: list[dict[str, Any]]
+) -> None:
+    proxy = CutProxy(live.client.server.port, live.signal)
+    port = await proxy.start()
+    agent = await start_agent(live, inbox, f"ws://127.0.0.1:{port}/link")
+    try:
+        await live.signal.until(lambda: agent.state is LinkState.ONLINE)
+        await agent.send(hello("42%"))
+        await live.signal.until(lambda: burner_status(live) == "42%")
+        old_token = agent.token
+
+        proxy.blocked = True
+        proxy.cut()
+        await live.signal.until(lambda: live.hub.connected == 0)
+        # Reports made while the coordinator is unreachable wait in the agent.
+        await agent.send(result("job-7"))
+        await agent.send({"type": "status", "uid": UID, "status": "EMPTY"})
+        live.link_clock.advance(61)
+        await live.hub.tick()
+        assert live.hub.links == {}
+        room = live.master.room(live.session)
+        assert room is not None
+        assert not room.burners[UID].connected  # the expired link's drive left the room
+
+        proxy.blocked = False
+        await live.signal.until(
+            lambda: agent.state is LinkState.ONLINE and agent.token != old_token
+        )
+        await live.signal.until(lambda: burner_status(live) == "EMPTY")
+        statuses = [
+            d["status"]
+            for channel, d in live.changes
+            if channel == f"session.{live.session}.burner.{UID}.status"
+        ]
+        assert statuses[-2:] == ["MD5PASS", "EMPTY"]
+        # The renewed link is welcomed like a new one.
+        await live.signal.until(lambda: len(of_type(inbox, "welcome")) == 2)
+        assert list(live.hub.links) == [agent.token]
+    finally:
+        await agent.close()
+        await proxy.close()
