@@ -7,8 +7,9 @@ state, after every (re)connect), `status`, `result` and `drive_gone`; the coordi
 `parse_from_coordinator` turn a received payload into one frozen dataclass or raise an
 `AgentMessageError` subclass whose `field` names the offending field (a dotted path such as
 `drives[1].status`) and whose `code` travels back in an `error` message; `encode` turns a value
-back into the JSON object. Values are checked when they are built, so a message that was built
-is a message that can be sent. No I/O here: the coordinator's `/link` shell and the agent's
+back into the JSON object. Values are checked where they cross the link (parsing), so the
+receiving side refuses what a buggy sender built; senders build from values they already
+validated (drive uids, catalog hashes). No I/O here: the coordinator's `/link` shell and the agent's
 client shell both use it.
 """
 
@@ -123,9 +124,14 @@ class _Reader:
 
     def number(self, key: str) -> float:
         value = self.get(key)
-        if type(value) not in (int, float) or not math.isfinite(value) or value < 0:
+        try:
+            # JSON allows integers too large for a float; float() then raises OverflowError.
+            number = float(value) if type(value) in (int, float) else math.nan
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number) or number < 0:
             raise BadField(self.at(key), f"must be a number >= 0, not {_shown(value)}")
-        return float(value)
+        return number
 
     def boolean(self, key: str) -> bool:
         value = self.get(key)
