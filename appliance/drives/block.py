@@ -76,9 +76,11 @@ _memcmp.restype = ctypes.c_int
 @dataclass
 class BlockHooks:
     """Test seams, called in the worker thread. `after_chunk(n)` runs after the n-th chunk
-    (counting from 1) of the image body reached the target; raising from it aborts the write."""
+    (counting from 1) of the image body reached the target; raising from it aborts the write.
+    `after_verify_chunk(n)` runs after the n-th chunk (from 1) of the read-back matched."""
 
     after_chunk: Callable[[int], None] | None = None
+    after_verify_chunk: Callable[[int], None] | None = None
 
 
 # --------------------------------------------------------------------------- shared image maps
@@ -692,7 +694,7 @@ class BlockDrive:
         # Serial on purpose: a read-ahead thread was measured slower here (GIL hand-offs cost
         # more than the compare, which is a memcmp over already-mapped pages).
         path, chunk = self._path, self._chunk
-        for off in range(0, size, chunk):
+        for n, off in enumerate(range(0, size, chunk), start=1):
             _check(stop)
             want = min(chunk, size - off)
             got = _read_full(fd, buf, off, _round_up(want, sector))
@@ -708,6 +710,8 @@ class BlockDrive:
                 )
             shared.done = off + want
             nudge()
+            if self._hooks.after_verify_chunk is not None:
+                self._hooks.after_verify_chunk(n)
 
     # ----------------------------------------------------------------- misc
 

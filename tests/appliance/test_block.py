@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import pytest
 import xxhash
 
+from appliance.burn import JobEvent, JobProgress, burn_many
 from appliance.drives import block
 from appliance.drives.base import (
     Cancelled,
@@ -30,6 +31,7 @@ from appliance.drives.base import (
     WriteProtected,
 )
 from appliance.drives.block import BlockDrive, BlockHooks
+from appliance.journal import JobState, Journal
 
 if TYPE_CHECKING:
     from tests.appliance.conftest import ImageMaker, LoopFactory
@@ -273,3 +275,55 @@ async def test_parallel_writes_share_one_image_map(
     for d in drives:
         await d.eject()
     assert block._maps == {}
+
+
+async def test_device_shrinking_mid_verify_is_drive_pulled(
+    tmp_path: Path, loop_devices: LoopFactory, make_test_image: ImageMaker
+):
+    """A stick pulled while it is being read back fails the job as pulled, never as a pass."""
+    img = make_test_image(24 * MiB)
+    dev = loop_devices(32 * MiB)
+    pulled_after: list[int] = []
+
+    def pull(n: int) -> None:
+        if n == 2:
+            dev.shrink_to_nothing()
+            pulled_after.append(n)
+
+    drive = BlockDrive(dev.path, "u", chunk_size=CHUNK, hooks=BlockHooks(after_verify_chunk=pull))
+    events: list[JobEvent] = []
+    journal = await Journal.open(tmp_path / "journal.db")
+    try:
+        [result] = await burn_many(
+            [drive], source(img), journal=journal, eject=False, listener=events.append
+        )
+        [record] = await journal.jobs()
+    finally:
+        await journal.close()
+
+    assert pulled_after == [2]  # the write passed and the read-back had begun
+    assert (result.ok, result.verified) == (False, False)
+    assert result.reason == DrivePulled.code
+    assert "during verify" in result.message or "disappeared" in result.message
+    assert (record.state, record.reason) == (JobState.FAILED, DrivePulled.code)
+    verify_seen = [e.done for e in events if isinstance(e, JobProgress) and e.phase is Phase.VERIFY]
+    assert verify_seen  # it got as far as reading back
+    assert max(verify_seen) < img.stat().st_size  # and never claimed to have read it all
+    assert await drive.state() is DriveState.EMPTY  # the target now reads as 0 bytes
+
+
+async def test_verify_of_pulled_device_raises_drive_pulled(
+    loop_devices: LoopFactory, make_test_image: ImageMaker
+):
+    img = make_test_image(24 * MiB)
+    dev = loop_devices(32 * MiB)
+
+    def pull(n: int) -> None:
+        if n == 1:
+            dev.shrink_to_nothing()
+
+    drive = BlockDrive(dev.path, "u", chunk_size=CHUNK, hooks=BlockHooks(after_verify_chunk=pull))
+    image = source(img)
+    await drain(drive.write(image))
+    with pytest.raises(DrivePulled, match="verify"):
+        await drain(drive.verify(image))

@@ -8,12 +8,14 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 import xxhash
 
+from appliance.drives import optical
 from appliance.drives.base import (
     CorruptImage,
     DriveState,
@@ -34,9 +36,12 @@ from appliance.drives.optical import (
     CDS_NO_DISC,
     CDS_TRAY_OPEN,
     MIB,
+    PACIFIER_INTERVAL,
     LineSplitter,
     OpticalDrive,
+    ToolChoice,
     choose_tool,
+    fifo_bytes,
     parse_progress,
 )
 
@@ -355,3 +360,45 @@ async def test_cancelled_burn_kills_the_tool(iso: Path, tmp_path: Path) -> None:
     # Nothing of ours is still running: a fresh burn to the same pseudo-drive succeeds.
     wrote = await collect(drive.write(source(iso)))
     assert wrote[-1].percent == 100.0
+
+
+def test_xorriso_argv_checks_for_the_end_often() -> None:
+    """Without a short pacifier interval xorriso notices a finished burn only on the next
+    wall-clock second, so every disc would take up to a second longer than its data."""
+    argv = ToolChoice("xorriso", "/usr/bin/xorriso").burn_argv(
+        "stdio:/tmp/d.img", 10 * MIB, fifo_bytes(10 * MIB), real_drive=False
+    )
+    assert argv[:4] == ["/usr/bin/xorriso", "-pacifier", f"interval={PACIFIER_INTERVAL}", "-as"]
+    assert 0.1 <= PACIFIER_INTERVAL <= 0.25  # also >= 4 progress lines a second
+    assert argv[argv.index("-as") + 1] == "cdrecord"
+    assert "fs=1m" in argv  # a fifo of an eighth of the image, at least 1 MiB
+    assert f"tsize={10 * MIB}" in argv
+    assert argv[-1] == "-"
+
+
+def test_fifo_is_an_eighth_of_the_image_within_bounds() -> None:
+    assert fifo_bytes(3 * MIB) == MIB
+    assert fifo_bytes(64 * MIB) == 8 * MIB
+    assert fifo_bytes(4096 * MIB) == 32 * MIB
+    assert fifo_bytes(4096 * MIB, 64 * MIB) == 64 * MIB
+
+
+def test_pseudo_drive_shrinking_during_verify_is_a_mismatch_not_a_crash(tmp_path: Path) -> None:
+    """Touching a mapped page past the end of a file kills the process with SIGBUS; the mapped
+    compare must notice the shrink first and fail the verify with a reason."""
+    image, disc = tmp_path / "image.img", tmp_path / "disc.img"
+    data = os.urandom(3 * optical.VERIFY_SPAN)
+    image.write_bytes(data)
+    disc.write_bytes(data)
+    src, dst = optical._map_file(image, len(data)), optical._map_file(disc, len(data))
+    assert src is not None
+    assert dst is not None
+    done = [0]
+    try:
+        os.truncate(disc, optical.VERIFY_SPAN)  # as if the disc file was cut mid-verify
+        with pytest.raises(VerifyMismatch, match="shrank"):
+            optical._memcmp_maps(src, dst, len(data), done, threading.Event(), str(disc))
+    finally:
+        dst.close()
+        src.close()
+    assert done == [optical.VERIFY_SPAN]  # the part still there was compared, then it stopped
