@@ -4,7 +4,9 @@
 cdrskin `stdio:` pseudo-drives), verifies each by read-back and exits 0 only when every target
 passed; it shows a progress bar per target on a terminal, plain lines otherwise, or JSON-lines
 events with `--json`. `drives` lists what discovery sees; `jobs` shows the local job journal,
-including jobs a crash or power cut interrupted. Errors are one line on stderr and a non-zero exit.
+including jobs a crash or power cut interrupted. `run` is the agent service itself (see
+appliance.agent) and `status` asks a running agent over its control socket. Errors are one
+line on stderr and a non-zero exit.
 """
 
 from __future__ import annotations
@@ -79,10 +81,16 @@ def _parser() -> argparse.ArgumentParser:
     burn.add_argument("--json", action="store_true", help="JSON-lines events on stdout")
     burn.add_argument("--journal", type=Path, help=f"job journal (default {DEFAULT_JOURNAL})")
     drives = sub.add_parser("drives", help="list the burners and targets discovery offers")
-    drives.add_argument("--json", action="store_true", help="one JSON object per line")
+    drives.add_argument("--json", action="store_true", help="the drives as one JSON array")
     jobs = sub.add_parser("jobs", help="show the job journal (interrupted jobs read as failed)")
     jobs.add_argument("--journal", type=Path, help=f"job journal (default {DEFAULT_JOURNAL})")
     jobs.add_argument("--json", action="store_true", help="one JSON object per line")
+    run = sub.add_parser("run", help="run the agent: drives, burns, cache, link, control socket")
+    run.add_argument("--config", required=True, type=Path, help="agent.toml (see docs/agent.md)")
+    run.add_argument("--socket", type=Path, help="control socket (default: the config's)")
+    status = sub.add_parser("status", help="show what a running agent is doing")
+    status.add_argument("--socket", type=Path, help="control socket of the agent")
+    status.add_argument("--json", action="store_true", help="status and drives as one JSON object")
     return p
 
 
@@ -93,6 +101,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_burn(args))
         if args.command == "drives":
             return _drives(args)
+        if args.command == "run":
+            return _run(args)
+        if args.command == "status":
+            return asyncio.run(_status(args))
         return asyncio.run(_jobs(args))
     except CliError as exc:
         print(f"burnstand-agent: {exc}", file=sys.stderr)
@@ -338,6 +350,9 @@ class _TextView(_View):
 # --------------------------------------------------------------------------- drives, jobs
 
 
+_DRIVE_COLUMNS = ("PATH", "KIND", "CAPABILITIES", "SIZE", "MODEL", "UID")
+
+
 def _drives(args: argparse.Namespace) -> int:
     try:
         from appliance.drives.discovery import list_drives
@@ -347,24 +362,39 @@ def _drives(args: argparse.Namespace) -> int:
         found = list_drives()
     except Exception as exc:
         raise CliError(f"drive discovery failed: {exc}") from exc
-    if not found:
-        print("no drives found", file=sys.stderr)
-    for d in found:
-        caps = ",".join(sorted(d.capabilities))
-        if args.json:
-            row = {
+    if args.json:
+        # One array, so "nothing found" is `[]` and not an empty output a script cannot tell
+        # from a crash.
+        rows = [
+            {
                 "uid": d.uid,
                 "path": d.path,
                 "kind": str(d.kind),
-                "capabilities": caps,
+                "capabilities": sorted(d.capabilities),
                 "capacity": d.capacity,
                 "model": d.model,
                 "block_size": d.block_size,
             }
-            print(json.dumps(row))
-        else:
-            size = "-" if d.capacity is None else _human(d.capacity)
-            print(f"{d.path}\t{d.kind}\t{caps}\t{size}\t{d.model}\t{d.uid}")
+            for d in found
+        ]
+        print(json.dumps(rows))
+        return EXIT_OK
+    table = [
+        (
+            d.path,
+            str(d.kind),
+            ",".join(sorted(d.capabilities)),
+            "-" if d.capacity is None else _human(d.capacity),
+            d.model or "-",
+            d.uid,
+        )
+        for d in found
+    ]
+    widths = [max(len(row[i]) for row in [_DRIVE_COLUMNS, *table]) for i in range(6)]
+    for row in [_DRIVE_COLUMNS, *table]:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    if not found:
+        print("no drives found (burners, USB sticks and SD cards show up here)", file=sys.stderr)
     return EXIT_OK
 
 
@@ -396,6 +426,53 @@ def _record_json(r: JobRecord) -> dict[str, Any]:
 def _record_text(r: JobRecord) -> str:
     why = f" ({r.reason}: {r.message})" if r.reason else ""
     return f"{r.id}\t{r.target}\t{r.state}{why}"
+
+
+# --------------------------------------------------------------------------- run, status
+
+
+def _run(args: argparse.Namespace) -> int:
+    import logging
+
+    from appliance.agent import run
+    from appliance.config import ConfigError, load_config
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"burnstand-agent: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
+    try:
+        asyncio.run(run(config, socket=args.socket))
+    except (OSError, JournalError) as exc:
+        raise CliError(f"the agent could not start: {exc}") from exc
+    return EXIT_OK
+
+
+async def _status(args: argparse.Namespace) -> int:
+    from appliance.config import DEFAULT_SOCKET
+    from appliance.control import AgentUnavailable, ControlClient
+
+    path = args.socket or Path(os.environ.get("BURNSTAND_SOCKET", str(DEFAULT_SOCKET)))
+    try:
+        async with ControlClient(path, timeout=5.0) as client:
+            status = await client.request("status")
+            drives = await client.request("drives")
+    except AgentUnavailable as exc:
+        raise CliError(f"{exc} (is burnstand-agent running?)") from exc
+    if args.json:
+        print(json.dumps({"status": status, "drives": drives}))
+        return EXIT_OK
+    print(f"agent {status['version']}  link {status['link']}  {status['coordinator'] or '-'}")
+    print(f"cache {_human(status['cache_used'])} of {_human(status['cache_max'])}")
+    for d in drives:
+        job = d.get("job")
+        doing = f"{job['phase']} {job['percent']:.0f}% {job['image_name']}" if job else d["state"]
+        last = d.get("last_result")
+        after = f"  last: {'PASS' if last['ok'] else 'FAIL'} {last['image_name']}" if last else ""
+        print(f"{d['name']}\t{d['path']}\t{doing}{after}")
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -2,8 +2,11 @@
 
 `make demo` runs `python -m coordinator.demo --data demo-data`. On the first run it creates an
 admin, generates a few small images and enters them in a show's catalog through the coordinator's
-own REST API (the path a real operator takes, so the demo exercises it); later runs reuse the
-same folder. It prints the URLs and credentials a visitor needs and stops cleanly on Ctrl-C.
+own REST API (the path a real operator takes, so the demo exercises it), and enrolls a kiosk
+appliance in the show; later runs reuse the same folder. It then runs that kiosk's agent in the
+same process — two simulated drives, plus a real `stdio:` pseudo-drive burned by cdrskin/xorriso
+where one is installed — linked to the coordinator and serving its control socket in the data
+folder, prints the URLs, the socket and how to open the kiosk, and stops it all on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -12,8 +15,10 @@ import argparse
 import asyncio
 import contextlib
 import hashlib
+import importlib.util
 import json
 import os
+import shutil
 import signal
 import sys
 import time
@@ -29,10 +34,12 @@ from coordinator import __version__
 from coordinator.app import make_app
 from coordinator.config import CoordinatorConfig
 from coordinator.store import Store
-from coordinator.store.people import create_admin
+from coordinator.store.people import create_admin, create_appliance
 
 STATE_FILE = "demo.json"
 IMAGES_ROUTE = "/demo-images/"
+AGENT_SOCKET = "agent.sock"
+KIOSK_NAME = "demo kiosk"
 
 
 @dataclass(frozen=True)
@@ -154,12 +161,19 @@ async def _seed(data: Path, base: str) -> dict[str, Any]:
                 },
             )
             takes.append({"id": take["id"], "name": image.name, "sha256": sha256})
+        # A live session for the demo kiosk to join, so the dashboard has something to show.
+        session = await api.post(
+            "/sessions",
+            cleo_cred["credential"],
+            {"name": "Demo booth", "episode_id": episode["id"], "sequence_id": sequence["id"]},
+        )
     state = {
         "admin_credential": admin,
         "show_id": show["id"],
         "show_admin": {"email": "sam@demo.invalid", "secret": sam["secret"]},
         "contributor": {"email": "cleo@demo.invalid", "secret": cleo["secret"]},
         "takes": takes,
+        "session_id": session["id"],
     }
     state_path = data / STATE_FILE
     state_path.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
@@ -167,16 +181,110 @@ async def _seed(data: Path, base: str) -> dict[str, Any]:
     return state
 
 
-def _banner(base: str, data: Path, state: dict[str, Any]) -> str:
+async def _enroll_kiosk(data: Path, state: dict[str, Any]) -> str:
+    """The demo kiosk's appliance credential, created once through the store and kept."""
+    if "appliance_credential" in state:
+        return str(state["appliance_credential"])
+    store = Store(data / "coordinator.db", read_threads=1)
+    await store.open()
+    try:
+        appliance = await store.write(
+            lambda c: create_appliance(c, time.time(), "demo", int(state["show_id"]), KIOSK_NAME)
+        )
+    finally:
+        await store.close()
+    state["appliance_credential"] = appliance["credential"]
+    state_path = data / STATE_FILE
+    state_path.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
+    state_path.chmod(0o600)
+    return str(appliance["credential"])
+
+
+def _take_entries(data: Path, base: str, state: dict[str, Any]) -> list[dict[str, Any]]:
+    """The agent's catalog: the seeded takes with their digests (read back from the files)."""
+    notes = {i.name: i.notes for i in IMAGES}
+    takes = []
+    for t in state["takes"]:
+        path = data / "images" / t["name"]
+        md5 = hashlib.md5(usedforsecurity=False)
+        with path.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                md5.update(chunk)
+        takes.append(
+            {
+                "sha256": t["sha256"],
+                "md5": md5.hexdigest(),
+                "size": path.stat().st_size,
+                "name": t["name"],
+                "notes": notes.get(t["name"], ""),
+                "url": base + IMAGES_ROUTE + t["name"],
+            }
+        )
+    return takes
+
+
+def _agent_config(data: Path, base: str, credential: str) -> Any:
+    from appliance.config import AgentConfig, OpticalDriveConfig, SimulatedDriveConfig
+
+    optical: tuple[OpticalDriveConfig, ...] = ()
+    if shutil.which("cdrskin") or shutil.which("xorriso"):
+        disc = data / "agent" / "pseudo-disc.iso"
+        optical = (OpticalDriveConfig(f"stdio:{disc}", "Pseudo burner (cdrskin)"),)
+    return AgentConfig(
+        name=KIOSK_NAME,
+        coordinator_url=base,
+        credential=credential,
+        state_dir=data / "agent",
+        cache_dir=data / "agent" / "cache",
+        cache_size=256 * 1024 * 1024,
+        simulated=(
+            SimulatedDriveConfig(
+                "Left burner", "sim:left", "optical", 2e6, 700 * 1024 * 1024, frozenset({"CDR"})
+            ),
+            SimulatedDriveConfig(
+                "USB slot", "sim:usb", "block", 4e6, 8 * 1024**3, frozenset({"BLOCK"})
+            ),
+        ),
+        optical=optical,
+        socket=data / AGENT_SOCKET,
+    )
+
+
+def _kiosk_lines(data: Path) -> list[str]:
+    return [
+        "",
+        f"  kiosk agent       socket {data / AGENT_SOCKET}",
+        "",
+        "Open the kiosk:",
+        f"  in a terminal     .venv/bin/burnstand-kiosk --socket {data / AGENT_SOCKET}",
+        (
+            f"  in a browser      .venv/bin/textual serve "
+            f"'.venv/bin/burnstand-kiosk --socket {data / AGENT_SOCKET}'"
+            if importlib.util.find_spec("textual_serve") is not None
+            else "  in a browser      pip install textual-serve, then "
+            f"textual serve '.venv/bin/burnstand-kiosk --socket {data / AGENT_SOCKET}'"
+        ),
+        f"  agent status      .venv/bin/burnstand-agent status --socket {data / AGENT_SOCKET}",
+    ]
+
+
+def _banner(base: str, data: Path, state: dict[str, Any], *, kiosk: bool = True) -> str:
     lines = [
         "",
         f"burnstand demo {__version__} is running.",
+        f"  dashboard         {base}/  (sign in with the admin credential below)",
+        *(
+            [f"  live session      {base}/#/live/{state['session_id']}/display"]
+            if "session_id" in state
+            else []
+        ),
         f"  coordinator API   {base}/api/v1/  (health: {base}/api/v1/health)",
         f"  OpenAPI document  {base}/api/v1/openapi.json",
         f"  data folder       {data}  (SQLite: {data / 'coordinator.db'})",
         f"  admin credential  {state['admin_credential']}",
         f"  demo show         id {state['show_id']} with {len(state['takes'])} images:",
         *(f"                      take {t['id']}: {t['name']}" for t in state["takes"]),
+        *(_kiosk_lines(data) if kiosk else ["", "  (no kiosk agent: started with --no-kiosk)"]),
         "",
         "Try it:",
         f"  curl -s {base}/api/v1/shows -H 'Authorization: Bearer {state['admin_credential']}'",
@@ -186,7 +294,7 @@ def _banner(base: str, data: Path, state: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-async def run(data: Path, host: str, port: int, stop: asyncio.Event) -> None:
+async def run(data: Path, host: str, port: int, stop: asyncio.Event, *, kiosk: bool = True) -> None:
     """Serve until `stop` is set; `data` must exist and be absolute."""
     config = CoordinatorConfig(data_dir=data, host=host, port=port)
     app = make_app(config)
@@ -203,21 +311,53 @@ async def run(data: Path, host: str, port: int, stop: asyncio.Event) -> None:
             state = json.loads(state_path.read_text(encoding="utf-8"))
         else:
             state = await _seed(data, base)
-        print(_banner(base, data, state), flush=True)
-        await stop.wait()
+        if not kiosk:
+            print(_banner(base, data, state, kiosk=False), flush=True)
+            await stop.wait()
+            return
+        credential = await _enroll_kiosk(data, state)
+        agent = await _start_agent(data, base, state, credential)
+        try:
+            print(_banner(base, data, state), flush=True)
+            await stop.wait()
+        finally:
+            await agent.stop()
     finally:
         await runner.cleanup()
+
+
+async def _start_agent(data: Path, base: str, state: dict[str, Any], credential: str) -> Any:
+    from appliance.agent import serve
+
+    config = _agent_config(data, base, credential)
+    running = await serve(config)
+    try:
+        # Until the coordinator sends its own catalog over the link, the kiosk shows the
+        # seeded takes (the coordinator's catalog replaces it when the link is up).
+        if not running.agent.catalog:
+            takes = await asyncio.to_thread(_take_entries, data, base, state)
+            await running.agent.set_catalog(takes)
+    except BaseException:
+        await running.stop()
+        raise
+    return running
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m coordinator.demo",
-        description="Run the burnstand demo: a coordinator on the embedded SQLite default.",
+        description="Run the burnstand demo: a coordinator on the embedded SQLite default and "
+        "a simulated kiosk agent linked to it.",
     )
     parser.add_argument("--data", type=Path, default=Path("demo-data"), help="data folder")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument(
         "--port", type=int, default=int(os.environ.get("BURNSTAND_DEMO_PORT", "8080"))
+    )
+    parser.add_argument(
+        "--no-kiosk",
+        action="store_true",
+        help="run only the coordinator, without the simulated kiosk agent",
     )
     args = parser.parse_args(argv)
     data: Path = args.data.resolve()
@@ -228,7 +368,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await run(data, args.host, args.port, stop)
+        await run(data, args.host, args.port, stop, kiosk=not args.no_kiosk)
 
     try:
         asyncio.run(_main())

@@ -348,3 +348,154 @@ def test_unusable_journal_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "not a usable job journal" in err
     assert err.count("\n") == 1
     assert bad.read_bytes() == b"this is not sqlite" * 100  # nothing lost
+
+
+# --------------------------------------------------------------------------- optical targets
+
+
+def disc_holds(disc: Path, data: bytes) -> bool:
+    """Whether a pseudo-drive file starts with the whole image (it is padded past it)."""
+    if not disc.exists() or disc.stat().st_size < len(data):
+        return False
+    with open(disc, "rb") as f:
+        return f.read(len(data)) == data
+
+
+def test_burn_to_stdio_pseudo_drive_verified(tmp_path: Path, make_test_image: ImageMaker):
+    img = make_test_image(24 * MiB + 4096, seed=7)
+    disc = tmp_path / "discs" / "disc.img"
+    disc.parent.mkdir()
+    target = f"stdio:{disc}"
+    run = agent(
+        "burn",
+        "--image",
+        str(img),
+        "--target",
+        target,
+        "--json",
+        "--journal",
+        str(tmp_path / "j.db"),
+    )
+    assert run.returncode == 0, run.stderr
+    evs = [e for e in events(run.stdout) if e["target"] == target]
+    kinds = [e["event"] for e in evs]
+    assert kinds[-1] == "result"
+    assert kinds.index("result") > max(i for i, k in enumerate(kinds) if k == "progress")
+    result = evs[-1]
+    assert (result["ok"], result["verified"], result["state"]) == (True, True, "passed")
+    progress = [e for e in evs if e["event"] == "progress"]
+    phases = [e["phase"] for e in progress]
+    assert phases[0] == "write"
+    assert phases[-1] == "verify"
+    assert phases == sorted(phases, key=["write", "verify"].index)  # write, then verify
+    for phase in ("write", "verify"):
+        done = [e["done"] for e in progress if e["phase"] == phase]
+        assert done == sorted(done)
+        assert done[-1] == img.stat().st_size
+    states = [e["state"] for e in evs if e["event"] == "state"]
+    assert states == ["writing", "verifying", "passed"]
+    assert disc_holds(disc, img.read_bytes())
+
+
+def test_stdio_and_loop_targets_burn_in_parallel(
+    tmp_path: Path, loop_devices: LoopFactory, make_test_image: ImageMaker
+):
+    img = make_test_image(32 * MiB, seed=8)
+    dev = loop_devices(40 * MiB, fill=b"\x3c")
+    disc = tmp_path / "disc.img"
+    optical = f"stdio:{disc}"
+    run = agent(
+        "burn",
+        "--image",
+        str(img),
+        "--target",
+        optical,
+        "--target",
+        dev.path,
+        "--json",
+        "--journal",
+        str(tmp_path / "j.db"),
+    )
+    assert run.returncode == 0, run.stderr
+    evs = events(run.stdout)
+    results = {e["target"]: e for e in evs if e["event"] == "result"}
+    assert set(results) == {optical, dev.path}
+    assert all(r["ok"] and r["verified"] for r in results.values())
+    # Parallel, not one after the other: both jobs were writing before either had a result.
+    first_result = next(i for i, e in enumerate(evs) if e["event"] == "result")
+    writing = {e["target"] for e in evs[:first_result] if e.get("state") == "writing"}
+    assert writing == {optical, dev.path}
+    phases = {(e["target"], e["phase"]) for e in evs if e["event"] == "progress"}
+    assert phases == {(t, p) for t in (optical, dev.path) for p in ("write", "verify")}
+    data = img.read_bytes()
+    assert disc_holds(disc, data)
+    assert dev.read(0, len(data)) == data
+
+
+def test_wrong_sha256_to_stdio_target_leaves_no_complete_image(
+    tmp_path: Path, make_test_image: ImageMaker
+):
+    img = make_test_image(20 * MiB, seed=9)
+    disc = tmp_path / "disc.img"
+    target = f"stdio:{disc}"
+    run = agent(
+        "burn",
+        "--image",
+        str(img),
+        "--sha256",
+        "e" * 64,
+        "--target",
+        target,
+        "--json",
+        "--journal",
+        str(tmp_path / "j.db"),
+    )
+    assert run.returncode == 1
+    [result] = [e for e in events(run.stdout) if e["event"] == "result"]
+    assert (result["ok"], result["verified"], result["reason"]) == (False, False, "corrupt-image")
+    assert "does not match" in result["message"]
+    assert run.stderr.count("\n") == 1
+    assert f"{target}: corrupt-image" in run.stderr
+    # The last chunk was withheld and the tool killed before EOF: no full copy on the "disc".
+    assert not disc_holds(disc, img.read_bytes())
+    run = agent("jobs", "--json", "--journal", str(tmp_path / "j.db"))
+    [job] = events(run.stdout)
+    assert (job["state"], job["reason"]) == ("failed", "corrupt-image")
+
+
+# --------------------------------------------------------------------------- drives
+
+
+def system_disks() -> set[str]:
+    """The device holding / and its whole disk, e.g. {"/dev/vda"} or {"/dev/sda2", "/dev/sda"}."""
+    source = subprocess.run(
+        ["findmnt", "-n", "-o", "SOURCE", "/"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    disks = {source}
+    parent = subprocess.run(
+        ["lsblk", "-n", "-o", "PKNAME", source], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    if parent:
+        disks.add(f"/dev/{parent}")
+    return disks
+
+
+def test_drives_table_never_lists_the_system_disk():
+    run = agent("drives")
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0].split() == ["PATH", "KIND", "CAPABILITIES", "SIZE", "MODEL", "UID"]
+    listed = {line.split()[0] for line in lines[1:]}
+    assert not listed & system_disks()
+    if not listed:
+        assert "no drives found" in run.stderr
+
+
+def test_drives_json_is_one_array_without_the_system_disk():
+    run = agent("drives", "--json")
+    assert run.returncode == 0, run.stderr
+    rows = json.loads(run.stdout)
+    assert isinstance(rows, list)
+    assert not {r["path"] for r in rows} & system_disks()
+    for r in rows:
+        assert {"uid", "path", "kind", "capabilities", "capacity", "model"} <= set(r)
