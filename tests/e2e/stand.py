@@ -1,0 +1,225 @@
+"""What the dashboard's browser tests run against: real coordinator processes and fake burners.
+
+`Process` runs one coordinator command (`python -m coordinator.demo` or `burnstand-coordinator
+serve`) in a subprocess and waits for the line it prints once its socket is bound. `Rest` is a
+tiny client of the rendezvous API for the setup steps a test does not drive through the page.
+`FakeBurner` is a burner of the burn protocol (seed 004) on a thread with plain sockets: it
+identifies itself with the fleet token, reports capabilities, burns the image it is sent in
+steps of 10 % (the pace of a simulated drive), verifies, opens its tray when told to, and
+reconnects by itself when the coordinator goes away, as a kiosk would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from wire import burnproto as bp
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+START_TIMEOUT = 30.0
+IDLE_EVERY = 10.0  # a burner that is not burning says so this often (seed 004)
+
+
+def free_port() -> int:
+    """A loopback TCP port that was free a moment ago (the kernel picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Process:
+    """One coordinator subprocess whose output is read line by line on a thread."""
+
+    def __init__(self, argv: list[str], ready: str, log: Path) -> None:
+        self.argv = argv
+        self.ready = ready
+        self.log = log
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            self.argv,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+        self.wait_for(self.ready)
+
+    def _read(self) -> None:
+        assert self.proc is not None
+        assert self.proc.stdout is not None
+        with self.proc.stdout, self.log.open("a", encoding="utf-8") as out:
+            for line in self.proc.stdout:
+                out.write(line)
+                out.flush()
+                self.lines.put(line)
+        self.lines.put("")  # end of output
+
+    def wait_for(self, text: str, timeout: float = START_TIMEOUT) -> str:
+        """The first output line holding `text`; fails if the process ends or times out first."""
+        while True:
+            try:
+                line = self.lines.get(timeout=timeout)
+            except queue.Empty:
+                raise AssertionError(f"no {text!r} within {timeout} s; see {self.log}") from None
+            if line == "":
+                raise AssertionError(
+                    f"{self.argv[0]} exited before printing {text!r}; see {self.log}"
+                )
+            if text in line:
+                return line
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+
+
+def demo(data: Path, port: int) -> Process:
+    """The README's demo on `data` (seeded on the first run)."""
+    argv = [sys.executable, "-m", "coordinator.demo", "--data", str(data), "--port", str(port)]
+    argv.append("--no-kiosk")  # these tests bring their own burners
+    return Process(argv, "is running.", data.parent / f"demo-{port}.log")
+
+
+def serve(data: Path, port: int, *extra: str) -> Process:
+    argv = [
+        str(VENV_BIN / "burnstand-coordinator"),
+        "serve",
+        "--data",
+        str(data),
+        "--port",
+        str(port),
+        "--drain-seconds",
+        "0",
+        *extra,
+    ]
+    return Process(argv, "listening on", data.parent / f"serve-{port}.log")
+
+
+class Rest:
+    """Blocking calls to the rendezvous API for test setup."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base.rstrip("/") + "/api/v1"
+
+    def call(self, method: str, path: str, token: str | None = None, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.base + path, data=data, method=method)
+        if token:
+            req.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                raw = resp.read()
+        except urllib.error.HTTPError as exc:
+            raise AssertionError(f"{method} {path}: {exc.code} {exc.read().decode()}") from None
+        return json.loads(raw) if raw else None
+
+    def join(self, person: dict[str, str], show: int, duration: int = 3600) -> str:
+        body = {"user": person["email"], "secret": person["secret"], "show": show}
+        cred = self.call("POST", "/join", body={**body, "duration": duration})
+        return str(cred["credential"])
+
+
+class FakeBurner(threading.Thread):
+    """A burn-protocol burner on its own thread, reconnecting until `stop()`."""
+
+    STEP = 0.15  # seconds per 10 % of simulated burning
+
+    def __init__(self, port: int, token: str, uid: str, images: tuple[str, ...]) -> None:
+        super().__init__(daemon=True)
+        self.port = port
+        self.token = token
+        self.uid = uid
+        self.images = images
+        self.stopping = threading.Event()
+        self.tray_opened = threading.Event()
+        self.burned: list[str] = []
+        self.connections = 0
+        self._sock: socket.socket | None = None
+
+    def send(self, message: bp.Message) -> None:
+        assert self._sock is not None
+        self._sock.sendall(bp.encode(message))
+
+    def run(self) -> None:
+        # Bounded: about a minute of reconnect attempts covers any restart in the tests.
+        for _ in range(600):
+            if self.stopping.is_set():
+                return
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                    sock.settimeout(0.1)
+                    self._sock = sock
+                    self.connections += 1
+                    self._serve(sock)
+            except OSError:
+                pass
+            self.stopping.wait(0.1)  # reconnect backoff of the fake kiosk
+
+    def _serve(self, sock: socket.socket) -> None:
+        decoder = bp.Decoder()
+        job: str | None = None
+        percent = 0
+        idle_due = time.monotonic() + IDLE_EVERY
+        while not self.stopping.is_set():
+            try:
+                data = sock.recv(65536)
+                if not data:
+                    return
+                events = decoder.feed(data)
+            except TimeoutError:
+                events = []
+            for event in events:
+                if isinstance(event, bp.Ident):
+                    self.send(bp.Id(bp.ClientType.BURNER, self.uid, self.token))
+                    self.send(bp.Status(bp.StatusValue(bp.StatusKind.IDLE)))
+                elif isinstance(event, bp.Capab):
+                    self.send(bp.Cap((bp.Capability.BURNCDR, bp.Capability.BURNDVDR), self.images))
+                elif isinstance(event, bp.Burn):
+                    job, percent = event.md5, 0
+                    self.send(bp.Status(bp.StatusValue.progress(0)))
+                elif isinstance(event, bp.Open):
+                    self.tray_opened.set()
+                    self.send(bp.Status(bp.StatusValue(bp.StatusKind.TRAYOPEN)))
+            if job is None and time.monotonic() >= idle_due:
+                idle_due = time.monotonic() + IDLE_EVERY
+                self.send(bp.Status(bp.StatusValue(bp.StatusKind.IDLE)))
+            if job is not None:
+                self.stopping.wait(self.STEP)  # the simulated drive's writing pace
+                percent += 10
+                self.send(bp.Status(bp.StatusValue.progress(percent)))
+                if percent >= 100:
+                    self.send(bp.Status(bp.StatusValue(bp.StatusKind.MD5PASS)))
+                    self.burned.append(job)
+                    job = None
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)

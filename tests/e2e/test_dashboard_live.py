@@ -1,0 +1,164 @@
+"""The dashboard's live display and command view in a real browser, with burners burning.
+
+The stand: the demo seeds a show, a contributor creates a session through REST, then the
+coordinator runs as `burnstand-coordinator serve` with its burn-protocol listener admitting two
+fake burners (`stand.FakeBurner`) into that session. The page is driven as an operator would:
+join the session, watch both burners appear, queue a take and see it burned and verified, clear
+the queue, open a tray and rename a burner; then the coordinator restarts under the open page.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import Console, enter_system, screenshot
+from playwright.sync_api import Page, expect
+from stand import FakeBurner, Process, Rest, demo, free_port, serve
+
+TOKEN = "e2e-fleet-token"
+RESTART_WAIT_MS = 30_000
+
+
+@dataclass
+class LiveStand:
+    url: str
+    data: Path
+    port: int
+    state: dict[str, Any]
+    session: str
+    burners: list[FakeBurner]
+    process: Process
+    serve_args: tuple[str, ...]
+
+    def restart(self) -> None:
+        self.process.stop()
+        self.process = serve(self.data, self.port, *self.serve_args)
+        self.process.start()
+
+
+def _uid(n: int) -> str:
+    return hashlib.md5(f"b8:27:eb:00:00:0{n}/dev/sr0".encode(), usedforsecurity=False).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def live_stand(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStand]:
+    data = tmp_path_factory.mktemp("live") / "data"
+    data.mkdir()
+    port = free_port()
+    seeding = demo(data, port)
+    seeding.start()
+    try:
+        state = json.loads((data / "demo.json").read_text(encoding="utf-8"))
+        rest = Rest(f"http://127.0.0.1:{port}")
+        cleo = rest.join(state["contributor"], state["show_id"])
+        session = rest.call("POST", "/sessions", cleo, {"name": "Saturday booth", "episode_id": 1})
+        md5s = tuple(
+            rest.call("GET", f"/shots/{shot}/takes", cleo)["items"][0]["md5"] for shot in (1, 2, 3)
+        )
+    finally:
+        seeding.stop()
+    burn_port = free_port()
+    args = ("--burn-port", str(burn_port), "--burn-token", TOKEN, "--burn-session", session["id"])
+    process = serve(data, port, *args)
+    process.start()
+    burners = [FakeBurner(burn_port, TOKEN, _uid(n), md5s) for n in (1, 2)]
+    stand = LiveStand(
+        f"http://127.0.0.1:{port}", data, port, state, session["id"], burners, process, args
+    )
+    for b in burners:
+        b.start()
+    try:
+        yield stand
+    finally:
+        for b in burners:
+            b.stop()
+        stand.process.stop()
+        for b in burners:
+            b.join(timeout=5)
+
+
+def _open_live_view(page: Page, stand: LiveStand) -> None:
+    enter_system(page, stand.url, stand.state["contributor"], stand.state["show_id"])
+    page.get_by_role("link", name="Sessions").click()
+    row = page.locator("#sessions tbody tr", has_text="Saturday booth")
+    # A fresh credential is not a member yet: join, then open the live view.
+    row.get_by_role("button", name="Join").click()
+    row.get_by_role("link", name="Open").click()
+    expect(page.locator("#conn")).to_have_text("Live")
+
+
+def test_operator_watches_and_commands_two_burners(
+    page: Page, live_stand: LiveStand, console: Console
+) -> None:
+    _open_live_view(page, live_stand)
+    cards = page.locator("#wall .burner")
+    expect(cards).to_have_count(2)
+    first, second = (page.locator(f'.burner[data-uid="{b.uid}"]') for b in live_stand.burners)
+    expect(first.locator(".link")).to_have_text("online")
+    expect(second.locator(".link")).to_have_text("online")
+
+    # Queue the first take twice from the command view and watch both copies get verified.
+    page.get_by_role("link", name="Command").click()
+    take = live_stand.state["takes"][0]["name"]
+    queue_form = page.locator("#queue-form")
+    queue_form.get_by_label("Image (take)").select_option(label=f"{take} (3.0 MiB)")
+    queue_form.get_by_label("Copies").fill("2")
+    queue_form.get_by_role("button", name="Queue").click()
+    expect(page.locator("#total-burned")).to_have_text("2", timeout=20_000)
+    for card in (first, second):
+        expect(card.locator(".bar")).to_have_attribute("aria-valuenow", "100")
+        expect(card.locator(".state")).to_have_text("Verified")
+        expect(card.locator(".facts dd.ok")).to_contain_text(f"✓ Verified — {take}")
+    assert [b.burned for b in live_stand.burners] == [[b.images[0]] for b in live_stand.burners]
+
+    # A long queue shows in the side panel and "Clear queue" empties it.
+    queue_form.get_by_label("Copies").fill("500")
+    queue_form.get_by_role("button", name="Queue").click()
+    expect(page.locator("#queue li").first).to_contain_text(take)
+    screenshot(page, "dashboard-command.png")
+    page.get_by_role("link", name="Display").click()
+    expect(page.locator(".burner[data-state=burning]").first).to_be_visible()
+    screenshot(page, "dashboard-display.png")
+    page.get_by_role("link", name="Command").click()
+    page.get_by_role("button", name="Clear queue").click()
+    expect(page.locator("#queue li")).to_have_count(0)
+
+    # "Which one is this?": open the first burner's tray.
+    first.get_by_role("button", name="Open the tray of").click()
+    assert live_stand.burners[0].tray_opened.wait(5)
+    expect(first.locator(".state")).to_have_text("Tray open")
+
+    # Rename the second burner; every view of it follows.
+    second.get_by_role("textbox").fill("Booth 1 left")
+    second.get_by_role("button", name="Rename").click()
+    expect(second.locator(".name")).to_have_text("Booth 1 left")
+    expect(page.locator("#stats tbody")).to_contain_text("Booth 1 left")
+
+    # Wall mode for the big screen: commands hidden, burners still there.
+    page.get_by_role("button", name="Wall mode").click()
+    expect(page.locator("#queue-form")).to_be_hidden()
+    expect(cards).to_have_count(2)
+    screenshot(page, "dashboard-wall.png")
+    page.get_by_role("button", name="Wall mode").click()
+
+    # The coordinator restarts under the open page: the view reconnects by itself. While it is
+    # down the browser logs the refused connection attempts; nothing else may appear.
+    console.expect(r"WebSocket connection to .* failed")
+    console.expect(r"ERR_CONNECTION_REFUSED")
+    live_stand.restart()
+    expect(page.locator("#conn")).to_have_text("Live", timeout=RESTART_WAIT_MS)
+    expect(second.locator(".name")).to_have_text("Booth 1 left", timeout=RESTART_WAIT_MS)
+    expect(first.locator(".link")).to_have_text("online", timeout=RESTART_WAIT_MS)
+    expect(page.locator("#total-burned")).to_have_text("2")
+
+    # On a phone the same view fits the screen's width, burners stacked.
+    page.set_viewport_size({"width": 390, "height": 844})
+    expect(cards).to_have_count(2)
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    screenshot(page, "dashboard-phone.png")
