@@ -14,7 +14,8 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from coordinator import rendezvous
+from coordinator import live, rendezvous
+from coordinator import web as web_dashboard
 from coordinator.config import CoordinatorConfig
 from coordinator.errors import problem_middleware
 from coordinator.expiry import ExpiryWatcher
@@ -58,4 +59,8 @@ def make_app(config: CoordinatorConfig) -> web.Application:
     rendezvous.setup(app)
     image_transfer.setup(app)
     app.cleanup_ctx.append(_store_ctx)
+    # --- live plane (coordinator/live.py): balancer, master, pub/sub; after the store opens ---
+    live.setup(app)
+    # --- end live plane ---
+    web_dashboard.setup(app)  # the operators' dashboard at /
     return app

@@ -15,10 +15,9 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from aiohttp import web
-
-from coordinator import __version__
+from coordinator import __version__, live
 from coordinator.app import make_app
 from coordinator.config import CoordinatorConfig
 from coordinator.errors import Problem
@@ -78,6 +77,7 @@ def _parser() -> argparse.ArgumentParser:
         default=12.0,
         help="cap on the duration of credentials from /api/v1/join (default: 12)",
     )
+    _live_arguments(serve)
 
     admin = sub.add_parser(
         "admin", help="manage admins", description="Manage the coordinator's admins."
@@ -130,6 +130,65 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# --- live plane (coordinator/live.py): roles, Redis, relay and burn-protocol flags ---
+
+
+def _live_arguments(serve: argparse.ArgumentParser) -> None:
+    serve.add_argument(
+        "--role",
+        choices=live.ROLES,
+        default="all",
+        help="all (default: rendezvous + balancer + master in one process), or one role",
+    )
+    serve.add_argument("--redis", metavar="URL", help="Redis URL for cross-node pub/sub")
+    serve.add_argument(
+        "--master-port", type=_port, help="with --role master: port balancers connect to"
+    )
+    serve.add_argument(
+        "--master-dir", type=Path, metavar="DIR", help="where the master keeps master.db"
+    )
+    serve.add_argument("--relay-token", help="shared secret between balancers and masters")
+    serve.add_argument("--burn-port", type=_port, help="burn-protocol TCP port (off if unset)")
+    serve.add_argument("--burn-token", help="shared secret admitting burn-protocol clients")
+    serve.add_argument("--burn-session", help="session the burn token admits into")
+    serve.add_argument(
+        "--burn-public-display",
+        action="store_true",
+        help="let DISPLAY clients watch --burn-session without a credential",
+    )
+    serve.add_argument(
+        "--drain-seconds",
+        type=float,
+        default=2.0,
+        help="on SIGTERM, answer health CLOSED this long before exiting (default: 2)",
+    )
+
+
+def _live_config(args: argparse.Namespace) -> dict[str, Any]:
+    if args.role == "master" and args.master_port is None:
+        raise CliError("--role master needs --master-port")
+    if (args.burn_token or args.burn_public_display) and not args.burn_session:
+        raise CliError("--burn-token and --burn-public-display need --burn-session")
+    if not 0 <= args.drain_seconds <= 600:
+        raise CliError("--drain-seconds must be 0..600")
+    return {
+        "role": args.role,
+        "register_local_master": args.role == "all",
+        "redis_url": args.redis,
+        "master_port": args.master_port,
+        "master_dir": args.master_dir,
+        "relay_token": args.relay_token,
+        "burn_port": args.burn_port,
+        "burn_token": args.burn_token,
+        "burn_session": args.burn_session,
+        "burn_public_display": args.burn_public_display,
+        "drain_seconds": args.drain_seconds,
+    }
+
+
+# --- end live plane ---
+
+
 def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     config = CoordinatorConfig(
@@ -137,6 +196,7 @@ def _serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         max_credential_seconds=max(1, int(args.max_credential_hours * 3600)),
+        **_live_config(args),
     )
     app = make_app(config)
 
@@ -150,7 +210,7 @@ def _serve(args: argparse.Namespace) -> int:
         )
 
     try:
-        web.run_app(app, host=args.host, port=args.port, print=ready)
+        live.serve(app, args.host, args.port, ready)
     except OSError as exc:
         raise CliError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from exc
     return 0

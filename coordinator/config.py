@@ -36,6 +36,30 @@ class CoordinatorConfig:
     local_master_capacity: int = 1000
     read_threads: int = 4
     clock: Clock = field(default=time.time)
+    # ---- live plane (coordinator/live.py) ----
+    # all = embedded (rendezvous + balancer + master in one process); or one role per process.
+    role: str = "all"
+    # Redis URL for cross-node pub/sub; None = in-process.
+    redis_url: str | None = None
+    # Split mode: the port a master listens on for balancer WebSockets.
+    master_port: int | None = None
+    # Where this process's master keeps master.db; None = data_dir.
+    master_dir: Path | None = None
+    # Shared secret between balancers and masters (init token and balancer bearer); None = off.
+    relay_token: str | None = None
+    # Burn-protocol TCP listener (off unless burn_port is set).
+    burn_port: int | None = None
+    burn_token: str | None = None
+    burn_session: str | None = None
+    burn_public_display: bool = False
+    auth_timeout: float = 10.0
+    client_queue_limit: int = 256
+    # How long a draining node keeps answering health CLOSED before it exits.
+    drain_seconds: float = 2.0
+    # How often a balancer re-reads the master pool.
+    discovery_interval: float = 2.0
+    # Serve appliance links at /link (masters only). Off in tests that mount their own hub.
+    serve_links: bool = True
 
     @property
     def db_path(self) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -14,3 +15,5 @@ CONFIG = web.AppKey("config", CoordinatorConfig)
 STORE = web.AppKey("store", Store)
 EXPIRY = web.AppKey("expiry", ExpiryWatcher)
 OPENAPI = web.AppKey[dict[str, Any]]("openapi")
+# Live-plane health report (coordinator/live.py); the health endpoint uses it when present.
+HEALTH = web.AppKey[Callable[[], dict[str, Any]]]("health")

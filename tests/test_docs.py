@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from wire import agentmsg, burnproto, link, pubsub, relay
+from wire import agentmsg, burnproto, clientmsg, link, pubsub, relay
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
@@ -33,6 +33,7 @@ PROTOCOL_NAMES = {
     "close code": _names(relay.CLOSE_CODES),
     "pub/sub action": _names(pubsub.ACTIONS),
     "agent message type": _names(agentmsg.TYPES),
+    "browser command": _names(clientmsg.ACTIONS + clientmsg.PUSHES),
 }
 
 

@@ -59,7 +59,9 @@ def test_demo_serves_a_seeded_show_and_reuses_its_folder(tmp_path: Path) -> None
         state = json.loads((data / "demo.json").read_text())
         assert state["admin_credential"] in banner
         base = f"http://127.0.0.1:{port}/api/v1"
-        assert _get(base + "/health") == {"status": "LISTENING", "role": "all", "version": "0.1.0"}
+        health = _get(base + "/health")
+        assert isinstance(health, dict)
+        assert (health["status"], health["role"]) == ("LISTENING", "all")
         shows = _get(base + "/shows", state["admin_credential"])
         assert isinstance(shows, dict)
         assert [s["name"] for s in shows["items"]] == ["burnstand demo"]

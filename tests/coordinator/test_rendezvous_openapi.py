@@ -253,6 +253,8 @@ def _registered(app: web.Application) -> set[tuple[str, str]]:
             continue
         info = route.resource.get_info() if route.resource else {}
         raw = info.get("formatter") or info.get("path") or ""
+        if not raw.startswith("/api/"):
+            continue  # the dashboard's static files and the WebSockets are not REST endpoints
         out.add((route.method, re.sub(r"\{(\w+):[^}]+\}", r"{\1}", raw)))
     return out
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +17,14 @@ from coordinator.keys import STORE
 from coordinator.links import LinkHub
 from coordinator.store.catalog import add_show
 from coordinator.store.people import create_admin, create_appliance
+
+
+@pytest.fixture
+def config(tmp_path: Path, clock: Callable[[], float]) -> CoordinatorConfig:
+    # These tests mount their own LinkHub (with a recorder or their own master), not the app's.
+    return CoordinatorConfig(
+        data_dir=tmp_path / "data", clock=clock, expiry_check_interval=3600, serve_links=False
+    )
 
 
 @pytest.fixture

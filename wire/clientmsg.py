@@ -1,0 +1,180 @@
+"""The browser command frames of the client WebSocket (`/ws/<session>`), sans-I/O.
+
+After the auth-first frame (`wire.relay`), a browser sends JSON objects whose `action` names a
+command: pub/sub `subscribe`/`unsubscribe`, `snapshot` of the room, and the burn commands
+`queue`, `qclear`, `open` and `name` that the session master turns into burn-protocol requests.
+`parse_command` validates one decoded frame into a typed command or raises `CommandError` naming
+the bad field; `reply` builds the one answer every command gets,
+`{"action": …, "status": true|false, "error"?: …, "result"?: …}`. The server-pushed frames
+(`expiring`, `closing`) and the re-auth a client sends after refreshing its credential are
+encoded here too, so the balancer, the master and the tests share one spelling. docs/protocol.md
+("Browser commands") is the user-facing reference.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+MAX_QUEUE_COUNT: Final = 1024
+MAX_NAME_LENGTH: Final = 100
+_HEX32 = re.compile(r"[0-9a-fA-F]{32}")
+
+
+class Action(enum.StrEnum):
+    """Commands a browser may send after auth."""
+
+    SUBSCRIBE = "subscribe"
+    UNSUBSCRIBE = "unsubscribe"
+    SNAPSHOT = "snapshot"
+    QUEUE = "queue"
+    QCLEAR = "qclear"
+    OPEN = "open"
+    NAME = "name"
+
+
+ACTIONS: tuple[str, ...] = tuple(a.value for a in Action)
+
+
+class Push(enum.StrEnum):
+    """Frames the server sends on its own, not as a reply."""
+
+    EXPIRING = "expiring"  # the credential expires soon: refresh it and send a new auth frame
+    CLOSING = "closing"  # the socket is about to close; `code` says whether to retry
+
+
+PUSHES: tuple[str, ...] = tuple(p.value for p in Push)
+
+
+class CommandError(ValueError):
+    """A command frame that cannot be carried out as sent; `field` names the bad part."""
+
+    def __init__(self, action: str | None, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.action = action
+        self.field = field
+        self.reason = message
+
+    def reply(self) -> dict[str, Any]:
+        return reply(self.action, False, error=str(self))
+
+
+@dataclass(frozen=True, slots=True)
+class PubSubCommand:
+    """`subscribe`/`unsubscribe`: answered by the pub/sub backend with seed 001's replies."""
+
+    action: Action
+    pattern: str
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    action: Action = Action.SNAPSHOT
+
+
+@dataclass(frozen=True, slots=True)
+class QueueImage:
+    md5: str
+    count: int = 1
+    action: Action = Action.QUEUE
+
+
+@dataclass(frozen=True, slots=True)
+class ClearQueue:
+    action: Action = Action.QCLEAR
+
+
+@dataclass(frozen=True, slots=True)
+class OpenTray:
+    uid: str
+    action: Action = Action.OPEN
+
+
+@dataclass(frozen=True, slots=True)
+class NameBurner:
+    uid: str
+    name: str
+    action: Action = Action.NAME
+
+
+Command = PubSubCommand | Snapshot | QueueImage | ClearQueue | OpenTray | NameBurner
+# Commands the session master answers (the balancer answers pub/sub itself).
+MasterCommand = Snapshot | QueueImage | ClearQueue | OpenTray | NameBurner
+
+
+def _str(msg: Mapping[str, Any], action: str, name: str, limit: int) -> str:
+    if name not in msg:
+        raise CommandError(action, name, "missing")
+    value = msg[name]
+    if not isinstance(value, str):
+        raise CommandError(action, name, f"must be a string, got {type(value).__name__}")
+    if len(value) > limit:
+        raise CommandError(action, name, f"longer than {limit} characters")
+    return value
+
+
+def _hex32(msg: Mapping[str, Any], action: str, name: str) -> str:
+    value = _str(msg, action, name, 32)
+    if not _HEX32.fullmatch(value):
+        raise CommandError(action, name, f"must be 32 hex digits, got {value!r}")
+    return value.lower()
+
+
+def parse_command(msg: Mapping[str, Any]) -> Command:
+    """The typed command of one decoded client frame, or `CommandError`."""
+    action = msg.get("action")
+    if action is None:
+        raise CommandError(None, "action", "missing")
+    if not isinstance(action, str):
+        raise CommandError(None, "action", f"must be a string, got {type(action).__name__}")
+    try:
+        act = Action(action)
+    except ValueError:
+        raise CommandError(action, "action", f"unknown action {action!r}") from None
+    match act:
+        case Action.SUBSCRIBE | Action.UNSUBSCRIBE:
+            return PubSubCommand(act, _str(msg, action, "pattern", 4096))
+        case Action.SNAPSHOT:
+            return Snapshot()
+        case Action.QUEUE:
+            count = msg.get("count", 1)
+            if not isinstance(count, int) or isinstance(count, bool):
+                raise CommandError(action, "count", f"must be an integer, got {count!r}")
+            if not 1 <= count <= MAX_QUEUE_COUNT:
+                raise CommandError(action, "count", f"must be 1..{MAX_QUEUE_COUNT}, got {count}")
+            return QueueImage(_hex32(msg, action, "md5"), count)
+        case Action.QCLEAR:
+            return ClearQueue()
+        case Action.OPEN:
+            return OpenTray(_hex32(msg, action, "uid"))
+        case Action.NAME:
+            name = _str(msg, action, "name", MAX_NAME_LENGTH)
+            if any(ch < " " for ch in name):
+                raise CommandError(action, "name", "one line of text, no tabs")
+            return NameBurner(_hex32(msg, action, "uid"), name)
+    raise CommandError(action, "action", f"unknown action {action!r}")  # pragma: no cover
+
+
+def reply(
+    action: str | None, status: bool, *, error: str | None = None, result: Any = None
+) -> dict[str, Any]:
+    """The answer to one command."""
+    out: dict[str, Any] = {"action": action, "status": status}
+    if error is not None:
+        out["error"] = error
+    if result is not None:
+        out["result"] = result
+    return out
+
+
+def expiring(expires_at: float) -> dict[str, Any]:
+    """Pushed when the credential of this socket is about to expire (Unix seconds)."""
+    return {"action": Push.EXPIRING.value, "expires_at": expires_at}
+
+
+def closing(code: int, reason: str) -> dict[str, Any]:
+    """Pushed right before the server closes the socket with `code`."""
+    return {"action": Push.CLOSING.value, "code": code, "reason": reason}
