@@ -123,7 +123,8 @@ def test_operator_watches_and_commands_two_burners(
     expect(page.locator("#queue li").first).to_contain_text(take)
     screenshot(page, "dashboard-command.png")
     page.get_by_role("link", name="Display").click()
-    expect(page.locator(".burner[data-state=burning]").first).to_be_visible()
+    # A burner takes new work once it reports idle again (every IDLE_EVERY seconds, seed 004).
+    expect(page.locator(".burner[data-state=burning]").first).to_be_visible(timeout=15_000)
     screenshot(page, "dashboard-display.png")
     page.get_by_role("link", name="Command").click()
     page.get_by_role("button", name="Clear queue").click()
