@@ -7,7 +7,7 @@ RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP := $(VENV)/.dev-installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint fmt bench snapshot-update deps venv clean
+.PHONY: demo test lint fmt bench snapshot-update image-test deps venv clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,11 @@ bench: deps $(DEV_STAMP)
 
 snapshot-update: $(DEV_STAMP)
 	$(PY) -m pytest tests/appliance/kiosk --snapshot-update
+
+## Build the appliance rootfs with mmdebstrap and boot it under systemd-nspawn (root, minutes).
+image-test: $(DEV_STAMP)
+	bash .ci/ensure-deps .ci/image-packages
+	$(PY) -m pytest -p no:cacheprovider tests/system/image_check.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage

@@ -25,6 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
+from appliance import sdnotify
 from coordinator import __version__
 from coordinator.balancer.auth import Grant
 from coordinator.balancer.balancer import Balancer, EmbeddedRoute, Route
@@ -317,6 +318,11 @@ async def _on_shutdown(app: web.Application) -> None:
         await live.drain()
 
 
+def _draining(app: web.Application) -> bool:
+    live = app.get(LIVE)
+    return live is not None and live.draining
+
+
 def _master_of(app: web.Application) -> Master | None:
     live = app.get(LIVE)
     return live.master if live is not None else None
@@ -346,12 +352,24 @@ async def _serve(app: web.Application, host: str, port: int, ready: Callable[[st
         site = web.TCPSite(runner, host, port)
         await site.start()
         ready(f"listening on http://{host}:{port}")
+        # Under systemd (Type=notify, WatchdogSec=) say we are up and keep the watchdog fed;
+        # both are no-ops when $NOTIFY_SOCKET is not set.
+        try:
+            sdnotify.ready(f"listening on http://{host}:{port}")
+        except sdnotify.NotifyError as exc:
+            log.warning("sd_notify failed", extra={"error": str(exc)})
+        watchdog = asyncio.create_task(sdnotify.watchdog_loop(lambda: not _draining(app)))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         log.info("draining")
+        with contextlib.suppress(sdnotify.NotifyError):
+            sdnotify.stopping("draining")
+        watchdog.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watchdog
         live = app.get(LIVE)
         if live is not None:
             await live.drain()
