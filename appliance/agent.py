@@ -92,6 +92,8 @@ class LinkState(enum.StrEnum):
     CONNECTING = "connecting"
     ONLINE = "online"
     PENDING = "pending"
+    # Enrollment refused for good (rejected by a show admin, or the code was spent).
+    REJECTED = "rejected"
 
 
 class Link(Protocol):
@@ -241,8 +243,11 @@ class Agent:
         drives: list[tuple[Drive, str]] | None = None,
         link_factory: LinkFactory | None = None,
         pin_factory: Any = None,
+        enroll_interval: tuple[float, float] = (5.0, 30.0),
     ) -> None:
         self.config = config
+        # (first, longest) seconds between enrollment polls; tests shorten them.
+        self._enroll_interval = enroll_interval
         self.version = _version()
         self._extra_drives = list(drives or [])
         self._link_factory = link_factory
@@ -318,9 +323,52 @@ class Agent:
 
     async def _connect(self) -> None:
         url, credential = self.config.link_url, self.config.credential
+        if url is not None and credential is None and self.config.enrollment_code:
+            self._link_state = LinkState.CONNECTING
+            self._spawn(self._enroll(url, self.config.enrollment_code), "enrollment")
+            return
         if url is None or credential is None:
             log.info("no coordinator configured; running offline")
             return
+        await self._start_link(url, credential)
+
+    async def _enroll(self, url: str, code: str) -> None:
+        """Wait to be accepted (status `pending` meanwhile), then keep the credential and link."""
+        from appliance.enroll import (
+            Enrollment,
+            EnrollmentGaveUp,
+            EnrollmentRefused,
+            save_credential,
+        )
+
+        show = self.config.show
+        assert show is not None  # noqa: S101 - the config refuses a code without a show
+        first, longest = self._enroll_interval
+        enrollment = Enrollment(
+            url,
+            code,
+            self.config.name,
+            show,
+            on_pending=lambda: self._on_link_state(LinkState.PENDING),
+            interval_min=first,
+            interval_max=longest,
+        )
+        try:
+            credential = await enrollment.run()
+        except (EnrollmentRefused, EnrollmentGaveUp) as exc:
+            log.error("enrollment failed: %s", exc)  # noqa: TRY400 - the reason is the message
+            self._on_link_state(LinkState.REJECTED)
+            return
+        path = await asyncio.to_thread(save_credential, self.config.state_dir, credential)
+        log.info("enrolled; credential saved path=%s", path)
+        if self._closing:
+            return
+        self._http_auth = aiohttp.ClientSession(headers={"Authorization": f"Bearer {credential}"})
+        link_url = self.config.link_url
+        assert link_url is not None  # noqa: S101 - url was set to enroll
+        await self._start_link(link_url, credential)
+
+    async def _start_link(self, url: str, credential: str) -> None:
         factory = self._link_factory or _default_link_factory()
         if factory is None:
             return
@@ -829,6 +877,9 @@ class Agent:
                     await self._burn_from_link(message)
                 case "open":
                     await self.eject(str(message.get("uid")))
+                case "cancel":
+                    # An operator stopped the burn; the job ends as cancelled, its result is sent.
+                    await self.cancel(str(message.get("uid")))
                 case "name":
                     await self.name(str(message.get("uid")), str(message.get("name")))
                 case "error":
@@ -846,7 +897,7 @@ class Agent:
             if uid in self.slots:
                 self.slots[uid].sent_status = None
                 await self._send_status(self.slots[uid])
-            elif kind in ("burn", "open", "name"):
+            elif kind in ("burn", "open", "name", "cancel"):
                 await self._send_online({"type": "drive_gone", "uid": uid})
 
     async def _burn_from_link(self, message: dict[str, Any]) -> None:

@@ -76,6 +76,8 @@ class AgentConfig:
     leds: LedPins = field(default_factory=LedPins)
     socket: Path = DEFAULT_SOCKET
     kiosk_pin: str | None = None
+    # Used only while there is no credential: the kiosk asks the coordinator to be accepted.
+    enrollment_code: str | None = None
 
     @property
     def link_url(self) -> str | None:
@@ -222,12 +224,19 @@ def parse_config(text: str, file: str = "agent.toml") -> AgentConfig:
             raise coord.fail("credential_file", f"cannot read it: {exc.strerror}") from exc
         if not credential:
             raise coord.fail("credential_file", "the file is empty")
-    if url is not None and credential is None:
-        raise coord.fail("credential", "is needed when url is set")
     session = coord.string("session")
     show = coord.get("show")
     if show is not None and (not isinstance(show, int) or isinstance(show, bool) or show <= 0):
         raise coord.fail("show", "must be a show id (a positive integer)")
+    if url is not None and credential is None:
+        credential = _saved_credential(coord, state_dir)
+    enrollment_code = _enrollment_code(coord)
+    if url is not None and credential is None and enrollment_code is None:
+        raise coord.fail(
+            "credential", "is needed when url is set (or enrollment_code_file and show, to enroll)"
+        )
+    if enrollment_code is not None and credential is None and show is None:
+        raise coord.fail("show", "is needed to enroll: the id of the show to join")
     coord.done()
 
     cache = _Reader(file, "cache", data.get("cache", {}))
@@ -273,7 +282,60 @@ def parse_config(text: str, file: str = "agent.toml") -> AgentConfig:
         leds=leds,
         socket=socket,
         kiosk_pin=pin,
+        enrollment_code=enrollment_code,
     )
+
+
+SAVED_CREDENTIAL: Final = "credential"
+"""The file in `state_dir` where an enrolled kiosk keeps the credential it was handed."""
+
+
+def _saved_credential(coord: _Reader, state_dir: Path) -> str | None:
+    path = state_dir / SAVED_CREDENTIAL
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise coord.fail("credential", f"cannot read the saved {path}: {exc.strerror}") from exc
+    return text or None
+
+
+_CODE_ALPHABET: Final = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+
+
+def normalize_enrollment_code(text: str) -> str | None:
+    """``abcd-2345`` → ``ABCD2345``; None when it is not 8 characters of the code alphabet."""
+    code = re.sub(r"[\s-]", "", text).upper()
+    if len(code) != 8 or any(c not in _CODE_ALPHABET for c in code):
+        return None
+    return code
+
+
+def _enrollment_code(coord: _Reader) -> str | None:
+    """The code from `enrollment_code` or `enrollment_code_file` (the image writes the file)."""
+    code = coord.string("enrollment_code")
+    code_file = coord.string("enrollment_code_file")
+    key = "enrollment_code"
+    if code is not None and code_file is not None:
+        raise coord.fail("enrollment_code_file", "give enrollment_code or its file, not both")
+    if code_file is not None:
+        key = "enrollment_code_file"
+        try:
+            code = Path(code_file).read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            # First boot makes the file; until then (or once enrolled) there is nothing to use.
+            return None
+        except OSError as exc:
+            raise coord.fail(key, f"cannot read it: {exc.strerror}") from exc
+        if not code:
+            return None
+    if code is None:
+        return None
+    normal = normalize_enrollment_code(code)
+    if normal is None:
+        raise coord.fail(key, "must be 8 letters and digits like ABCD-2345 (no 0, O, 1 or I)")
+    return normal
 
 
 def _entries(file: str, table: str, value: object) -> list[_Reader]:

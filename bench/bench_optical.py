@@ -5,9 +5,10 @@ Both sides run the argv `OpticalDrive` builds (`ToolChoice.burn_argv`: same tool
 `tsize=`, and for xorriso `-pacifier interval=0.1`, without which xorriso only notices the end of a
 burn on the next wall-clock second and every run comes out as 0.9, 1.8 or 3.6 s). The bare run
 reads the image file directly on its stdin, the cheapest feed there is; ours feeds it through a
-pipe from an mmap, hashes it, parses progress and then reads the pseudo-drive back. Runs are
-interleaved (bare, ours, bare, ours, ...) after one discarded warm-up pair, so drift of the host
-hits both alike; the median and the spread (min..max) of each side are reported.
+pipe from an mmap, hashes it, parses progress and then reads the pseudo-drive back (1 MiB preads,
+O_DIRECT where allowed, each chunk memcmp'd with that same map: the image is mapped once per job).
+Runs are interleaved (bare, ours, bare, ours, ...) after one discarded warm-up pair, so drift of
+the host hits both alike; the median and the spread (min..max) of each side are reported.
 
 Environment: BENCH_OPTICAL_MIB (image size, default 256), BENCH_OPTICAL_RUNS (default 15),
 BENCH_DIR (image dir, default /var/tmp), BENCH_OPTICAL_DISC_DIR (pseudo-drive dir, default
@@ -33,7 +34,14 @@ import xxhash
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from appliance.drives.base import SourceImage
-from appliance.drives.optical import MIB, OpticalDrive, ToolName, choose_tool, fifo_bytes
+from appliance.drives.optical import (
+    MIB,
+    VERIFY_CHUNK,
+    OpticalDrive,
+    ToolName,
+    choose_tool,
+    fifo_bytes,
+)
 
 RUNS = int(os.environ.get("BENCH_OPTICAL_RUNS", "15"))
 # The pseudo-drive lives in RAM by default: the tool fsyncs it every 16 MiB, and on a virtual
@@ -103,7 +111,7 @@ def measure(
     who = f" as {run_as}" if run_as else ""
     print(
         f"[{choice.name}{who}] image {size // MIB} MiB random; fifo {fifo_bytes(size) // MIB} MiB;"
-        f" feed chunk 4 MiB; pseudo-drive in {DISC_DIR}; "
+        f" feed chunk 4 MiB; verify chunk {VERIFY_CHUNK // MIB} MiB; pseudo-drive in {DISC_DIR}; "
         f"{RUNS} interleaved runs per side (+1 warm-up pair)"
     )
     print(f"[{choice.name}] argv: {' '.join(argv)}")

@@ -3,7 +3,7 @@
 The token-merge link (`wire.link`) carries opaque JSON payloads; this module says what those
 payloads are. Every payload is a JSON object with a `"type"`: the agent sends `hello` (its whole
 state, after every (re)connect), `status`, `result` and `drive_gone`; the coordinator sends
-`welcome`, `burn`, `open`, `name`, `catalog` and `error`. `parse_from_agent` and
+`welcome`, `burn`, `open`, `name`, `catalog`, `error` and `cancel`. `parse_from_agent` and
 `parse_from_coordinator` turn a received payload into one frozen dataclass or raise an
 `AgentMessageError` subclass whose `field` names the offending field (a dotted path such as
 `drives[1].status`) and whose `code` travels back in an `error` message; `encode` turns a value
@@ -441,6 +441,21 @@ class Name:
 
 
 @dataclass(frozen=True, slots=True)
+class Cancel:
+    """Stop the burn running on a drive; an operator cancelled it, so it is not a failure."""
+
+    TYPE: ClassVar[str] = "cancel"
+    uid: str
+
+    @classmethod
+    def from_json(cls, r: _Reader) -> Cancel:
+        return cls(r.hex32("uid", "a drive uid"))
+
+    def to_json(self) -> JsonObject:
+        return {"type": self.TYPE, "uid": self.uid}
+
+
+@dataclass(frozen=True, slots=True)
 class Take:
     md5: str
     sha256: str
@@ -511,14 +526,14 @@ class Error:
 
 
 FromAgent: TypeAlias = Hello | Status | Result | DriveGone
-FromCoordinator: TypeAlias = Welcome | Burn | Open | Name | Catalog | Error
+FromCoordinator: TypeAlias = Welcome | Burn | Open | Name | Catalog | Error | Cancel
 AgentMessage: TypeAlias = FromAgent | FromCoordinator
 
 _FROM_AGENT: dict[str, Callable[[_Reader], FromAgent]] = {
     c.TYPE: c.from_json for c in (Hello, Status, Result, DriveGone)
 }
 _FROM_COORDINATOR: dict[str, Callable[[_Reader], FromCoordinator]] = {
-    c.TYPE: c.from_json for c in (Welcome, Burn, Open, Name, Catalog, Error)
+    c.TYPE: c.from_json for c in (Welcome, Burn, Open, Name, Catalog, Error, Cancel)
 }
 
 AGENT_TYPES: tuple[str, ...] = tuple(_FROM_AGENT)

@@ -1,8 +1,10 @@
 """The browser command frames of the client WebSocket (`/ws/<session>`), sans-I/O.
 
 After the auth-first frame (`wire.relay`), a browser sends JSON objects whose `action` names a
-command: pub/sub `subscribe`/`unsubscribe`, `snapshot` of the room, and the burn commands
-`queue`, `qclear`, `open` and `name` that the session master turns into burn-protocol requests.
+command: pub/sub `subscribe`/`unsubscribe`, `snapshot` of the room, the burn commands `queue`,
+`qclear`, `open` and `name` that the session master turns into burn-protocol requests, and the
+operator commands with no burn-protocol verb: `cancel` a burn, mark a burner `common_only`, and
+`reorder` the queue.
 `parse_command` validates one decoded frame into a typed command or raises `CommandError` naming
 the bad field; `reply` builds the one answer every command gets,
 `{"action": …, "status": true|false, "error"?: …, "result"?: …}`. The server-pushed frames
@@ -21,6 +23,8 @@ from typing import Any, Final
 
 MAX_QUEUE_COUNT: Final = 1024
 MAX_NAME_LENGTH: Final = 100
+# The queue holds at most 1024 discs, hence at most that many runs.
+MAX_QUEUE_POSITION: Final = 1024
 _HEX32 = re.compile(r"[0-9a-fA-F]{32}")
 
 
@@ -34,6 +38,9 @@ class Action(enum.StrEnum):
     QCLEAR = "qclear"
     OPEN = "open"
     NAME = "name"
+    CANCEL = "cancel"
+    COMMON_ONLY = "common_only"
+    REORDER = "reorder"
 
 
 ACTIONS: tuple[str, ...] = tuple(a.value for a in Action)
@@ -100,9 +107,31 @@ class NameBurner:
     action: Action = Action.NAME
 
 
-Command = PubSubCommand | Snapshot | QueueImage | ClearQueue | OpenTray | NameBurner
+@dataclass(frozen=True, slots=True)
+class CancelBurn:
+    uid: str
+    action: Action = Action.CANCEL
+
+
+@dataclass(frozen=True, slots=True)
+class CommonOnly:
+    uid: str
+    on: bool
+    action: Action = Action.COMMON_ONLY
+
+
+@dataclass(frozen=True, slots=True)
+class Reorder:
+    md5: str
+    position: int
+    action: Action = Action.REORDER
+
+
 # Commands the session master answers (the balancer answers pub/sub itself).
-MasterCommand = Snapshot | QueueImage | ClearQueue | OpenTray | NameBurner
+MasterCommand = (
+    Snapshot | QueueImage | ClearQueue | OpenTray | NameBurner | CancelBurn | CommonOnly | Reorder
+)
+Command = PubSubCommand | MasterCommand
 
 
 def _str(msg: Mapping[str, Any], action: str, name: str, limit: int) -> str:
@@ -155,6 +184,28 @@ def parse_command(msg: Mapping[str, Any]) -> Command:
             if any(ch < " " for ch in name):
                 raise CommandError(action, "name", "one line of text, no tabs")
             return NameBurner(_hex32(msg, action, "uid"), name)
+        case Action.CANCEL:
+            return CancelBurn(_hex32(msg, action, "uid"))
+        case Action.COMMON_ONLY:
+            uid = _hex32(msg, action, "uid")
+            if "on" not in msg:
+                raise CommandError(action, "on", "missing")
+            on = msg["on"]
+            if not isinstance(on, bool):
+                raise CommandError(action, "on", f"must be true or false, got {on!r}")
+            return CommonOnly(uid, on)
+        case Action.REORDER:
+            md5 = _hex32(msg, action, "md5")
+            if "position" not in msg:
+                raise CommandError(action, "position", "missing")
+            position = msg["position"]
+            if not isinstance(position, int) or isinstance(position, bool):
+                raise CommandError(action, "position", f"must be an integer, got {position!r}")
+            if not 0 <= position < MAX_QUEUE_POSITION:
+                raise CommandError(
+                    action, "position", f"must be 0..{MAX_QUEUE_POSITION - 1}, got {position}"
+                )
+            return Reorder(md5, position)
     raise CommandError(action, "action", f"unknown action {action!r}")  # pragma: no cover
 
 

@@ -107,6 +107,9 @@ class ClientConn:
             except (ConnectionError, RuntimeError):
                 self.closed = True
                 queue.clear()
+        if not queue and self.queue is queue:
+            # Drained: an idle socket goes back to holding no queue at all.
+            self.queue = None
 
     async def _flush_task(self) -> None:
         try:
@@ -209,14 +212,52 @@ class Balancer:
         try:
             admitted = await self._admit(client, hs)
             del hs  # not needed once admitted; idle sockets should hold little
-            if admitted:
-                await self._serve(client)
+            # The frames are served here, not in a helper coroutine, and with `receive` rather
+            # than `async for`: each is a coroutine frame every idle socket would hold.
+            while admitted:
+                msg = await ws.receive()
+                if msg.type is not WSMsgType.TEXT:
+                    if msg.type is WSMsgType.BINARY:
+                        client.kill(
+                            relay.CloseCode.UNSUPPORTED_DATA, "binary frames are not supported"
+                        )
+                    break
+                if not await self._frame(client, msg.data):
+                    break
             if client.closing is not None:
                 # The handler's return would close with 1000; the decided code goes first.
                 await client.closing
         finally:
             self._forget(client)
         return ws
+
+    async def _frame(self, client: ClientConn, text: str) -> bool:
+        """Answer or relay one text frame; False when the socket is to be closed."""
+        try:
+            message = relay.check_client_frame(text)
+        except relay.RelayError as exc:
+            client.kill(exc.close_code, str(exc))
+            return False
+        action = message.get("action")
+        own_flush = not client.flushing
+        client.flushing = True
+        try:
+            if action == cm.Action.SUBSCRIBE or action == cm.Action.UNSUBSCRIBE:
+                await self._pubsub(client, message)
+            elif action == relay.Action.AUTH:
+                await self._reauth(client, message)
+            elif relay.room_request(message) is not None:
+                client.kill(relay.CloseCode.POLICY_VIOLATION, "join/leave requests are not allowed")
+            elif client.route is not None:
+                pending = client.route.forward(client, message, text)
+                if pending is not None:
+                    await pending
+            if own_flush:
+                await client.flush()
+        finally:
+            if own_flush:
+                client.flushing = False
+        return not client.closed
 
     async def _admit(self, client: ClientConn, hs: relay.ClientHandshake) -> bool:
         ws = client.ws
@@ -253,45 +294,8 @@ class Balancer:
             return False
         return not client.closed
 
-    async def _serve(self, client: ClientConn) -> None:
-        ws = client.ws
+    async def _pubsub(self, client: ClientConn, message: dict[str, Any]) -> None:
         prefix = f"session.{client.room}."
-        async for msg in ws:
-            if msg.type is not WSMsgType.TEXT:
-                if msg.type is WSMsgType.BINARY:
-                    client.kill(relay.CloseCode.UNSUPPORTED_DATA, "binary frames are not supported")
-                break
-            text: str = msg.data
-            try:
-                message = relay.check_client_frame(text)
-            except relay.RelayError as exc:
-                client.kill(exc.close_code, str(exc))
-                break
-            action = message.get("action")
-            own_flush = not client.flushing
-            client.flushing = True
-            try:
-                if action == cm.Action.SUBSCRIBE or action == cm.Action.UNSUBSCRIBE:
-                    await self._pubsub(client, message, prefix)
-                elif action == relay.Action.AUTH:
-                    await self._reauth(client, message)
-                elif relay.room_request(message) is not None:
-                    client.kill(
-                        relay.CloseCode.POLICY_VIOLATION, "join/leave requests are not allowed"
-                    )
-                elif client.route is not None:
-                    pending = client.route.forward(client, message, text)
-                    if pending is not None:
-                        await pending
-                if own_flush:
-                    await client.flush()
-            finally:
-                if own_flush:
-                    client.flushing = False
-            if client.closed:
-                break
-
-    async def _pubsub(self, client: ClientConn, message: dict[str, Any], prefix: str) -> None:
         pattern = message.get("pattern")
         if isinstance(pattern, str) and not pattern.startswith(prefix):
             # A pattern outside this session could read other sessions' traffic.

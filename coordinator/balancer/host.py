@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from coordinator.balancer.auth import AuthRefused, Grant, check
@@ -55,11 +55,16 @@ Fallback = Callable[["HostLink", str, str, dict[str, Any], str | None], None]
 
 @dataclass(slots=True)
 class _Member:
+    # One per seated browser, kept while it idles: slots and no per-member closure (the master's
+    # deliver callback is the bound `deliver` of this record).
+    host_link: HostLink
     room: str
     conn_id: str
     grant: Grant
     pending: list[bp.QOk | bp.Error] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+
+    def deliver(self, payload: Payload) -> None:
+        self.host_link.deliver(self, payload)
 
 
 class MasterHost:
@@ -112,14 +117,14 @@ class HostLink:
         if r.suspended:
             # The store says live (checked above): the room was resumed through rendezvous.
             master.resume(g.session_id)
-        member = _Member(g.session_id, conn_id, g)
+        member = _Member(self, g.session_id, conn_id, g)
         self.members[conn_id] = member
         try:
             master.join(
                 g.session_id,
                 conn_id,
                 MemberKind.BROWSER,
-                self._deliver_for(member),
+                member.deliver,
                 credential_id=str(g.credential_id),
                 commands=g.commands,
             )
@@ -144,7 +149,7 @@ class HostLink:
                 g.session_id,
                 conn_id,
                 MemberKind.BROWSER,
-                self._deliver_for(member),
+                member.deliver,
                 credential_id=str(g.credential_id),
                 commands=g.commands,
             )
@@ -163,26 +168,23 @@ class HostLink:
             self.leave(conn_id)
         self.host.links.discard(self)
 
-    def _deliver_for(self, member: _Member) -> Callable[[Payload], None]:
+    def deliver(self, member: _Member, payload: Payload) -> None:
+        """What the master delivers to one browser member."""
         link = self.link
-
-        def deliver(payload: Payload) -> None:
-            if isinstance(payload, bp.QOk | bp.Error):
-                if member.pending is not None:
-                    member.pending.append(payload)
-            elif isinstance(payload, CredentialExpiring):
-                link.to_client(member.room, member.conn_id, _dumps(cm.expiring(payload.expires_at)))
-            elif isinstance(payload, SessionClosed):
-                self.members.pop(member.conn_id, None)
-                link.close_client(
-                    member.room,
-                    member.conn_id,
-                    CloseCode.SESSION_UNAVAILABLE,
-                    f"session {payload.session_id} {payload.reason}",
-                )
-            # Other burn-protocol pushes are for displays; browsers follow pub/sub channels.
-
-        return deliver
+        if isinstance(payload, bp.QOk | bp.Error):
+            if member.pending is not None:
+                member.pending.append(payload)
+        elif isinstance(payload, CredentialExpiring):
+            link.to_client(member.room, member.conn_id, _dumps(cm.expiring(payload.expires_at)))
+        elif isinstance(payload, SessionClosed):
+            self.members.pop(member.conn_id, None)
+            link.close_client(
+                member.room,
+                member.conn_id,
+                CloseCode.SESSION_UNAVAILABLE,
+                f"session {payload.session_id} {payload.reason}",
+            )
+        # Other burn-protocol pushes are for displays; browsers follow pub/sub channels.
 
     def reply(self, member: _Member, answer: dict[str, Any]) -> None:
         self.link.to_client(member.room, member.conn_id, _dumps(answer))
@@ -236,6 +238,21 @@ class HostLink:
                     self.reply(member, cm.reply(command.action, False, error=f"name: {exc.text}"))
                     return None
                 return self._via_master(member, command.action, request)
+            case cm.CancelBurn(uid=uid):
+                member.pending = []
+                master.cancel(member.room, member.conn_id, uid)
+                self._answer(member, command.action)
+                return None
+            case cm.CommonOnly(uid=uid, on=on):
+                member.pending = []
+                master.set_common_only(member.room, member.conn_id, uid, on)
+                self._answer(member, command.action)
+                return None
+            case cm.Reorder(md5=md5, position=position):
+                member.pending = []
+                master.reorder(member.room, member.conn_id, md5, position)
+                self._answer(member, command.action)
+                return None
 
     async def _via_master(self, member: _Member, action: str, request: bp.Message) -> None:
         member.pending = []

@@ -24,6 +24,7 @@ from typing import Protocol
 
 from coordinator.burnlistener.auth import Authorize, Grant, token_authorizer
 from coordinator.master import (
+    CancelBurn,
     CredentialExpiring,
     Master,
     MemberKind,
@@ -232,6 +233,10 @@ class _Connection:
                         "renew it and reconnect before then",
                     )
                 )
+            case CancelBurn():
+                # The room refuses to cancel on a member without `cancels`; TCP burners have
+                # no verb for it, so one arriving here is not for us.
+                log.warning("cancel delivered to a burn-protocol client", extra={"conn": self.id})
             case _:
                 self.send(payload)
 

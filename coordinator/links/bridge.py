@@ -7,11 +7,11 @@ are per link, so a restarted agent supersedes its old link's members instead of 
 them; a report for a drive not announced on this link joins it, so reports replayed onto a
 renewed link before the next `hello` still count), turns `hello`/`status`/`result`/`drive_gone`
 into `Cap`, `Status` and leaves for `Master.handle`, and turns what the master delivers to those
-members (`Burn`, `Open`, `Name`, `Error`, notices) back into agent messages, looking up a
-burn's SHA-256, size and URL among the show's takes. Results are deduplicated by the agent's
-job id, so a report replayed after a link was renewed counts once. Members stay joined while a
-link waits within its grace period (the burn goes on in the box); they leave, and their burns
-are requeued, when the link ends.
+members (`Burn`, `Open`, `Name`, `Error`, `CancelBurn`, notices) back into agent messages,
+looking up a burn's SHA-256, size and URL among the show's takes. Results are deduplicated by the
+agent's job id, so a report replayed after a link was renewed counts once. Members stay joined
+while a link waits within its grace period (the burn goes on in the box); they leave, and their
+burns are requeued, when the link ends.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from coordinator.errors import NotFound
 from coordinator.links.hub import Appliance, Link
 from coordinator.master import (
+    CancelBurn,
     CredentialExpiring,
     Deliver,
     Master,
@@ -45,6 +46,8 @@ log = logging.getLogger(__name__)
 # Job ids remembered per appliance for deduplicating results; far more than a box burns while
 # one of its reports can still be in flight.
 JOB_MEMORY = 4096
+# The agent's reason for a job stopped by an operator or at the kiosk (appliance.agent).
+CANCELLED = "cancelled"
 
 MasterGetter = Callable[[], Master | None]
 
@@ -167,7 +170,8 @@ class ApplianceBridge:
                 case am.Hello():
                     await self._hello(agent, message)
                 case am.Status(uid=uid, status=value):
-                    await self._handle(agent, uid, bp.Status(value))
+                    if not self._counts_twice(agent, uid, value):
+                        await self._handle(agent, uid, bp.Status(value))
                 case am.Result():
                     await self._result(agent, message)
                 case am.DriveGone(uid=uid):
@@ -216,7 +220,8 @@ class ApplianceBridge:
             if member is None:
                 member = self._join(master, room.session_id, agent, drive.uid)
             await master.handle(room.session_id, member, bp.Cap(drive.capabilities, drive.images))
-            await master.handle(room.session_id, member, bp.Status(drive.status))
+            if not self._counts_twice(agent, drive.uid, drive.status):
+                await master.handle(room.session_id, member, bp.Status(drive.status))
             burner = room.burners.get(drive.uid)
             if burner is not None and burner.name and burner.name != drive.name:
                 self._send(agent, am.Name(drive.uid, burner.name))
@@ -250,6 +255,7 @@ class ApplianceBridge:
             agent.deliver_to(uid),
             uid=uid,
             credential_id=str(agent.link.appliance.credential_id),
+            cancels=True,  # the agent can stop a burn when told `cancel`
         )
         agent.drives[uid] = member
         return member
@@ -260,10 +266,40 @@ class ApplianceBridge:
             log.info("duplicate result dropped", extra={"job": result.job, "uid": result.uid})
             return
         kind = bp.StatusKind.MD5PASS if result.ok else bp.StatusKind.MD5FAIL
+        # A burn the room did not see (made offline, or its progress reached no coordinator) is
+        # reported as complete first, so its outcome counts like any other; a cancelled one made
+        # no disc and is no failure of the drive, so it is only passed on as the drive's status.
+        unseen = result.reason != CANCELLED and not self._burning(agent, result.uid)
+        if unseen and not await self._handle(
+            agent, result.uid, bp.Status(bp.StatusValue.progress(100))
+        ):
+            return
         if await self._handle(agent, result.uid, bp.Status(bp.StatusValue(kind))):
             jobs[result.job] = None
             while len(jobs) > JOB_MEMORY:
                 jobs.popitem(last=False)
+
+    def _burning(self, agent: _Agent, uid: str) -> bool:
+        """Whether the room sees a burn on this drive, so a pass or fail now would count."""
+        master = self._master()
+        room = None if master is None or agent.session is None else master.room(agent.session)
+        burner = None if room is None else room.burners.get(uid)
+        if burner is None:
+            return False
+        return burner.job is not None or (
+            burner.status is not None and burner.status.kind is bp.StatusKind.PROGRESS
+        )
+
+    def _counts_twice(self, agent: _Agent, uid: str, value: bp.StatusValue) -> bool:
+        """A drive's own MD5PASS/MD5FAIL while the room sees it burning: leave it to `result`.
+
+        The room counts a pass or fail on a burning burner. An agent says the outcome twice, as
+        the drive's status and as the journaled `result` (deduplicated by job id); only the
+        result may count, or a burn would count twice, and a burn made offline (no burn in the
+        room) would not count at all.
+        """
+        ended = value.kind in (bp.StatusKind.MD5PASS, bp.StatusKind.MD5FAIL)
+        return ended and self._burning(agent, uid)
 
     def _leave(self, agent: _Agent, uid: str) -> None:
         member = agent.drives.pop(uid, None)
@@ -297,6 +333,8 @@ class ApplianceBridge:
                 return am.Burn(uid, md5, take.sha256, take.size, take.url, take.name)
             case bp.Open():
                 return am.Open(uid)
+            case CancelBurn(uid=cancelled):
+                return am.Cancel(cancelled)
             case bp.Name(uid=named, friendly=friendly):
                 return am.Name(named, friendly)
             case bp.Error(code=code, text=text):

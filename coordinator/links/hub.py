@@ -99,6 +99,7 @@ class _Socket:
     frames: deque[str] = field(default_factory=deque)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     done: bool = False
+    writer: asyncio.Task[None] | None = None
 
     def push(self, frames: Iterable[str]) -> None:
         if self.done:
@@ -178,7 +179,19 @@ class LinkHub:
             self._timer = None
 
     async def _on_shutdown(self, app: web.Application) -> None:
-        for sock in list(self._sockets.values()):
+        # Ack everything received before going away: an agent replays what was not acked, and
+        # the next process (a restart) would take a replayed result for a new one.
+        for sid, frame in self.server.pending_acks():
+            sock = self._sockets.get(sid)
+            if sock is not None:
+                sock.push((frame,))
+        sockets = list(self._sockets.values())
+        for sock in sockets:
+            sock.finish()
+        writers = [s.writer for s in sockets if s.writer is not None]
+        if writers:
+            await asyncio.wait(writers, timeout=FLUSH_TIMEOUT)
+        for sock in sockets:
             await sock.ws.close(code=WSCloseCode.GOING_AWAY, message=b"coordinator stopping")
 
     async def _tick_loop(self) -> None:
@@ -238,6 +251,7 @@ class LinkHub:
         sock = _Socket(next(self._ids), ws)
         self._sockets[sock.id] = sock
         writer = asyncio.create_task(sock.write_loop(), name=f"link-writer-{sock.id}")
+        sock.writer = writer
         log.info("link socket opened", extra={"socket": sock.id, "appliance": appliance.id})
         try:
             sock.push(self.server.accept(sock.id, peer=appliance.peer))

@@ -2,6 +2,7 @@
 
 from coordinator.master.master import Catalog, ChangeHook, Deliver, Master, UnknownSession
 from coordinator.master.room import (
+    CancelBurn,
     CredentialExpiring,
     DispatchPolicy,
     ImageInfo,
@@ -15,6 +16,7 @@ from coordinator.master.room import (
 )
 
 __all__ = [
+    "CancelBurn",
     "Catalog",
     "ChangeHook",
     "CredentialExpiring",

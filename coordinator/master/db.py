@@ -2,10 +2,11 @@
 
 The master keeps what must survive a restart here, apart from the rendezvous store: each room's
 queue (as runs of md5 and count) and each burner's friendly name, capabilities, images held,
-statistics and the job it was burning. The file is in WAL mode, its schema is a list of plain
-migration functions numbered by `PRAGMA user_version`, and every statement runs on one dedicated
-thread with its own connection, so the event loop never waits on the disk. Writes are queued in
-order and can be awaited together with `flush`.
+statistics (cancelled burns included), its "common images only" mark and the job it was
+burning. The file is in WAL mode, its schema is a list of plain migration functions numbered
+by `PRAGMA user_version`, and every statement runs on one dedicated thread with its own
+connection, so the event loop never waits on the disk. Writes are queued in order and can be
+awaited together with `flush`.
 """
 
 from __future__ import annotations
@@ -55,7 +56,13 @@ def _v1(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1,)
+def _v2(conn: sqlite3.Connection) -> None:
+    # Cancelled burns are counted apart from failures; "common images only" is an operator's mark.
+    conn.execute("ALTER TABLE burners ADD COLUMN cancelled INTEGER NOT NULL DEFAULT 0")
+    conn.execute("ALTER TABLE burners ADD COLUMN common_only INTEGER NOT NULL DEFAULT 0")
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2)
 
 
 def migrate(conn: sqlite3.Connection) -> None:
@@ -85,8 +92,9 @@ def _apply(conn: sqlite3.Connection, writes: list[Write]) -> None:
             else:
                 conn.execute(
                     """INSERT OR REPLACE INTO burners (session_id, uid, name, capabilities,
-                    images, burned, failed, recent_failures, speed_total, speed_samples, job)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                    images, burned, failed, recent_failures, speed_total, speed_samples, job,
+                    cancelled, common_only)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                     (
                         write.session_id,
                         write.uid,
@@ -99,6 +107,8 @@ def _apply(conn: sqlite3.Connection, writes: list[Write]) -> None:
                         write.speed_total,
                         write.speed_samples,
                         write.job,
+                        write.cancelled,
+                        int(write.common_only),
                     ),
                 )
 
@@ -125,10 +135,13 @@ def _load(
             speed_total=row[7],
             speed_samples=row[8],
             job=row[9],
+            cancelled=row[10],
+            common_only=bool(row[11]),
         )
         for row in conn.execute(
             """SELECT uid, name, capabilities, images, burned, failed, recent_failures,
-            speed_total, speed_samples, job FROM burners WHERE session_id = ? ORDER BY uid""",
+            speed_total, speed_samples, job, cancelled, common_only
+            FROM burners WHERE session_id = ? ORDER BY uid""",
             (session_id,),
         )
     ]

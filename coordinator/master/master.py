@@ -155,9 +155,17 @@ class Master:
         uid: str | None = None,
         credential_id: str | None = None,
         commands: bool = False,
+        cancels: bool = False,
     ) -> Member:
         room = self._room(session_id)
-        member = room.join(member_id, kind, uid=uid, credential_id=credential_id, commands=commands)
+        member = room.join(
+            member_id,
+            kind,
+            uid=uid,
+            credential_id=credential_id,
+            commands=commands,
+            cancels=cancels,
+        )
         self._deliver[(room.session_id, member_id)] = deliver
         self._apply(room)
         return member
@@ -187,14 +195,35 @@ class Master:
 
     def open_tray(self, session_id: str, member_id: str, uid: str) -> None:
         """A commanding member asks a burner to open its tray (to find the physical box)."""
+        self._command(session_id, member_id, "OPEN", lambda room: room.open_tray(uid))
+
+    def cancel(self, session_id: str, member_id: str, uid: str) -> None:
+        """A commanding member stops the burn on burner `uid` (see `Room.cancel`)."""
+        self._command(session_id, member_id, "cancel", lambda room: room.cancel(uid))
+
+    def set_common_only(self, session_id: str, member_id: str, uid: str, on: bool) -> None:
+        """A commanding member marks burner `uid` as one that gets only common images."""
+        self._command(
+            session_id, member_id, "common_only", lambda room: room.set_common_only(uid, on)
+        )
+
+    def reorder(self, session_id: str, member_id: str, md5: str, position: int) -> None:
+        """A commanding member moves image `md5` to `position` in the queue."""
+        self._command(session_id, member_id, "reorder", lambda room: room.reorder(md5, position))
+
+    def _command(
+        self, session_id: str, member_id: str, what: str, action: Callable[[Room], object]
+    ) -> None:
+        # Commands with no burn-protocol verb: refusals reach the member as ERROR, as a refused
+        # verb would, so every transport reports them the same way.
         room = self._room(session_id)
         member = room.members.get(member_id)
         if member is None:
             return
         try:
             if not member.may_command:
-                raise NotAllowed(f"a {member.kind.value} client may not send OPEN")
-            room.open_tray(uid)
+                raise NotAllowed(f"a {member.kind.value} client may not send {what}")
+            action(room)
         except RoomError as exc:
             self._send(room.session_id, member_id, bp.Error(exc.code.value, str(exc)))
         self._apply(room)

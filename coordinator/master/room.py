@@ -10,7 +10,10 @@ all collected by `Room.drain`. That is what lets the balancer's WebSocket, the a
 the burn-protocol TCP listener drive the same object, and the tests drive it with no I/O at all.
 Dispatch sends queued images to ready burners that can burn them, keeping rare images (held by
 few burners) for the reliable, fast burners and only common ones for a burner that failed its last
-verifies.
+verifies or that an operator marked "common images only". An operator may also cancel a burn
+(only on a burner whose transport can stop one: an appliance link, not a seed-004 TCP burner):
+the job counts as cancelled, not failed, and its image is dropped rather than requeued, because
+cancelling says "do not make this disc" (queue it again to have it made).
 """
 
 from __future__ import annotations
@@ -37,6 +40,9 @@ MEDIA_CAPACITY: dict[bp.Capability, int] = {
 # A QLIST of this many md5s still fits in one 64 KiB frame (33 bytes per md5).
 QLIST_FIT = (bp.MAX_FRAME - 16) // 33
 MAX_NAME = 100
+# Seconds a cancelled burner waits for the result of the burn it stopped before it may be given
+# another; a box that had nothing left to stop sends no result.
+CANCEL_GRACE = 60.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -110,6 +116,9 @@ class Member:
     uid: str | None = None
     credential_id: str | None = None
     commands: bool = False
+    # The transport can tell this burner to stop a burn (an appliance link can; a seed-004 TCP
+    # burner has no such verb).
+    cancels: bool = False
 
     @property
     def may_command(self) -> bool:
@@ -152,6 +161,7 @@ class BurnerStats:
     recent_failures: int = 0
     speed_total: float = 0.0
     speed_samples: int = 0
+    cancelled: int = 0
 
     @property
     def mean_speed(self) -> float | None:
@@ -167,6 +177,7 @@ class BurnerStats:
         return {
             "burned": self.burned,
             "failed": self.failed,
+            "cancelled": self.cancelled,
             "recent_failures": self.recent_failures,
             "mean_speed": self.mean_speed,
         }
@@ -183,6 +194,12 @@ class Burner:
     status: bp.StatusValue | None = None
     job: str | None = None
     job_started: float | None = None
+    # An operator's "common images only" mark; kept across restarts.
+    common_only: bool = False
+    # The image of a burn cancelled whose result has not come back yet: that result is not
+    # counted (the cancel already was), and no new burn starts before it (or CANCEL_GRACE).
+    cancelling: str | None = None
+    cancelled_at: float = 0.0
 
     @property
     def connected(self) -> bool:
@@ -194,6 +211,7 @@ class Burner:
         return (
             self.connected
             and self.job is None
+            and self.cancelling is None
             and self.status is not None
             and self.status.kind in (bp.StatusKind.IDLE, bp.StatusKind.AVAIL)
         )
@@ -207,6 +225,7 @@ class Burner:
             "job": self.job,
             "capabilities": sorted(c.value for c in self.capabilities),
             "images": sorted(self.images),
+            "common_only": self.common_only,
         }
 
 
@@ -249,6 +268,14 @@ class Superseded:
 
 
 @dataclass(frozen=True, slots=True)
+class CancelBurn:
+    """Stop the burn of image `md5` on burner `uid` (sent only to members with `cancels`)."""
+
+    uid: str
+    md5: str
+
+
+@dataclass(frozen=True, slots=True)
 class SessionClosed:
     """The room was suspended or unloaded; the member has been removed, close its connection."""
 
@@ -256,7 +283,7 @@ class SessionClosed:
     reason: str
 
 
-Notice = CredentialExpiring | Superseded | SessionClosed
+Notice = CredentialExpiring | Superseded | SessionClosed | CancelBurn
 Payload = bp.Message | Notice
 
 
@@ -293,6 +320,8 @@ class BurnerRecord:
     speed_total: float = 0.0
     speed_samples: int = 0
     job: str | None = None
+    cancelled: int = 0
+    common_only: bool = False
 
 
 Write = QueueSnapshot | BurnerRecord
@@ -492,6 +521,8 @@ class Room:
             speed_total=s.speed_total,
             speed_samples=s.speed_samples,
             job=burner.job,
+            cancelled=s.cancelled,
+            common_only=burner.common_only,
         )
 
     # ---- membership --------------------------------------------------------------------------
@@ -504,6 +535,7 @@ class Room:
         uid: str | None = None,
         credential_id: str | None = None,
         commands: bool = False,
+        cancels: bool = False,
     ) -> Member:
         if self.suspended:
             raise RoomSuspended(f"session {self.session_id} is suspended")
@@ -513,7 +545,7 @@ class Room:
             if uid is None:
                 raise UnknownClient("a burner joins with its uid")
             uid = _checked_uid(uid)
-        member = Member(member_id, kind, uid, credential_id, commands)
+        member = Member(member_id, kind, uid, credential_id, commands, cancels)
         self._members[member_id] = member
         self._announce(
             channels.members(self.session_id),
@@ -558,6 +590,7 @@ class Room:
             burner.job = None
             burner.job_started = None
             self._queue_changed()
+        burner.cancelling = None
         self._burner_changed(burner)
         self._dispatch()
 
@@ -686,6 +719,72 @@ class Room:
             raise UnknownClient(f"no burner with uid {uid} is connected")
         self._send(burner.member_id, bp.Open())
 
+    def cancel(self, uid: str) -> str:
+        """Stop the burn running on burner `uid`; returns the md5 of the image cancelled.
+
+        The burner is told to stop, the job counts as cancelled (neither burned nor failed), and
+        the image is not requeued: cancelling means this disc should not be made."""
+        uid = _checked_uid(uid)
+        burner = self._burners.get(uid)
+        if burner is None or burner.member_id is None:
+            raise UnknownClient(f"no burner with uid {uid} is connected")
+        if burner.job is None:
+            raise NotAllowed(f"burner {uid} is not burning anything")
+        member = self._members.get(burner.member_id)
+        if member is None or not member.cancels:
+            raise NotAllowed(
+                f"burner {uid} is a burn-protocol (TCP) client, which has no verb to stop a burn; "
+                "stop it at the box"
+            )
+        md5 = burner.job
+        self._send(burner.member_id, CancelBurn(uid, md5))
+        burner.job = burner.job_started = None
+        burner.cancelling = md5
+        burner.cancelled_at = self._clock()
+        burner.stats.cancelled += 1
+        log.info("burn cancelled", extra={"session": self.session_id, "uid": uid, "md5": md5})
+        self._burner_changed(burner)
+        self._stats_changed(burner)
+        return md5
+
+    def set_common_only(self, uid: str, on: bool) -> None:
+        """Mark (or unmark) a burner as one that gets only common images."""
+        uid = _checked_uid(uid)
+        burner = self._burners.get(uid)
+        if burner is None:
+            raise UnknownClient(f"no burner with uid {uid} was ever seen in this session")
+        if burner.common_only == on:
+            return
+        burner.common_only = on
+        self._burner_changed(burner)
+        self._dispatch()
+
+    def reorder(self, md5: str, position: int) -> None:
+        """Move the first run of image `md5` in the queue to run index `position` (0 is next);
+        a position past the end moves it last. Neighbouring runs of one image merge."""
+        try:
+            md5 = bp.Queue(md5, 1).md5  # the same md5 checks as on the wire
+        except bp.ProtocolError as exc:
+            raise BadRequest(exc.text, exc.code) from None
+        if isinstance(position, bool) or not isinstance(position, int) or position < 0:
+            raise BadRequest(
+                f"position must be an integer >= 0, got {position!r}", bp.ErrorCode.BAD_NUMBER
+            )
+        at = next((i for i, run in enumerate(self._queue) if run.md5 == md5), None)
+        if at is None:
+            raise UnknownImage(f"image {md5} is not in the queue")
+        run = self._queue.pop(at)
+        self._queue.insert(min(position, len(self._queue)), run)
+        merged: list[_Run] = []
+        for item in self._queue:
+            if merged and merged[-1].md5 == item.md5:
+                merged[-1].count += item.count
+            else:
+                merged.append(item)
+        self._queue = merged
+        self._queue_changed()
+        self._dispatch()
+
     def set_capabilities(
         self, member_id: str, capabilities: Iterable[bp.Capability], images: Iterable[str]
     ) -> None:
@@ -704,6 +803,14 @@ class Room:
         burning = burner.job is not None or (
             previous is not None and previous.kind is bp.StatusKind.PROGRESS
         )
+        if (
+            burner.cancelling is not None
+            and burner.job is None
+            and kind in (bp.StatusKind.MD5PASS, bp.StatusKind.MD5FAIL)
+        ):
+            # The result of the cancelled burn: it was counted as cancelled already.
+            burning = False
+            burner.cancelling = None
         if kind is bp.StatusKind.MD5PASS and burning:
             self._finished(burner, passed=True)
         elif kind is bp.StatusKind.MD5FAIL and burning:
@@ -757,7 +864,8 @@ class Room:
         return bool(burner.capabilities & needed)
 
     def _flaky(self, burner: Burner) -> bool:
-        return burner.stats.recent_failures >= self.policy.flaky_after
+        """Kept to common images: failed its last verifies, or an operator said so."""
+        return burner.common_only or burner.stats.recent_failures >= self.policy.flaky_after
 
     def is_common(self, md5: str) -> bool:
         """More than `common_share` of the connected burners can burn this image."""
@@ -770,6 +878,10 @@ class Room:
     def _dispatch(self) -> None:
         if self.suspended or not self._queue:
             return
+        now = self._clock()
+        for b in self._burners.values():
+            if b.cancelling is not None and now - b.cancelled_at > CANCEL_GRACE:
+                b.cancelling = None  # no result came for the cancelled burn: free it anyway
         ready = [b for b in self._burners.values() if b.ready]
         if not ready:
             return
@@ -856,6 +968,8 @@ def _burner_from_record(record: BurnerRecord) -> Burner:
             record.recent_failures,
             record.speed_total,
             record.speed_samples,
+            record.cancelled,
         ),
         job=record.job,
+        common_only=record.common_only,
     )

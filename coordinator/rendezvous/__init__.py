@@ -9,7 +9,7 @@ from aiohttp import web
 
 from coordinator.images import http as images
 from coordinator.keys import OPENAPI
-from coordinator.rendezvous import catalog, credentials, meta, pool, sessions, shows
+from coordinator.rendezvous import catalog, credentials, enroll, meta, pool, sessions, shows
 from coordinator.rendezvous.endpoint import PREFIX, Endpoint
 from coordinator.rendezvous.openapi import build
 
@@ -21,6 +21,7 @@ ENDPOINTS: list[Endpoint] = [
     *catalog.ENDPOINTS,
     *sessions.ENDPOINTS,
     *images.ENDPOINTS,
+    *enroll.ENDPOINTS,
 ]
 
 
@@ -28,3 +29,4 @@ def setup(app: web.Application) -> None:
     for ep in ENDPOINTS:
         app.router.add_route(ep.method, PREFIX + ep.route, ep.handler)
     app[OPENAPI] = build(ENDPOINTS)
+    enroll.setup(app)

@@ -27,6 +27,7 @@ _REASONS = {
     409: "Duplicate, or conflicts with the current state",
     416: "The Range is outside the file",
     422: "A body field is invalid (see `field`)",
+    429: "Too many requests from this address; retry later",
     503: "No session master available",
     507: "Not enough space in the image store; nothing was kept",
 }

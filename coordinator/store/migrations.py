@@ -210,9 +210,39 @@ def _v1_initial(conn: sqlite3.Connection) -> None:
     )
 
 
+def _v2_enrollments(conn: sqlite3.Connection) -> None:
+    # One row per enrollment code, ever: a code that was accepted or rejected stays spent.
+    # The plaintext credential is kept only between acceptance and the kiosk's next poll.
+    _execute_script(
+        conn,
+        """
+        CREATE TABLE enrollments (
+            id INTEGER PRIMARY KEY,
+            code TEXT NOT NULL UNIQUE,
+            show_id INTEGER NOT NULL REFERENCES shows(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('pending', 'accepted', 'rejected')),
+            poll_hash TEXT NOT NULL UNIQUE,
+            source TEXT NOT NULL DEFAULT '',
+            attempts INTEGER NOT NULL DEFAULT 1,
+            created_at REAL NOT NULL,
+            renewed_at REAL NOT NULL,
+            decided_at REAL,
+            decided_by TEXT,
+            appliance_id INTEGER REFERENCES appliances(id) ON DELETE SET NULL,
+            credential TEXT,
+            picked_up_at REAL,
+            CHECK ((state = 'pending') = (decided_at IS NULL)),
+            CHECK (credential IS NULL OR state = 'accepted')
+        );
+        CREATE INDEX enrollments_show ON enrollments(show_id, state);
+        """,
+    )
+
+
 Migration = Callable[[sqlite3.Connection], None]
 
-MIGRATIONS: tuple[Migration, ...] = (_v1_initial,)
+MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_enrollments)
 """Index i holds the step from version i to version i + 1; append only, never edit a shipped one."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -5,6 +5,7 @@
 
 import { ApiError, Auth } from "./api.js";
 import { LiveSession } from "./live.js";
+import { pendingKiosksView } from "./enroll.js";
 import { bytes, clock, duration, field, form, h, option, replace, speed, svg, toast, when } from "./ui.js";
 
 const auth = new Auth();
@@ -27,6 +28,7 @@ function navLinks() {
   const role = auth.role;
   const links = [["#/shows", role === "admin" ? "Shows" : "Catalog"]];
   if (role === "admin" || role === "show_admin") links.push(["#/people", "People"]);
+  if (role === "admin" || role === "show_admin") links.push(["#/kiosks", "Pending kiosks"]);
   if (role === "admin") links.push(["#/pool", "Masters"]);
   links.push(["#/sessions", "Sessions"]);
   return links;
@@ -100,6 +102,9 @@ async function route() {
       return;
     case "people":
       show(`people:${id || ""}`, () => peopleView(id ? Number(id) : null));
+      return;
+    case "kiosks":
+      show("kiosks", () => pendingKiosksView(auth));
       return;
     case "pool":
       show("pool", () => poolView());
@@ -809,7 +814,7 @@ class LiveView {
       "section",
       { class: "cmd command-panel card", "aria-labelledby": "command-h" },
       h("h2", { id: "command-h" }, "Command"),
-      h("p", { class: "hint" }, "Queue discs for the next free burner that can burn them; open a tray to find a box; rename burners below."),
+      h("p", { class: "hint" }, "Queue discs for the next free burner that can burn them; open a tray to find a box; cancel a burn, keep a burner to common images, or rename it below."),
       this.queueForm,
       h("div", { class: "actions" }, clear),
     );
@@ -926,6 +931,7 @@ class LiveView {
       job: data.job || null,
       capabilities: data.capabilities || [],
       images: data.images || [],
+      commonOnly: Boolean(data.common_only),
     });
     if (stats) b.stats = stats;
     if (!b.stats) b.stats = { burned: 0, failed: 0, recent_failures: 0, mean_speed: null };
@@ -977,11 +983,15 @@ class LiveView {
       c.result.textContent = "—";
       c.result.className = "";
     }
-    c.discs.textContent = `${b.stats.burned} burned, ${b.stats.failed} failed`;
+    c.discs.textContent = `${b.stats.burned} burned, ${b.stats.failed} failed${b.stats.cancelled ? `, ${b.stats.cancelled} cancelled` : ""}`;
     c.link.textContent = b.connected ? "online" : b.offlineSince ? `offline since ${clock(b.offlineSince)}` : "offline";
     c.media.textContent = b.capabilities.length ? b.capabilities.join(", ") : "—";
     c.openBtn.disabled = !b.connected;
     c.openBtn.setAttribute("aria-label", `Open the tray of ${this.label(b)}`);
+    c.cancelBtn.disabled = !b.connected || !b.job;
+    c.cancelBtn.setAttribute("aria-label", `Cancel the burn on ${this.label(b)}`);
+    c.commonBox.checked = Boolean(b.commonOnly);
+    c.commonBox.setAttribute("aria-label", `Give ${this.label(b)} common images only`);
     c.renameInput.setAttribute("aria-label", `New name for ${this.label(b)}`);
     this.renderSparkline(c.spark, b.speeds);
   }
@@ -1013,6 +1023,36 @@ class LiveView {
         }
       },
     }, "Open tray");
+    c.cancelBtn = h("button", {
+      type: "button",
+      class: "cancel-burn danger",
+      onclick: async () => {
+        const b = this.burners.get(uid);
+        try {
+          await this.session.command("cancel", { uid });
+          toast(`Burn on ${this.label(b)} cancelled; the disc is not requeued.`);
+        } catch (err) {
+          toast(err.message, "error");
+        }
+      },
+    }, "Cancel burn");
+    c.commonBox = h("input", {
+      type: "checkbox",
+      class: "common-only",
+      onchange: async (ev) => {
+        const box = ev.target;
+        const on = box.checked;
+        const b = this.burners.get(uid);
+        try {
+          await this.session.command("common_only", { uid, on });
+          toast(on ? `${this.label(b)} now gets common images only.` : `${this.label(b)} may burn any image again.`);
+        } catch (err) {
+          box.checked = !on;
+          toast(err.message, "error");
+        }
+      },
+    });
+    const common = h("label", { class: "common-only-label" }, c.commonBox, " Common images only");
     c.renameInput = h("input", { name: "name", maxlength: 100, autocomplete: "off", placeholder: "e.g. Booth 1 left" });
     const rename = form({ class: "rename" }, [c.renameInput], "Rename", async (v, el) => {
       const name = v.name.trim();
@@ -1037,7 +1077,7 @@ class LiveView {
         h("div", {}, h("dt", {}, "Media"), c.media),
       ),
       c.spark,
-      h("div", { class: "cmd card-actions" }, c.openBtn, rename),
+      h("div", { class: "cmd card-actions" }, c.openBtn, c.cancelBtn, common, rename),
       h("small", { class: "uid" }, uid),
     );
     return c;
@@ -1059,7 +1099,30 @@ class LiveView {
     this.queueEmpty.hidden = this.queue.length > 0;
     replace(
       this.queueList,
-      this.queue.map((q) => h("li", {}, h("span", { class: "count" }, `${q.count} ×`), " ", this.imageName(q.md5))),
+      this.queue.map((q, i) =>
+        h(
+          "li",
+          {},
+          h("span", { class: "count" }, `${q.count} ×`),
+          " ",
+          this.imageName(q.md5),
+          i > 0
+            ? h("button", {
+                type: "button",
+                class: "cmd move-first",
+                "aria-label": `Burn ${this.imageName(q.md5)} next`,
+                onclick: async () => {
+                  try {
+                    await this.session.command("reorder", { md5: q.md5, position: 0 });
+                    toast(`${this.imageName(q.md5)} moves to the front of the queue.`);
+                  } catch (err) {
+                    toast(err.message, "error");
+                  }
+                },
+              }, "Burn next")
+            : null,
+        ),
+      ),
     );
   }
 

@@ -383,22 +383,67 @@ def test_fifo_is_an_eighth_of_the_image_within_bounds() -> None:
     assert fifo_bytes(4096 * MIB, 64 * MIB) == 64 * MIB
 
 
-def test_pseudo_drive_shrinking_during_verify_is_a_mismatch_not_a_crash(tmp_path: Path) -> None:
-    """Touching a mapped page past the end of a file kills the process with SIGBUS; the mapped
-    compare must notice the shrink first and fail the verify with a reason."""
+@pytest.mark.parametrize("where", ["first", "middle", "last"])
+async def test_verify_catches_one_flipped_byte_anywhere(
+    iso: Path, tmp_path: Path, where: str
+) -> None:
+    target = tmp_path / "disc.img"
+    drive = OpticalDrive(f"stdio:{target}", "uid0", tool="xorriso")
+    image = source(iso)
+    await collect(drive.write(image))
+    offset = {"first": 0, "middle": image.size // 2 + 1, "last": image.size - 1}[where]
+    flip(target, offset)
+    with pytest.raises(VerifyMismatch, match=f"at byte {offset} "):
+        await collect(drive.verify(image))
+
+
+async def test_verify_of_a_disc_one_byte_short_fails(iso: Path, tmp_path: Path) -> None:
+    # An image whose size is no multiple of a sector, on a disc cut one byte before its end:
+    # the read-back must count exactly the image's bytes, not whole sectors.
+    odd = tmp_path / "odd.img"
+    odd.write_bytes(read(iso) + b"tail")
+    target = tmp_path / "disc.img"
+    target.write_bytes(read(odd)[:-1])
+    drive = OpticalDrive(f"stdio:{target}", "uid0")
+    with pytest.raises(VerifyMismatch, match=f"holds only {odd.stat().st_size - 1} of"):
+        await collect(drive.verify(source(odd)))
+    target.write_bytes(read(odd))
+    checked = await collect(drive.verify(source(odd)))  # the same, whole, passes
+    assert checked[-1].done == odd.stat().st_size
+
+
+async def test_verify_after_the_image_changed_compares_the_new_content(
+    iso: Path, tmp_path: Path
+) -> None:
+    # The write keeps its map of the image for verify; a file replaced in between must not be
+    # judged by the stale map.
+    img = tmp_path / "img.iso"
+    img.write_bytes(read(iso))
+    target = tmp_path / "disc.img"
+    drive = OpticalDrive(f"stdio:{target}", "uid0", tool="xorriso")
+    await collect(drive.write(source(img)))
+    replacement = tmp_path / "new.iso"
+    replacement.write_bytes(os.urandom(img.stat().st_size))
+    os.replace(replacement, img)
+    with pytest.raises(VerifyMismatch, match="at byte 0 "):
+        await collect(drive.verify(source(img)))
+
+
+def test_image_shrinking_during_verify_is_an_error_not_a_crash(tmp_path: Path) -> None:
+    """Touching a mapped page past the end of a file kills the process with SIGBUS; the compare
+    must notice the shrink first and fail the verify with a reason."""
     image, disc = tmp_path / "image.img", tmp_path / "disc.img"
-    data = os.urandom(3 * optical.VERIFY_SPAN)
+    data = os.urandom(3 * optical.VERIFY_CHUNK)
     image.write_bytes(data)
     disc.write_bytes(data)
-    src, dst = optical._map_file(image, len(data)), optical._map_file(disc, len(data))
-    assert src is not None
-    assert dst is not None
+    src = optical._SourceMap(image, len(data))
     done = [0]
     try:
-        os.truncate(disc, optical.VERIFY_SPAN)  # as if the disc file was cut mid-verify
-        with pytest.raises(VerifyMismatch, match="shrank"):
-            optical._memcmp_maps(src, dst, len(data), done, threading.Event(), str(disc))
+        os.truncate(image, optical.VERIFY_CHUNK)  # as if the image was cut mid-verify
+        with pytest.raises(CorruptImage, match="shrank"):
+            optical._compare(
+                src, str(disc), len(data), optical.VERIFY_CHUNK, done, threading.Event()
+            )
     finally:
-        dst.close()
         src.close()
-    assert done == [optical.VERIFY_SPAN]  # the part still there was compared, then it stopped
+    assert done == [optical.VERIFY_CHUNK]  # the part still there was compared, then it stopped

@@ -33,7 +33,9 @@ IMAGES = ROOT / "docs" / "images"
 WAIT_MS = 10_000
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: sync Playwright keeps its event loop running while open, which
+# would break every asyncio test collected after tests/e2e.
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     if shutil.which(CHROMIUM) is None:
         pytest.skip("Debian's chromium is not installed (make test installs it)")
@@ -41,7 +43,7 @@ def playwright() -> Iterator[Playwright]:
         yield pw
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     b = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
     yield b

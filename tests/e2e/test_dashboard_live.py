@@ -127,6 +127,28 @@ def test_operator_watches_and_commands_two_burners(
     expect(page.locator(".burner[data-state=burning]").first).to_be_visible(timeout=15_000)
     screenshot(page, "dashboard-display.png")
     page.get_by_role("link", name="Command").click()
+
+    # "Burn next": a take queued after the long run moves to the front of the queue.
+    other = live_stand.state["takes"][1]["name"]
+    label = queue_form.locator("option", has_text=other).text_content()
+    assert label is not None
+    queue_form.get_by_label("Image (take)").select_option(label=label)
+    queue_form.get_by_label("Copies").fill("1")
+    queue_form.get_by_role("button", name="Queue").click()
+    expect(page.locator("#queue li").last).to_contain_text(other)
+    page.get_by_role("button", name=f"Burn {other} next").click()
+    expect(page.locator("#queue li").first).to_contain_text(other)
+
+    # Cancelling a burn on a TCP burner is refused with the reason (seed 004 has no cancel verb).
+    burning = page.locator(".burner[data-state=burning]").first
+    burning.get_by_role("button", name="Cancel the burn on").click(timeout=15_000)
+    expect(page.locator(".toast.error").last).to_contain_text("no verb to stop a burn")
+
+    # "Common images only" on the first burner: the box stays ticked and survives a restart.
+    first.get_by_role("checkbox", name="common images only").check()
+    expect(page.locator(".toast").last).to_contain_text("common images only")
+    expect(first.get_by_role("checkbox", name="common images only")).to_be_checked()
+
     page.get_by_role("button", name="Clear queue").click()
     expect(page.locator("#queue li")).to_have_count(0)
 
@@ -157,6 +179,7 @@ def test_operator_watches_and_commands_two_burners(
     expect(second.locator(".name")).to_have_text("Booth 1 left", timeout=RESTART_WAIT_MS)
     expect(first.locator(".link")).to_have_text("online", timeout=RESTART_WAIT_MS)
     expect(page.locator("#total-burned")).to_have_text("2")
+    expect(first.get_by_role("checkbox", name="common images only")).to_be_checked()
 
     # On a phone the same view fits the screen's width, burners stacked.
     page.set_viewport_size({"width": 390, "height": 844})

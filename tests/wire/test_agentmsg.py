@@ -97,6 +97,7 @@ VALID_FROM_COORDINATOR: dict[str, dict[str, Any]] = {
         "name": "ubuntu.iso",
     },
     "open": {"type": "open", "uid": UID},
+    "cancel": {"type": "cancel", "uid": UID},
     "name": {"type": "name", "uid": UID, "name": "left tray"},
     "catalog": {"type": "catalog", "takes": [TAKE]},
     "error": {"type": "error", "code": "BAD_MESSAGE", "message": "drives[0].status: nope"},
@@ -173,7 +174,15 @@ def test_valid_examples_parse_to_the_expected_values() -> None:
 
 def test_the_type_tables_match_the_protocol_document() -> None:
     assert am.AGENT_TYPES == ("hello", "status", "result", "drive_gone")
-    assert am.COORDINATOR_TYPES == ("welcome", "burn", "open", "name", "catalog", "error")
+    assert am.COORDINATOR_TYPES == (
+        "welcome",
+        "burn",
+        "open",
+        "name",
+        "catalog",
+        "error",
+        "cancel",
+    )
     assert am.TYPES == am.AGENT_TYPES + am.COORDINATOR_TYPES
     doc = (Path(__file__).parents[2] / "docs" / "protocol.md").read_text(encoding="utf-8")
     section = doc.split("## Agent messages on the link", 1)[1].split("\n## ", 1)[0]
@@ -256,6 +265,7 @@ STRATEGIES: dict[str, st.SearchStrategy[Any]] = {
         name=texts,
     ),
     "open": st.builds(Open, hex32),
+    "cancel": st.builds(am.Cancel, hex32),
     "name": st.builds(Name, hex32, texts),
     "catalog": st.builds(Catalog, st.lists(takes, max_size=3).map(tuple)),
     "error": st.builds(

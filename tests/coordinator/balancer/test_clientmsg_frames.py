@@ -30,7 +30,7 @@ def test_commands_parse_to_typed_values() -> None:
     [
         ({}, "action"),
         ({"action": 7}, "action"),
-        ({"action": "reorder"}, "action"),
+        ({"action": "shuffle"}, "action"),
         ({"action": "queue"}, "md5"),
         ({"action": "queue", "md5": "zz" * 16}, "md5"),
         ({"action": "queue", "md5": MD5, "count": True}, "count"),

@@ -82,6 +82,7 @@ async def test_restart_keeps_queue_names_stats_and_burns_in_flight(tmp_path: Pat
     assert room.stats()[UID1] == {
         "burned": 1,
         "failed": 1,
+        "cancelled": 0,
         "recent_failures": 1,
         "mean_speed": room.stats()[UID1]["mean_speed"],
     }

@@ -314,6 +314,7 @@ def test_mean_speed_uses_image_size_and_burn_time(clock: FakeClock) -> None:
     assert h.room.stats()[uid(1)] == {
         "burned": 1,
         "failed": 0,
+        "cancelled": 0,
         "recent_failures": 0,
         "mean_speed": 10_000_000.0,
     }

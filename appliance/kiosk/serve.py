@@ -1,0 +1,88 @@
+"""The kiosk as a web page: `python -m appliance.kiosk.serve`, textual-serve with no internet.
+
+The touchscreen shows the kiosk in a browser pointed at this server; each browser connection
+starts its own `burnstand-kiosk` process (the Textual app) talking to the agent's control socket,
+so a page reload is a fresh kiosk and the agent never notices. textual-serve ships its own
+JavaScript, CSS and Roboto Mono font, but its page also links the font's stylesheet from Google
+Fonts; a kiosk is often offline, and a stylesheet link that hangs on a blackholed network holds
+up the page, so this server swaps that link for an `@font-face` on the bundled copy of the same
+font. Everything the page loads then comes from this server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from textual_serve.server import Server
+
+from appliance.control import DEFAULT_SOCKET
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8081
+# The one thing textual-serve's page fetches from outside: Google Fonts' Roboto Mono stylesheet.
+CDN_FONT_CSS = "https://fonts.googleapis.com/css?family=Roboto%20Mono"
+_CDN_LINK = re.compile(r'<link\s+rel="stylesheet"\s+href="' + re.escape(CDN_FONT_CSS) + r'"\s*/>')
+LOCAL_FONT = (
+    "<style>@font-face {{font-family: 'Roboto Mono'; "
+    "src: url('{static}fonts/RobotoMono-VariableFont_wght.ttf') format('truetype');}}</style>"
+)
+
+
+class OfflineServer(Server):
+    """textual-serve's server with the page's one outside reference replaced by a local one."""
+
+    async def handle_index(self, request: web.Request) -> Any:
+        response = await super().handle_index(request)
+        if not isinstance(response, web.Response) or response.text is None:
+            return response  # pragma: no cover - the template always renders to text
+        static = request.app.router["static"].url_for(filename="/").path.rstrip("/") + "/"
+        text = _CDN_LINK.sub(LOCAL_FONT.format(static=static), response.text)
+        # Should a release respell the link, still no request may leave for the font CDN.
+        text = text.replace(CDN_FONT_CSS, "")
+        return web.Response(text=text, content_type="text/html")
+
+
+def kiosk_command(socket: Path, python: str = sys.executable) -> str:
+    """The shell command textual-serve runs per connection (it starts it through a shell)."""
+    return shlex.join([python, "-m", "appliance.kiosk.app", "--socket", str(socket)])
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m appliance.kiosk.serve",
+        description="Serve the kiosk touchscreen app as a web page (textual-serve).",
+    )
+    p.add_argument(
+        "--socket", type=Path, default=DEFAULT_SOCKET, help="agent control socket (%(default)s)"
+    )
+    p.add_argument("--host", default=DEFAULT_HOST, help="address to listen on (%(default)s)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (%(default)s)")
+    p.add_argument("--title", default="burnstand", help="page title (%(default)s)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if not 0 < args.port < 65536:
+        print(f"kiosk-serve: --port must be 1..65535, not {args.port}", file=sys.stderr)
+        return 2
+    server = OfflineServer(
+        kiosk_command(args.socket), host=args.host, port=args.port, title=args.title
+    )
+    try:
+        server.serve()
+    except OSError as exc:
+        print(f"kiosk-serve: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
