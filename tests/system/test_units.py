@@ -156,8 +156,8 @@ def test_display_takes_tty1_and_comes_back() -> None:
     assert display["TTYPath"] == ["/dev/tty1"]
     # Chromium points at the page the kiosk service serves.
     kiosk = _settings("burnstand-kiosk.service")
-    assert "port=8081" in kiosk["ExecStart"][0]
-    assert "host='127.0.0.1'" in kiosk["ExecStart"][0]
+    assert "--port 8081" in kiosk["ExecStart"][0]
+    assert "--host 127.0.0.1" in kiosk["ExecStart"][0]
     assert "http://127.0.0.1:8081/" in display["ExecStart"][0]
 
 
