@@ -44,6 +44,7 @@ from appliance.control import (
     EventListener,
     ImageView,
     JobView,
+    Listeners,
     QueueEntry,
     ResultView,
     fits,
@@ -258,7 +259,7 @@ class Agent:
         self.journal: Journal | None = None
         self.cache: ImageCache | None = None
         self.panel: Panel | None = None
-        self._listeners: list[EventListener] = []
+        self._listeners = Listeners()
         self._http: aiohttp.ClientSession | None = None
         self._http_auth: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -596,13 +597,7 @@ class Agent:
         return self._status_now()
 
     def add_listener(self, listener: EventListener) -> Callable[[], None]:
-        self._listeners.append(listener)
-
-        def remove() -> None:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
-
-        return remove
+        return self._listeners.add(listener)
 
     def _status_now(self) -> AgentStatus:
         cache = self.cache
@@ -618,11 +613,7 @@ class Agent:
     # ---- events -------------------------------------------------------------------------------
 
     def _emit(self, event: dict[str, Any]) -> None:
-        for listener in list(self._listeners):
-            try:
-                listener(event)
-            except Exception:
-                log.exception("control event listener failed")
+        self._listeners.emit(event)
 
     def _emit_drive(self, slot: _Slot) -> None:
         self._emit({"event": "drive", "drive": slot.view()})

@@ -119,6 +119,30 @@ EventListener = Callable[[Event], None]
 EVENTS: Final = ("drive", "progress", "finished", "status")
 
 
+class Listeners:
+    """The event listeners of a `ControlHandler`: `add` returns the function that removes one,
+    `emit` calls each in turn, and a listener that raises is logged and does not stop the rest."""
+
+    def __init__(self) -> None:
+        self._items: list[EventListener] = []
+
+    def add(self, listener: EventListener) -> Callable[[], None]:
+        self._items.append(listener)
+
+        def remove() -> None:
+            if listener in self._items:
+                self._items.remove(listener)
+
+        return remove
+
+    def emit(self, event: Event) -> None:
+        for listener in list(self._items):
+            try:
+                listener(event)
+            except Exception:
+                log.exception("control event listener failed")
+
+
 def media_for_size(size: int) -> list[str]:
     """Media kinds an image of `size` bytes fits on; USB/SD targets ("BLOCK") take anything."""
     return [kind for kind, cap in MEDIA_CAPACITY.items() if size <= cap] + ["BLOCK"]

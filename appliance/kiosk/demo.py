@@ -28,6 +28,7 @@ from appliance.control import (
     EventListener,
     ImageView,
     JobView,
+    Listeners,
     QueueEntry,
     ResultView,
     fits,
@@ -154,7 +155,7 @@ class DemoHandler:
     cache_max: int = 32_000_000_000
     version: str = "0.1.0"
     reload_after: float | None = None  # virtual seconds until an ejected tray gets a new blank
-    _listeners: list[EventListener] = field(default_factory=list)
+    _listeners: Listeners = field(default_factory=Listeners)
     _job_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _ejected_at: dict[str, float] = field(default_factory=dict)
     now: float = 0.0
@@ -224,13 +225,7 @@ class DemoHandler:
         return self._status_now()
 
     def add_listener(self, listener: EventListener) -> Callable[[], None]:
-        self._listeners.append(listener)
-
-        def remove() -> None:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
-
-        return remove
+        return self._listeners.add(listener)
 
     # --- test and demo controls ------------------------------------------------------------
 
@@ -360,8 +355,7 @@ class DemoHandler:
         self._emit({"event": "drive", "drive": d.view()})
 
     def _emit(self, event: dict[str, object]) -> None:
-        for listener in list(self._listeners):
-            listener(event)
+        self._listeners.emit(event)
 
 
 class DemoAgent:
