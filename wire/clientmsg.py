@@ -152,6 +152,18 @@ def _hex32(msg: Mapping[str, Any], action: str, name: str) -> str:
     return value.lower()
 
 
+def _int(msg: Mapping[str, Any], action: str, name: str, low: int, high: int) -> int:
+    """An integer field within `low..high`; the error never formats a huge number (Python
+    refuses to turn an int of over 4,300 digits into text)."""
+    value = msg[name]
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise CommandError(action, name, f"must be an integer, got {value!r}")
+    if not low <= value <= high:
+        shown = str(value) if value.bit_length() <= 128 else f"a {value.bit_length()}-bit number"
+        raise CommandError(action, name, f"must be {low}..{high}, got {shown}")
+    return value
+
+
 def parse_command(msg: Mapping[str, Any]) -> Command:
     """The typed command of one decoded client frame, or `CommandError`."""
     action = msg.get("action")
@@ -169,11 +181,7 @@ def parse_command(msg: Mapping[str, Any]) -> Command:
         case Action.SNAPSHOT:
             return Snapshot()
         case Action.QUEUE:
-            count = msg.get("count", 1)
-            if not isinstance(count, int) or isinstance(count, bool):
-                raise CommandError(action, "count", f"must be an integer, got {count!r}")
-            if not 1 <= count <= MAX_QUEUE_COUNT:
-                raise CommandError(action, "count", f"must be 1..{MAX_QUEUE_COUNT}, got {count}")
+            count = _int(msg, action, "count", 1, MAX_QUEUE_COUNT) if "count" in msg else 1
             return QueueImage(_hex32(msg, action, "md5"), count)
         case Action.QCLEAR:
             return ClearQueue()
@@ -198,14 +206,7 @@ def parse_command(msg: Mapping[str, Any]) -> Command:
             md5 = _hex32(msg, action, "md5")
             if "position" not in msg:
                 raise CommandError(action, "position", "missing")
-            position = msg["position"]
-            if not isinstance(position, int) or isinstance(position, bool):
-                raise CommandError(action, "position", f"must be an integer, got {position!r}")
-            if not 0 <= position < MAX_QUEUE_POSITION:
-                raise CommandError(
-                    action, "position", f"must be 0..{MAX_QUEUE_POSITION - 1}, got {position}"
-                )
-            return Reorder(md5, position)
+            return Reorder(md5, _int(msg, action, "position", 0, MAX_QUEUE_POSITION - 1))
     raise CommandError(action, "action", f"unknown action {action!r}")  # pragma: no cover
 
 

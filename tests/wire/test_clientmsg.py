@@ -209,6 +209,13 @@ BAD: list[tuple[dict[str, Any], str | None, str, str]] = [
         "count",
         f"must be 1..1024, got {2**64}",
     ),
+    # Beyond Python's int-to-text limit (4,300 digits): still a clear error, not a ValueError.
+    (
+        {"action": "queue", "md5": MD5, "count": 10**5000},
+        "queue",
+        "count",
+        "must be 1..1024, got a 16610-bit number",
+    ),
     # queue: md5
     ({"action": "queue"}, "queue", "md5", "missing"),
     ({"action": "queue", "count": 2}, "queue", "md5", "missing"),
@@ -362,6 +369,12 @@ BAD: list[tuple[dict[str, Any], str | None, str, str]] = [
         "reorder",
         "position",
         "must be an integer, got '0'",
+    ),
+    (
+        {"action": "reorder", "md5": MD5, "position": -(10**5000)},
+        "reorder",
+        "position",
+        "must be 0..1023, got a 16610-bit number",
     ),
     (
         {"action": "reorder", "md5": MD5, "position": -1},
