@@ -2,6 +2,7 @@
 # Turn a Debian bookworm / Raspberry Pi OS root filesystem into a burnstand kiosk appliance.
 #
 #   customize.sh ROOT [--source DIR] [--no-display] [--with-coordinator] [--coordinator URL]
+#                     [--show ID] [--name NAME]
 #
 # ROOT is the root filesystem to change ("/" when already running inside it, as pi-gen's
 # on_chroot does). For any other ROOT the script copies the burnstand source into
@@ -12,13 +13,21 @@
 #   --no-display        skip cage + Chromium and the display service (containers, headless tests)
 #   --with-coordinator  also install and enable burnstand-coordinator.service (a stand-alone kiosk
 #                       that is its own coordinator on 127.0.0.1:8080)
-#   --coordinator URL   coordinator URL written to a new agent.toml
+#   --coordinator URL   the coordinator the kiosk enrolls with and links to, http(s)://host[:port]
+#                       (default: $BURNSTAND_COORDINATOR_URL; required, except that
+#                       --with-coordinator defaults to http://127.0.0.1:8080)
+#   --show ID           the id of the show the kiosk asks to join (default: $BURNSTAND_SHOW_ID;
+#                       required, a positive integer)
+#   --name NAME         the kiosk's name as the show admin sees it (default: $BURNSTAND_KIOSK_NAME,
+#                       else "burnstand kiosk"); letters, digits, spaces and . _ - ( ) #
 #
+# The values go into /etc/burnstand/agent.toml (from agent.toml.in); the enrollment code itself
+# is made on each card's first boot, never at build time.
 # Environment: PIP_CERT (CA bundle for pip inside the chroot, copied in; default: the host's
 # /etc/ssl/certs/ca-certificates.crt), PIP_INDEX_URL, http_proxy/https_proxy are passed through.
 set -euo pipefail
 
-usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 die() { echo "customize.sh: error: $*" >&2; exit 1; }
 say() { echo "customize.sh: $*" >&2; }
 
@@ -27,25 +36,43 @@ ROOT=$1; shift
 SOURCE=$(cd "$(dirname "$0")/.." && pwd)
 DISPLAY_STACK=1
 WITH_COORDINATOR=0
-COORDINATOR_URL=""
+COORDINATOR_URL=${BURNSTAND_COORDINATOR_URL:-}
+SHOW_ID=${BURNSTAND_SHOW_ID:-}
+KIOSK_NAME=${BURNSTAND_KIOSK_NAME:-burnstand kiosk}
 while [ $# -gt 0 ]; do
     case "$1" in
         --source) [ $# -ge 2 ] || usage; SOURCE=$(cd "$2" && pwd); shift 2 ;;
         --no-display) DISPLAY_STACK=0; shift ;;
         --with-coordinator) WITH_COORDINATOR=1; shift ;;
         --coordinator) [ $# -ge 2 ] || usage; COORDINATOR_URL=$2; shift 2 ;;
+        --show) [ $# -ge 2 ] || usage; SHOW_ID=$2; shift 2 ;;
+        --name) [ $# -ge 2 ] || usage; KIOSK_NAME=$2; shift 2 ;;
         -h|--help) usage ;;
         *) die "unknown option: $1" ;;
     esac
 done
+# The enrollment settings are checked before anything is touched: a kiosk flashed with a wrong
+# URL or show would wait forever for an acceptance nobody can give.
+if [ -z "$COORDINATOR_URL" ] && [ "$WITH_COORDINATOR" -eq 1 ]; then
+    COORDINATOR_URL=http://127.0.0.1:8080
+fi
+[ -n "$COORDINATOR_URL" ] || die "no coordinator URL: set BURNSTAND_COORDINATOR_URL \
+(e.g. https://burn.example.org) or pass --coordinator URL"
+# Only characters that are safe inside a TOML string and a sed replacement.
+url_re='^(https?|wss?)://[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?(/[A-Za-z0-9._~/%+-]*)?$'
+[[ "$COORDINATOR_URL" =~ $url_re ]] || die "coordinator URL (BURNSTAND_COORDINATOR_URL) '$COORDINATOR_URL' is \
+not an http(s):// URL with a host, like https://burn.example.org or http://10.0.0.2:8080"
+[ -n "$SHOW_ID" ] || die "no show id: set BURNSTAND_SHOW_ID (the number of the show the kiosk \
+joins, from the dashboard's Shows list) or pass --show ID"
+[[ "$SHOW_ID" =~ ^[1-9][0-9]{0,17}$ ]] || die "show id (BURNSTAND_SHOW_ID) '$SHOW_ID' is not a show \
+id (a positive whole number like 3)"
+name_re='^[A-Za-z0-9][A-Za-z0-9 ._()#-]{0,63}$'
+[[ "$KIOSK_NAME" =~ $name_re ]] || die "kiosk name (BURNSTAND_KIOSK_NAME) \
+'$KIOSK_NAME' must be 1-64 letters, digits, spaces and . _ - ( ) #, starting with a letter or digit"
 [ "$(id -u)" -eq 0 ] || die "must run as root (it installs packages and users into $ROOT)"
 [ -d "$ROOT" ] || die "$ROOT is not a directory"
 [ -f "$SOURCE/pyproject.toml" ] && [ -d "$SOURCE/appliance" ] \
     || die "$SOURCE is not a burnstand checkout (no pyproject.toml / appliance/)"
-if [ -z "$COORDINATOR_URL" ]; then
-    if [ "$WITH_COORDINATOR" -eq 1 ]; then COORDINATOR_URL=http://127.0.0.1:8080
-    else COORDINATOR_URL=https://coordinator.invalid; fi
-fi
 
 PREFIX=/opt/burnstand
 HOST_CA=${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}
@@ -95,7 +122,7 @@ if [ "$(cd "$ROOT" && pwd -P)" != / ]; then
     args=(/)
     [ "$DISPLAY_STACK" -eq 1 ] || args+=(--no-display)
     [ "$WITH_COORDINATOR" -eq 0 ] || args+=(--with-coordinator)
-    args+=(--coordinator "$COORDINATOR_URL")
+    args+=(--coordinator "$COORDINATOR_URL" --show "$SHOW_ID" --name "$KIOSK_NAME")
     env_in=(PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
         LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive BURNSTAND_IMAGE_BUILD=1)
     [ -z "$ca_inside" ] || env_in+=(PIP_CERT="$ca_inside")
@@ -162,8 +189,14 @@ install -D -m 0755 "$SRC/image-build/files/burnstand-enrollment-code" \
 say "configuration"
 if [ ! -e /etc/burnstand/agent.toml ]; then
     install -d -m 0755 /etc/burnstand
-    sed "s|@COORDINATOR_URL@|$COORDINATOR_URL|" "$SRC/image-build/agent.toml.in" \
+    # The values were checked above: none holds a | & \ or quote that sed or TOML would read.
+    sed -e "s|@COORDINATOR_URL@|$COORDINATOR_URL|g" -e "s|@SHOW_ID@|$SHOW_ID|g" \
+        -e "s|@KIOSK_NAME@|$KIOSK_NAME|g" "$SRC/image-build/agent.toml.in" \
         > /etc/burnstand/agent.toml.new
+    if grep -n '@[A-Z_]*@' /etc/burnstand/agent.toml.new >&2; then
+        rm -f /etc/burnstand/agent.toml.new
+        die "agent.toml.in has a placeholder customize.sh does not fill (line above)"
+    fi
     chmod 0644 /etc/burnstand/agent.toml.new
     mv /etc/burnstand/agent.toml.new /etc/burnstand/agent.toml
 fi

@@ -6,8 +6,10 @@
 #   image-test.sh [WORKDIR]     (default: a new directory under /tmp, removed on success)
 #
 # A probe unit added to the test copy only waits (bounded) for each unit to settle, checks the
-# coordinator's /api/v1/health, the agent's control socket and the kiosk page on loopback, writes
-# one PASS/FAIL line per check to WORKDIR/result/report.txt and powers the container off.
+# coordinator's /api/v1/health, the agent's control socket and the kiosk page on loopback, the
+# first-boot enrollment (code made on the device, agent.toml read by appliance.config, the kiosk
+# pending, accepted through the API the dashboard uses, then linked online), writes one
+# PASS/FAIL line per check to WORKDIR/result/report.txt and powers the container off.
 # Exit status 0 only when every check passed. Needs: mmdebstrap systemd-container (Debian).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -25,8 +27,25 @@ rm -rf "$root" "$result"
 mkdir -p "$result"
 
 echo "image-test.sh: building $root" >&2
-"$here/build-rootfs.sh" "$root" --no-display --with-coordinator > "$work/build.log" 2>&1 \
+# The kiosk enrolls with the coordinator in the same container: show 1, made below.
+BURNSTAND_SHOW_ID=1 BURNSTAND_KIOSK_NAME="image test kiosk" \
+    "$here/build-rootfs.sh" "$root" --no-display --with-coordinator > "$work/build.log" 2>&1 \
     || { tail -n 40 "$work/build.log" >&2; die "rootfs build failed (log: $work/build.log)"; }
+[ ! -e "$root/var/lib/burnstand/enrollment-code" ] \
+    || die "the built image contains an enrollment code: every card must make its own"
+
+# Test scaffolding in this copy only: an admin (whose credential the probe uses to accept the
+# kiosk, as a show admin would in the dashboard) and show 1 for the kiosk to ask to join. The
+# CLI makes a show only together with an appliance, hence the "seed" one.
+coordinator() {
+    chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
+        /opt/burnstand/venv/bin/burnstand-coordinator "$@" --data /var/lib/burnstand-coordinator
+}
+mkdir -p "$root/var/lib/burnstand-coordinator"
+coordinator admin create --name "image test" --email image-test@example.org \
+    > "$root/root/admin-credential"
+coordinator appliance create --show "image test show" --name seed --create-show > /dev/null
+chroot "$root" chown -R burnstand-coordinator:burnstand-coordinator /var/lib/burnstand-coordinator
 
 # The probe is test scaffolding: it goes into this copy only, never into customize.sh.
 cat > "$root/usr/local/sbin/burnstand-image-probe" <<'PROBE'
@@ -77,11 +96,70 @@ watchdog_moves() {
 }
 check "notify-ready" timeout 60 systemctl start burnstand-notify-probe.service
 check "notify-watchdog" watchdog_moves
-check "enrollment-code" test -s /var/lib/burnstand/enrollment-code
+py=/opt/burnstand/venv/bin/python
+check "enrollment-code" grep -E -x '[A-HJ-NP-Z2-9]{8}' /var/lib/burnstand/enrollment-code
+# The file the image wrote, read by the agent's own config loader as the agent's user.
+check "agent-config-enrollment" runuser -u burnstand -- $py -c '
+from pathlib import Path
+from appliance.config import load_config
+c = load_config(Path("/etc/burnstand/agent.toml"))
+ok = c.coordinator_url == "http://127.0.0.1:8080" and c.show == 1 and c.enrollment_code
+print(f"url={c.coordinator_url} show={c.show} name={c.name!r} code set={bool(c.enrollment_code)}")
+raise SystemExit(0 if ok else 1)'
+# What the touchscreen shows, read the way the kiosk reads it, as the kiosk's user and groups.
+check "kiosk-sees-code" setpriv --reuid=burnstand-kiosk --regid=burnstand-kiosk --init-groups \
+    $py -c '
+from pathlib import Path
+from appliance.kiosk.enrollment import read_enrollment_code
+code = read_enrollment_code(Path("/var/lib/burnstand"))
+print(f"kiosk shows {code}")
+raise SystemExit(0 if code and open("/var/lib/burnstand/enrollment-code").read().strip() == code.replace("-", "") else 1)'
+agent_link() {
+    /opt/burnstand/venv/bin/burnstand-agent status --json 2>/dev/null \
+        | $py -c 'import json, sys; print(json.load(sys.stdin)["status"]["link"])'
+}
+wait_link() { # the agent's link state, waited for up to 60 s
+    local want=$1 now="" i
+    for i in $(seq 1 120); do
+        now=$(agent_link) && [ "$now" = "$want" ] && { echo "agent link: $now"; return 0; }
+        sleep 0.5
+    done
+    echo "agent link: ${now:-?} (waited for $want)"
+    return 1
+}
+accept_kiosk() { # what the show admin's Accept button does, for this kiosk's code only
+    local admin shown list id
+    admin=$(cat /root/admin-credential)
+    shown=$(sed 's/^\(....\)\(....\)$/\1-\2/' /var/lib/burnstand/enrollment-code)
+    list=$(curl -fsS --max-time 5 -H "Authorization: Bearer $admin" \
+        http://127.0.0.1:8080/api/v1/shows/1/enrollments) || return 1
+    id=$(printf '%s' "$list" | $py -c '
+import json, sys
+items = json.load(sys.stdin)["items"]
+print(next(e["id"] for e in items if e["code"] == sys.argv[1] and e["name"] == "image test kiosk"))
+' "$shown") || { echo "no pending kiosk with code $shown: $list"; return 1; }
+    curl -fsS --max-time 5 -X POST -H "Authorization: Bearer $admin" \
+        "http://127.0.0.1:8080/api/v1/shows/1/enrollments/$id/accept" > /dev/null || return 1
+    echo "accepted enrollment $id ($shown)"
+}
 check "coordinator-health" retry curl -fsS --max-time 5 http://127.0.0.1:8080/api/v1/health
 check "agent-control-socket" retry /opt/burnstand/venv/bin/python -c \
     'import socket; s = socket.socket(socket.AF_UNIX); s.settimeout(5); s.connect("/run/burnstand/agent.sock"); print("connected")'
 check "kiosk-page" retry sh -c 'curl -fsS --max-time 5 http://127.0.0.1:8081/ | grep -c -i "<html"'
+check "enrollment-pending" wait_link pending
+check "enrollment-accepted" accept_kiosk
+check "link-online-after-accept" wait_link online
+check "credential-saved" test -s /var/lib/burnstand/credential
+check "kiosk-hides-spent-code" setpriv --reuid=burnstand-kiosk --regid=burnstand-kiosk \
+    --init-groups $py -c '
+from pathlib import Path
+from appliance.kiosk.enrollment import read_enrollment_code
+code = read_enrollment_code(Path("/var/lib/burnstand"))
+print(f"kiosk shows {code}")
+raise SystemExit(0 if code is None else 1)'
+for unit in burnstand-coordinator burnstand-agent burnstand-kiosk; do
+    check "still-active:$unit" systemctl is-active "$unit.service"
+done
 for unit in burnstand-coordinator burnstand-agent burnstand-kiosk; do
     journalctl -b -u "$unit.service" --no-pager -n 30 > "/burnstand-result/$unit.log" 2>&1
 done

@@ -25,7 +25,9 @@ from textual.app import App
 from textual.reactive import reactive
 from textual.screen import Screen
 
+from appliance.config import DEFAULT_STATE_DIR
 from appliance.control import DEFAULT_SOCKET, AgentUnavailable, ControlClient, RequestFailed
+from appliance.kiosk.enrollment import read_enrollment_code
 from appliance.kiosk.messages import (
     BurnFinished,
     BurnRefused,
@@ -61,11 +63,16 @@ class KioskApp(App[None]):
 
     revision: reactive[int] = reactive(0, init=False)
 
-    def __init__(self, socket_path: Path = DEFAULT_SOCKET, *, pin: str = "") -> None:
+    def __init__(
+        self, socket_path: Path = DEFAULT_SOCKET, *, pin: str = "", state_dir: Path | None = None
+    ) -> None:
         super().__init__()
         self.model = KioskModel()
         self.client = ControlClient(socket_path, timeout=5.0)
         self.pin = pin
+        # The agent's state directory, where first boot leaves the enrollment code to show;
+        # None: never show one (a kiosk pointed at a demo agent).
+        self.state_dir = state_dir
 
     def get_default_screen(self) -> Screen[Any]:
         return AttractScreen(self.model)
@@ -95,6 +102,7 @@ class KioskApp(App[None]):
                 images = await self.client.request("images")
                 status = await self.client.request("status")
                 missed = self.model.load(drives, images, status)
+                await self._read_enrollment_code()
                 delay = RECONNECT_FIRST
                 self._bump()
                 await self._hide_reconnecting()
@@ -103,6 +111,10 @@ class KioskApp(App[None]):
                     self.post_message(BurnFinished(missed))
                 async for event in self.client.events():
                     result = self.model.apply(event)
+                    if event.get("event") == "status":
+                        # The link state moved (pending, accepted, rejected): the code may
+                        # have been made, spent or replaced meanwhile.
+                        await self._read_enrollment_code()
                     self._bump()
                     if result is not None:
                         self.post_message(BurnFinished(result))
@@ -114,6 +126,14 @@ class KioskApp(App[None]):
                 self._show_reconnecting()
             await asyncio.sleep(delay)
             delay = min(RECONNECT_MAX, delay * 2)
+
+    async def _read_enrollment_code(self) -> None:
+        if self.state_dir is None:
+            return
+        code = await asyncio.to_thread(read_enrollment_code, self.state_dir)
+        if code != self.model.enrollment_code:
+            self.model.enrollment_code = code
+            self.model.revision += 1
 
     def _show_reconnecting(self) -> None:
         if not isinstance(self.screen, ReconnectingScreen):
@@ -265,6 +285,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, help="TOML file with a [kiosk] table (pin, socket)")
     p.add_argument("--pin", help="operator PIN (digits); prefer --config or BURNSTAND_KIOSK_PIN")
     p.add_argument(
+        "--state-dir",
+        type=Path,
+        default=DEFAULT_STATE_DIR,
+        help="the agent's state directory, whose enrollment-code file is shown until the agent "
+        "is enrolled (default %(default)s)",
+    )
+    p.add_argument(
         "--demo",
         action="store_true",
         help="run against a built-in simulated agent (no hardware, no coordinator)",
@@ -290,7 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with DemoAgent(socket if args.socket else None, realtime=True) as agent:
             KioskApp(agent.path, pin=pin or "1234").run()
         return 0
-    KioskApp(socket, pin=pin).run()
+    KioskApp(socket, pin=pin, state_dir=args.state_dir).run()
     return 0
 
 

@@ -31,6 +31,8 @@ class KioskModel:
     images: list[ImageView] = field(default_factory=list)
     status: AgentStatus | None = None
     burn: VisitorBurn | None = None
+    # Shown while the agent is not enrolled (appliance.kiosk.enrollment); None once it is.
+    enrollment_code: str | None = None
     revision: int = 0
 
     def load(

@@ -1,4 +1,8 @@
-"""The attract screen: what a passer-by sees; one huge "Tap to start" and a small operator door."""
+"""The attract screen: what a passer-by sees; one huge "Tap to start" and a small operator door.
+
+Until the kiosk is enrolled it also shows its enrollment code and whether a show admin has
+accepted it yet, so the admin can match it against the dashboard's Pending kiosks list.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Button, Label
 
+from appliance.kiosk.enrollment import enrollment_notice
 from appliance.kiosk.messages import OperatorRequested, VisitorArrived
 from appliance.kiosk.model import KioskModel
 
@@ -20,6 +25,11 @@ def _summary(model: KioskModel) -> str:
     if busy:
         parts.append(f"{busy} burning")
     return " · ".join(parts)
+
+
+def _enrollment(model: KioskModel) -> str | None:
+    link = model.status["link"] if model.status is not None else None
+    return enrollment_notice(link, model.enrollment_code)
 
 
 class AttractScreen(Screen[None]):
@@ -37,6 +47,11 @@ class AttractScreen(Screen[None]):
             )
             yield Button("Tap to start", id="start", variant="primary")
             yield Label(_summary(self.model), id="summary")
+            # Until the show admin accepts this kiosk they compare this code with the dashboard's.
+            notice = _enrollment(self.model)
+            enrollment = Label(notice or "", id="enrollment")
+            enrollment.display = notice is not None
+            yield enrollment
         with Horizontal(id="corner"):
             yield Button("Operator", id="operator", classes="small")
 
@@ -45,6 +60,10 @@ class AttractScreen(Screen[None]):
 
     def _sync(self) -> None:
         self.query_one("#summary", Label).update(_summary(self.model))
+        notice = _enrollment(self.model)
+        enrollment = self.query_one("#enrollment", Label)
+        enrollment.update(notice or "")
+        enrollment.display = notice is not None
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()

@@ -12,18 +12,23 @@ from appliance.kiosk.messages import OperatorCommanded
 from appliance.kiosk.model import KioskModel, human_size
 from appliance.kiosk.widgets.drive_progress import progress_line
 
+# One human label per link state the agent reports (appliance.agent.LinkState, which includes
+# appliance.link's); tests/appliance/kiosk fails when a new state has none.
 LINK_NAMES = {
     "online": "online",
     "connecting": "connecting…",
     "offline": "offline — burning from the cache",
     "pending": "waiting for a show admin to accept this kiosk",
+    "rejected": "enrollment refused — burning offline; this kiosk needs a new code",
 }
 
 
-def status_text(status: AgentStatus | None) -> str:
+def status_text(status: AgentStatus | None, enrollment_code: str | None = None) -> str:
     if status is None:
         return "Agent status unknown"
     link = LINK_NAMES.get(status["link"], status["link"])
+    if enrollment_code is not None and status["link"] != "online":
+        link += f" (enrollment code {enrollment_code})"
     cache = f"{human_size(status['cache_used'])} of {human_size(status['cache_max'])}"
     return f"Coordinator: {link}   ·   Cache: {cache}   ·   Agent {status['version']}"
 
@@ -76,7 +81,7 @@ class OperatorScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Label("Operator", classes="screen-title")
-        yield Label(status_text(self.model.status), id="agent-status")
+        yield Label(status_text(self.model.status, self.model.enrollment_code), id="agent-status")
         with VerticalScroll(id="drive-rows"):
             for n, drive in enumerate(self.model.drives.values()):
                 yield DriveRow(drive, n)
@@ -89,7 +94,9 @@ class OperatorScreen(Screen[None]):
         self.watch(self.app, "revision", self._sync, init=False)
 
     async def _sync(self) -> None:
-        self.query_one("#agent-status", Label).update(status_text(self.model.status))
+        self.query_one("#agent-status", Label).update(
+            status_text(self.model.status, self.model.enrollment_code)
+        )
         if list(self.model.drives) != self._uids:
             self._uids = list(self.model.drives)
             await self.recompose()

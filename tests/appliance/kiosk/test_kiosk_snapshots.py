@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, cast
 
 from kiosk_helpers import LEFT, PIN, RIGHT, screen_text, wait_for
@@ -34,8 +35,14 @@ Steps = Callable[[Pilot[None], DemoAgent], Awaitable[None]]
 SnapCompare = Callable[..., bool]
 
 
-def _shoot(snap_compare: SnapCompare, agent: DemoAgent, steps: Steps, size: Any = SMALL) -> bool:
-    app = KioskApp(agent.path, pin=PIN)
+def _shoot(
+    snap_compare: SnapCompare,
+    agent: DemoAgent,
+    steps: Steps,
+    size: Any = SMALL,
+    state_dir: Path | None = None,
+) -> bool:
+    app = KioskApp(agent.path, pin=PIN, state_dir=state_dir)
 
     async def run_before(pilot: Pilot[None]) -> None:
         await pilot.pause()
@@ -85,6 +92,20 @@ def test_attract(snap_compare: SnapCompare, threaded_agent: DemoAgent) -> None:
         return None
 
     assert _shoot(snap_compare, threaded_agent, steps)
+
+
+def test_attract_waiting_for_acceptance(
+    snap_compare: SnapCompare, threaded_agent: DemoAgent, tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "enrollment-code").write_text("ABCD2345\n")
+    threaded_agent.handler.link = "pending"  # before the kiosk connects: no race with the loop
+
+    async def steps(pilot: Pilot[None], agent: DemoAgent) -> None:
+        await wait_for(pilot, lambda: "ABCD-2345" in screen_text(pilot), "the code")
+
+    assert _shoot(snap_compare, threaded_agent, steps, state_dir=state)
 
 
 def test_pick_image(snap_compare: SnapCompare, threaded_agent: DemoAgent) -> None:
