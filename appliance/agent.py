@@ -255,6 +255,9 @@ class Agent:
         self._pin_factory = pin_factory
         self.slots: dict[str, _Slot] = {}
         self.catalog: dict[str, Take] = {}
+        # What the last hello said of the cache (md5s held, bytes used): the room dispatches
+        # by it and the dashboard shows it, so a change is announced at once.
+        self._sent_cache: tuple[frozenset[str], int] | None = None
         self.link: Link | None = None
         self.journal: Journal | None = None
         self.cache: ImageCache | None = None
@@ -661,6 +664,7 @@ class Agent:
                 await self._journal_unrun(job_id, slot, take, JobState.FAILED, reason, str(exc))
                 result = self._result_view(job_id, take, False, reason, f"Could not get it: {exc}")
             else:
+                await self._cache_changed()  # a download (or an eviction) changed what it holds
                 job = BurnJob(slot.drive, source, journal=journal, job_id=job_id)
                 slot.job = job
                 job.add_listener(lambda event: self._on_job_event(slot, event))
@@ -792,9 +796,22 @@ class Agent:
         await self.link.send(payload)
         return True
 
-    async def _send_hello(self) -> None:
+    def _cache_view(self) -> tuple[frozenset[str], int]:
         cache = self.cache
-        cached = [t.md5 for t in self.catalog.values() if cache is not None and t.sha256 in cache]
+        if cache is None:
+            return frozenset(), 0
+        return frozenset(
+            t.md5 for t in self.catalog.values() if t.sha256 in cache
+        ), cache.used_bytes
+
+    async def _cache_changed(self) -> None:
+        """Send a fresh hello when the cache holds other images than the last hello said."""
+        if self._online() and self._cache_view() != self._sent_cache:
+            await self._send_hello()
+
+    async def _send_hello(self) -> None:
+        view = self._cache_view()
+        cached = sorted(view[0])
         drives = []
         for uid, slot in self.slots.items():
             slot.sent_status = _proto_status(slot)
@@ -807,13 +824,20 @@ class Agent:
                     "status": slot.sent_status,
                 }
             )
-        await self._send_online(
+        sent = await self._send_online(
             {
                 "type": "hello",
-                "appliance": {"name": self.config.name, "version": self.version},
+                "appliance": {
+                    "name": self.config.name,
+                    "version": self.version,
+                    "cache_used": view[1],
+                    "cache_max": self.config.cache_size,
+                },
                 "drives": drives,
             }
         )
+        if sent:
+            self._sent_cache = view
 
     async def _send_status(self, slot: _Slot) -> None:
         status = _proto_status(slot)
@@ -918,6 +942,7 @@ class Agent:
         self.catalog = catalog
         await asyncio.to_thread(self._save_catalog, catalog)
         log.info("catalog updated takes=%d", len(catalog))
+        await self._cache_changed()  # the same files may now stand for other takes
 
     def _save_catalog(self, catalog: dict[str, Take]) -> None:
         path = self.config.state_dir / CATALOG_FILE

@@ -224,8 +224,21 @@ def _check(field: str, ok: bool, text: str) -> None:
 
 @dataclass(frozen=True, slots=True)
 class ApplianceInfo:
+    """The box itself. `cache_used` and `cache_max` (bytes its image cache holds and may hold)
+    are optional: agents before them leave them out, and they are left out when unknown."""
+
     name: str
     version: str
+    cache_used: int | None = None
+    cache_max: int | None = None
+
+    def to_json(self) -> JsonObject:
+        out: JsonObject = {"name": self.name, "version": self.version}
+        if self.cache_used is not None:
+            out["cache_used"] = self.cache_used
+        if self.cache_max is not None:
+            out["cache_max"] = self.cache_max
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,12 +286,18 @@ class Hello:
             )
             for d in r.objects("drives", MAX_DRIVES)
         )
-        return cls(ApplianceInfo(a.text("name"), a.text("version", limit=64)), drives)
+        info = ApplianceInfo(
+            a.text("name"),
+            a.text("version", limit=64),
+            a.optional_integer("cache_used"),
+            a.optional_integer("cache_max"),
+        )
+        return cls(info, drives)
 
     def to_json(self) -> JsonObject:
         return {
             "type": self.TYPE,
-            "appliance": {"name": self.appliance.name, "version": self.appliance.version},
+            "appliance": self.appliance.to_json(),
             "drives": [d.to_json() for d in self.drives],
         }
 

@@ -11,7 +11,11 @@ members (`Burn`, `Open`, `Name`, `Error`, `CancelBurn`, notices) back into agent
 looking up a burn's SHA-256, size and URL among the show's takes. Results are deduplicated by the
 agent's job id, so a report replayed after a link was renewed counts once. Members stay joined
 while a link waits within its grace period (the burn goes on in the box); they leave, and their
-burns are requeued, when the link ends.
+burns are requeued, when the link ends. The bridge also tells the room about the kiosk itself
+(`Master.kiosk_*`): its name, version, burners and cached images from each `hello`, and its link
+state: `online` when a link opens or resumes, `reconnecting` while the socket is gone within the
+grace period, `offline` when the link ends. Only an appliance's newest link speaks for it, so
+the old link of a restarted agent expiring later does not mark the kiosk offline.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from coordinator.master import (
     CancelBurn,
     CredentialExpiring,
     Deliver,
+    LinkState,
     Master,
     MemberKind,
     Payload,
@@ -125,6 +130,8 @@ class ApplianceBridge:
         self._store = store
         self._master = master
         self._agents: dict[str, _Agent] = {}
+        # Appliance id -> merged token of its newest link, the one whose state the kiosk shows.
+        self._newest: dict[int, str] = {}
         self._jobs: dict[int, OrderedDict[str, None]] = {}
 
     # ---- LinkHandler
@@ -142,8 +149,11 @@ class ApplianceBridge:
         return session
 
     async def opened(self, link: Link, *, resumed: bool) -> None:
+        self._newest[link.appliance.id] = link.token
         if resumed and link.token in self._agents:
-            return  # same link, same members; the agent's hello refreshes the rest
+            # Same link, same members; the agent's hello refreshes the rest.
+            await self._kiosk_link(self._agents[link.token], LinkState.ONLINE)
+            return
         agent = _Agent(link, link.session)
         agent.pump = asyncio.create_task(self._pump(agent), name=f"link-pump-{link.token[:8]}")
         self._agents[link.token] = agent
@@ -151,6 +161,12 @@ class ApplianceBridge:
         takes = await self._store().read(lambda conn: _takes(conn, show))
         self._send(agent, am.Welcome(agent.session, show, link.appliance.name))
         self._send(agent, am.Catalog(tuple(takes)))
+        await self._kiosk_link(agent, LinkState.ONLINE)
+
+    async def suspended(self, link: Link) -> None:
+        agent = self._agents.get(link.token)
+        if agent is not None:
+            await self._kiosk_link(agent, LinkState.RECONNECTING)
 
     async def received(self, link: Link, payload: wl.JsonValue) -> None:
         agent = self._agents.get(link.token)
@@ -176,6 +192,9 @@ class ApplianceBridge:
                     await self._result(agent, message)
                 case am.DriveGone(uid=uid):
                     self._leave(agent, uid)
+                    master = self._master()
+                    if master is not None and agent.session is not None:
+                        master.kiosk_drive_gone(agent.session, link.appliance.id, uid)
         except RoomError as exc:
             # The session went away under us (suspended, unloaded): say so, keep the link.
             self._send(agent, am.Error(exc.code.value, str(exc)))
@@ -188,6 +207,9 @@ class ApplianceBridge:
             agent.pump.cancel()
         for uid in list(agent.drives):
             self._leave(agent, uid)
+        await self._kiosk_link(agent, LinkState.OFFLINE)
+        if self._newest.get(link.appliance.id) == link.token:
+            del self._newest[link.appliance.id]
         if unacked:
             # Orders the agent never confirmed: the leave above requeued their burns.
             log.info(
@@ -225,6 +247,43 @@ class ApplianceBridge:
             burner = room.burners.get(drive.uid)
             if burner is not None and burner.name and burner.name != drive.name:
                 self._send(agent, am.Name(drive.uid, burner.name))
+        if self._newest.get(agent.link.appliance.id) == agent.link.token:
+            # The cache is what the hello says the drives can burn from: the same images on
+            # every drive of a box, so their union is the box's cache.
+            images = sorted({m for d in hello.drives for m in d.images})
+            info = hello.appliance
+            await master.kiosk_hello(
+                room.session_id,
+                agent.link.appliance.id,
+                name=agent.link.appliance.name or info.name,
+                version=info.version,
+                burners=tuple(d.uid for d in hello.drives),
+                images=tuple(images),
+                cache_used=info.cache_used,
+                cache_max=info.cache_max,
+            )
+
+    async def _kiosk_link(self, agent: _Agent, state: LinkState) -> None:
+        """Tell the room how the kiosk's link stands, if this is the kiosk's newest link."""
+        appliance = agent.link.appliance
+        master = self._master()
+        if (
+            master is None
+            or agent.session is None
+            or self._newest.get(appliance.id) != agent.link.token
+        ):
+            return
+        try:
+            if state is LinkState.ONLINE:
+                await master.load(agent.session)
+            elif master.room(agent.session) is None:
+                return  # an unloaded room is not brought back to hear that a link went
+            master.kiosk_link(agent.session, appliance.id, state, name=appliance.name or None)
+        except RoomError as exc:
+            log.info(
+                "kiosk link state not recorded",
+                extra={"appliance": appliance.id, "link": state.value, "error": str(exc)},
+            )
 
     async def _handle(self, agent: _Agent, uid: str, message: bp.Message) -> bool:
         master = self._master()

@@ -6,8 +6,9 @@ is missing, unknown, revoked or expired), feeds every received text frame to the
 writes the frames it asks for, in order, through one writer task per socket. A background task
 sends the bare acks that idle links owe and forgets links whose socket has been gone for longer
 than the grace period. What the links carry is not the hub's business: it hands `opened`,
-`received` and `closed` to a `LinkHandler` (the appliance bridge in production, a recorder in the
-transport tests) and offers `Link.send` back.
+`received`, `suspended` (the socket went, the link waits within its grace period) and `closed`
+to a `LinkHandler` (the appliance bridge in production, a recorder in the transport tests) and
+offers `Link.send` back.
 """
 
 from __future__ import annotations
@@ -84,6 +85,10 @@ class LinkHandler(Protocol):
     async def opened(self, link: Link, *, resumed: bool) -> None: ...
 
     async def received(self, link: Link, payload: wl.JsonValue) -> None: ...
+
+    async def suspended(self, link: Link) -> None:
+        """The link's socket went; the link waits within its grace period. `opened` with
+        `resumed=True` follows when the agent comes back, `closed` when the grace runs out."""
 
     async def closed(self, link: Link, *, formal: bool, unacked: tuple[wl.JsonValue, ...]) -> None:
         """The link is over for good: formally disconnected or expired."""
@@ -266,6 +271,7 @@ class LinkHub:
         finally:
             self.server.connection_lost(sock.id, self._clock())
             sock.finish()
+            await self._suspended(sock)
             try:
                 async with asyncio.timeout(FLUSH_TIMEOUT):
                     await writer
@@ -315,6 +321,14 @@ class LinkHub:
                     log.warning(
                         "link protocol violation", extra={"socket": sock.id, "reason": reason}
                     )
+
+    async def _suspended(self, sock: _Socket) -> None:
+        # Only a link that is still alive and has no other socket now waits for its agent; a
+        # formally ended link is gone already, and a resume onto a newer socket is not a drop.
+        link = self._links.get(sock.token or "")
+        if link is None or self.server.socket_of(link.token) is not None:
+            return
+        await self._call(self.handler.suspended(link))
 
     async def _ended(self, event: wl.Disconnected) -> None:
         link = self._links.pop(event.token, None)

@@ -36,3 +36,8 @@ def members(session_id: str) -> str:
 def state(session_id: str) -> str:
     """The room went live, was suspended or unloaded."""
     return f"{session_prefix(session_id)}.state"
+
+
+def kiosk(session_id: str, kiosk_id: int) -> str:
+    """One kiosk (appliance): name, version, link state and since when, burners, cached images."""
+    return f"{session_prefix(session_id)}.kiosk.{kiosk_id}"

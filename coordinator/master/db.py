@@ -1,12 +1,13 @@
 """The session master's own SQLite file (`DIR/master.db`): burn queues, burner names and statistics.
 
 The master keeps what must survive a restart here, apart from the rendezvous store: each room's
-queue (as runs of md5 and count) and each burner's friendly name, capabilities, images held,
+queue (as runs of md5 and count), each burner's friendly name, capabilities, images held,
 statistics (cancelled burns included), its "common images only" mark and the job it was
-burning. The file is in WAL mode, its schema is a list of plain migration functions numbered
-by `PRAGMA user_version`, and every statement runs on one dedicated thread with its own
-connection, so the event loop never waits on the disk. Writes are queued in order and can be
-awaited together with `flush`.
+burning, and each kiosk's name, version, link state and since when, burners and cached images
+(so "offline since" outlives a restart). The file is in WAL mode, its schema is a list of plain
+migration functions numbered by `PRAGMA user_version`, and every statement runs on one
+dedicated thread with its own connection, so the event loop never waits on the disk. Writes
+are queued in order and can be awaited together with `flush`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from coordinator.master.room import BurnerRecord, QueueSnapshot, Write
+from coordinator.master.room import BurnerRecord, KioskRecord, QueueSnapshot, Write
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,26 @@ def _v2(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE burners ADD COLUMN common_only INTEGER NOT NULL DEFAULT 0")
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2)
+def _v3(conn: sqlite3.Connection) -> None:
+    # Kiosks (appliances) of a session, for grouping burners and showing link state and cache.
+    conn.execute(
+        """CREATE TABLE kiosks (
+            session_id TEXT NOT NULL,
+            id INTEGER NOT NULL CHECK (id >= 0),
+            name TEXT NOT NULL DEFAULT '',
+            version TEXT NOT NULL DEFAULT '',
+            link TEXT NOT NULL DEFAULT 'offline',
+            since REAL,
+            burners TEXT NOT NULL DEFAULT '[]',
+            images TEXT NOT NULL DEFAULT '[]',
+            cache_used INTEGER,
+            cache_max INTEGER,
+            PRIMARY KEY (session_id, id)
+        )"""
+    )
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2, _v3)
 
 
 def migrate(conn: sqlite3.Connection) -> None:
@@ -88,6 +108,24 @@ def _apply(conn: sqlite3.Connection, writes: list[Write]) -> None:
                 conn.executemany(
                     "INSERT INTO queue (session_id, position, md5, count) VALUES (?, ?, ?, ?)",
                     [(write.session_id, i, md5, n) for i, (md5, n) in enumerate(write.runs)],
+                )
+            elif isinstance(write, KioskRecord):
+                conn.execute(
+                    """INSERT OR REPLACE INTO kiosks (session_id, id, name, version, link, since,
+                    burners, images, cache_used, cache_max)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                    (
+                        write.session_id,
+                        write.id,
+                        write.name,
+                        write.version,
+                        write.link,
+                        write.since,
+                        json.dumps(list(write.burners)),
+                        json.dumps(list(write.images)),
+                        write.cache_used,
+                        write.cache_max,
+                    ),
                 )
             else:
                 conn.execute(
@@ -148,6 +186,28 @@ def _load(
     return queue, burners
 
 
+def _load_kiosks(conn: sqlite3.Connection, session_id: str) -> list[KioskRecord]:
+    return [
+        KioskRecord(
+            session_id=session_id,
+            id=int(row[0]),
+            name=row[1],
+            version=row[2],
+            link=row[3],
+            since=row[4],
+            burners=tuple(json.loads(row[5])),
+            images=tuple(json.loads(row[6])),
+            cache_used=row[7],
+            cache_max=row[8],
+        )
+        for row in conn.execute(
+            """SELECT id, name, version, link, since, burners, images, cache_used, cache_max
+            FROM kiosks WHERE session_id = ? ORDER BY id""",
+            (session_id,),
+        )
+    ]
+
+
 class MasterDBClosed(RuntimeError):
     """The master's database was used before `open` or after `close`."""
 
@@ -186,6 +246,9 @@ class MasterDB:
 
     async def load(self, session_id: str) -> tuple[list[tuple[str, int]], list[BurnerRecord]]:
         return await self._call(lambda: _load(self._connection(), session_id))
+
+    async def load_kiosks(self, session_id: str) -> list[KioskRecord]:
+        return await self._call(lambda: _load_kiosks(self._connection(), session_id))
 
     def submit(self, writes: list[Write]) -> None:
         """Queue writes without waiting; they run in order on the worker thread."""

@@ -8,7 +8,9 @@ those connections say with `handle`. After every call the master drains the room
 payloads go to the recipients' `deliver` callbacks (which must only enqueue, never block), changes
 go to the `on_change` hook under their pub/sub channel names, and snapshots go to the database
 thread. Image descriptions come from an injected async catalog lookup, resolved before the room
-(which does no I/O) sees the request.
+(which does no I/O) sees the request. The appliance links report their kiosks (what a kiosk's
+`hello` said, its link coming up, dropping within the grace period, or ending) through the
+`kiosk_*` methods, so the room stays the one place the dashboard reads them from.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from coordinator.master.db import MasterDB
 from coordinator.master.room import (
     DispatchPolicy,
     ImageInfo,
+    LinkState,
     Member,
     MemberKind,
     NotAllowed,
@@ -59,6 +62,7 @@ class Master:
         policy: DispatchPolicy | None = None,
         on_change: ChangeHook | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.db = MasterDB(data_dir)
         self._catalog = catalog or _no_catalog
@@ -67,6 +71,7 @@ class Master:
         # Transports that push changes themselves (the burn listener) add hooks at run time.
         self._change_hooks: list[ChangeHook] = []
         self._clock = clock
+        self._wall = wall
         self._rooms: dict[str, Room] = {}
         self._deliver: dict[tuple[str, str], Deliver] = {}
 
@@ -115,9 +120,18 @@ class Master:
         if room is not None:
             return room
         queue, burners = await self.db.load(key)
+        kiosks = await self.db.load_kiosks(key)
         room = self._rooms.get(key)  # another caller may have loaded it meanwhile
         if room is None:
-            room = Room(key, policy=self._policy, clock=self._clock, queue=queue, burners=burners)
+            room = Room(
+                key,
+                policy=self._policy,
+                clock=self._clock,
+                wall=self._wall,
+                queue=queue,
+                burners=burners,
+                kiosks=kiosks,
+            )
             self._rooms[key] = room
             self._apply(room)
         return room
@@ -227,6 +241,53 @@ class Master:
         except RoomError as exc:
             self._send(room.session_id, member_id, bp.Error(exc.code.value, str(exc)))
         self._apply(room)
+
+    # ---- kiosks -------------------------------------------------------------------------------
+
+    async def kiosk_hello(
+        self,
+        session_id: str,
+        kiosk_id: int,
+        *,
+        name: str,
+        version: str,
+        burners: tuple[str, ...],
+        images: tuple[str, ...],
+        cache_used: int | None = None,
+        cache_max: int | None = None,
+    ) -> None:
+        """A kiosk's whole state (see `Room.kiosk_hello`); raises `RoomError` when refused."""
+        room = self._room(session_id)
+        await self._resolve(room, images)  # names and sizes of the cached images, for display
+        try:
+            room.kiosk_hello(
+                kiosk_id,
+                name=name,
+                version=version,
+                burners=burners,
+                images=images,
+                cache_used=cache_used,
+                cache_max=cache_max,
+            )
+        finally:
+            self._apply(room)
+
+    def kiosk_link(
+        self, session_id: str, kiosk_id: int, link: LinkState, *, name: str | None = None
+    ) -> None:
+        """A kiosk's link came up, dropped within its grace period, or ended."""
+        room = self._room(session_id)
+        try:
+            room.kiosk_link(kiosk_id, link, name=name)
+        finally:
+            self._apply(room)
+
+    def kiosk_drive_gone(self, session_id: str, kiosk_id: int, uid: str) -> None:
+        room = self._room(session_id)
+        try:
+            room.kiosk_drive_gone(kiosk_id, uid)
+        finally:
+            self._apply(room)
 
     def notify_expiry(self, credential_id: str, expires_at: float) -> int:
         """Tell every member holding this credential, in every room, when it expires."""

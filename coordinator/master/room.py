@@ -14,6 +14,11 @@ verifies or that an operator marked "common images only". An operator may also c
 (only on a burner whose transport can stop one: an appliance link, not a seed-004 TCP burner):
 the job counts as cancelled, not failed, and its image is dropped rather than requeued, because
 cancelling says "do not make this disc" (queue it again to have it made).
+The room also keeps one record per kiosk (appliance) that linked into the session: its name,
+software version, link state (`online`, `reconnecting` while its link waits within the grace
+period, `offline` once the link ended) with the wall-clock time of the last change, the uids of
+its burners and the images its cache holds, so a dashboard can group burners by kiosk; burners
+of no kiosk (burn-protocol TCP clients) are the "other burners".
 """
 
 from __future__ import annotations
@@ -40,6 +45,9 @@ MEDIA_CAPACITY: dict[bp.Capability, int] = {
 # A QLIST of this many md5s still fits in one 64 KiB frame (33 bytes per md5).
 QLIST_FIT = (bp.MAX_FRAME - 16) // 33
 MAX_NAME = 100
+# A kiosk's name and software version as its link carries them (wire.agentmsg limits).
+MAX_KIOSK_TEXT = 200
+MAX_VERSION = 64
 # Seconds a cancelled burner waits for the result of the burn it stopped before it may be given
 # another; a box that had nothing left to stop sends no result.
 CANCEL_GRACE = 60.0
@@ -229,6 +237,31 @@ class Burner:
         }
 
 
+class LinkState(enum.StrEnum):
+    """How a kiosk's link stands, as the dashboard shows it."""
+
+    ONLINE = "online"
+    # The socket dropped; the link waits within its grace period and the burns go on.
+    RECONNECTING = "reconnecting"
+    OFFLINE = "offline"
+
+
+@dataclass(slots=True)
+class Kiosk:
+    """One appliance that linked into the session. `since` is wall-clock Unix seconds of the
+    last change of `link` (None before the first one)."""
+
+    id: int
+    name: str = ""
+    version: str = ""
+    link: LinkState = LinkState.OFFLINE
+    since: float | None = None
+    burners: tuple[str, ...] = ()
+    images: tuple[str, ...] = ()
+    cache_used: int | None = None
+    cache_max: int | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class DispatchPolicy:
     """How dispatch chooses. `flaky_after`: a burner whose last this-many verifies failed gets
@@ -324,7 +357,23 @@ class BurnerRecord:
     common_only: bool = False
 
 
-Write = QueueSnapshot | BurnerRecord
+@dataclass(frozen=True, slots=True)
+class KioskRecord:
+    """What survives a restart of one kiosk of one session."""
+
+    session_id: str
+    id: int
+    name: str = ""
+    version: str = ""
+    link: str = LinkState.OFFLINE.value
+    since: float | None = None
+    burners: tuple[str, ...] = ()
+    images: tuple[str, ...] = ()
+    cache_used: int | None = None
+    cache_max: int | None = None
+
+
+Write = QueueSnapshot | BurnerRecord | KioskRecord
 
 
 @dataclass(slots=True)
@@ -361,12 +410,16 @@ class Room:
         *,
         policy: DispatchPolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
         queue: Iterable[tuple[str, int]] = (),
         burners: Iterable[BurnerRecord] = (),
+        kiosks: Iterable[KioskRecord] = (),
     ) -> None:
         self.session_id = session_id.lower()
         self.policy = policy or DispatchPolicy()
         self._clock = clock
+        # Kiosk link times are shown to people and outlive a restart: wall clock, not monotonic.
+        self._wall = wall
         self.suspended = False
         self._members: dict[str, Member] = {}
         self._burners: dict[str, Burner] = {}
@@ -375,6 +428,15 @@ class Room:
         self._effects = Effects()
         self._dirty_queue = False
         self._dirty_burners: set[str] = set()
+        self._kiosks: dict[int, Kiosk] = {}
+        self._dirty_kiosks: set[int] = set()
+        for kiosk_record in kiosks:
+            kiosk = _kiosk_from_record(kiosk_record)
+            if kiosk.link is not LinkState.OFFLINE:
+                # Its link lived in the process that stopped; it comes back online with a new one.
+                kiosk.link, kiosk.since = LinkState.OFFLINE, wall()
+                self._dirty_kiosks.add(kiosk.id)
+            self._kiosks[kiosk.id] = kiosk
         for record in burners:
             self._burners[record.uid] = _burner_from_record(record)
         for burner in self._burners.values():
@@ -394,6 +456,10 @@ class Room:
     @property
     def burners(self) -> Mapping[str, Burner]:
         return self._burners
+
+    @property
+    def kiosks(self) -> Mapping[int, Kiosk]:
+        return self._kiosks
 
     @property
     def queue(self) -> tuple[tuple[str, int], ...]:
@@ -445,7 +511,32 @@ class Room:
             "suspended": self.suspended,
             "queue": [{"md5": md5, "count": count} for md5, count in self.queue],
             "burners": [b.as_dict() | {"stats": b.stats.as_dict()} for b in self._burners.values()],
+            "kiosks": [self.kiosk_dict(k) for _, k in sorted(self._kiosks.items())],
             "totals": self.totals(),
+        }
+
+    def kiosk_dict(self, kiosk: Kiosk) -> dict[str, object]:
+        """A kiosk, JSON-ready; its cached images carry the name and size the room knows."""
+        cache = []
+        for md5 in kiosk.images:
+            info = self._images.get(md5)
+            cache.append(
+                {
+                    "md5": md5,
+                    "name": None if info is None else info.name,
+                    "size": None if info is None else info.size,
+                }
+            )
+        return {
+            "id": kiosk.id,
+            "name": kiosk.name,
+            "version": kiosk.version,
+            "link": kiosk.link.value,
+            "since": kiosk.since,
+            "burners": list(kiosk.burners),
+            "images": cache,
+            "cache_used": kiosk.cache_used,
+            "cache_max": kiosk.cache_max,
         }
 
     def image(self, md5: str) -> ImageInfo | None:
@@ -471,8 +562,11 @@ class Room:
             effects.writes.append(QueueSnapshot(self.session_id, self.queue))
         for uid in sorted(self._dirty_burners):
             effects.writes.append(self._record(self._burners[uid]))
+        for kiosk_id in sorted(self._dirty_kiosks):
+            effects.writes.append(self._kiosk_record(self._kiosks[kiosk_id]))
         self._dirty_queue = False
         self._dirty_burners.clear()
+        self._dirty_kiosks.clear()
         return effects
 
     def _send(self, member_id: str, payload: Payload) -> None:
@@ -611,6 +705,102 @@ class Room:
         for member in members:
             self._send(member.id, CredentialExpiring(credential_id, expires_at))
         return len(members)
+
+    # ---- kiosks ------------------------------------------------------------------------------
+
+    def kiosk_hello(
+        self,
+        kiosk_id: int,
+        *,
+        name: str,
+        version: str,
+        burners: Iterable[str],
+        images: Iterable[str],
+        cache_used: int | None = None,
+        cache_max: int | None = None,
+    ) -> None:
+        """A kiosk said what it is, which burners it has and what its cache holds (its whole
+        state, so this replaces what was known); a kiosk that says so is online."""
+        # Everything is checked before anything changes: a refused hello leaves no trace.
+        _checked_kiosk_id(kiosk_id)
+        uids = tuple(sorted({_checked_uid(u) for u in burners}))
+        cached = tuple(sorted({_checked_md5(m) for m in images}))
+        for field_name, value in (("cache_used", cache_used), ("cache_max", cache_max)):
+            if value is not None and (type(value) is not int or value < 0):
+                raise BadRequest(
+                    f"{field_name} must be an integer >= 0 or absent, got {value!r}",
+                    bp.ErrorCode.BAD_NUMBER,
+                )
+        name = _checked_text("name", name, MAX_KIOSK_TEXT)
+        version = _checked_text("version", version, MAX_VERSION)
+        kiosk = self._kiosk(kiosk_id)
+        kiosk.name, kiosk.version = name, version
+        kiosk.burners = uids
+        kiosk.images = cached
+        kiosk.cache_used, kiosk.cache_max = cache_used, cache_max
+        # A drive moved to another box belongs to that box only.
+        for other in self._kiosks.values():
+            if other is not kiosk and set(other.burners) & set(uids):
+                other.burners = tuple(u for u in other.burners if u not in uids)
+                self._kiosk_changed(other)
+        self._set_link(kiosk, LinkState.ONLINE)
+        self._kiosk_changed(kiosk)
+
+    def kiosk_link(self, kiosk_id: int, link: LinkState, *, name: str | None = None) -> None:
+        """A kiosk's link came up, dropped (waiting within its grace period) or ended."""
+        if not isinstance(link, LinkState):
+            raise BadRequest(f"unknown link state {link!r}", bp.ErrorCode.BAD_ENTRY)
+        if name is not None:
+            name = _checked_text("name", name, MAX_KIOSK_TEXT)
+        kiosk = self._kiosk(kiosk_id)
+        changed = self._set_link(kiosk, link)
+        if name is not None and name != kiosk.name:
+            kiosk.name = name
+            changed = True
+        if changed:
+            self._kiosk_changed(kiosk)
+
+    def kiosk_drive_gone(self, kiosk_id: int, uid: str) -> None:
+        """A kiosk stopped using one of its burners (unplugged)."""
+        uid = _checked_uid(uid)
+        kiosk = self._kiosks.get(_checked_kiosk_id(kiosk_id))
+        if kiosk is not None and uid in kiosk.burners:
+            kiosk.burners = tuple(u for u in kiosk.burners if u != uid)
+            self._kiosk_changed(kiosk)
+
+    def _kiosk(self, kiosk_id: int) -> Kiosk:
+        kiosk = self._kiosks.get(_checked_kiosk_id(kiosk_id))
+        if kiosk is None:
+            kiosk = self._kiosks[kiosk_id] = Kiosk(kiosk_id)
+        return kiosk
+
+    def _set_link(self, kiosk: Kiosk, link: LinkState) -> bool:
+        if kiosk.link is link and kiosk.since is not None:
+            return False
+        kiosk.link, kiosk.since = link, self._wall()
+        log.info(
+            "kiosk link",
+            extra={"session": self.session_id, "kiosk": kiosk.id, "link": link.value},
+        )
+        return True
+
+    def _kiosk_changed(self, kiosk: Kiosk) -> None:
+        self._dirty_kiosks.add(kiosk.id)
+        self._announce(channels.kiosk(self.session_id, kiosk.id), self.kiosk_dict(kiosk))
+
+    def _kiosk_record(self, kiosk: Kiosk) -> KioskRecord:
+        return KioskRecord(
+            session_id=self.session_id,
+            id=kiosk.id,
+            name=kiosk.name,
+            version=kiosk.version,
+            link=kiosk.link.value,
+            since=kiosk.since,
+            burners=kiosk.burners,
+            images=kiosk.images,
+            cache_used=kiosk.cache_used,
+            cache_max=kiosk.cache_max,
+        )
 
     # ---- requests ----------------------------------------------------------------------------
 
@@ -951,6 +1141,48 @@ def _checked_uid(uid: str) -> str:
         return bp.Name(uid, "").uid
     except bp.ProtocolError as exc:
         raise BadRequest(exc.text, exc.code) from None
+
+
+def _checked_kiosk_id(kiosk_id: int) -> int:
+    if type(kiosk_id) is not int or kiosk_id < 0:
+        raise BadRequest(
+            f"a kiosk id is an integer >= 0, got {kiosk_id!r}", bp.ErrorCode.BAD_NUMBER
+        )
+    return kiosk_id
+
+
+def _checked_md5(md5: str) -> str:
+    try:
+        return bp.Queue(md5, 1).md5
+    except bp.ProtocolError as exc:
+        raise BadRequest(exc.text, exc.code) from None
+
+
+def _checked_text(what: str, value: str, limit: int) -> str:
+    if not isinstance(value, str) or len(value) > limit or any(ch < " " for ch in value):
+        raise BadRequest(
+            f"a kiosk's {what} is one line of at most {limit} characters, got {value!r:.60}",
+            bp.ErrorCode.BAD_ENTRY,
+        )
+    return value
+
+
+def _kiosk_from_record(record: KioskRecord) -> Kiosk:
+    try:
+        link = LinkState(record.link)
+    except ValueError:
+        link = LinkState.OFFLINE  # a state this version does not know: assume the safe one
+    return Kiosk(
+        id=record.id,
+        name=record.name,
+        version=record.version,
+        link=link,
+        since=record.since,
+        burners=tuple(record.burners),
+        images=tuple(record.images),
+        cache_used=record.cache_used,
+        cache_max=record.cache_max,
+    )
 
 
 def _burner_from_record(record: BurnerRecord) -> Burner:

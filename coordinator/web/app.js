@@ -671,6 +671,7 @@ const STATE_TEXT = {
   EMPTY: "No disc",
 };
 const CHART_MINUTES = 20;
+const CACHE_SHOWN = 12;
 
 class LiveView {
   constructor(sid, tab) {
@@ -679,6 +680,8 @@ class LiveView {
     this.session = new LiveSession(sid, auth);
     this.burners = new Map(); // uid -> model
     this.cards = new Map(); // uid -> card elements
+    this.kiosks = new Map(); // appliance id -> what the room says of it
+    this.groups = new Map(); // appliance id -> group elements
     this.queue = [];
     this.totals = { burned: 0, failed: 0 };
     this.buckets = new Map(); // minute -> {burned, failed}
@@ -700,7 +703,7 @@ class LiveView {
     }
     await Promise.all(tasks);
     this.build();
-    for (const kind of ["snapshot", "burner", "queue", "stats", "room"]) {
+    for (const kind of ["snapshot", "burner", "kiosk", "queue", "stats", "room"]) {
       this.session.addEventListener(kind, (ev) => this[`on_${kind}`](ev.detail));
     }
     this.session.addEventListener("state", (ev) => this.onConnection(ev.detail));
@@ -730,7 +733,12 @@ class LiveView {
       h("a", { href: `#/live/${sid}/display`, dataset: { tab: "display" } }, "Display"),
       h("a", { href: `#/live/${sid}/command`, dataset: { tab: "command" } }, "Command"),
     );
-    this.wall = h("div", { class: "wall-grid", id: "wall", "aria-live": "off" });
+    // Burners are grouped by the kiosk (appliance) they belong to; burn-protocol TCP burners,
+    // which have no kiosk, come last under "Other burners".
+    this.wall = h("div", { class: "kiosk-groups", id: "wall", "aria-live": "off" });
+    this.other = this.makeGroup("other", "Other burners");
+    this.other.root.hidden = true;
+    this.wall.appendChild(this.other.root);
     this.empty = h("p", { class: "muted", id: "no-burners" }, "No burners in this session yet. They appear here as kiosks connect.");
     this.queueList = h("ol", { class: "queue", id: "queue" });
     this.queueEmpty = h("p", { class: "muted" }, "The queue is empty.");
@@ -776,6 +784,7 @@ class LiveView {
     // Relative times ("offline for 2 min") and the chart's time axis move on their own.
     this.ticker = setInterval(() => {
       for (const uid of this.burners.keys()) this.renderCard(uid);
+      for (const id of this.kiosks.keys()) this.renderKiosk(id);
       this.renderChart();
     }, 15_000);
   }
@@ -842,6 +851,20 @@ class LiveView {
   on_snapshot(room) {
     this.queue = room.queue || [];
     this.totals = room.totals || this.totals;
+    const kiosks = new Set();
+    for (const k of room.kiosks || []) {
+      kiosks.add(String(k.id));
+      this.kiosks.set(String(k.id), k);
+    }
+    for (const id of [...this.kiosks.keys()]) {
+      if (!kiosks.has(id)) {
+        this.kiosks.delete(id);
+        const g = this.groups.get(id);
+        if (g) g.root.remove();
+        this.groups.delete(id);
+      }
+    }
+    for (const id of this.kiosks.keys()) this.renderKiosk(id);
     const seen = new Set();
     for (const b of room.burners || []) {
       seen.add(b.uid);
@@ -855,6 +878,7 @@ class LiveView {
         this.cards.delete(uid);
       }
     }
+    this.refreshGroups();
     if (room.suspended) this.on_room({ state: "suspended" });
     this.renderQueue();
     this.renderStats();
@@ -863,6 +887,16 @@ class LiveView {
   on_burner(data) {
     this.updateBurner(data, null);
     this.renderStats();
+  }
+
+  on_kiosk(data) {
+    const id = String(data.id);
+    const before = this.kiosks.get(id);
+    this.kiosks.set(id, data);
+    this.renderKiosk(id);
+    // Burners that joined or left this kiosk move between groups.
+    const moved = new Set([...(before ? before.burners : []), ...(data.burners || [])]);
+    for (const uid of moved) if (this.burners.has(uid)) this.renderCard(uid);
   }
 
   on_queue(data) {
@@ -954,15 +988,102 @@ class LiveView {
     return [kind, STATE_TEXT[s] || s];
   }
 
+  kioskOf(uid) {
+    for (const k of this.kiosks.values()) if ((k.burners || []).includes(uid)) return k;
+    return null;
+  }
+
+  linkText(k) {
+    if (k.link === "online") return "online";
+    if (k.link === "reconnecting") return "reconnecting";
+    return k.since ? `offline since ${clock(k.since * 1000)}` : "offline";
+  }
+
+  makeGroup(id, title) {
+    const g = {};
+    const headId = `kiosk-h-${id}`;
+    g.title = h("h3", { id: headId, class: "kiosk-name" }, title);
+    g.version = h("span", { class: "kiosk-version" });
+    g.link = h("span", { class: "kiosk-link", role: "status" });
+    g.cacheHead = h("p", { class: "cache-head" });
+    g.cache = h("ul", { class: "cache", "aria-label": `Disc cache of ${title}` });
+    g.cacheBox = h("div", { class: "kiosk-cache" }, g.cacheHead, g.cache);
+    g.none = h("p", { class: "muted no-drives" }, "No burners on this kiosk right now.");
+    g.body = h("div", { class: "wall-grid kiosk-burners" });
+    g.root = h(
+      "section",
+      { class: "kiosk", dataset: { kiosk: id }, "aria-labelledby": headId },
+      h("header", { class: "kiosk-head" }, g.title, g.version, g.link),
+      g.cacheBox,
+      g.none,
+      g.body,
+    );
+    if (id === "other") {
+      g.version.hidden = g.link.hidden = g.cacheBox.hidden = g.none.hidden = true;
+    }
+    return g;
+  }
+
+  renderKiosk(id) {
+    const k = this.kiosks.get(id);
+    if (!k) return;
+    let g = this.groups.get(id);
+    if (!g) {
+      g = this.makeGroup(id, "");
+      this.groups.set(id, g);
+      // Kiosks in id order, "Other burners" always last.
+      const after = [...this.groups.keys()].filter((other) => Number(other) > Number(id)).sort((a, b) => Number(a) - Number(b))[0];
+      this.wall.insertBefore(g.root, after ? this.groups.get(after).root : this.other.root);
+    }
+    const name = k.name || `Kiosk ${id}`;
+    g.title.textContent = name;
+    g.version.textContent = k.version ? `version ${k.version}` : "version unknown";
+    g.link.textContent = this.linkText(k);
+    g.link.title = k.since ? new Date(k.since * 1000).toLocaleString() : "";
+    g.root.dataset.link = k.link;
+    g.cache.setAttribute("aria-label", `Disc cache of ${name}`);
+    const images = k.images || [];
+    const used = k.cache_used !== null && k.cache_used !== undefined ? bytes(k.cache_used) : null;
+    const max = k.cache_max ? bytes(k.cache_max) : null;
+    const fill = used && max ? ` — ${used} of ${max} used` : used ? ` — ${used} used` : "";
+    g.cacheHead.textContent = images.length
+      ? `Disc cache: ${images.length} image${images.length === 1 ? "" : "s"}${fill}`
+      : `Disc cache: empty${fill}`;
+    // A box may cache hundreds of images: the first few by name, the rest counted.
+    const shown = images.slice(0, CACHE_SHOWN);
+    const more = images.length - shown.length;
+    replace(
+      g.cache,
+      shown.map((img) => {
+        const take = this.takes.get(img.md5);
+        const label = (take && take.name) || img.name;
+        const size = (take && take.size) || img.size;
+        return h(
+          "li",
+          { dataset: { md5: img.md5 }, title: img.md5 },
+          label ? label : h("code", {}, img.md5),
+          size ? h("span", { class: "muted" }, ` (${bytes(size)})`) : null,
+        );
+      }),
+      more > 0 ? h("li", { class: "muted more" }, `and ${more} more`) : null,
+    );
+    this.refreshGroups();
+  }
+
   renderCard(uid) {
     const b = this.burners.get(uid);
     let c = this.cards.get(uid);
     if (!c) {
       c = this.makeCard(uid);
       this.cards.set(uid, c);
-      this.wall.appendChild(c.root);
     }
-    this.empty.hidden = this.burners.size > 0;
+    const k = this.kioskOf(uid);
+    const group = k ? this.groups.get(String(k.id)) : this.other;
+    if (group && c.root.parentNode !== group.body) {
+      group.body.appendChild(c.root);
+      this.refreshGroups();
+    }
+    this.empty.hidden = this.burners.size > 0 || this.kiosks.size > 0;
     const [kind, text] = this.stateOf(b);
     c.root.dataset.state = kind;
     c.name.textContent = this.label(b);
@@ -984,7 +1105,14 @@ class LiveView {
       c.result.className = "";
     }
     c.discs.textContent = `${b.stats.burned} burned, ${b.stats.failed} failed${b.stats.cancelled ? `, ${b.stats.cancelled} cancelled` : ""}`;
-    c.link.textContent = b.connected ? "online" : b.offlineSince ? `offline since ${clock(b.offlineSince)}` : "offline";
+    c.link.textContent =
+      b.connected && k && k.link === "reconnecting"
+        ? "reconnecting"
+        : b.connected
+          ? "online"
+          : b.offlineSince
+            ? `offline since ${clock(b.offlineSince)}`
+            : "offline";
     c.media.textContent = b.capabilities.length ? b.capabilities.join(", ") : "—";
     c.openBtn.disabled = !b.connected;
     c.openBtn.setAttribute("aria-label", `Open the tray of ${this.label(b)}`);
@@ -998,7 +1126,7 @@ class LiveView {
 
   makeCard(uid) {
     const c = {};
-    c.name = h("h3", { class: "name" });
+    c.name = h("h4", { class: "name" });
     c.state = h("span", { class: "state" });
     c.fill = h("span", { class: "fill" });
     c.bar = h("div", { class: "bar", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": 100 }, c.fill);
@@ -1081,6 +1209,14 @@ class LiveView {
       h("small", { class: "uid" }, uid),
     );
     return c;
+  }
+
+  refreshGroups() {
+    this.other.root.hidden = this.other.body.childElementCount === 0;
+    for (const [id, g] of this.groups) {
+      const k = this.kiosks.get(id);
+      g.none.hidden = g.body.childElementCount > 0 || !k;
+    }
   }
 
   renderSparkline(box, speeds) {

@@ -4,7 +4,8 @@
 // coordinator restart. Rendering is left to the caller, who listens to the events below.
 //
 // Events: "state" (detail: {state, text}) for the connection, "snapshot" (the room), "burner",
-// "queue", "stats", "members", "room" (the room's own state), "expiring".
+// "kiosk" (one appliance: link state, burners, cache), "queue", "stats", "members", "room" (the
+// room's own state), "expiring".
 
 const COMMAND_TIMEOUT_MS = 10_000;
 const RETRY_MIN_MS = 500;
@@ -113,6 +114,7 @@ export class LiveSession extends EventTarget {
     const rest = channel.slice(this.channelPrefix.length);
     let kind = rest;
     if (rest.startsWith("burner.")) kind = "burner";
+    else if (rest.startsWith("kiosk.")) kind = "kiosk";
     else if (rest === "state") kind = "room";
     this.dispatchEvent(new CustomEvent(kind, { detail: data }));
   }

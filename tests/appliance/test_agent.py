@@ -296,9 +296,16 @@ async def test_a_burn_order_from_the_link_fetches_the_take_and_reports(
             {"type": "catalog", "takes": [{**take, "url": f"{base}/images/server.img"}]}
         )
         assert (config.state_dir / "catalog.json").exists()
+        assert all(d["images"] == [] for d in link.of("hello")[-1]["drives"])
         order = {"type": "burn", "uid": LEFT_UID, **take, "url": f"{base}/images/server.img"}
         await link.on_message(order)
         await link.wait_for(lambda: bool(link.of("result")))
+        # The download is announced with a fresh hello (the room dispatches by what a kiosk
+        # holds; the dashboard shows its cache), before the burn's outcome.
+        fresh = link.of("hello")[-1]
+        assert all(d["images"] == [take["md5"]] for d in fresh["drives"])
+        assert fresh["appliance"]["cache_used"] == SIZE
+        assert link.sent.index(fresh) < link.sent.index(link.of("result")[0])
         [result] = link.of("result")
         statuses = [p["status"] for p in link.of("status") if p["uid"] == LEFT_UID]
         # Unknown drives get told they are gone; a nonsense order does not break the link.

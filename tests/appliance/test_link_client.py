@@ -34,6 +34,9 @@ class _Quiet:
     async def received(self, link: Link, payload: wl.JsonValue) -> None:
         return None
 
+    async def suspended(self, link: Link) -> None:
+        return None
+
     async def closed(self, link: Link, *, formal: bool, unacked: tuple[wl.JsonValue, ...]) -> None:
         return None
 

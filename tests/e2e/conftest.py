@@ -3,22 +3,21 @@
 Sync Playwright runs its own loop on the main thread, so every coordinator under test is a
 subprocess (`stand.Process`). Each test gets a fresh browser context and page whose console is
 recorded; a test fails if the page logged an error or threw, unless the test says which
-messages it expects (`console.expect`). Screenshots for the docs go to docs/images/.
+messages it expects (`console.expect`). What the tests import (page helpers, `Console`, `Demo`)
+is in `e2e_pages`, not here: a test module importing from `conftest` would get another
+package's conftest when several test folders run in one session.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, sync_playwright
-from stand import ROOT, Process, Rest, demo, free_port
+from e2e_pages import WAIT_MS, Console, Demo
+from playwright.sync_api import Browser, Page, Playwright, sync_playwright
+from stand import Rest, demo, free_port
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -29,8 +28,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-IMAGES = ROOT / "docs" / "images"
-WAIT_MS = 10_000
 
 
 # Module scope, not session: sync Playwright keeps its event loop running while open, which
@@ -50,28 +47,6 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
     b.close()
 
 
-@dataclass
-class Console:
-    """What the page wrote to its console; errors fail the test unless expected."""
-
-    errors: list[str] = field(default_factory=list)
-    expected: list[re.Pattern[str]] = field(default_factory=list)
-
-    def on_message(self, msg: ConsoleMessage) -> None:
-        if msg.type == "error":
-            self.errors.append(msg.text)
-
-    def on_page_error(self, exc: Exception) -> None:
-        self.errors.append(f"uncaught: {exc}")
-
-    def expect(self, pattern: str) -> None:
-        """Allow console errors matching `pattern` (e.g. the 401 of a refused credential)."""
-        self.expected.append(re.compile(pattern))
-
-    def unexpected(self) -> list[str]:
-        return [e for e in self.errors if not any(p.search(e) for p in self.expected)]
-
-
 @pytest.fixture
 def console() -> Console:
     return Console()
@@ -89,21 +64,6 @@ def page(browser: Browser, console: Console) -> Iterator[Page]:
     assert console.unexpected() == [], "the page logged errors"
 
 
-@dataclass
-class Demo:
-    """A running `python -m coordinator.demo` and what it seeded."""
-
-    url: str
-    data: Path
-    state: dict[str, Any]
-    rest: Rest
-    process: Process
-
-    @property
-    def admin(self) -> str:
-        return str(self.state["admin_credential"])
-
-
 @pytest.fixture(scope="module")
 def demo_stand(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     data = tmp_path_factory.mktemp("demo") / "data"
@@ -117,28 +77,3 @@ def demo_stand(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
         yield Demo(url, data, state, Rest(url), proc)
     finally:
         proc.stop()
-
-
-def sign_in_with_credential(page: Page, url: str, credential: str) -> None:
-    page.goto(url + "/")
-    form = page.locator("#paste-form")
-    form.get_by_role("textbox", name="Credential").fill(credential)
-    form.get_by_role("button", name="Sign in").click()
-
-
-def enter_system(page: Page, url: str, person: dict[str, str], show: int) -> None:
-    page.goto(url + "/")
-    form = page.locator("#join-form")
-    form.get_by_label("Email").fill(person["email"])
-    form.get_by_label("Secret").fill(person["secret"])
-    form.get_by_label("Show", exact=True).fill(str(show))
-    form.get_by_role("button", name="Enter system").click()
-
-
-def screenshot(page: Page, name: str) -> Path:
-    IMAGES.mkdir(parents=True, exist_ok=True)
-    path = IMAGES / name
-    # Notices fade by themselves; the docs' pictures show the page without them.
-    page.evaluate("document.getElementById('toast').replaceChildren()")
-    page.screenshot(path=str(path), full_page=False)
-    return path

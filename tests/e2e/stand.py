@@ -6,11 +6,17 @@ tiny client of the rendezvous API for the setup steps a test does not drive thro
 `FakeBurner` is a burner of the burn protocol (seed 004) on a thread with plain sockets: it
 identifies itself with the fleet token, reports capabilities, burns the image it is sent in
 steps of 10 % (the pace of a simulated drive), verifies, opens its tray when told to, and
-reconnects by itself when the coordinator goes away, as a kiosk would.
+reconnects by itself when the coordinator goes away, as a kiosk would. `KioskFleet` runs
+simulated kiosks (appliances): each holds a real agent link (`appliance.link.AgentLink`) to the
+coordinator's `/link` through a loopback proxy whose TCP connection a test can cut while both
+ends stay up, and says `hello` with its drives and cached images whenever the link is online.
+`enroll_kiosk` gets a kiosk its appliance credential the way a real one does: it asks to
+enroll, the show admin accepts, the kiosk's poll carries the credential.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -26,6 +32,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from appliance.link import AgentLink, LinkState
 from wire import burnproto as bp
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -223,3 +230,184 @@ class FakeBurner(threading.Thread):
         if self._sock is not None:
             with contextlib.suppress(OSError):
                 self._sock.shutdown(socket.SHUT_RDWR)
+
+
+def enroll_kiosk(rest: Rest, admin_token: str, show: int, code: str, name: str) -> str:
+    """An appliance credential for a new kiosk, through enrollment and the show admin's accept."""
+    asked = rest.call("POST", "/enroll", body={"code": code, "name": name, "show": show})
+    pending = rest.call("GET", f"/shows/{show}/enrollments", admin_token)["items"]
+    [entry] = [e for e in pending if e["code"] == code]
+    rest.call("POST", f"/shows/{show}/enrollments/{entry['id']}/accept", admin_token, {})
+    got = rest.call("POST", "/enroll/poll", body={"poll_token": asked["poll_token"]})
+    return str(got["credential"])
+
+
+class _Proxy:
+    """A loopback TCP proxy whose connections can be cut; while `blocked`, new ones are refused."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.blocked = False
+        self.port = 0
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = int(self._server.sockets[0].getsockname()[1])
+
+    def cut(self) -> None:
+        for w in list(self._writers):
+            w.transport.abort()
+        self._writers.clear()
+
+    async def close(self) -> None:
+        self.cut()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.blocked:
+            writer.transport.abort()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers.update((writer, up_writer))
+        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        self._writers.difference_update((writer, up_writer))
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(ConnectionError, OSError):
+        for _ in range(10_000_000):  # bounded: far more chunks than a test moves
+            data = await reader.read(65536)
+            if not data:
+                break
+            writer.write(data)
+            await writer.drain()
+    writer.transport.abort()
+
+
+class FakeKiosk:
+    """What one simulated kiosk says: its drive, its cache, its software version."""
+
+    def __init__(self, credential: str, uid: str, images: tuple[str, ...], version: str) -> None:
+        self.credential = credential
+        self.uid = uid
+        self.images = images
+        self.version = version
+        self.proxy: _Proxy | None = None
+        self.link: AgentLink | None = None
+        self.sending: set[asyncio.Task[None]] = set()
+
+    def hello(self) -> dict[str, Any]:
+        # EMPTY: no blank disc in the tray, so the room never sends these drives a burn.
+        drive = {
+            "uid": self.uid,
+            "name": "tray",
+            "capabilities": ["BURNDVDR"],
+            "images": list(self.images),
+            "status": "EMPTY",
+        }
+        appliance = {"name": "kiosk", "version": self.version, "cache_used": 3 << 20}
+        return {"type": "hello", "appliance": appliance | {"cache_max": 1 << 30}, "drives": [drive]}
+
+
+class KioskFleet(threading.Thread):
+    """Simulated kiosks on one asyncio loop in a thread, driven by the test with blocking calls."""
+
+    def __init__(self, port: int, session: str, kiosks: list[FakeKiosk]) -> None:
+        super().__init__(daemon=True)
+        self.port = port
+        self.session = session
+        self.kiosks = kiosks
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._ready = threading.Event()
+        self._quit: asyncio.Event | None = None
+
+    def run(self) -> None:
+        asyncio.run(self._main())
+
+    async def _main(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self._quit = asyncio.Event()
+        for kiosk in self.kiosks:
+            await self._start(kiosk)
+        self._ready.set()
+        await self._quit.wait()
+        for kiosk in self.kiosks:
+            if kiosk.link is not None:
+                await kiosk.link.close()
+            if kiosk.proxy is not None:
+                await kiosk.proxy.close()
+
+    async def _start(self, kiosk: FakeKiosk) -> None:
+        proxy = _Proxy(self.port)
+        await proxy.start()
+        kiosk.proxy = proxy
+
+        async def ignore(payload: dict[str, Any]) -> None:
+            return None
+
+        def on_state(state: LinkState) -> None:
+            # After every (re)connect the agent says its whole state, as the real one does.
+            if state is LinkState.ONLINE and kiosk.link is not None:
+                task = asyncio.ensure_future(kiosk.link.send(kiosk.hello()))
+                kiosk.sending.add(task)
+                task.add_done_callback(kiosk.sending.discard)
+
+        kiosk.link = AgentLink(
+            f"ws://127.0.0.1:{proxy.port}/link",
+            kiosk.credential,
+            on_message=ignore,
+            on_state=on_state,
+            session=self.session,
+            backoff_initial=0.1,
+            backoff_max=0.5,
+            ack_interval=0.2,
+        )
+        await kiosk.link.start()
+
+    def begin(self) -> None:
+        self.start()
+        if not self._ready.wait(START_TIMEOUT):
+            raise AssertionError("the simulated kiosks did not start")
+
+    def _call(self, fn: Any) -> Any:
+        assert self.loop is not None
+        return asyncio.run_coroutine_threadsafe(fn(), self.loop).result(START_TIMEOUT)
+
+    def cut(self, kiosk: FakeKiosk) -> None:
+        """Kill the kiosk's TCP connection and keep it from reconnecting (both ends stay up)."""
+
+        async def cut() -> None:
+            assert kiosk.proxy is not None
+            kiosk.proxy.blocked = True
+            kiosk.proxy.cut()
+
+        self._call(cut)
+
+    def restore(self, kiosk: FakeKiosk) -> None:
+        async def restore() -> None:
+            assert kiosk.proxy is not None
+            kiosk.proxy.blocked = False
+
+        self._call(restore)
+
+    def stop_agent(self, kiosk: FakeKiosk) -> None:
+        """The kiosk's agent stops: it says goodbye on the link (a formal disconnect)."""
+
+        async def stop() -> None:
+            assert kiosk.link is not None
+            await kiosk.link.close()
+
+        self._call(stop)
+
+    def stop(self) -> None:
+        if self.loop is not None and self._quit is not None:
+            self.loop.call_soon_threadsafe(self._quit.set)
+        self.join(timeout=15)

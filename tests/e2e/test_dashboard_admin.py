@@ -11,7 +11,7 @@ import urllib.error
 import urllib.request
 
 import pytest
-from conftest import Console, Demo, enter_system, screenshot, sign_in_with_credential
+from e2e_pages import Console, Demo, enter_system, screenshot, sign_in_with_credential
 from playwright.sync_api import Page, expect
 
 STEP = "\u203a"  # the separator the scope picker shows between catalog levels

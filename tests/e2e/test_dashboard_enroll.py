@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from conftest import Demo, enter_system, screenshot
+from e2e_pages import Demo, enter_system, screenshot
 from playwright.sync_api import Page, expect
 
 

@@ -2,24 +2,39 @@
 
 The stand: the demo seeds a show, a contributor creates a session through REST, then the
 coordinator runs as `burnstand-coordinator serve` with its burn-protocol listener admitting two
-fake burners (`stand.FakeBurner`) into that session. The page is driven as an operator would:
-join the session, watch both burners appear, queue a take and see it burned and verified, clear
-the queue, open a tray and rename a burner; then the coordinator restarts under the open page.
+fake burners (`stand.FakeBurner`) into that session, and two kiosks (`stand.KioskFleet`,
+enrolled and accepted like real ones) link into it with one drive each. The page is driven as an
+operator would: join the session, watch both burners appear, queue a take and see it burned and
+verified, clear the queue, open a tray and rename a burner; then the coordinator restarts under
+the open page. The kiosks show as groups with their burners, version, link state and disc
+cache; a kiosk whose connection is cut shows "reconnecting" and then "online" again, one whose
+agent stops shows "offline since".
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Console, enter_system, screenshot
+from e2e_pages import Console, enter_system, screenshot
 from playwright.sync_api import Page, expect
-from stand import FakeBurner, Process, Rest, demo, free_port, serve
+from stand import (
+    FakeBurner,
+    FakeKiosk,
+    KioskFleet,
+    Process,
+    Rest,
+    demo,
+    enroll_kiosk,
+    free_port,
+    serve,
+)
 
 TOKEN = "e2e-fleet-token"
 RESTART_WAIT_MS = 30_000
@@ -35,6 +50,8 @@ class LiveStand:
     burners: list[FakeBurner]
     process: Process
     serve_args: tuple[str, ...]
+    kiosks: list[FakeKiosk]
+    fleet: KioskFleet
 
     def restart(self) -> None:
         self.process.stop()
@@ -61,6 +78,17 @@ def live_stand(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStand]:
         md5s = tuple(
             rest.call("GET", f"/shots/{shot}/takes", cleo)["items"][0]["md5"] for shot in (1, 2, 3)
         )
+        sam = rest.join(state["show_admin"], state["show_id"])
+        kiosks = [
+            # Their cache holds only the third take, which the burning tests never queue.
+            FakeKiosk(
+                enroll_kiosk(rest, sam, state["show_id"], code, name), _uid(n), md5s[2:], "9.1"
+            )
+            for n, code, name in (
+                (3, "HALL-2345", "Hall A kiosk"),
+                (4, "HALL-3456", "Hall B kiosk"),
+            )
+        ]
     finally:
         seeding.stop()
     burn_port = free_port()
@@ -68,14 +96,26 @@ def live_stand(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStand]:
     process = serve(data, port, *args)
     process.start()
     burners = [FakeBurner(burn_port, TOKEN, _uid(n), md5s) for n in (1, 2)]
+    fleet = KioskFleet(port, session["id"], kiosks)
     stand = LiveStand(
-        f"http://127.0.0.1:{port}", data, port, state, session["id"], burners, process, args
+        f"http://127.0.0.1:{port}",
+        data,
+        port,
+        state,
+        session["id"],
+        burners,
+        process,
+        args,
+        kiosks,
+        fleet,
     )
     for b in burners:
         b.start()
+    fleet.begin()
     try:
         yield stand
     finally:
+        fleet.stop()
         for b in burners:
             b.stop()
         stand.process.stop()
@@ -97,7 +137,8 @@ def test_operator_watches_and_commands_two_burners(
     page: Page, live_stand: LiveStand, console: Console
 ) -> None:
     _open_live_view(page, live_stand)
-    cards = page.locator("#wall .burner")
+    # The two burn-protocol burners belong to no kiosk: they are the "Other burners".
+    cards = page.locator('#wall .kiosk[data-kiosk="other"] .burner')
     expect(cards).to_have_count(2)
     first, second = (page.locator(f'.burner[data-uid="{b.uid}"]') for b in live_stand.burners)
     expect(first.locator(".link")).to_have_text("online")
@@ -186,3 +227,49 @@ def test_operator_watches_and_commands_two_burners(
     expect(cards).to_have_count(2)
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     screenshot(page, "dashboard-phone.png")
+
+
+def test_kiosks_group_their_burners_and_show_link_state_and_cache(
+    page: Page, live_stand: LiveStand
+) -> None:
+    _open_live_view(page, live_stand)
+    first, second = live_stand.kiosks
+    hall_a = page.locator("#wall .kiosk", has_text="Hall A kiosk")
+    hall_b = page.locator("#wall .kiosk", has_text="Hall B kiosk")
+    other = page.locator('#wall .kiosk[data-kiosk="other"]')
+    # Each kiosk is one group holding its own drive; the TCP burners are in "Other burners",
+    # which comes last.
+    for group, kiosk in ((hall_a, first), (hall_b, second)):
+        expect(group.locator(".burner")).to_have_count(1)
+        expect(group.locator(f'.burner[data-uid="{kiosk.uid}"]')).to_be_visible()
+        expect(group.locator(".kiosk-version")).to_have_text("version 9.1")
+        expect(group.locator(".kiosk-link")).to_have_text("online")
+    expect(other.get_by_role("heading", name="Other burners")).to_be_visible()
+    expect(other.locator(".burner")).to_have_count(2)
+    expect(page.locator("#wall .kiosk").last).to_have_attribute("data-kiosk", "other")
+
+    # The disc cache of each kiosk: the take it holds, by its catalog name and size.
+    third = live_stand.state["takes"][2]["name"]
+    cache = hall_a.get_by_role("list", name="Disc cache of Hall A kiosk")
+    expect(cache.locator("li")).to_have_count(1)
+    expect(cache.locator("li")).to_contain_text(third)
+    expect(hall_a.locator(".cache-head")).to_have_text(
+        "Disc cache: 1 image — 3.0 MiB of 1.0 GiB used"
+    )
+
+    # Hall A's connection is cut (agent and coordinator keep running): reconnecting, then
+    # online again once the link resumes.
+    live_stand.fleet.cut(first)
+    expect(hall_a.locator(".kiosk-link")).to_have_text("reconnecting")
+    expect(hall_a.locator(f'.burner[data-uid="{first.uid}"] .link')).to_have_text("reconnecting")
+    expect(hall_b.locator(".kiosk-link")).to_have_text("online")
+    screenshot(page, "dashboard-kiosks.png")
+    live_stand.fleet.restore(first)
+    expect(hall_a.locator(".kiosk-link")).to_have_text("online")
+
+    # Hall B's agent stops: its link ends, the kiosk is offline since then, its drive stays
+    # in its group, offline.
+    live_stand.fleet.stop_agent(second)
+    expect(hall_b.locator(".kiosk-link")).to_have_text(re.compile(r"^offline since \d"))
+    expect(hall_b.locator(".burner")).to_have_attribute("data-state", "offline")
+    expect(hall_a.locator(".kiosk-link")).to_have_text("online")

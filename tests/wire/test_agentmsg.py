@@ -237,7 +237,9 @@ takes = st.builds(
 STRATEGIES: dict[str, st.SearchStrategy[Any]] = {
     "hello": st.builds(
         Hello,
-        appliance=st.builds(ApplianceInfo, texts, st.text(max_size=64)),
+        appliance=st.builds(
+            ApplianceInfo, texts, st.text(max_size=64), st.none() | counts, st.none() | counts
+        ),
         drives=st.lists(drives, max_size=4, unique_by=lambda d: d.uid).map(tuple),
     ),
     "status": st.builds(Status, hex32, statuses),
@@ -340,6 +342,23 @@ def test_optional_fields_may_be_null_or_absent() -> None:
     assert (result.ok, result.reason) == (False, None)
 
 
+def test_the_cache_fields_of_hello_are_optional_for_older_agents() -> None:
+    old = parse_from_agent(A["hello"])
+    assert isinstance(old, Hello)
+    assert (old.appliance.cache_used, old.appliance.cache_max) == (None, None)
+    assert "cache_used" not in encode(old)["appliance"]
+    appliance = {"name": "k", "version": "1", "cache_used": 0, "cache_max": 20 * 2**30}
+    new = parse_from_agent(_with(A["hello"], appliance=appliance))
+    assert isinstance(new, Hello)
+    assert new.appliance == ApplianceInfo("k", "1", 0, 20 * 2**30)
+    assert encode(new)["appliance"] == appliance
+    nulls = parse_from_agent(
+        _with(A["hello"], appliance={"name": "k", "version": "1", "cache_used": None})
+    )
+    assert isinstance(nulls, Hello)
+    assert nulls.appliance.cache_used is None
+
+
 def test_empty_name_clears_and_integer_seconds_read_as_float() -> None:
     assert parse_from_coordinator(_with(C["name"], name="")) == Name(UID, "")
     result = parse_from_agent(_with(A["result"], seconds=7, bytes=0))
@@ -389,6 +408,16 @@ BAD_FROM_AGENT: list[tuple[dict[str, Any], type[AgentMessageError], str]] = [
         "appliance.version",
     ),
     (_with(A["hello"], appliance={"name": _long(201), "version": "1"}), BadField, "appliance.name"),
+    (
+        _with(A["hello"], appliance={"name": "k", "version": "1", "cache_used": -1}),
+        BadField,
+        "appliance.cache_used",
+    ),
+    (
+        _with(A["hello"], appliance={"name": "k", "version": "1", "cache_max": "20G"}),
+        BadField,
+        "appliance.cache_max",
+    ),
     # hello: the drive list
     (_without(A["hello"], "drives"), MissingField, "drives"),
     (_with(A["hello"], drives={"0": DRIVE}), BadField, "drives"),

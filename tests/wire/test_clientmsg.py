@@ -510,7 +510,7 @@ def test_the_reply_examples_are_what_the_module_builds() -> None:
     # The documented error is exactly the reply to that malformed frame.
     assert parse_error({"action": "queue", "md5": "xyz"}).reply() == refused
     assert cm.reply("snapshot", True, result=snapshot["result"]) == snapshot
-    assert set(snapshot["result"]) == {"session", "queue", "burners", "totals"}
+    assert set(snapshot["result"]) == {"session", "queue", "burners", "kiosks", "totals"}
     for example in examples:
         assert list(example) == list(cm.reply(**example))
 

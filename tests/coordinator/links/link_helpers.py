@@ -131,6 +131,7 @@ class Recorder:
         self.payloads: list[Any] = []
         self.opens: list[tuple[str, bool]] = []
         self.ends: list[tuple[str, bool]] = []
+        self.suspends: list[str] = []
         self.links: dict[str, Link] = {}
 
     async def admit(self, appliance: Appliance) -> str | None:
@@ -143,6 +144,10 @@ class Recorder:
 
     async def received(self, link: Link, payload: wl.JsonValue) -> None:
         self.payloads.append(payload)
+        self.signal.pulse()
+
+    async def suspended(self, link: Link) -> None:
+        self.suspends.append(link.token)
         self.signal.pulse()
 
     async def closed(self, link: Link, *, formal: bool, unacked: tuple[wl.JsonValue, ...]) -> None:

@@ -286,3 +286,129 @@ async def test_after_the_grace_period_the_reconnect_is_a_new_link_and_no_report_
     finally:
         await agent.close()
         await proxy.close()
+
+
+# ---- kiosks: link state and cache as the dashboard sees them
+
+
+def kiosk_links(live: Live) -> list[str]:
+    """The link states announced for the kiosk, in order."""
+    prefix = f"session.{live.session}.kiosk."
+    return [str(d["link"]) for channel, d in live.changes if channel.startswith(prefix)]
+
+
+def kiosk_snapshot(live: Live) -> dict[str, Any]:
+    """The one kiosk in the room's snapshot (empty until the room has heard of it)."""
+    room = live.master.room(live.session)
+    kiosks: list[dict[str, Any]] = [] if room is None else room.snapshot()["kiosks"]  # type: ignore[assignment]
+    assert len(kiosks) <= 1
+    return dict(kiosks[0]) if kiosks else {}
+
+
+async def test_a_dropped_socket_shows_the_kiosk_reconnecting_then_online_after_resume(
+    live: Live, inbox: list[dict[str, Any]]
+) -> None:
+    proxy = CutProxy(live.client.server.port, live.signal)
+    port = await proxy.start()
+    agent = await start_agent(live, inbox, f"ws://127.0.0.1:{port}/link")
+    try:
+        await live.signal.until(lambda: agent.state is LinkState.ONLINE)
+        await agent.send(hello("42%") | {"appliance": {"name": "kiosk-1", "version": "2.0.1"}})
+        await live.signal.until(lambda: burner_status(live) == "42%")
+        await live.signal.until(lambda: kiosk_snapshot(live).get("version") == "2.0.1")
+        kiosk = kiosk_snapshot(live)
+        assert (kiosk["name"], kiosk["link"], kiosk["burners"]) == ("kiosk-1", "online", [UID])
+        token = agent.token
+
+        # The TCP connection dies (the processes stay up): the link waits within its grace.
+        proxy.blocked = True
+        assert proxy.cut() == 1
+        await live.signal.until(lambda: kiosk_links(live)[-1:] == ["reconnecting"])
+        assert kiosk_snapshot(live)["link"] == "reconnecting"
+        room = live.master.room(live.session)
+        assert room is not None
+        assert room.burners[UID].connected  # the burn goes on in the box meanwhile
+
+        proxy.blocked = False
+        await live.signal.until(lambda: kiosk_links(live)[-1:] == ["online"])
+        assert agent.token == token  # resumed, not a new link
+        assert kiosk_snapshot(live)["link"] == "online"
+        assert "offline" not in kiosk_links(live)
+        await live.signal.until(lambda: agent.state is LinkState.ONLINE)
+        await agent.close()
+    finally:
+        await agent.close()
+        await proxy.close()
+    # A formal disconnect ends the link: offline, since the moment it ended.
+    await live.signal.until(lambda: kiosk_links(live)[-1:] == ["offline"])
+    assert isinstance(kiosk_snapshot(live)["since"], float)
+
+
+async def test_grace_expiry_makes_the_kiosk_offline_and_its_cache_follows_hello(
+    live: Live, inbox: list[dict[str, Any]]
+) -> None:
+    proxy = CutProxy(live.client.server.port, live.signal)
+    port = await proxy.start()
+    agent = await start_agent(live, inbox, f"ws://127.0.0.1:{port}/link")
+    other = "0123456789abcdef" * 2
+    try:
+        await live.signal.until(lambda: agent.state is LinkState.ONLINE)
+        with_cache = hello()
+        with_cache["appliance"] |= {"cache_used": 10, "cache_max": 1000}
+        await agent.send(with_cache)
+        await live.signal.until(lambda: kiosk_snapshot(live).get("cache_max") == 1000)
+        # The catalog names what it knows; an image it does not know is shown by its md5.
+        assert kiosk_snapshot(live)["images"] == [{"md5": MD5, "name": "u.iso", "size": 10}]
+        assert kiosk_snapshot(live)["cache_used"] == 10
+
+        with_cache["drives"][0]["images"] = [MD5, other]
+        await agent.send(with_cache)
+        await live.signal.until(lambda: len(kiosk_snapshot(live)["images"]) == 2)
+        assert kiosk_snapshot(live)["images"] == [
+            {"md5": other, "name": None, "size": None},
+            {"md5": MD5, "name": "u.iso", "size": 10},
+        ]
+
+        proxy.blocked = True
+        proxy.cut()
+        await live.signal.until(lambda: kiosk_links(live)[-1:] == ["reconnecting"])
+        live.link_clock.advance(61)
+        await live.hub.tick()
+        assert kiosk_links(live)[-1] == "offline"
+        kiosk = kiosk_snapshot(live)
+        assert kiosk["link"] == "offline"
+        assert kiosk["burners"] == [UID]  # still listed, so the wall keeps its group
+    finally:
+        await agent.close()
+        await proxy.close()
+
+
+async def test_an_old_link_expiring_after_a_restart_does_not_mark_the_kiosk_offline(
+    live: Live, inbox: list[dict[str, Any]]
+) -> None:
+    proxy = CutProxy(live.client.server.port, live.signal)
+    port = await proxy.start()
+    old = await start_agent(live, inbox, f"ws://127.0.0.1:{port}/link")
+    try:
+        await live.signal.until(lambda: old.state is LinkState.ONLINE)
+        await old.send(hello())
+        await live.signal.until(lambda: burner_status(live) == "IDLE")
+        proxy.blocked = True
+        proxy.cut()
+        await live.signal.until(lambda: kiosk_links(live)[-1:] == ["reconnecting"])
+    finally:
+        await old.close(formal=False)  # the agent process died
+        await proxy.close()
+    # The restarted agent makes a new link while the old one still waits within its grace.
+    new = await start_agent(live, inbox)
+    try:
+        await live.signal.until(lambda: new.state is LinkState.ONLINE)
+        await new.send(hello())
+        await live.signal.until(lambda: kiosk_links(live)[-1:] == ["online"])
+        live.link_clock.advance(61)
+        await live.hub.tick()
+        assert list(live.hub.links) == [new.token]
+        assert kiosk_snapshot(live)["link"] == "online"
+        assert kiosk_links(live)[-1] == "online"
+    finally:
+        await new.close()

@@ -63,6 +63,9 @@ async def test_fifty_drops_during_ten_thousand_messages_each_way_lose_and_repeat
     await t.signal.until(lambda: len(t.recorder.payloads) >= total and len(received) >= total)
 
     assert cuts == drops
+    # Each drop was reported as the link waiting for its agent, each return as a resume.
+    await t.signal.until(lambda: len(t.recorder.suspends) == drops)
+    assert set(t.recorder.suspends) == {agent.token}
     assert [p["n"] for p in t.recorder.payloads] == list(range(total))
     assert [p["n"] for p in received] == list(range(total))
     # Every reconnect resumed the one link: same merged token, nothing handed back as lost.
