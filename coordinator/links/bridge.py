@@ -1,21 +1,22 @@
 """What appliance links mean to a session: the bridge between agent messages and the `Master`.
 
 An appliance's link carries the agent messages of `wire.agentmsg`. The bridge picks the session
-(the one the agent asked for with `?session=`, else the most recent live session of the
-appliance's show), joins one BURNER member per drive the agent announces in `hello` (member ids
-are per link, so a restarted agent supersedes its old link's members instead of clashing with
-them; a report for a drive not announced on this link joins it, so reports replayed onto a
-renewed link before the next `hello` still count), turns `hello`/`status`/`result`/`drive_gone`
-into `Cap`, `Status` and leaves for `Master.handle`, and turns what the master delivers to those
-members (`Burn`, `Open`, `Name`, `Error`, `CancelBurn`, notices) back into agent messages,
-looking up a burn's SHA-256, size and URL among the show's takes. Results are deduplicated by the
-agent's job id, so a report replayed after a link was renewed counts once. Members stay joined
-while a link waits within its grace period (the burn goes on in the box); they leave, and their
-burns are requeued, when the link ends. The bridge also tells the room about the kiosk itself
+(the one the agent asked for with `?session=`, else the most recent live session of the appliance's
+show), joins one BURNER member per drive the agent announces in `hello` (member ids are per link,
+so a restarted agent supersedes its old link's members instead of clashing with them; a report for
+a drive not announced on this link joins it, so reports replayed onto a renewed link before the
+next `hello` still count), turns `hello`/`status`/`result`/`drive_gone` into `Cap`, `Status` and
+leaves for `Master.handle`, and turns what the master delivers to those members (`Burn`, `Open`,
+`Name`, `Error`, `CancelBurn`, notices) back into agent messages, looking up a burn's SHA-256, size
+and URL among the show's takes. Results are deduplicated by the agent's job id, which the room
+keeps with the statistics it changed (one write to master.db), so a report replayed after a link
+was renewed, or after the coordinator itself crashed, counts once. Members stay joined while a link
+waits within its grace period (the burn goes on in the box); they leave, and their burns are
+requeued, when the link ends. The bridge also tells the room about the kiosk itself
 (`Master.kiosk_*`): its name, version, burners and cached images from each `hello`, and its link
 state: `online` when a link opens or resumes, `reconnecting` while the socket is gone within the
-grace period, `offline` when the link ends. Only an appliance's newest link speaks for it, so
-the old link of a restarted agent expiring later does not mark the kiosk offline.
+grace period, `offline` when the link ends. Only an appliance's newest link speaks for it, so the
+old link of a restarted agent expiring later does not mark the kiosk offline.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -48,9 +48,6 @@ from wire import link as wl
 
 log = logging.getLogger(__name__)
 
-# Job ids remembered per appliance for deduplicating results; far more than a box burns while
-# one of its reports can still be in flight.
-JOB_MEMORY = 4096
 # The agent's reason for a job stopped by an operator or at the kiosk (appliance.agent).
 CANCELLED = "cancelled"
 
@@ -132,7 +129,6 @@ class ApplianceBridge:
         self._agents: dict[str, _Agent] = {}
         # Appliance id -> merged token of its newest link, the one whose state the kiosk shows.
         self._newest: dict[int, str] = {}
-        self._jobs: dict[int, OrderedDict[str, None]] = {}
 
     # ---- LinkHandler
 
@@ -285,7 +281,9 @@ class ApplianceBridge:
                 extra={"appliance": appliance.id, "link": state.value, "error": str(exc)},
             )
 
-    async def _handle(self, agent: _Agent, uid: str, message: bp.Message) -> bool:
+    async def _handle(
+        self, agent: _Agent, uid: str, message: bp.Message, *, job: str | None = None
+    ) -> bool:
         master = self._master()
         if master is None or agent.session is None:
             self._send(
@@ -302,7 +300,7 @@ class ApplianceBridge:
             # join the drive now (the room remembers what it can burn) so nothing is lost.
             room = await master.load(agent.session)
             member = self._join(master, room.session_id, agent, uid)
-        await master.handle(agent.session, member, message)
+        await master.handle(agent.session, member, message, job=job)
         return True
 
     def _join(self, master: Master, session: str, agent: _Agent, uid: str) -> str:
@@ -320,10 +318,12 @@ class ApplianceBridge:
         return member
 
     async def _result(self, agent: _Agent, result: am.Result) -> None:
-        jobs = self._jobs.setdefault(agent.link.appliance.id, OrderedDict())
-        if result.job in jobs:
-            log.info("duplicate result dropped", extra={"job": result.job, "uid": result.uid})
-            return
+        master = self._master()
+        if master is not None and agent.session is not None:
+            room = await master.load(agent.session)
+            if room.counted(result.uid, result.job):
+                log.info("duplicate result dropped", extra={"job": result.job, "uid": result.uid})
+                return
         kind = bp.StatusKind.MD5PASS if result.ok else bp.StatusKind.MD5FAIL
         # A burn the room did not see (made offline, or its progress reached no coordinator) is
         # reported as complete first, so its outcome counts like any other; a cancelled one made
@@ -333,10 +333,7 @@ class ApplianceBridge:
             agent, result.uid, bp.Status(bp.StatusValue.progress(100))
         ):
             return
-        if await self._handle(agent, result.uid, bp.Status(bp.StatusValue(kind))):
-            jobs[result.job] = None
-            while len(jobs) > JOB_MEMORY:
-                jobs.popitem(last=False)
+        await self._handle(agent, result.uid, bp.Status(bp.StatusValue(kind)), job=result.job)
 
     def _burning(self, agent: _Agent, uid: str) -> bool:
         """Whether the room sees a burn on this drive, so a pass or fail now would count."""

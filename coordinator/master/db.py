@@ -82,7 +82,12 @@ def _v3(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2, _v3)
+def _v4(conn: sqlite3.Connection) -> None:
+    # Ids of the results counted per burner, written with the statistics they changed.
+    conn.execute("ALTER TABLE burners ADD COLUMN jobs TEXT NOT NULL DEFAULT '[]'")
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2, _v3, _v4)
 
 
 def migrate(conn: sqlite3.Connection) -> None:
@@ -131,8 +136,8 @@ def _apply(conn: sqlite3.Connection, writes: list[Write]) -> None:
                 conn.execute(
                     """INSERT OR REPLACE INTO burners (session_id, uid, name, capabilities,
                     images, burned, failed, recent_failures, speed_total, speed_samples, job,
-                    cancelled, common_only)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                    cancelled, common_only, jobs)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                     (
                         write.session_id,
                         write.uid,
@@ -147,6 +152,7 @@ def _apply(conn: sqlite3.Connection, writes: list[Write]) -> None:
                         write.job,
                         write.cancelled,
                         int(write.common_only),
+                        json.dumps(list(write.jobs)),
                     ),
                 )
 
@@ -175,10 +181,11 @@ def _load(
             job=row[9],
             cancelled=row[10],
             common_only=bool(row[11]),
+            jobs=tuple(str(j) for j in json.loads(row[12])),
         )
         for row in conn.execute(
             """SELECT uid, name, capabilities, images, burned, failed, recent_failures,
-            speed_total, speed_samples, job, cancelled, common_only
+            speed_total, speed_samples, job, cancelled, common_only, jobs
             FROM burners WHERE session_id = ? ORDER BY uid""",
             (session_id,),
         )

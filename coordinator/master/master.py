@@ -192,8 +192,15 @@ class Master:
         room.leave(member_id)
         self._apply(room)
 
-    async def handle(self, session_id: str, member_id: str, message: bp.Message) -> None:
-        """Apply one message from a member; replies reach it through its `deliver`."""
+    async def handle(
+        self, session_id: str, member_id: str, message: bp.Message, *, job: str | None = None
+    ) -> None:
+        """Apply one message from a member; replies reach it through its `deliver`.
+
+        `job` names the result this message reports (a burner's final status): it is remembered
+        with the statistics the message changed, in the same write, so `counted` knows it after a
+        restart too.
+        """
         room = self._room(session_id)
         match message:
             case bp.Queue(md5=md5) | bp.WhatIs(md5=md5):
@@ -205,7 +212,15 @@ class Master:
         if member_id not in room.members:  # it left while the catalog was asked
             return
         room.handle(member_id, message)
+        uid = room.members[member_id].uid
+        if job is not None and uid is not None:
+            room.note_job(uid, job)
         self._apply(room)
+
+    def counted(self, session_id: str, uid: str, job: str) -> bool:
+        """Whether result `job` of burner `uid` has been counted in the session already."""
+        room = self._rooms.get(session_id.lower())
+        return room is not None and room.counted(uid, job)
 
     def open_tray(self, session_id: str, member_id: str, uid: str) -> None:
         """A commanding member asks a burner to open its tray (to find the physical box)."""

@@ -51,6 +51,8 @@ MAX_VERSION = 64
 # Seconds a cancelled burner waits for the result of the burn it stopped before it may be given
 # another; a box that had nothing left to stop sends no result.
 CANCEL_GRACE = 60.0
+# Result ids remembered per burner; far more than can be in flight for one drive at a time.
+JOBS_KEPT = 64
 
 
 # --------------------------------------------------------------------------------------------
@@ -208,6 +210,10 @@ class Burner:
     # counted (the cancel already was), and no new burn starts before it (or CANCEL_GRACE).
     cancelling: str | None = None
     cancelled_at: float = 0.0
+    # Ids of the last results counted (a transport's own job ids, e.g. an agent's): a result
+    # replayed after a drop or a crash is recognised. Written with the statistics it changed,
+    # in one transaction, so a crash cannot keep one without the other.
+    jobs: tuple[str, ...] = ()
 
     @property
     def connected(self) -> bool:
@@ -355,6 +361,7 @@ class BurnerRecord:
     job: str | None = None
     cancelled: int = 0
     common_only: bool = False
+    jobs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -617,6 +624,7 @@ class Room:
             job=burner.job,
             cancelled=s.cancelled,
             common_only=burner.common_only,
+            jobs=burner.jobs,
         )
 
     # ---- membership --------------------------------------------------------------------------
@@ -803,6 +811,19 @@ class Room:
         )
 
     # ---- requests ----------------------------------------------------------------------------
+
+    def counted(self, uid: str, job: str) -> bool:
+        """Whether burner `uid`'s result `job` has been counted already."""
+        burner = self._burners.get(uid)
+        return burner is not None and job in burner.jobs
+
+    def note_job(self, uid: str, job: str) -> None:
+        """Remember that result `job` of burner `uid` was counted (see `Burner.jobs`)."""
+        burner = self._burners.get(uid)
+        if burner is None or job in burner.jobs:
+            return
+        burner.jobs = (*burner.jobs, job)[-JOBS_KEPT:]
+        self._dirty_burners.add(uid)
 
     def handle(self, member_id: str, message: bp.Message) -> None:
         """Apply what a member said; a refused request is answered with ERROR to the member."""
@@ -1204,4 +1225,5 @@ def _burner_from_record(record: BurnerRecord) -> Burner:
         ),
         job=record.job,
         common_only=record.common_only,
+        jobs=record.jobs[-JOBS_KEPT:],
     )

@@ -177,3 +177,32 @@ async def test_a_newer_schema_is_refused_not_damaged(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="schema version 99"):
         await master.open()
     await master.close()
+
+
+async def test_a_counted_result_is_known_after_a_crash(tmp_path: Path) -> None:
+    # The job id is written in the same transaction as the statistics it changed: after the
+    # master dies (no clean close, so nothing but what was written survives), a replayed result
+    # is recognised and the disc is not counted twice.
+    data = tmp_path / "data"
+    master = await open_master(data)
+    await master.load("booth")
+    master.join("booth", "b1", MemberKind.BURNER, Inbox(), uid=UID1)
+    await master.handle("booth", "b1", bp.Cap((bp.Capability.BURNBDR,), (IMG,)))
+    await master.handle("booth", "b1", bp.Status(bp.StatusValue.progress(40)))
+    await master.handle("booth", "b1", status(bp.StatusKind.MD5PASS), job="job-1")
+    assert master.counted("booth", UID1, "job-1")
+    assert not master.counted("booth", UID1, "job-2")
+    await master.db.flush()  # what the writer thread had committed when the process died
+    with closing(sqlite3.connect(data / "master.db")) as conn:
+        burned, jobs = conn.execute(
+            "SELECT burned, jobs FROM burners WHERE uid = ?", (UID1,)
+        ).fetchone()
+    assert (burned, jobs) == (1, '["job-1"]')
+    await master.close()
+
+    again = await open_master(data)
+    room = await again.load("booth")
+    assert room.burners[UID1].stats.burned == 1
+    assert again.counted("BOOTH", UID1, "job-1")
+    assert not again.counted("booth", UID2, "job-1")
+    await again.close()
