@@ -1,7 +1,8 @@
 """Relay benchmark (issue 5): bare aiohttp echo / broadcast / idle servers measured in this run
 as the baselines, then our relay (each mode named in `coordinator.balancer.BENCH_COMMANDS`) with
-its figures as ratios against them. Server CPU per message comes from /proc, the load generator
-runs in its own process; settings come from BENCH_* variables (see README-relay.md)."""
+its figures as ratios against them, plus the slow-client room (p99 with a member that never
+reads ÷ p99 without it, through the embedded relay). Server CPU per message comes from /proc, the
+load generator runs in its own process; settings come from BENCH_* variables (README-relay.md)."""
 
 from __future__ import annotations
 
@@ -60,6 +61,12 @@ ECHO_GOALS: dict[str, dict[str, Goal]] = {
 }
 BROADCAST_GOAL = Goal(0.9, at_most=False)
 IDLE_GOAL_KIB = Goal(16.0, at_most=True)
+SLOW_GOAL = Goal(1.5, at_most=True)
+# The slow-client room is measured through this mode only (issue 5: "the embedded coordinator").
+SLOW_TARGET = "relay-embedded"
+# Few broadcasts in flight: each latency is then about one fan-out to the whole room, so a member
+# that held the room up would show in it instead of hiding behind the generator's own queue.
+SLOW_WINDOW = 4
 
 
 def _ratio(value: float, base: float) -> float:
@@ -113,6 +120,30 @@ def idle_row(r: IdleResult, base: IdleResult) -> str:
     )
 
 
+def slow_fate(r: BroadcastResult) -> str:
+    """What became of the members that never read, in words."""
+    if not r.slow:
+        return ""
+    if r.slow_closed:
+        codes = ",".join(str(c) for c in r.slow_close_codes) or "no code"
+        return f"slow member closed by the server ({codes}); {r.slow_frames} frames reached it"
+    return f"slow member still open; {r.slow_frames} frames reached it (its queue never filled)"
+
+
+def slow_row(r: BroadcastResult, base: BroadcastResult) -> str:
+    ratio = _ratio(r.p99_ms, base.p99_ms)
+    verdict = SLOW_GOAL.verdict(ratio) if r.slow else ""
+    return (
+        f"{r.target:<16}{r.receivers:>8}{r.slow:>6}{r.deliveries:>12}{r.deliveries_per_s:>10.0f}"
+        f"{r.p99_ms:>9.1f}{ratio:>6.2f}  {verdict}"
+    ).rstrip() + (f"\n{'':<16}{slow_fate(r)}" if r.slow else "")
+
+
+SLOW_HEADER = (
+    f"{'target':<16}{'members':>8}{'slow':>6}{'deliveries':>12}{'deliv/s':>10}{'p99 ms':>9}{'x':>6}"
+)
+
+
 IDLE_HEADER = f"{'target':<16}{'conns':>8}{'RSS0 KiB':>12}{'RSS1 KiB':>12}{'KiB/conn':>10}{'x':>6}"
 
 
@@ -155,6 +186,15 @@ async def run(cfg: BenchConfig) -> int:
     for relay in relays:
         await _guarded(relay.name, _broadcast_job(relay, cfg, bcast_base))
 
+    slow_relay = next((r for r in relays if r.name == SLOW_TARGET), None)
+    if cfg.slow_room and slow_relay is not None:
+        print(
+            f"\nslow client: {cfg.slow_room}-member room, four broadcasts in flight, with and "
+            "without one more member that never reads; x = p99 ratio to the run without it"
+        )
+        print(SLOW_HEADER, flush=True)
+        await _guarded(SLOW_TARGET, _slow_job(slow_relay, cfg))
+
     print(f"\nidle: RSS after {cfg.idle_conns} idle WebSockets minus before, per connection")
     print(IDLE_HEADER, flush=True)
     idle_base = await run_idle(baseline_target("idle"), cfg.idle_conns)
@@ -187,6 +227,25 @@ def _broadcast_job(
     return job
 
 
+def _slow_job(relay: Target, cfg: BenchConfig) -> Callable[[], Awaitable[None]]:
+    async def job() -> None:
+        runs = []
+        for slow in (0, 1):
+            runs.append(
+                await run_broadcast(
+                    relay,
+                    cfg.slow_room,
+                    cfg.slow_broadcasts,
+                    cfg.seconds,
+                    slow=slow,
+                    window=SLOW_WINDOW,
+                )
+            )
+            print(slow_row(runs[-1], runs[0]), flush=True)
+
+    return job
+
+
 def _idle_job(relay: Target, cfg: BenchConfig, base: IdleResult) -> Callable[[], Awaitable[None]]:
     async def job() -> None:
         r = await run_idle(relay, cfg.idle_conns)
@@ -199,7 +258,7 @@ def main() -> int:
     started = time.monotonic()
     try:
         cfg = config_from_env()
-        wanted = max(cfg.idle_conns, *cfg.clients, cfg.room + 1) + NOFILE_MARGIN
+        wanted = max(cfg.idle_conns, *cfg.clients, cfg.room + 1, cfg.slow_room + 2) + NOFILE_MARGIN
         # Children inherit the raised limit; each also raises its own on start.
         got = raise_nofile_limit(wanted)
         if got < wanted:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine, Generator
+from types import TracebackType
+from typing import Any, cast
 
 from aiohttp import web
 
@@ -110,25 +111,100 @@ _HTTP_MAP: dict[int, type[Problem]] = {404: NotFound, 405: MethodNotAllowed}
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-@web.middleware
-async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except Problem as exc:
+def _render(request: web.Request, exc: Exception) -> web.StreamResponse:
+    """The problem response for an exception a handler raised (re-raises redirects and the like)."""
+    if isinstance(exc, Problem):
         return problem_response(exc)
-    except web.HTTPException as exc:
+    if isinstance(exc, web.HTTPException):
         if exc.status < 400:
-            raise
+            raise exc
         cls = _HTTP_MAP.get(exc.status, BadRequest)
         problem = cls(f"{request.method} {request.path}: {exc.reason}")
         problem.status = exc.status
         return problem_response(problem)
-    except Exception:
-        log.exception("unhandled error", extra={"method": request.method, "path": request.path})
-        body = {
-            "type": PROBLEM_BASE + "internal",
-            "title": "Internal server error",
-            "status": 500,
-            "detail": "the coordinator hit an unexpected error; it is logged",
-        }
-        return web.Response(status=500, text=json.dumps(body), content_type=PROBLEM_CONTENT_TYPE)
+    log.exception("unhandled error", extra={"method": request.method, "path": request.path})
+    body = {
+        "type": PROBLEM_BASE + "internal",
+        "title": "Internal server error",
+        "status": 500,
+        "detail": "the coordinator hit an unexpected error; it is logged",
+    }
+    return web.Response(status=500, text=json.dumps(body), content_type=PROBLEM_CONTENT_TYPE)
+
+
+class _Guarded:
+    """Awaiting this runs the handler's coroutine and renders what it raises as a problem.
+
+    It does what `try: return await handler(request) except ...` would, but as an iterator that
+    forwards each step to the coroutine instead of a coroutine frame awaiting it: a WebSocket
+    handler runs for the life of its socket, and a frame held that long costs every idle
+    connection a few hundred bytes (issue 5's per-connection memory target). Between steps only
+    this two-slot object is alive.
+    """
+
+    __slots__ = ("_coro", "_request")
+
+    def __init__(self, request: web.Request, coro: Coroutine[Any, Any, web.StreamResponse]) -> None:
+        self._request = request
+        self._coro = coro
+
+    def __await__(self) -> Generator[Any, Any, web.StreamResponse]:
+        # Not a generator, but it speaks the protocol `await` drives: send, throw, close.
+        return cast("Generator[Any, Any, web.StreamResponse]", self)
+
+    def __iter__(self) -> _Guarded:
+        return self
+
+    def __next__(self) -> Any:
+        return self.send(None)
+
+    def send(self, value: Any) -> Any:
+        try:
+            return self._coro.send(value)
+        except StopIteration:
+            raise  # the handler returned: its response is the StopIteration's value
+        except Exception as exc:
+            raise StopIteration(_render(self._request, exc)) from None
+
+    def throw(
+        self,
+        typ: type[BaseException] | BaseException,
+        val: BaseException | None = None,
+        tb: TracebackType | None = None,
+    ) -> Any:
+        # Cancellation reaches the handler this way; what it raises back is rendered like any
+        # other exception (CancelledError is a BaseException and passes through untouched).
+        exc = val if val is not None else typ if isinstance(typ, BaseException) else typ()
+        if tb is not None:
+            exc = exc.with_traceback(tb)
+        try:
+            return self._coro.throw(exc)
+        except StopIteration:
+            raise
+        except Exception as raised:
+            raise StopIteration(_render(self._request, raised)) from None
+
+    def close(self) -> None:
+        self._coro.close()
+
+
+@web.middleware
+def problem_middleware(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
+    """Render whatever a handler raises as a problem (see `_Guarded` for why no `async def`)."""
+    try:
+        awaitable = handler(request)
+    except Exception as exc:  # an inner middleware that is a plain function raised at once
+        return _done(_render(request, exc))
+    if not isinstance(awaitable, Coroutine):
+        # A handler that is not a coroutine function (a partial of one, an inner middleware
+        # that hands back an awaitable of its own): wrap it so it can be stepped the same way.
+        awaitable = _await(awaitable)
+    return _Guarded(request, awaitable)
+
+
+async def _done(response: web.StreamResponse) -> web.StreamResponse:
+    return response
+
+
+async def _await(awaitable: Awaitable[web.StreamResponse]) -> web.StreamResponse:
+    return await awaitable

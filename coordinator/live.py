@@ -99,6 +99,7 @@ class Live:
                 self._route_for,
                 auth_timeout=self.config.auth_timeout,
                 queue_limit=self.config.client_queue_limit,
+                expiry_warning=self.config.expiry_warning_seconds,
             )
             if self.host is not None:
                 self.embedded_link = self.host.attach(self.balancer, "embedded")
@@ -125,6 +126,8 @@ class Live:
                 c.burn_port,
                 burn_token=c.burn_token,
                 session_id=c.burn_session,
+                store=self.store,
+                clock=c.clock,
                 public_display=c.burn_public_display,
             )
 
@@ -252,14 +255,24 @@ LIVE = web.AppKey("live", Live)
 
 
 @web.middleware
-async def _session_events(
+def _session_events(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> Awaitable[web.StreamResponse]:
+    """Tell masters when REST changed a session's state (created, joined, suspended, resumed).
+
+    A plain function, not `async def`: every other request (each client WebSocket among them)
+    gets the handler's own awaitable back, so no middleware frame lives as long as its socket.
+    """
+    if request.method != "POST" or not _SESSION_PATH.match(request.path):
+        return handler(request)
+    return _publish_session_event(request, handler)
+
+
+async def _publish_session_event(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """Tell masters when REST changed a session's state (created, joined, suspended, resumed)."""
     response = await handler(request)
-    if request.method != "POST" or not 200 <= response.status < 300:
-        return response
-    if not _SESSION_PATH.match(request.path) or not isinstance(response, web.Response):
+    if not 200 <= response.status < 300 or not isinstance(response, web.Response):
         return response
     try:
         body = json.loads(response.body or b"{}")  # type: ignore[arg-type]

@@ -28,6 +28,10 @@ class BenchConfig:
     """Messages the broadcast sender sends; deliveries = this x room (BENCH_BROADCASTS)."""
     idle_conns: int = 2_000
     """Idle connections for the memory figure (BENCH_IDLE_CONNS)."""
+    slow_room: int = 1_000
+    """Members of the slow-client room besides the slow one (BENCH_SLOW_ROOM; 0 skips it)."""
+    slow_broadcasts: int = 1_000
+    """Messages the sender sends in each slow-client run (BENCH_SLOW_BROADCASTS)."""
 
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -77,4 +81,18 @@ def config_from_env(env: Mapping[str, str] | None = None) -> BenchConfig:
         room=_int(env, "BENCH_ROOM", BenchConfig.room, 1, MAX_CLIENTS),
         broadcasts=_int(env, "BENCH_BROADCASTS", BenchConfig.broadcasts, 1, 10_000_000),
         idle_conns=_int(env, "BENCH_IDLE_CONNS", BenchConfig.idle_conns, 1, MAX_IDLE_CONNS),
+        slow_room=_int(env, "BENCH_SLOW_ROOM", BenchConfig.slow_room, 0, MAX_CLIENTS),
+        slow_broadcasts=_int(
+            env, "BENCH_SLOW_BROADCASTS", BenchConfig.slow_broadcasts, 1, 10_000_000
+        ),
     )
+
+
+DEFAULT_IDLE_LINKS = 10_000
+MAX_IDLE_LINKS = 50_000
+
+
+def idle_links_from_env(env: Mapping[str, str] | None = None) -> int:
+    """How many idle appliance links bench_links.py holds (BENCH_IDLE_LINKS)."""
+    env = os.environ if env is None else env
+    return _int(env, "BENCH_IDLE_LINKS", DEFAULT_IDLE_LINKS, 1, MAX_IDLE_LINKS)

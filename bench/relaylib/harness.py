@@ -219,13 +219,18 @@ class LoadGenProcess:
 
     @classmethod
     async def start(cls, spec: LoadSpec) -> LoadGenProcess:
+        return await cls.spawn("relaylib.loadgen", spec.to_json())
+
+    @classmethod
+    async def spawn(cls, module: str, spec_json: str) -> LoadGenProcess:
+        """Run generator `module` (one speaking the READY/GO/DONE/CLOSE lines) with its spec."""
         # Not a `with`: the log lives as long as the generator (finish() closes it).
         log = tempfile.TemporaryFile()  # noqa: SIM115
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "relaylib.loadgen",
-            spec.to_json(),
+            module,
+            spec_json,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=log,
@@ -332,6 +337,13 @@ class BroadcastResult:
     deliveries_per_s: float
     cpu_us_per_delivery: float
     p99_ms: float
+    slow: int = 0
+    """Members that joined and never read (not counted in deliveries or latency)."""
+    slow_closed: int = 0
+    """How many of them the server closed by the end of the run."""
+    slow_close_codes: tuple[int, ...] = ()
+    slow_frames: int = 0
+    """Frames that had reached the slow members when they finally read."""
 
 
 @dataclass(frozen=True)
@@ -372,15 +384,32 @@ async def run_echo(target: Target, clients: int, messages: int, seconds: float) 
 
 
 async def run_broadcast(
-    target: Target, receivers: int, messages: int, seconds: float
+    target: Target,
+    receivers: int,
+    messages: int,
+    seconds: float,
+    *,
+    slow: int = 0,
+    window: int = 16,
 ) -> BroadcastResult:
+    """One sender (at most `window` broadcasts in flight), `receivers` counted members, and
+    `slow` members that never read."""
     server = await target.start()
     try:
-        spec = LoadSpec("broadcast", server.endpoint("broadcast"), receivers, messages, seconds)
+        spec = LoadSpec(
+            "broadcast",
+            server.endpoint("broadcast"),
+            receivers,
+            messages,
+            seconds,
+            window=window,
+            slow=slow,
+        )
         m = await measure(server, spec)
     finally:
         await server.stop()
     deliveries = int(m.number("deliveries"))
+    codes = m.load.get("slow_close_codes", [])
     return BroadcastResult(
         target.name,
         receivers,
@@ -388,6 +417,10 @@ async def run_broadcast(
         _per(deliveries, m.number("elapsed_s")),
         _per(m.server_cpu_s * 1e6, deliveries),
         m.number("p99_s") * 1e3,
+        slow=slow,
+        slow_closed=int(m.number("slow_closed")),
+        slow_close_codes=tuple(int(c) for c in codes if isinstance(c, int)),
+        slow_frames=int(m.number("slow_frames")),
     )
 
 

@@ -11,6 +11,8 @@ import asyncio
 import contextlib
 import importlib
 import json
+import math
+import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -259,14 +261,85 @@ async def _receiver(ws: Ws, fan: Fanout, sender: int, frames: int, wait_s: float
         fan.failed(exc)
 
 
+SLOW_RCVBUF = 4096
+SLOW_IDLE_S = 2.0
+
+
+def _small_rcvbuf_socket(addr_info: Any) -> socket.socket:
+    """A client socket whose kernel receive buffer stays small, so a reader that stops reading
+    pushes back on the server after a few KiB instead of after megabytes of autotuned window."""
+    family, type_, proto, _, _ = addr_info
+    sock = socket.socket(family=family, type=type_, proto=proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SLOW_RCVBUF)
+    return sock
+
+
+async def slow_outcome(
+    ws: Ws, budget: int, idle_s: float = SLOW_IDLE_S
+) -> tuple[bool, int, int | None]:
+    """(did the server close it, frames that had reached it, the close code it sent): read what
+    piled up, bounded.
+
+    A slow client never called `receive`, so aiohttp stopped reading its socket once 64 KiB
+    were buffered; reading now empties that, the kernel buffers and whatever the server still
+    queues, and ends at the server's close or after `idle_s` without a frame (still open).
+    """
+    frames = 0
+    for _ in range(budget):
+        try:
+            msg = await ws.receive(timeout=idle_s)
+        except TimeoutError:
+            return False, frames, None
+        if msg.type is WSMsgType.CLOSE:
+            # The code the server sent; ws.close_code turns 1006 when our reply finds the
+            # connection already gone.
+            return True, frames, int(msg.data)
+        if msg.type in _CLOSED:
+            return True, frames, ws.close_code
+        frames += 1
+    return False, frames, None
+
+
+WARM_RETRY_S = 1.0
+
+
+async def warm_up_room(sender: Ws, fan: Fanout, sender_id: int, wait_s: float) -> None:
+    """Broadcast warm-up messages until one has reached every receiver.
+
+    A relay admits a member only once it has checked its auth frame, so on a busy machine the
+    first warm-up can go out before the last receiver is in the room; another follows each
+    second, for at most `wait_s`.
+    """
+    for attempt in range(max(1, math.ceil(wait_s / WARM_RETRY_S))):
+        await sender.send_str(make_message(sender_id, -1 - attempt))
+        try:
+            async with asyncio.timeout(WARM_RETRY_S):
+                await fan.warm.wait()
+        except TimeoutError:
+            continue
+        if fan.error is not None:
+            raise LoadGenError(f"a receiver failed during the warm-up: {fan.error}") from fan.error
+        return
+    raise LoadGenError(f"no warm-up broadcast reached every receiver within {wait_s:g} s")
+
+
 async def run_broadcast(session: aiohttp.ClientSession, spec: LoadSpec, commands: Commands) -> None:
     receivers = await connect_all(session, spec, range(spec.clients))
     sender_id = spec.clients
     sockets = list(receivers)
+    slow: list[Ws] = []
     wait_s = spec.reply_timeout_s
+    slow_session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0, socket_factory=_small_rcvbuf_socket)
+    )
     try:
         sockets += await connect_all(session, spec, range(sender_id, sender_id + 1))
         sender = sockets[-1]
+        # Members that join the room and then never read: the broadcasts pile up for them.
+        slow = await connect_all(
+            slow_session, spec, range(sender_id + 1, sender_id + 1 + spec.slow)
+        )
+        sockets += slow
         fan = Fanout(spec.clients, spec.window)
         frame_budget = spec.messages + 1 + MAX_FOREIGN_FRAMES
         listeners = [
@@ -274,8 +347,7 @@ async def run_broadcast(session: aiohttp.ClientSession, spec: LoadSpec, commands
             for ws in receivers
         ]
         try:
-            await sender.send_str(make_message(sender_id, -1))
-            await fan.wait(fan.warm.wait(), "the warm-up broadcast", wait_s)
+            await warm_up_room(sender, fan, sender_id, wait_s)
             _say("READY", {"clients": len(sockets)})
             await commands.expect("GO")
             started = time.perf_counter()
@@ -296,6 +368,8 @@ async def run_broadcast(session: aiohttp.ClientSession, spec: LoadSpec, commands
                 task.cancel()
             await asyncio.gather(*listeners, return_exceptions=True)
         fan.latencies.sort()
+        budget = spec.messages + 1 + MAX_FOREIGN_FRAMES
+        outcomes = [await slow_outcome(ws, budget) for ws in slow]
         _say(
             "DONE",
             {
@@ -304,11 +378,15 @@ async def run_broadcast(session: aiohttp.ClientSession, spec: LoadSpec, commands
                 "elapsed_s": elapsed,
                 "p50_s": percentile(fan.latencies, 0.50),
                 "p99_s": percentile(fan.latencies, 0.99),
+                "slow_closed": sum(1 for closed, _, _ in outcomes if closed),
+                "slow_close_codes": [code for _, _, code in outcomes if code is not None],
+                "slow_frames": sum(frames for _, frames, _ in outcomes),
             },
         )
         await commands.expect("CLOSE")
     finally:
         await close_all(sockets)
+        await slow_session.close()
 
 
 # ---------------------------------------------------------------- idle

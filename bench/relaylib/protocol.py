@@ -108,8 +108,9 @@ class LoadSpec:
 
     echo: `clients` connections, each sends `messages` messages one at a time (closed loop).
     broadcast: `clients` receivers plus one sender (index `clients`) that sends `messages` in
-    total, at most `window` not yet delivered to every receiver. idle: `clients` connections
-    opened and held. Every mode stops at `seconds` whatever the count.
+    total, at most `window` not yet delivered to every receiver; `slow` more members join the
+    room and never read their sockets (their deliveries are not counted or waited for). idle:
+    `clients` connections opened and held. Every mode stops at `seconds` whatever the count.
     """
 
     mode: str
@@ -121,6 +122,7 @@ class LoadSpec:
     warmup: int = 2
     connect_concurrency: int = 50
     reply_timeout_s: float = 10.0
+    slow: int = 0
 
     def __post_init__(self) -> None:
         if self.mode not in WORKLOADS:
@@ -128,8 +130,10 @@ class LoadSpec:
         for name in ("clients", "window", "connect_concurrency"):
             if getattr(self, name) < 1:
                 raise BenchConfigError(f"load spec {name} must be >= 1, got {getattr(self, name)}")
-        if self.messages < 0 or self.warmup < 0:
-            raise BenchConfigError("load spec messages and warmup must be >= 0")
+        if self.messages < 0 or self.warmup < 0 or self.slow < 0:
+            raise BenchConfigError("load spec messages, warmup and slow must be >= 0")
+        if self.slow and self.mode != "broadcast":
+            raise BenchConfigError("slow clients exist only in the broadcast workload")
         if not 0 < self.reply_timeout_s <= 600:
             raise BenchConfigError(
                 f"reply_timeout_s must be in (0, 600], got {self.reply_timeout_s}"
@@ -150,6 +154,7 @@ class LoadSpec:
                 "warmup": self.warmup,
                 "connect_concurrency": self.connect_concurrency,
                 "reply_timeout_s": self.reply_timeout_s,
+                "slow": self.slow,
             }
         )
 
@@ -167,6 +172,7 @@ class LoadSpec:
                 warmup=int(raw.get("warmup", 2)),
                 connect_concurrency=int(raw.get("connect_concurrency", 50)),
                 reply_timeout_s=float(raw.get("reply_timeout_s", 10.0)),
+                slow=int(raw.get("slow", 0)),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise BenchConfigError(f"malformed load spec {text[:200]!r}: {exc}") from exc

@@ -24,7 +24,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from coordinator.errors import NotFound
@@ -105,9 +106,13 @@ def _take(conn: sqlite3.Connection, show_id: int, md5: str) -> am.Take | None:
 class _Agent:
     link: Link
     session: str | None
+    # Turns one delivery into what the agent is sent (the bridge's `_deliver_one`).
+    forward: Callable[[_Agent, str, Payload], Awaitable[None]]
     drives: dict[str, str] = field(default_factory=dict)  # uid -> member id
-    deliveries: asyncio.Queue[tuple[str, Payload]] = field(default_factory=asyncio.Queue)
+    deliveries: deque[tuple[str, Payload]] = field(default_factory=deque)
+    # Runs only while deliveries wait: an idle link holds no task (10,000 idle kiosks add up).
     pump: asyncio.Task[None] | None = None
+    ended: bool = False
 
     def member_id(self, uid: str) -> str:
         return f"link:{self.link.token[:16]}:{uid}"
@@ -115,9 +120,28 @@ class _Agent:
     def deliver_to(self, uid: str) -> Deliver:
         # The master's deliver must only enqueue; the pump does the (async) rest in order.
         def deliver(payload: Payload) -> None:
-            self.deliveries.put_nowait((uid, payload))
+            if self.ended:
+                return
+            self.deliveries.append((uid, payload))
+            if self.pump is None:
+                self.pump = asyncio.create_task(self._drain(), name=f"link-pump-{uid[:8]}")
 
         return deliver
+
+    async def _drain(self) -> None:
+        # One pump at a time keeps the master's deliveries in order through the async lookups.
+        try:
+            while self.deliveries:
+                uid, payload = self.deliveries.popleft()
+                await self.forward(self, uid, payload)
+        finally:
+            self.pump = None
+
+    def end(self) -> None:
+        self.ended = True
+        self.deliveries.clear()
+        if self.pump is not None:
+            self.pump.cancel()
 
 
 class ApplianceBridge:
@@ -150,8 +174,7 @@ class ApplianceBridge:
             # Same link, same members; the agent's hello refreshes the rest.
             await self._kiosk_link(self._agents[link.token], LinkState.ONLINE)
             return
-        agent = _Agent(link, link.session)
-        agent.pump = asyncio.create_task(self._pump(agent), name=f"link-pump-{link.token[:8]}")
+        agent = _Agent(link, link.session, self._deliver_one)
         self._agents[link.token] = agent
         show = link.appliance.show_id
         takes = await self._store().read(lambda conn: _takes(conn, show))
@@ -199,8 +222,7 @@ class ApplianceBridge:
         agent = self._agents.pop(link.token, None)
         if agent is None:
             return
-        if agent.pump is not None:
-            agent.pump.cancel()
+        agent.end()
         for uid in list(agent.drives):
             self._leave(agent, uid)
         await self._kiosk_link(agent, LinkState.OFFLINE)
@@ -365,17 +387,14 @@ class ApplianceBridge:
 
     # ---- master → agent
 
-    async def _pump(self, agent: _Agent) -> None:
-        # One consumer per link keeps the master's deliveries in order through the async lookups.
-        while True:
-            uid, payload = await agent.deliveries.get()
-            try:
-                message = await self._to_agent(agent, uid, payload)
-            except Exception:
-                log.exception("could not turn a delivery into an agent message")
-                continue
-            if message is not None:
-                self._send(agent, message)
+    async def _deliver_one(self, agent: _Agent, uid: str, payload: Payload) -> None:
+        try:
+            message = await self._to_agent(agent, uid, payload)
+        except Exception:
+            log.exception("could not turn a delivery into an agent message")
+            return
+        if message is not None:
+            self._send(agent, message)
 
     async def _to_agent(
         self, agent: _Agent, uid: str, payload: Payload
