@@ -148,13 +148,28 @@ def _live_arguments(serve: argparse.ArgumentParser) -> None:
         "--master-dir", type=Path, metavar="DIR", help="where the master keeps master.db"
     )
     serve.add_argument("--relay-token", help="shared secret between balancers and masters")
-    serve.add_argument("--burn-port", type=_port, help="burn-protocol TCP port (off if unset)")
-    serve.add_argument("--burn-token", help="shared secret admitting burn-protocol clients")
-    serve.add_argument("--burn-session", help="session the burn token admits into")
+    serve.add_argument(
+        "--burn-port",
+        type=_port,
+        help="burn-protocol TCP port (off if unset); admits clients presenting an appliance "
+        "credential into the newest live session of its show",
+    )
+    serve.add_argument(
+        "--burn-token", help="shared secret also admitting burn-protocol clients (any type)"
+    )
+    serve.add_argument(
+        "--burn-session", help="session --burn-token and --burn-public-display admit into"
+    )
     serve.add_argument(
         "--burn-public-display",
         action="store_true",
         help="let DISPLAY clients watch --burn-session without a credential",
+    )
+    serve.add_argument(
+        "--expiry-check-seconds",
+        type=float,
+        default=15.0,
+        help="how often to look for credentials about to expire (default: 15)",
     )
     serve.add_argument(
         "--drain-seconds",
@@ -171,6 +186,8 @@ def _live_config(args: argparse.Namespace) -> dict[str, Any]:
         raise CliError("--burn-token and --burn-public-display need --burn-session")
     if not 0 <= args.drain_seconds <= 600:
         raise CliError("--drain-seconds must be 0..600")
+    if not 0.05 <= args.expiry_check_seconds <= 3600:
+        raise CliError("--expiry-check-seconds must be 0.05..3600")
     return {
         "role": args.role,
         "register_local_master": args.role == "all",
@@ -183,6 +200,7 @@ def _live_config(args: argparse.Namespace) -> dict[str, Any]:
         "burn_session": args.burn_session,
         "burn_public_display": args.burn_public_display,
         "drain_seconds": args.drain_seconds,
+        "expiry_check_interval": args.expiry_check_seconds,
     }
 
 

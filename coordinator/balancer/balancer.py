@@ -148,6 +148,7 @@ class Balancer:
         *,
         auth_timeout: float = relay.AUTH_TIMEOUT,
         queue_limit: int = DEFAULT_QUEUE_LIMIT,
+        expiry_warning: float | None = None,
     ) -> None:
         self.store = store
         self.pubsub = pubsub
@@ -155,6 +156,7 @@ class Balancer:
         self.route_for = route_for
         self.auth_timeout = auth_timeout
         self.queue_limit = queue_limit
+        self.expiry_warning = expiry_warning
         self.clients: dict[str, ClientConn] = {}
         self.rooms: dict[str, set[ClientConn]] = {}
         self.draining = False
@@ -292,6 +294,7 @@ class Balancer:
         except AuthRefused as exc:
             await ws.close(code=exc.code, message=exc.reason[:120].encode())
             return False
+        self._warn_if_expiring(client, grant)
         return not client.closed
 
     async def _pubsub(self, client: ClientConn, message: dict[str, Any]) -> None:
@@ -324,6 +327,16 @@ class Balancer:
             return
         client.token = token
         client.deliver(_dumps(cm.reply(relay.Action.AUTH.value, True)))
+        self._warn_if_expiring(client, grant)
+
+    def _warn_if_expiring(self, client: ClientConn, grant: Grant) -> None:
+        # The expiry watcher announces a credential once, when it enters the warning window; a
+        # client that signs in (or refreshes to a short credential) after that would never hear
+        # of it, so it is told at once.
+        if self.expiry_warning is None or grant.expires_at is None:
+            return
+        if grant.expires_at - self.clock() <= self.expiry_warning:
+            client.deliver(_dumps(cm.expiring(grant.expires_at)))
 
     def _forget(self, client: ClientConn) -> None:
         if self.clients.get(client.conn_id) is client:

@@ -1,6 +1,13 @@
 """Burn-protocol (seed 004) TCP listener for legacy burners, displays and command frontends."""
 
-from coordinator.burnlistener.auth import Authorize, Grant, token_authorizer
+from coordinator.burnlistener.auth import (
+    Authorize,
+    Grant,
+    Refused,
+    chain,
+    credential_authorizer,
+    token_authorizer,
+)
 from coordinator.burnlistener.listener import (
     BurnListener,
     LoopTicker,
@@ -13,7 +20,10 @@ __all__ = [
     "BurnListener",
     "Grant",
     "LoopTicker",
+    "Refused",
     "Ticker",
+    "chain",
+    "credential_authorizer",
     "start_burn_listener",
     "token_authorizer",
 ]

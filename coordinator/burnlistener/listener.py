@@ -6,8 +6,9 @@ status, and is sent `BURN` when dispatch picks it; a display is pushed the queue
 status, friendly names and statistics (`STATS`) as they change; a command frontend may also
 queue, clear, name and open trays (`OPEN\\t<uid>`). A credential about to expire is announced to
 its connections as `ERROR\\tCREDENTIAL_EXPIRING`. Framing and parsing are `wire.burnproto`'s;
-this module only moves bytes, decides who is let in (a shared token, a credential checked by an
-injected callback, or an anonymous read-only display when allowed), and watches burners' idle
+this module only moves bytes, decides who is let in (the shared `--burn-token`, an appliance
+credential checked against the rendezvous store, a callback of your own, or an anonymous
+read-only display when allowed; see `auth`), and watches burners' idle
 `STATUS`: one silent for `silence_intervals` intervals is dropped, which requeues its burn. Time
 comes from an injectable `Ticker` so tests step it instead of waiting.
 """
@@ -17,12 +18,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Protocol
 
-from coordinator.burnlistener.auth import Authorize, Grant, token_authorizer
+from coordinator.burnlistener.auth import (
+    Authorize,
+    Grant,
+    Refused,
+    chain,
+    credential_authorizer,
+    token_authorizer,
+)
 from coordinator.master import (
     CancelBurn,
     CredentialExpiring,
@@ -36,6 +45,7 @@ from coordinator.master import (
     channels,
 )
 from coordinator.master.room import Burner
+from coordinator.store import Store
 from wire import burnproto as bp
 
 log = logging.getLogger(__name__)
@@ -320,7 +330,14 @@ class _Connection:
             )
             return
         kind = ident.client_type
-        grant = await self._grant(ident)
+        try:
+            grant = await self._grant(ident)
+        except Refused as exc:
+            log.info(
+                "burn client refused", extra={"conn": self.id, "type": kind.value, "why": exc.text}
+            )
+            self.refuse(exc.code, exc.text)
+            return
         if grant is None:
             if ident.credential is None:
                 text = f"a {kind.value} must present a credential in its ID line"
@@ -376,6 +393,8 @@ class _Connection:
             return None
         try:
             result = await listener.authorize(ident.client_type, ident.credential)
+        except Refused:
+            raise
         except Exception:
             log.exception("burn client authorization failed", extra={"conn": self.id})
             return None
@@ -405,6 +424,8 @@ async def start_burn_listener(
     *,
     burn_token: str | None = None,
     session_id: str | None = None,
+    store: Store | None = None,
+    clock: Callable[[], float] = time.time,
     authorize: Authorize | None = None,
     public_display: bool = False,
     ticker: Ticker | None = None,
@@ -413,16 +434,23 @@ async def start_burn_listener(
 ) -> BurnListener:
     """Listen for burn-protocol clients on `host:port` (port 0 picks a free one).
 
-    `burn_token` admits any client type presenting it into `session_id`; `authorize` replaces
-    that with a credential check of your own. With `public_display`, a DISPLAY without a
-    credential may watch `session_id` read-only.
+    `burn_token` admits any client type presenting it into `session_id`. With `store`, an
+    appliance credential in the `ID` line admits into the newest live session of its show,
+    checked against the store at `clock()` time; the token, when set, is tried first.
+    `authorize` replaces both with a check of your own. With `public_display`, a DISPLAY without
+    a credential may watch `session_id` read-only.
     """
     if idle_interval <= 0 or silence_intervals < 1:
         raise ValueError("idle_interval must be positive and silence_intervals at least 1")
     if (burn_token is not None or public_display) and session_id is None:
         raise ValueError("burn_token and public_display need the session_id they admit into")
-    if authorize is None and burn_token is not None and session_id is not None:
-        authorize = token_authorizer(burn_token, session_id)
+    if authorize is None:
+        authorizers: list[Authorize] = []
+        if burn_token is not None and session_id is not None:
+            authorizers.append(token_authorizer(burn_token, session_id))
+        if store is not None:
+            authorizers.append(credential_authorizer(store, clock))
+        authorize = chain(*authorizers) if authorizers else None
     listener = BurnListener(
         master,
         authorize=authorize,

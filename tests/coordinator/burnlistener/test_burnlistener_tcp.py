@@ -1,8 +1,7 @@
 """The burn-protocol listener over real TCP, driven by a client written from the seed text alone.
 
-The client below builds and splits the bytes by hand (tabs between fields, a blank line after each
-message) instead of using `wire.burnproto`, so a mistake shared by the encoder and the listener
-would still show up here.
+The client (`seed_client.SeedClient`) builds and splits the bytes by hand instead of using
+`wire.burnproto`, so a mistake shared by the encoder and the listener would still show up here.
 """
 
 from __future__ import annotations
@@ -13,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from seed_client import END, TOKEN, SeedClient
 
 from coordinator.burnlistener import BurnListener, Grant, start_burn_listener
 from coordinator.master import ImageInfo, Master
 
-TOKEN = "fleet-2026-Booth-token"
 SESSION = "Booth-1"
 IMG = "0123456789abcdef0123456789abcdef"
 IMG2 = "fedcba9876543210fedcba9876543210"
@@ -25,82 +24,6 @@ BURNER_A = "3f2b9c1d0e4a5b6c7d8e9f0a1b2c3d4e"
 BURNER_B = "4f2b9c1d0e4a5b6c7d8e9f0a1b2c3d4e"
 DISPLAY_UID = "00112233445566778899aabbccddeeff"
 COMMAND_UID = "10112233445566778899aabbccddeeff"
-WAIT = 5.0
-END = b"\r\n\r\n"
-
-
-class SeedClient:
-    """A 'Buntu Stand client: TAB-separated fields, messages ended by two CRLF."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-        self.buffer = b""
-        self.seen: list[list[str]] = []
-
-    @classmethod
-    async def connect(cls, port: int) -> SeedClient:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        return cls(reader, writer)
-
-    def send_raw(self, data: bytes) -> None:
-        self.writer.write(data)
-
-    def send(self, *fields: str) -> None:
-        self.send_raw("\t".join(fields).encode() + END)
-
-    async def frame(self) -> list[str]:
-        async with asyncio.timeout(WAIT):
-            while END not in self.buffer:
-                chunk = await self.reader.read(65536)
-                if not chunk:
-                    raise ConnectionError(f"closed by server; unread {self.buffer!r}")
-                self.buffer += chunk
-        body, _, self.buffer = self.buffer.partition(END)
-        fields = body.decode().split("\t")
-        self.seen.append(fields)
-        return fields
-
-    async def expect(self, verb: str) -> list[str]:
-        """The next frame with this verb; other pushes are skipped, but never an ERROR."""
-        for _ in range(1000):
-            fields = await self.frame()
-            if fields[0] == verb:
-                return fields[1:]
-            assert fields[0] != "ERROR", f"unexpected {fields}"
-        raise AssertionError(f"no {verb} in 1000 frames")
-
-    async def error(self) -> list[str]:
-        """The next ERROR's code and text, skipping pushes (QLIST, SLIST, NAME, STATS)."""
-        for _ in range(1000):
-            got = await self.frame()
-            if got[0] == "ERROR":
-                return got[1:]
-            assert got[0] in ("QLIST", "SLIST", "NAME", "STATS"), f"unexpected {got}"
-        raise AssertionError("no ERROR in 1000 frames")
-
-    async def until(self, *fields: str) -> None:
-        """Skip pushes until this exact frame arrives (never skipping an ERROR)."""
-        for _ in range(1000):
-            got = await self.frame()
-            if got == list(fields):
-                return
-            assert got[0] != "ERROR", f"unexpected {got}"
-        raise AssertionError(f"no {fields} in 1000 frames")
-
-    async def closed_by_server(self) -> bool:
-        async with asyncio.timeout(WAIT):
-            for _ in range(1000):
-                if not await self.reader.read(65536):
-                    return True
-        return False
-
-    async def hello(self, kind: str, uid: str, credential: str | None = TOKEN) -> None:
-        assert await self.expect("IDENT") == ["V1"]
-        fields = ["ID", "V1", kind, uid] + ([credential] if credential else [])
-        self.send(*fields)
-
-    def close(self) -> None:
-        self.writer.close()
 
 
 class ManualTicker:
