@@ -5,8 +5,9 @@ Both sides run the argv `OpticalDrive` builds (`ToolChoice.burn_argv`: same tool
 `tsize=`, and for xorriso `-pacifier interval=0.1`, without which xorriso only notices the end of a
 burn on the next wall-clock second and every run comes out as 0.9, 1.8 or 3.6 s). The bare run
 reads the image file directly on its stdin, the cheapest feed there is; ours feeds it through a
-pipe from an mmap, hashes it, parses progress and then reads the pseudo-drive back (1 MiB preads,
-O_DIRECT where allowed, each chunk memcmp'd with that same map: the image is mapped once per job).
+Unix socket from an mmap, hashes it, parses progress and then reads the pseudo-drive back (1 MiB
+preads, O_DIRECT where allowed, each chunk memcmp'd with that same map: the image is mapped once
+per job).
 Runs are interleaved (bare, ours, bare, ours, ...) after one discarded warm-up pair, so drift of
 the host hits both alike; the median and the spread (min..max) of each side are reported.
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -51,13 +53,23 @@ TARGET = 1.10
 KNOWN_TOOLS: dict[str, ToolName] = {"xorriso": "xorriso", "cdrskin": "cdrskin"}
 
 
-def bare(argv: list[str], image: Path) -> float:
-    t = time.perf_counter()
+def cpu_seconds() -> float:
+    """User + system CPU of this process and of its waited-for children so far."""
+    me, kids = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def bare(argv: list[str], image: Path) -> tuple[float, float]:
+    """Wall seconds of the tool alone with the image file on its stdin, and the CPU it took."""
+    c, t = cpu_seconds(), time.perf_counter()
     with open(image, "rb") as f:
         subprocess.run(
             argv, stdin=f, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True
         )
-    return time.perf_counter() - t
+    return time.perf_counter() - t, cpu_seconds() - c
 
 
 async def ours(drive: OpticalDrive, image: SourceImage) -> tuple[float, float, int]:
@@ -92,13 +104,19 @@ def measure(
     write_t: list[float] = []
     verify_t: list[float] = []
     rates: list[float] = []
+    base_cpu: list[float] = []
+    our_cpu: list[float] = []
     for i in range(RUNS + 1):
         target.unlink(missing_ok=True)
-        b = bare(argv, img)
+        b, bc = bare(argv, img)
         target.unlink(missing_ok=True)
+        c = cpu_seconds()
         w, v, n = asyncio.run(ours(drive, image))
+        oc = cpu_seconds() - c
         if i == 0:
             continue  # warm-up pair: page cache, first exec of the tool
+        base_cpu.append(bc)
+        our_cpu.append(oc)
         base_t.append(b)
         our_t.append(w + v)
         write_t.append(w)
@@ -111,7 +129,8 @@ def measure(
     who = f" as {run_as}" if run_as else ""
     print(
         f"[{choice.name}{who}] image {size // MIB} MiB random; fifo {fifo_bytes(size) // MIB} MiB;"
-        f" feed chunk 4 MiB; verify chunk {VERIFY_CHUNK // MIB} MiB; pseudo-drive in {DISC_DIR}; "
+        f" feed chunk 4 MiB through a socket; verify chunk {VERIFY_CHUNK // MIB} MiB;"
+        f" pseudo-drive in {DISC_DIR}; "
         f"{RUNS} interleaved runs per side (+1 warm-up pair)"
     )
     print(f"[{choice.name}] argv: {' '.join(argv)}")
@@ -122,6 +141,12 @@ def measure(
     )
     print(f"[{choice.name}]   of which write (tool, feed, progress): {spread(write_t)}")
     print(f"[{choice.name}]   of which verify (read back, compare):  {spread(verify_t)}")
+    # CPU is what a loaded 2-core host turns into wall time; it varies far less than wall.
+    print(
+        f"[{choice.name}] CPU (user+sys, tool included): bare median "
+        f"{statistics.median(base_cpu):.3f} s, ours {statistics.median(our_cpu):.3f} s "
+        f"({statistics.median(our_cpu) / statistics.median(base_cpu):.3f}x)"
+    )
     print(
         f"[{choice.name}] ratio ours/bare: {ratio:.3f}x of medians; "
         f"per pair {min(ratios):.3f}..{max(ratios):.3f}x "

@@ -6,6 +6,7 @@ import asyncio
 import errno
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -447,3 +448,61 @@ def test_image_shrinking_during_verify_is_an_error_not_a_crash(tmp_path: Path) -
     finally:
         src.close()
     assert done == [optical.VERIFY_CHUNK]  # the part still there was compared, then it stopped
+
+
+def _pid_writing(target: Path) -> int | None:
+    """The process whose command line names this pseudo-drive, if one runs."""
+    wanted = f"dev=stdio:{target}".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue  # exited meanwhile
+        if wanted in argv:
+            return int(entry.name)
+    return None
+
+
+async def test_tool_crashing_mid_burn_is_a_tool_failure(tmp_path: Path) -> None:
+    """The tool dies with our feed half read: a failed job naming the tool, not a crash, and
+    the drive is usable again. The tool is frozen first so that it dies with unread input in
+    the feed socket, the way a crashing burner leaves it."""
+    big = tmp_path / "big.img"
+    big.write_bytes(os.urandom(128 * MIB))
+    target = tmp_path / "disc.img"
+    drive = OpticalDrive(f"stdio:{target}", "uid0", tool="xorriso")
+    burn = asyncio.create_task(collect(drive.write(source(big))))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    pid = None
+    while pid is None and not burn.done() and loop.time() < deadline:
+        pid = await asyncio.to_thread(_pid_writing, target)
+    assert pid is not None, "the burn tool never showed up"
+    os.kill(pid, signal.SIGSTOP)
+    os.kill(pid, signal.SIGKILL)
+    with pytest.raises(ToolFailed, match=r"xorriso exited with status -9"):
+        await asyncio.wait_for(burn, timeout=60)
+    assert await drive.state() is DriveState.IDLE
+    wrote = await collect(drive.write(source(big)))  # the drive works again
+    assert wrote[-1].done == 128 * MIB
+
+
+@pytest.mark.parametrize("tool", ["xorriso", "cdrskin"])
+async def test_burn_ends_when_the_tool_does_not_at_the_next_tick(
+    iso: Path, shared_dir: Path, tool: optical.ToolName
+) -> None:
+    """The tool reads to EOF, so the feed's end must close its stdin at once. With a progress
+    tick of an hour, a burn that waited for the tick would never come back here."""
+    if tool == "cdrskin" and (shutil.which("cdrskin") is None or shutil.which("runuser") is None):
+        pytest.skip("cdrskin/runuser not installed (make test installs them)")
+    run_as = "nobody" if tool == "cdrskin" else None
+    drive = OpticalDrive(
+        f"stdio:{shared_dir / 'disc.img'}", "uid0", tool=tool, run_as=run_as, tick=3600
+    )
+    image = source(iso)
+    wrote = await asyncio.wait_for(collect(drive.write(image)), timeout=60)
+    assert wrote[-1].done == image.size
+    checked = await asyncio.wait_for(collect(drive.verify(image)), timeout=60)
+    assert checked[-1].done == image.size
