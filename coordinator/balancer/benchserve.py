@@ -122,7 +122,7 @@ async def run(mode: str) -> None:
         pids: list[int] = []
         child: asyncio.subprocess.Process | None = None
         if mode == "embedded":
-            config = CoordinatorConfig(data_dir=data, port=port, client_queue_limit=4096)
+            config = CoordinatorConfig(data_dir=data, port=port)
             app, runner = await _start(config)
             live = app[LIVE]
             assert live.host is not None  # noqa: S101 - embedded runs a master
@@ -156,7 +156,6 @@ async def run(mode: str) -> None:
                 port=port,
                 role="balancer",
                 register_local_master=False,
-                client_queue_limit=4096,
                 discovery_interval=0.2,
             )
             app, runner = await _start(config)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -60,7 +61,10 @@ class _Member:
     host_link: HostLink
     room: str
     conn_id: str
-    grant: Grant
+    # Who it is, so a re-auth can be held to the same person (not the whole grant: idle
+    # members should cost little).
+    role: str
+    person_id: int
     pending: list[bp.QOk | bp.Error] | None = None
 
     def deliver(self, payload: Payload) -> None:
@@ -117,7 +121,7 @@ class HostLink:
         if r.suspended:
             # The store says live (checked above): the room was resumed through rendezvous.
             master.resume(g.session_id)
-        member = _Member(self, g.session_id, conn_id, g)
+        member = _Member(self, g.session_id, conn_id, g.role, g.person_id)
         self.members[conn_id] = member
         try:
             master.join(
@@ -125,7 +129,7 @@ class HostLink:
                 conn_id,
                 MemberKind.BROWSER,
                 member.deliver,
-                credential_id=str(g.credential_id),
+                credential_id=sys.intern(str(g.credential_id)),
                 commands=g.commands,
             )
         except RoomError as exc:
@@ -138,19 +142,18 @@ class HostLink:
         if member is None:
             raise AuthRefused(CloseCode.POLICY_VIOLATION, "not joined")
         g = await self._grant(token, room, grant)
-        if (g.role, g.person_id) != (member.grant.role, member.grant.person_id):
+        if (g.role, g.person_id) != (member.role, member.person_id):
             raise AuthRefused(CloseCode.POLICY_VIOLATION, "a new auth must be the same person")
         master = self.host.master
         # The room keys expiry notices by credential: seat the member again under the new one.
         master.leave(member.room, conn_id)
-        member.grant = g
         try:
             master.join(
                 g.session_id,
                 conn_id,
                 MemberKind.BROWSER,
                 member.deliver,
-                credential_id=str(g.credential_id),
+                credential_id=sys.intern(str(g.credential_id)),
                 commands=g.commands,
             )
         except RoomError as exc:

@@ -73,7 +73,9 @@ class Master:
         self._clock = clock
         self._wall = wall
         self._rooms: dict[str, Room] = {}
-        self._deliver: dict[tuple[str, str], Deliver] = {}
+        # session id -> member id -> deliver. Nested rather than keyed by a (session, member)
+        # tuple: one tuple less per member is ~70 bytes less per idle browser (issue 5's target).
+        self._deliver: dict[str, dict[str, Deliver]] = {}
 
     async def open(self) -> None:
         await self.db.open()
@@ -155,6 +157,7 @@ class Master:
         room.suspend("unloaded")
         self._apply(room)
         del self._rooms[room.session_id]
+        self._deliver.pop(room.session_id, None)
         await self.db.flush()
 
     # ---- members -----------------------------------------------------------------------------
@@ -180,7 +183,7 @@ class Master:
             commands=commands,
             cancels=cancels,
         )
-        self._deliver[(room.session_id, member_id)] = deliver
+        self._deliver.setdefault(room.session_id, {})[member_id] = deliver
         self._apply(room)
         return member
 
@@ -188,7 +191,9 @@ class Master:
         room = self._rooms.get(session_id.lower())
         if room is None:
             return
-        self._deliver.pop((room.session_id, member_id), None)
+        delivers = self._deliver.get(room.session_id)
+        if delivers is not None:
+            delivers.pop(member_id, None)
         room.leave(member_id)
         self._apply(room)
 
@@ -327,11 +332,12 @@ class Master:
                 room.learn_image(info)
 
     def _send(self, session_id: str, member_id: str, payload: Payload) -> None:
-        deliver = self._deliver.get((session_id, member_id))
-        if deliver is None:
+        delivers = self._deliver.get(session_id)
+        deliver = None if delivers is None else delivers.get(member_id)
+        if delivers is None or deliver is None:
             return
         if isinstance(payload, Superseded | SessionClosed):
-            del self._deliver[(session_id, member_id)]
+            del delivers[member_id]
         try:
             deliver(payload)
         except Exception:  # one broken transport must not stop delivery to the others
