@@ -40,6 +40,9 @@ STATE_FILE = "demo.json"
 IMAGES_ROUTE = "/demo-images/"
 AGENT_SOCKET = "agent.sock"
 KIOSK_NAME = "demo kiosk"
+# Discs of the first take queued when the demo starts with an empty queue, so the dashboard
+# shows the kiosk at work; at the simulated burners' speeds they keep it busy for a minute or so.
+DEMO_BURNS = 12
 
 
 @dataclass(frozen=True)
@@ -206,14 +209,10 @@ def _take_entries(data: Path, base: str, state: dict[str, Any]) -> list[dict[str
     takes = []
     for t in state["takes"]:
         path = data / "images" / t["name"]
-        md5 = hashlib.md5(usedforsecurity=False)
-        with path.open("rb") as f:
-            while chunk := f.read(1 << 20):
-                md5.update(chunk)
         takes.append(
             {
                 "sha256": t["sha256"],
-                "md5": md5.hexdigest(),
+                "md5": _md5_of(path),
                 "size": path.stat().st_size,
                 "name": t["name"],
                 "notes": notes.get(t["name"], ""),
@@ -221,6 +220,60 @@ def _take_entries(data: Path, base: str, state: dict[str, Any]) -> list[dict[str
             }
         )
     return takes
+
+
+async def _queue_demo_burns(base: str, data: Path, state: dict[str, Any]) -> str | None:
+    """Queue `DEMO_BURNS` discs of the first take when the session's queue is empty, the way an
+    operator does it (sign in, the session's WebSocket, `queue`); returns the take's name, or
+    None when something was queued already (a restarted demo keeps its queue)."""
+    first = state["takes"][0]
+    md5 = await asyncio.to_thread(_md5_of, data / "images" / first["name"])
+    person = state["contributor"]
+    async with aiohttp.ClientSession() as http:
+        api = _Api(http, base + "/api/v1")
+        entered = await api.post(
+            "/join",
+            None,
+            {
+                "user": person["email"],
+                "show": state["show_id"],
+                "duration": 600,
+                "secret": person["secret"],
+            },
+        )
+        # Membership is per credential: this fresh one joins the session like a browser does.
+        await api.post(f"/sessions/{state['session_id']}/join", entered["credential"], {})
+        async with http.ws_connect(f"{base}/ws/{state['session_id']}") as ws:
+            await ws.send_json({"action": "auth", "token": entered["credential"]})
+            snapshot = await _ask(ws, {"action": "snapshot"})
+            if snapshot.get("result", {}).get("queue"):
+                return None
+            answer = await _ask(ws, {"action": "queue", "md5": md5, "count": DEMO_BURNS})
+            if answer.get("status") is not True:
+                raise RuntimeError(f"could not queue the demo burns: {answer.get('error')}")
+    return str(first["name"])
+
+
+async def _ask(ws: aiohttp.ClientWebSocketResponse, frame: dict[str, Any]) -> dict[str, Any]:
+    """Send a command and return its reply (pushes in between are skipped; bounded)."""
+    await ws.send_json(frame)
+    async with asyncio.timeout(30):
+        for _ in range(1000):
+            msg = await ws.receive()
+            if msg.type is not aiohttp.WSMsgType.TEXT:
+                raise RuntimeError(f"the session socket closed: {msg.type.name} {msg.extra}")
+            reply: dict[str, Any] = json.loads(msg.data)
+            if reply.get("action") == frame["action"]:
+                return reply
+    raise RuntimeError(f"no reply to {frame['action']}")
+
+
+def _md5_of(path: Path) -> str:
+    md5 = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            md5.update(chunk)
+    return md5.hexdigest()
 
 
 def _agent_config(data: Path, base: str, credential: str) -> Any:
@@ -239,10 +292,16 @@ def _agent_config(data: Path, base: str, credential: str) -> Any:
         cache_size=256 * 1024 * 1024,
         simulated=(
             SimulatedDriveConfig(
-                "Left burner", "sim:left", "optical", 2e6, 700 * 1024 * 1024, frozenset({"CDR"})
+                # ~4x CD speed: a 3 MiB disc takes seconds, long enough to watch it progress.
+                "Left burner",
+                "sim:left",
+                "optical",
+                6e5,
+                700 * 1024 * 1024,
+                frozenset({"CDR"}),
             ),
             SimulatedDriveConfig(
-                "USB slot", "sim:usb", "block", 4e6, 8 * 1024**3, frozenset({"BLOCK"})
+                "USB slot", "sim:usb", "block", 1e6, 8 * 1024**3, frozenset({"BLOCK"})
             ),
         ),
         optical=optical,
@@ -294,7 +353,15 @@ def _banner(base: str, data: Path, state: dict[str, Any], *, kiosk: bool = True)
     return "\n".join(lines)
 
 
-async def run(data: Path, host: str, port: int, stop: asyncio.Event, *, kiosk: bool = True) -> None:
+async def run(
+    data: Path,
+    host: str,
+    port: int,
+    stop: asyncio.Event,
+    *,
+    kiosk: bool = True,
+    burns: bool = True,
+) -> None:
     """Serve until `stop` is set; `data` must exist and be absolute."""
     config = CoordinatorConfig(data_dir=data, host=host, port=port)
     app = make_app(config)
@@ -318,7 +385,10 @@ async def run(data: Path, host: str, port: int, stop: asyncio.Event, *, kiosk: b
         credential = await _enroll_kiosk(data, state)
         agent = await _start_agent(data, base, state, credential)
         try:
+            queued = await _queue_demo_burns(base, data, state) if burns else None
             print(_banner(base, data, state), flush=True)
+            if queued is not None:
+                print(f"Queued {DEMO_BURNS} discs of {queued} for the demo kiosk.\n", flush=True)
             await stop.wait()
         finally:
             await agent.stop()
@@ -355,6 +425,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--port", type=int, default=int(os.environ.get("BURNSTAND_DEMO_PORT", "8080"))
     )
     parser.add_argument(
+        "--no-burns",
+        action="store_true",
+        help=f"do not queue {DEMO_BURNS} discs at start (they are queued when the queue is empty)",
+    )
+    parser.add_argument(
         "--no-kiosk",
         action="store_true",
         help="run only the coordinator, without the simulated kiosk agent",
@@ -368,7 +443,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await run(data, args.host, args.port, stop, kiosk=not args.no_kiosk)
+        await run(
+            data, args.host, args.port, stop, kiosk=not args.no_kiosk, burns=not args.no_burns
+        )
 
     try:
         asyncio.run(_main())

@@ -252,6 +252,11 @@ class ApplianceBridge:
             self._send(agent, am.Error(am.ErrorCode.NO_SESSION.value, "no session master here"))
             return
         room = await master.load(agent.session)
+        # What a drive can burn: what its box holds, and every take the box can fetch from a
+        # URL when told to burn it (a fresh kiosk holds nothing, yet can burn the whole catalog).
+        show = agent.link.appliance.show_id
+        takes = await self._store().read(lambda conn: _takes(conn, show))
+        fetchable = {t.md5 for t in takes if t.url}
         present = {d.uid for d in hello.drives}
         for uid in [u for u in agent.drives if u not in present]:
             self._leave(agent, uid)
@@ -259,12 +264,16 @@ class ApplianceBridge:
             member = agent.drives.get(drive.uid)
             if member is None:
                 member = self._join(master, room.session_id, agent, drive.uid)
-            await master.handle(room.session_id, member, bp.Cap(drive.capabilities, drive.images))
+            burnable = tuple(sorted(fetchable.union(drive.images)))
+            await master.handle(room.session_id, member, bp.Cap(drive.capabilities, burnable))
             if not self._counts_twice(agent, drive.uid, drive.status):
                 await master.handle(room.session_id, member, bp.Status(drive.status))
             burner = room.burners.get(drive.uid)
             if burner is not None and burner.name and burner.name != drive.name:
                 self._send(agent, am.Name(drive.uid, burner.name))
+            else:
+                # Until an operator names it, a drive is shown by its box's name for it.
+                master.name_if_unnamed(room.session_id, drive.uid, drive.name)
         if self._newest.get(agent.link.appliance.id) == agent.link.token:
             # The cache is what the hello says the drives can burn from: the same images on
             # every drive of a box, so their union is the box's cache.

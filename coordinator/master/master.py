@@ -222,6 +222,18 @@ class Master:
             room.note_job(uid, job)
         self._apply(room)
 
+    def name_if_unnamed(self, session_id: str, uid: str, name: str) -> None:
+        """Give burner `uid` the name its box calls it, unless an operator named it already."""
+        room = self._room(session_id)
+        burner = room.burners.get(uid)
+        if burner is None or burner.name or not name:
+            return
+        try:
+            room.set_name(uid, name)
+        except RoomError:
+            return  # a name the room does not take (too long, control characters): keep none
+        self._apply(room)
+
     def counted(self, session_id: str, uid: str, job: str) -> bool:
         """Whether result `job` of burner `uid` has been counted in the session already."""
         room = self._rooms.get(session_id.lower())

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import subprocess
 import sys
 import urllib.request
 from pathlib import Path
+
+import aiohttp
 
 from tests.conftest import free_port
 
@@ -35,6 +38,15 @@ def _wait_banner(proc: subprocess.Popen[str]) -> str:
     raise AssertionError("demo never printed its banner:\n" + "".join(seen))
 
 
+def _until(proc: subprocess.Popen[str], text: str) -> str:
+    assert proc.stdout is not None
+    for _ in range(20):  # bounded: the line follows the banner at once
+        line = proc.stdout.readline()
+        if text in line:
+            return line
+    raise AssertionError(f"the demo never printed {text!r}")
+
+
 def _get(url: str, token: str | None = None) -> object:
     req = urllib.request.Request(url)
     if token:
@@ -48,6 +60,31 @@ def _stop(proc: subprocess.Popen[str]) -> str:
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, out
     return out
+
+
+async def _room(port: int, state: dict[str, object]) -> dict[str, object]:
+    """The demo session as the dashboard sees it, once its kiosk has taken a queued disc."""
+    sid = state["session_id"]
+    url = f"ws://127.0.0.1:{port}/ws/{sid}"
+    async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
+        await ws.send_json({"action": "auth", "token": state["admin_credential"]})
+        # Subscribe first, then look: a burn that starts in between is seen either way.
+        await ws.send_json({"action": "subscribe", "pattern": f"session.{sid}.burner.*"})
+        await ws.send_json({"action": "snapshot"})
+        burning = False
+        async with asyncio.timeout(30):
+            for _ in range(10_000):  # bounded: frames of a 30 s window
+                frame = json.loads((await ws.receive()).data)
+                if frame.get("action") == "snapshot":
+                    room: dict[str, object] = frame["result"]
+                    burners = room["burners"]
+                    assert isinstance(burners, list)
+                    if any(b["job"] for b in burners):
+                        return room
+                elif frame.get("action") == "message" and frame["data"].get("job") and not burning:
+                    burning = True  # a burn started: the room as it is now has its kiosk
+                    await ws.send_json({"action": "snapshot"})
+    raise AssertionError("no burner of the demo kiosk started a queued disc")
 
 
 def test_demo_serves_a_seeded_show_and_reuses_its_folder(tmp_path: Path) -> None:
@@ -65,6 +102,12 @@ def test_demo_serves_a_seeded_show_and_reuses_its_folder(tmp_path: Path) -> None
         shows = _get(base + "/shows", state["admin_credential"])
         assert isinstance(shows, dict)
         assert [s["name"] for s in shows["items"]] == ["burnstand demo"]
+        # The dashboard's first view: the demo kiosk, burning the discs the demo queued.
+        assert "Queued 12 discs of burnstand-demo-live-amd64.iso" in _until(proc, "Queued")
+        room = asyncio.run(_room(port, state))
+        kiosks = room["kiosks"]
+        assert isinstance(kiosks, list)
+        assert [(k["name"], k["link"]) for k in kiosks] == [("demo kiosk", "online")]
         # Every take's URL serves exactly the image whose size the catalog records.
         for take in state["takes"]:
             url = f"http://127.0.0.1:{port}/demo-images/{take['name']}"

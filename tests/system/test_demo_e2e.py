@@ -61,6 +61,7 @@ async def test_demo_burns_on_a_simulated_drive_and_stops_on_ctrl_c(tmp_path: Pat
         str(data),
         "--port",
         str(port),
+        "--no-burns",  # this test starts its own burn on a drive the demo's queue would take
         cwd=REPO,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

@@ -181,6 +181,8 @@ async def test_drive_joins_the_session_and_a_queued_take_reaches_the_agent_as_bu
     burners = [m for m in room.members.values() if m.kind is MemberKind.BURNER]
     assert [m.uid for m in burners] == [UID]
     assert room.burners[UID].capabilities == frozenset({bp.Capability.BURNDVDR})
+    # Unnamed by any operator, the drive is shown by the name its box gives it.
+    assert room.burners[UID].name == "left tray"
 
     replies: list[object] = []
     live.master.join(live.session, "desk", MemberKind.COMMAND, replies.append)
@@ -209,6 +211,26 @@ async def test_drive_joins_the_session_and_a_queued_take_reaches_the_agent_as_bu
     await live.signal.until(lambda: burner_status(live) == "EMPTY")
     assert room.burners[UID].stats.burned == 1
     assert room.burners[UID].job is None
+
+
+async def test_a_kiosk_with_an_empty_cache_is_sent_takes_it_can_fetch(
+    live: Live, agent: AgentLink, inbox: list[dict[str, Any]]
+) -> None:
+    # A freshly flashed kiosk holds no image, yet the take has a URL it downloads from when
+    # told to burn it: the queue must reach it rather than wait for a cache that never fills.
+    await live.signal.until(lambda: bool(of_type(inbox, "catalog")))
+    empty = hello()
+    empty["drives"][0]["images"] = []
+    await agent.send(empty)
+    await live.signal.until(lambda: burner_status(live) == "IDLE")
+    replies: list[object] = []
+    live.master.join(live.session, "desk", MemberKind.COMMAND, replies.append)
+    await live.master.handle(live.session, "desk", bp.Queue(MD5))
+    await live.signal.until(lambda: bool(of_type(inbox, "burn")))
+    [burn] = of_type(inbox, "burn")
+    assert (burn["md5"], burn["url"]) == (MD5, "https://x/u.iso")
+    # The dashboard's cache view still says what the box holds: nothing yet.
+    assert kiosk_snapshot(live)["images"] == []
 
 
 @pytest.mark.parametrize(
