@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,55 +21,9 @@ import aiohttp
 import pytest
 
 from tests.conftest import RedisServer, free_port
+from tests.nodes import WAIT, Node, admin_token, api
 
-REPO = Path(__file__).resolve().parents[2]
-WAIT = 20.0
 MD5 = "cd" * 16
-
-
-class Node:
-    """One coordinator process."""
-
-    def __init__(self, data: Path, *args: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = data.parent / f"node-{self.port}.log"
-        self._log = self.log.open("wb")
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "coordinator.cli",
-                "serve",
-                "--data",
-                str(data),
-                "--port",
-                str(self.port),
-                *args,
-            ],
-            cwd=REPO,
-            stdout=subprocess.DEVNULL,
-            stderr=self._log,
-            env={**os.environ, "PYTHONPATH": str(REPO)},
-        )
-
-    async def ready(self, session: aiohttp.ClientSession) -> dict[str, Any]:
-        for _ in range(400):
-            if self.proc.poll() is not None:
-                raise AssertionError(self.log.read_text())
-            try:
-                async with session.get(self.url + "/api/v1/health") as resp:
-                    body: dict[str, Any] = await resp.json()
-                    return body
-            except aiohttp.ClientConnectionError:
-                await asyncio.sleep(0.05)  # poll backoff while the process binds its port
-        raise AssertionError(f"node did not come up: {self.log.read_text()}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=WAIT)
-        self._log.close()
 
 
 @pytest.fixture
@@ -87,41 +38,6 @@ def nodes() -> Iterator[list[Node]]:
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
         yield session
-
-
-async def api(
-    http: aiohttp.ClientSession, node: Node, method: str, path: str, token: str, body: Any = None
-) -> Any:
-    async with http.request(
-        method, node.url + "/api/v1" + path, json=body, headers={"Authorization": f"Bearer {token}"}
-    ) as resp:
-        out = await resp.json(content_type=None)
-        assert resp.status < 300, (path, resp.status, out)
-        return out
-
-
-def admin_token(data: Path) -> str:
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "coordinator.cli",
-            "admin",
-            "create",
-            "--data",
-            str(data),
-            "--name",
-            "Ada",
-            "--email",
-            "ada@example.org",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=WAIT,
-    )
-    return out.stdout.strip()
 
 
 async def enter(http: aiohttp.ClientSession, node: Node, show: int, user: str, secret: str) -> str:
@@ -208,7 +124,7 @@ async def test_two_balancers_two_masters_redis(
     redis = ["--redis", redis_server.url]
     rendezvous = Node(data, "--role", "rendezvous", *redis)
     nodes.append(rendezvous)
-    assert (await rendezvous.ready(http))["role"] == "rendezvous"
+    assert (await rendezvous.health(http))["role"] == "rendezvous"
     admin = admin_token(data)
     w = await world(http, rendezvous, admin)
     masters = []
@@ -225,14 +141,14 @@ async def test_two_balancers_two_masters_redis(
         )
         nodes.append(m)
         masters.append(m)
-        await m.ready(http)
+        await m.health(http)
     s1 = await new_session(http, rendezvous, w)
     s2 = await new_session(http, rendezvous, w)
     assert s1["master"]["url"] != s2["master"]["url"]  # least-loaded placement spreads them
     balancers = [Node(data, "--role", "balancer", *redis) for _ in range(2)]
     nodes.extend(balancers)
     for b in balancers:
-        await b.ready(http)
+        await b.health(http)
         await health_until(http, b, "masters", 2)
 
     sid1, sid2 = s1["id"], s2["id"]
@@ -282,7 +198,7 @@ async def test_sigterm_drains_clients_with_1001_and_health_closed(
     data = tmp_path / "data"
     node = Node(data, "--drain-seconds", "30")
     nodes.append(node)
-    await node.ready(http)
+    await node.health(http)
     admin = admin_token(data)
     w = await world(http, node, admin)
     s = await new_session(http, node, w)
@@ -302,6 +218,6 @@ async def test_sigterm_drains_clients_with_1001_and_health_closed(
     # The queue was flushed: a restarted node still has it.
     node2 = Node(data)
     nodes.append(node2)
-    await node2.ready(http)
+    await node2.health(http)
     ws2 = await connect(http, node2, s["id"], w["cleo"])
     assert (await ask(ws2, {"action": "snapshot"}))["result"]["queue"] == [{"md5": MD5, "count": 1}]

@@ -12,11 +12,7 @@ after the socket is seated. Every wait is bounded.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -27,67 +23,13 @@ import pytest
 
 from coordinator import cli
 from tests.conftest import RedisServer, free_port
+from tests.nodes import WAIT, Node, admin_token, api
 
-REPO = Path(__file__).resolve().parents[3]
-WAIT = 20.0
 MD5 = "cd" * 16
 # The coordinator warns 300 s before expiry (CoordinatorConfig.expiry_warning_seconds); a
 # credential for 300 + MARGIN seconds is announced MARGIN seconds after it is issued.
 WARNING = 300
 MARGIN = 4
-
-
-class Node:
-    """One coordinator process on loopback; its log is kept for failure messages."""
-
-    def __init__(self, data: Path, *args: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = data.parent / f"node-{self.port}.log"
-        data.parent.mkdir(parents=True, exist_ok=True)
-        self._log = self.log.open("wb")
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "coordinator.cli",
-                "serve",
-                "--data",
-                str(data),
-                "--port",
-                str(self.port),
-                *args,
-            ],
-            cwd=REPO,
-            stdout=subprocess.DEVNULL,
-            stderr=self._log,
-            env={**os.environ, "PYTHONPATH": str(REPO)},
-        )
-
-    async def health(self, http: aiohttp.ClientSession) -> dict[str, Any]:
-        for _ in range(400):
-            if self.proc.poll() is not None:
-                raise AssertionError(self.log.read_text())
-            try:
-                async with http.get(self.url + "/api/v1/health") as resp:
-                    body: dict[str, Any] = await resp.json()
-                    return body
-            except aiohttp.ClientConnectionError:
-                await asyncio.sleep(0.05)  # poll backoff while the process binds its port
-        raise AssertionError(f"node did not come up: {self.log.read_text()}")
-
-    async def until_health(self, http: aiohttp.ClientSession, key: str, value: object) -> None:
-        for _ in range(400):
-            if (await self.health(http)).get(key) == value:
-                return
-            await asyncio.sleep(0.05)  # poll backoff between bounded health checks
-        raise AssertionError(f"health never had {key}={value}: {self.log.read_text()}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=WAIT)
-        self._log.close()
 
 
 @pytest.fixture
@@ -102,45 +44,6 @@ def nodes() -> Iterator[list[Node]]:
     yield started
     for node in started:
         node.stop()
-
-
-async def api(
-    http: aiohttp.ClientSession,
-    node: Node,
-    method: str,
-    path: str,
-    token: str | None = None,
-    body: Any = None,
-) -> Any:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    async with http.request(method, node.url + "/api/v1" + path, json=body, headers=headers) as r:
-        out = await r.json(content_type=None)
-        assert r.status < 300, (path, r.status, out)
-        return out
-
-
-def admin_token(data: Path) -> str:
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "coordinator.cli",
-            "admin",
-            "create",
-            "--data",
-            str(data),
-            "--name",
-            "Ada",
-            "--email",
-            "ada@example.org",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=WAIT,
-    )
-    return out.stdout.strip()
 
 
 async def join(
