@@ -86,3 +86,10 @@ class SeedClient:
 
     def close(self) -> None:
         self.writer.close()
+
+
+async def connect(port: int, clients: list[SeedClient]) -> SeedClient:
+    """A client on `port`, recorded in `clients` (the fixture closes them all at the end)."""
+    client = await SeedClient.connect(port)
+    clients.append(client)
+    return client

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from rv_helpers import MD5, Client, FakeClock, MakeClient, World, call, make_world
-from seed_client import TOKEN, SeedClient
+from seed_client import TOKEN, SeedClient, connect
 
 from coordinator.burnlistener import BurnListener, start_burn_listener
 from coordinator.keys import EXPIRY, STORE
@@ -70,22 +70,8 @@ async def start(client: Client, clock: FakeClock) -> AsyncIterator[StartListener
         await listener.wait_closed()
 
 
-@pytest.fixture
-async def clients() -> AsyncIterator[list[SeedClient]]:
-    made: list[SeedClient] = []
-    yield made
-    for c in made:
-        c.close()
-
-
-async def _connect(port: int, clients: list[SeedClient]) -> SeedClient:
-    c = await SeedClient.connect(port)
-    clients.append(c)
-    return c
-
-
 async def _burner(port: int, clients: list[SeedClient], credential: str) -> SeedClient:
-    burner = await _connect(port, clients)
+    burner = await connect(port, clients)
     await burner.hello("BURNER", BURNER, credential)
     assert await burner.expect("CAPAB") == []
     burner.send("CAP", "BURNDVDR", f"IMG:{MD5}")
@@ -109,7 +95,7 @@ async def test_appliance_credential_joins_the_newest_live_session_of_its_show(
     newest = await _session(client, world)
     port = (await start()).port  # no --burn-token, no --burn-session: credentials decide
     burner = await _burner(port, clients, world.appliance)
-    command = await _connect(port, clients)
+    command = await connect(port, clients)
     await command.hello("COMMAND", COMMAND, world.appliance)
     await command.until("SLIST", f"{BURNER}==IDLE")
     command.send("QUEUE", MD5)
@@ -125,7 +111,7 @@ async def test_appliance_credential_joins_the_newest_live_session_of_its_show(
     assert old_room is None or BURNER not in old_room.burners
 
     # A display with the credential watches the same room and stays read-only.
-    display = await _connect(port, clients)
+    display = await connect(port, clients)
     await display.hello("DISPLAY", DISPLAY, world.appliance)
     await display.until("SLIST", f"{BURNER}==50%")
     display.send("QCLEAR")
@@ -138,13 +124,13 @@ async def test_burn_token_keeps_working_next_to_appliance_credentials(
     token_session = await _session(client, world)
     appliance_session = await _session(client, world)
     port = (await start(burn_token=TOKEN, session_id=token_session)).port
-    by_token = await _connect(port, clients)
+    by_token = await connect(port, clients)
     await by_token.hello("COMMAND", COMMAND, TOKEN)
     assert await by_token.expect("QLIST") == []
     by_credential = await _burner(port, clients, world.appliance)
     by_token.send("SREPORT")
     assert await by_token.expect("SLIST") == []  # the burner is in the other session
-    command = await _connect(port, clients)
+    command = await connect(port, clients)
     await command.hello("COMMAND", COMMAND, world.appliance)
     await command.until("SLIST", f"{BURNER}==IDLE")
     room = _master(client).room(appliance_session)
@@ -203,7 +189,7 @@ async def test_refused_credentials_get_a_clear_error_and_are_closed(
         )
         credential = other["credential"]
     port = (await start()).port
-    c = await _connect(port, clients)
+    c = await connect(port, clients)
     await c.hello(kind, BURNER, credential)
     code, text = await c.error()
     assert code == "NOT_ALLOWED"
@@ -228,7 +214,7 @@ async def test_expiring_appliance_credential_is_announced_to_its_tcp_members(
     )
     port = (await start()).port
     burner = await _burner(port, clients, world.appliance)
-    command = await _connect(port, clients)
+    command = await connect(port, clients)
     await command.hello("COMMAND", COMMAND, world.appliance)
     await command.until("SLIST", f"{BURNER}==IDLE")
 
@@ -246,7 +232,7 @@ async def test_expiring_appliance_credential_is_announced_to_its_tcp_members(
     assert await burner.expect("BURN") == [MD5]
 
     clock.advance(300)  # now it has expired: a new connection is refused
-    late = await _connect(port, clients)
+    late = await connect(port, clients)
     await late.hello("COMMAND", COMMAND, world.appliance)
     code, text = await late.error()
     assert (code, "expired" in text) == ("NOT_ALLOWED", True)
@@ -267,7 +253,7 @@ async def test_serve_burn_port_admits_appliance_credentials(
     room = _master(app_client).room(sid)
     assert room is not None
     assert BURNER in room.burners
-    stranger = await _connect(listener.port, clients)
+    stranger = await connect(listener.port, clients)
     await stranger.hello("BURNER", BURNER[::-1], "not-a-credential")
     assert (await stranger.error())[0] == "NOT_ALLOWED"
     burner.send("STATUS", "50%")  # the admitted one keeps working beside the refusal

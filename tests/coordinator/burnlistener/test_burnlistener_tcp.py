@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from seed_client import END, TOKEN, SeedClient
+from seed_client import END, TOKEN, SeedClient, connect
 
 from coordinator.burnlistener import BurnListener, Grant, start_burn_listener
 from coordinator.master import ImageInfo, Master
@@ -92,20 +92,6 @@ async def start(master: Master) -> AsyncIterator[StartListener]:
     for listener in started:
         listener.close()
         await listener.wait_closed()
-
-
-@pytest.fixture
-async def clients() -> AsyncIterator[list[SeedClient]]:
-    made: list[SeedClient] = []
-    yield made
-    for client in made:
-        client.close()
-
-
-async def connect(port: int, clients: list[SeedClient]) -> SeedClient:
-    client = await SeedClient.connect(port)
-    clients.append(client)
-    return client
 
 
 async def ready_burner(
