@@ -44,6 +44,9 @@ MEDIA_CAPACITY: dict[bp.Capability, int] = {
 }
 # A QLIST of this many md5s still fits in one 64 KiB frame (33 bytes per md5).
 QLIST_FIT = (bp.MAX_FRAME - 16) // 33
+# A CAP answering ASKCAPAB fits one frame with this many `IMG:<md5>` (37 bytes each) beside the
+# capability words.
+CAP_IMAGES_FIT = (bp.MAX_FRAME - 128) // 37
 MAX_NAME = 100
 # A kiosk's name and software version as its link carries them (wire.agentmsg limits).
 MAX_KIOSK_TEXT = 200
@@ -497,9 +500,11 @@ class Room:
             if burner.connected:
                 caps |= burner.capabilities
                 images |= burner.images
+        # Kiosks may burn every take of a large catalog: the answer names as many as one frame
+        # holds (in md5 order), rather than being a frame too large to send at all.
         return bp.Cap(
             tuple(c for c in bp.Capability if c in caps),
-            tuple(sorted(images)),
+            tuple(sorted(images))[:CAP_IMAGES_FIT],
         )
 
     def stats(self) -> dict[str, dict[str, object]]:

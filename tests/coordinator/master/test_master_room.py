@@ -374,3 +374,19 @@ def test_open_naming_a_burner_opens_that_burners_tray_only(clock: FakeClock) -> 
     h.room.handle(cmd, bp.Open(uid(2)))
     assert [p for p in h.take(b2) if isinstance(p, bp.Open)] == [bp.Open()]
     assert [p for p in h.take(b1) if isinstance(p, bp.Open)] == []
+
+
+def test_askcapab_over_a_large_catalog_still_fits_one_frame(clock: FakeClock) -> None:
+    # Kiosks may burn every take of the show: 3,000 images do not fit one 64 KiB CAP, so the
+    # answer names as many as fit instead of being a frame nobody can send.
+    images = tuple(f"{n:032x}" for n in range(3000))
+    h = make(clock)
+    h.burner(1, images)
+    display = h.display()
+    h.room.handle(display, bp.AskCapab())
+    [cap] = h.take(display)
+    assert isinstance(cap, bp.Cap)
+    assert cap.capabilities == (DVD,)
+    assert cap.images == images[: len(cap.images)]
+    assert len(cap.images) > 1500
+    assert len(bp.encode(cap)) <= bp.MAX_FRAME
