@@ -83,6 +83,8 @@ DEFAULT_FIFO = 32 * MIB
 # cache and compares in ~0.05 s, 8-16 MiB ones take 0.06-0.10 s; a real drive reads far slower
 # than either, so the size only matters for the syscall count there.
 VERIFY_CHUNK = 1 * MIB
+# Pseudo-drives at least this large are verified by two threads (see _verify_parts).
+PARALLEL_VERIFY_MIN = 64 * MIB
 # Linux 5.14+; older kernels refuse it with EINVAL and the pages fault in one by one instead.
 _MADV_POPULATE_READ = getattr(mmap, "MADV_POPULATE_READ", 22)
 
@@ -387,15 +389,26 @@ def _open_target(target: str) -> tuple[int, bool]:
 
 
 def _compare(
-    src: _SourceMap, target: str, size: int, chunk: int, done: list[int], stop: threading.Event
+    src: _SourceMap,
+    target: str,
+    size: int,
+    chunk: int,
+    done: list[int],
+    stop: threading.Event,
+    part: tuple[int, int, int] = (0, 0, 0),
 ) -> None:
     """Read back `size` bytes of the target and compare them with the image (worker thread).
 
     The target is read with pread into one small page-aligned buffer that stays in the CPU
     cache, and compared in place with the mapped image by memcmp (ctypes releases the GIL, so
-    parallel drives verify side by side): one pass over each side, no other copies.
+    parallel drives verify side by side): one pass over each side, no other copies. `part`
+    (slot, start, end) limits it to bytes [start, end) and counts them in `done[slot]`, so a
+    pseudo-drive is verified by several threads at once; (0, 0, 0) means the whole image.
     """
-    if size == 0:
+    slot, start, end = part
+    if end == 0:
+        end = size
+    if size == 0 or start >= end:
         return
     if src.mm is None:
         raise CorruptImage(f"{src.path} is not mapped")
@@ -410,11 +423,11 @@ def _compare(
     anchors = (ctypes.c_char.from_buffer(src.mm), ctypes.c_char.from_buffer(buf))
     s_addr, b_addr = (ctypes.addressof(a) for a in anchors)
     try:
-        off = 0
-        for _ in range(-(-size // chunk) + 1):  # bounded: each pass moves on by a chunk
-            if off >= size or stop.is_set():
+        off = start
+        for _ in range(-(-(end - start) // chunk) + 1):  # bounded: each pass moves on by a chunk
+            if off >= end or stop.is_set():
                 break
-            n = min(chunk, size - off)
+            n = min(chunk, end - off)
             want = -(-n // SECTOR) * SECTOR if direct else n
             try:
                 got = _read_full(fd, view[:want], off)
@@ -438,7 +451,7 @@ def _compare(
                     f"(of {size}): the burn is bad"
                 )
             off += n
-            done[0] = off
+            done[slot] = off - start
     finally:
         del anchors
         view.release()
@@ -787,7 +800,8 @@ class OpticalDrive:
     async def verify(self, image: SourceImage) -> AsyncIterator[Progress]:
         start = time.monotonic()
         est = ProgressEstimator(Phase.VERIFY, image.size, 0, start)
-        done = [0]
+        parts = _verify_parts(self.emulated, image.size)
+        done = [0] * len(parts)
         stop = threading.Event()
         self._busy = True
         source, self._source = self._source, None
@@ -797,15 +811,11 @@ class OpticalDrive:
                 if source is not None:
                     self._close_later(source)
                 source = await asyncio.to_thread(_fresh_source, image)
-            task = asyncio.create_task(
-                asyncio.to_thread(
-                    _compare, source, self.target, image.size, VERIFY_CHUNK, done, stop
-                )
-            )
+            task = asyncio.create_task(self._compare_parts(source, image.size, parts, done, stop))
             while not task.done():
                 await asyncio.wait({task}, timeout=self._tick)
                 if not task.done():
-                    yield est.snapshot(time.monotonic(), done[0])
+                    yield est.snapshot(time.monotonic(), sum(done))
             try:
                 task.result()
             except FileNotFoundError as exc:
@@ -822,6 +832,43 @@ class OpticalDrive:
             if source is not None:
                 self._close_later(source)
             self._busy = False
+
+    async def _compare_parts(
+        self,
+        source: _SourceMap,
+        size: int,
+        parts: list[tuple[int, int, int]],
+        done: list[int],
+        stop: threading.Event,
+    ) -> None:
+        """Run `_compare` over each part in its own thread; the first failure stops the rest."""
+        threads = [
+            asyncio.ensure_future(
+                asyncio.to_thread(
+                    _compare, source, self.target, size, VERIFY_CHUNK, done, stop, part
+                )
+            )
+            for part in parts
+        ]
+        try:
+            await asyncio.gather(*threads)
+        except BaseException:
+            stop.set()
+            await asyncio.wait(threads, timeout=30)
+            raise
+
+
+def _verify_parts(pseudo: bool, size: int) -> list[tuple[int, int, int]]:
+    """How verify splits the read-back: (slot, start, end) per thread.
+
+    A `pseudo`-drive (a stdio: file) is read by two threads, each comparing half: reading back a
+    file that is in memory is bound by one core's memcpy + memcmp, and halves take ~0.035 s
+    instead of ~0.06 s per 256 MiB here. A real drive is read by one: two readers make it seek.
+    """
+    if not pseudo or size < PARALLEL_VERIFY_MIN:
+        return [(0, 0, size)]
+    mid = size // 2 // VERIFY_CHUNK * VERIFY_CHUNK  # chunk-aligned, as O_DIRECT wants
+    return [(0, 0, mid), (1, mid, size)]
 
 
 def _fresh_source(image: SourceImage) -> _SourceMap:

@@ -506,3 +506,36 @@ async def test_burn_ends_when_the_tool_does_not_at_the_next_tick(
     assert wrote[-1].done == image.size
     checked = await asyncio.wait_for(collect(drive.verify(image)), timeout=60)
     assert checked[-1].done == image.size
+
+
+def test_pseudo_drives_are_verified_in_two_halves_real_drives_in_one() -> None:
+    from appliance.drives import optical
+
+    big = 256 * MIB + 5
+    assert optical._verify_parts(True, big) == [
+        (0, 0, 128 * MIB),
+        (1, 128 * MIB, big),
+    ]
+    # Two readers would make an optical drive seek between them.
+    assert optical._verify_parts(False, big) == [(0, 0, big)]
+    assert optical._verify_parts(True, MIB) == [(0, 0, MIB)]
+
+
+@pytest.mark.parametrize("where", ["first half", "second half"])
+async def test_a_verify_split_in_two_catches_a_flip_in_either_half_and_counts_all(
+    iso: Path, tmp_path: Path, where: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from appliance.drives import optical
+
+    monkeypatch.setattr(optical, "PARALLEL_VERIFY_MIN", 0)  # the test disc is only 12 MiB
+    target = tmp_path / "disc.img"
+    drive = OpticalDrive(f"stdio:{target}", "uid0", tool="xorriso")
+    image = source(iso)
+    await collect(drive.write(image))
+    assert len(optical._verify_parts(drive.emulated, image.size)) == 2
+    checked = await collect(drive.verify(image))
+    assert checked[-1].done == image.size  # both halves counted
+    offset = {"first half": 3, "second half": image.size - 7}[where]
+    flip(target, offset)
+    with pytest.raises(VerifyMismatch, match=f"at byte {offset} "):
+        await collect(drive.verify(image))
