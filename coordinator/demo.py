@@ -282,7 +282,7 @@ def _agent_config(data: Path, base: str, credential: str) -> Any:
     optical: tuple[OpticalDriveConfig, ...] = ()
     if shutil.which("cdrskin") or shutil.which("xorriso"):
         disc = data / "agent" / "pseudo-disc.iso"
-        optical = (OpticalDriveConfig(f"stdio:{disc}", "Pseudo burner (cdrskin)"),)
+        optical = (OpticalDriveConfig(f"stdio:{disc}", "Pseudo burner (libburn)"),)
     return AgentConfig(
         name=KIOSK_NAME,
         coordinator_url=base,

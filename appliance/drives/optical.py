@@ -232,12 +232,17 @@ def choose_tool(
     which: Callable[[str], str | None] = shutil.which,
     permission_file: Path = CDRSKIN_PERMISSION_FILE,
 ) -> ToolChoice:
-    """Pick cdrskin or `xorriso -as cdrecord` for this target; ToolMissing when neither fits."""
+    """Pick `xorriso -as cdrecord` or cdrskin for this target; ToolMissing when neither fits.
+
+    Both drive the drive through libburn with the same options. xorriso comes first: on the
+    same burn it used a quarter of cdrskin's CPU here (0.3 vs 1.2 CPU-s per 256 MiB; cdrskin
+    reads its input 2 KiB at a time), which matters on a Pi burning while it serves its screen.
+    """
     emulated = path.startswith(STDIO_PREFIX)
     root = os.geteuid() == 0 if as_root is None else as_root
     cdrskin, xorriso = which("cdrskin"), which("xorriso")
     cdrskin_fits = cdrskin is not None and (not emulated or not root or permission_file.exists())
-    order: list[ToolName] = [prefer] if prefer else ["cdrskin", "xorriso"]
+    order: list[ToolName] = [prefer] if prefer else ["xorriso", "cdrskin"]
     for name in order:
         if name == "cdrskin" and cdrskin is not None and cdrskin_fits:
             return ToolChoice("cdrskin", cdrskin)
@@ -248,7 +253,7 @@ def choose_tool(
             "cdrskin refuses stdio: pseudo-drives as root and xorriso is not installed "
             f"(install xorriso, or create {permission_file})"
         )
-    wanted = prefer or "cdrskin or xorriso"
+    wanted = prefer or "xorriso or cdrskin"
     raise ToolMissing(f"{wanted} is not installed (apt install cdrskin xorriso)")
 
 

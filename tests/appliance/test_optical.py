@@ -334,16 +334,22 @@ def test_tool_choice_policy(tmp_path: Path) -> None:
     def pick(path: str, root: bool, which: Callable[[str], str | None] = both) -> str:
         return choose_tool(path, as_root=root, which=which, permission_file=perm).name
 
-    assert pick("stdio:/x.iso", root=True) == "xorriso"  # cdrskin would refuse
-    assert pick("stdio:/x.iso", root=False) == "cdrskin"
-    assert pick("/dev/sr0", root=True) == "cdrskin"
-    perm.touch()
-    assert pick("stdio:/x.iso", root=True) == "cdrskin"
-    perm.unlink()
+    # xorriso first when both are there (a quarter of cdrskin's CPU for the same burn).
+    assert pick("stdio:/x.iso", root=True) == "xorriso"
+    assert pick("stdio:/x.iso", root=False) == "xorriso"
+    assert pick("/dev/sr0", root=False) == "xorriso"
     only_cdrskin = {"cdrskin": "/usr/bin/cdrskin"}.get
+    assert pick("/dev/sr0", root=True, which=only_cdrskin) == "cdrskin"
+    assert pick("stdio:/x.iso", root=False, which=only_cdrskin) == "cdrskin"
     with pytest.raises(ToolMissing, match="refuses stdio"):
-        pick("stdio:/x.iso", root=True, which=only_cdrskin)
-    assert pick("/dev/sr0", root=True, which={"xorriso": "/usr/bin/xorriso"}.get) == "xorriso"
+        pick("stdio:/x.iso", root=True, which=only_cdrskin)  # as root cdrskin refuses a file
+    perm.touch()
+    assert pick("stdio:/x.iso", root=True, which=only_cdrskin) == "cdrskin"
+    perm.unlink()
+    asked = choose_tool("stdio:/x.iso", prefer="cdrskin", as_root=False, which=both)
+    assert asked.name == "cdrskin"
+    with pytest.raises(ToolMissing, match="xorriso or cdrskin is not installed"):
+        pick("/dev/sr0", root=False, which={}.get)
 
 
 def test_bad_drive_path() -> None:
