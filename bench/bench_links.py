@@ -7,15 +7,12 @@ See README-relay.md ("Idle appliance links")."""
 
 from __future__ import annotations
 
-import asyncio
 import platform
 import sys
-import time
 
-from relaylib import BenchConfigError, BenchError, IdleResult, baseline_target, run_idle
+from relaylib import BenchPlan, IdleResult, baseline_target, bench_main, run_idle
 from relaylib.config import idle_links_from_env
 from relaylib.links import WARM_LINKS, LinksResult, run_links
-from relaylib.procstat import raise_nofile_limit
 
 NOFILE_MARGIN = 256
 LINK_GOAL_KIB = 24.0
@@ -59,29 +56,14 @@ async def run(links: int) -> int:
     return 0
 
 
+def _plan() -> BenchPlan:
+    links = idle_links_from_env()
+    # The coordinator and the generators are our children and inherit the raised limit.
+    return BenchPlan(links + WARM_LINKS + NOFILE_MARGIN, "BENCH_IDLE_LINKS", lambda: run(links))
+
+
 def main() -> int:
-    started = time.monotonic()
-    try:
-        links = idle_links_from_env()
-        wanted = links + WARM_LINKS + NOFILE_MARGIN
-        # The coordinator and the generators are our children and inherit the raised limit.
-        got = raise_nofile_limit(wanted)
-        if got < wanted:
-            print(
-                f"bench_links: need {wanted} open files per process, RLIMIT_NOFILE allows {got}; "
-                "lower BENCH_IDLE_LINKS or raise `ulimit -Hn`",
-                file=sys.stderr,
-            )
-            return 2
-        rc = asyncio.run(run(links))
-    except BenchConfigError as exc:
-        print(f"bench_links: {exc}", file=sys.stderr)
-        return 2
-    except BenchError as exc:
-        print(f"bench_links: {exc}", file=sys.stderr)
-        return 1
-    print(f"(full run {time.monotonic() - started:.0f} s)")
-    return rc
+    return bench_main("bench_links", _plan)
 
 
 if __name__ == "__main__":

@@ -6,22 +6,21 @@ load generator runs in its own process; settings come from BENCH_* variables (RE
 
 from __future__ import annotations
 
-import asyncio
 import math
 import platform
 import sys
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from relaylib import (
-    BenchConfigError,
     BenchError,
+    BenchPlan,
     BroadcastResult,
     EchoResult,
     IdleResult,
     Target,
     baseline_target,
+    bench_main,
     module_targets,
     run_broadcast,
     run_echo,
@@ -29,7 +28,6 @@ from relaylib import (
 )
 from relaylib.config import BenchConfig, config_from_env
 from relaylib.loadgen import loop_factory
-from relaylib.procstat import raise_nofile_limit
 
 NOFILE_MARGIN = 256
 
@@ -254,29 +252,15 @@ def _idle_job(relay: Target, cfg: BenchConfig, base: IdleResult) -> Callable[[],
     return job
 
 
+def _plan() -> BenchPlan:
+    cfg = config_from_env()
+    # Children inherit the raised limit; each also raises its own on start.
+    files = max(cfg.idle_conns, *cfg.clients, cfg.room + 1, cfg.slow_room + 2) + NOFILE_MARGIN
+    return BenchPlan(files, "BENCH_IDLE_CONNS/BENCH_CLIENTS", lambda: run(cfg))
+
+
 def main() -> int:
-    started = time.monotonic()
-    try:
-        cfg = config_from_env()
-        wanted = max(cfg.idle_conns, *cfg.clients, cfg.room + 1, cfg.slow_room + 2) + NOFILE_MARGIN
-        # Children inherit the raised limit; each also raises its own on start.
-        got = raise_nofile_limit(wanted)
-        if got < wanted:
-            print(
-                f"bench_relay: need {wanted} open files per process, RLIMIT_NOFILE allows {got}; "
-                "lower BENCH_IDLE_CONNS/BENCH_CLIENTS or raise `ulimit -Hn`",
-                file=sys.stderr,
-            )
-            return 2
-        rc = asyncio.run(run(cfg))
-    except BenchConfigError as exc:
-        print(f"bench_relay: {exc}", file=sys.stderr)
-        return 2
-    except BenchError as exc:
-        print(f"bench_relay: {exc}", file=sys.stderr)
-        return 1
-    print(f"\n(full run {time.monotonic() - started:.0f} s)")
-    return rc
+    return bench_main("bench_relay", _plan)
 
 
 if __name__ == "__main__":

@@ -12,12 +12,14 @@ from .errors import (
     ServerStartError,
 )
 from .harness import (
+    BenchPlan,
     BroadcastResult,
     EchoResult,
     IdleResult,
     ServerProcess,
     Target,
     baseline_target,
+    bench_main,
     command_target,
     module_targets,
     run_broadcast,
@@ -29,6 +31,7 @@ from .harness import (
 __all__ = [
     "BenchConfigError",
     "BenchError",
+    "BenchPlan",
     "BroadcastResult",
     "EchoResult",
     "IdleResult",
@@ -38,6 +41,7 @@ __all__ = [
     "ServerStartError",
     "Target",
     "baseline_target",
+    "bench_main",
     "command_target",
     "module_targets",
     "run_broadcast",

@@ -13,13 +13,14 @@ import math
 import os
 import sys
 import tempfile
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from .errors import BenchError, LoadGenError, ServerStartError
-from .procstat import CpuTimes, read_cpu, read_rss_kib
+from .errors import BenchConfigError, BenchError, LoadGenError, ServerStartError
+from .procstat import CpuTimes, raise_nofile_limit, read_cpu, read_rss_kib
 from .protocol import Endpoint, LoadSpec, parse_ready_line
 
 BENCH_DIR = Path(__file__).resolve().parent.parent
@@ -434,3 +435,39 @@ async def run_idle(target: Target, connections: int, seconds: float = 120.0) -> 
     if int(m.number("connected")) != connections:
         raise LoadGenError(f"opened {m.load['connected']} of {connections} idle connections")
     return IdleResult(target.name, connections, m.before.rss_kib, m.after.rss_kib)
+
+
+@dataclass(frozen=True, slots=True)
+class BenchPlan:
+    """What a benchmark script needs before it starts anything: how many open files each of its
+    processes may hold, the settings that decide that (named when the limit is too low), and
+    the run itself."""
+
+    files: int
+    knobs: str
+    run: Callable[[], Coroutine[Any, Any, int]]
+
+
+def bench_main(name: str, plan: Callable[[], BenchPlan]) -> int:
+    """The `main` of a benchmark script: settings errors exit 2, measurement errors 1, both with
+    one line on stderr; the limit on open files is raised first (children inherit it)."""
+    started = time.monotonic()
+    try:
+        p = plan()
+        got = raise_nofile_limit(p.files)
+        if got < p.files:
+            print(
+                f"{name}: need {p.files} open files per process, RLIMIT_NOFILE allows {got}; "
+                f"lower {p.knobs} or raise `ulimit -Hn`",
+                file=sys.stderr,
+            )
+            return 2
+        rc = asyncio.run(p.run())
+    except BenchConfigError as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return 2
+    except BenchError as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return 1
+    print(f"\n(full run {time.monotonic() - started:.0f} s)")
+    return rc

@@ -14,11 +14,11 @@ links, `DONE`, hold them until `CLOSE`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiohttp import WSMsgType
@@ -26,9 +26,9 @@ from aiohttp import WSMsgType
 from wire import agentmsg as am
 from wire import link as wl
 
-from .errors import BenchError, LoadGenError
+from .errors import LoadGenError
 from .links import LinkSpec
-from .loadgen import _CLOSED, Commands, _flatten, _say, _stdin_commands, close_all, loop_factory
+from .loadgen import _CLOSED, Commands, _say, _stdin_commands, close_all, run_generator
 from .procstat import raise_nofile_limit
 
 MAX_SETTLE_FRAMES = 1_000
@@ -213,26 +213,14 @@ async def amain(spec: LinkSpec) -> None:
         transport.close()
 
 
+def _prepare(text: str) -> Coroutine[Any, Any, None]:
+    spec = LinkSpec.from_json(text)
+    raise_nofile_limit(spec.warm + spec.links + 256)
+    return amain(spec)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        _say("ERROR", {"kind": "bench", "message": "usage: python -m relaylib.linkgen '<spec>'"})
-        return 2
-    try:
-        spec = LinkSpec.from_json(args[0])
-        raise_nofile_limit(spec.warm + spec.links + 256)
-        _name, factory = loop_factory()
-        with asyncio.Runner(loop_factory=factory) as runner:
-            runner.run(amain(spec))
-    except BaseException as exc:  # one ERROR line the harness can quote, whatever it was
-        real = _flatten(exc)
-        if isinstance(real, KeyboardInterrupt | SystemExit):
-            raise
-        kind = "bench" if isinstance(real, BenchError) else type(real).__name__
-        with contextlib.suppress(OSError):
-            _say("ERROR", {"kind": kind, "message": str(real) or repr(real)})
-        return 1
-    return 0
+    return run_generator("relaylib.linkgen", argv, _prepare)
 
 
 if __name__ == "__main__":

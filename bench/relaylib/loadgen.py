@@ -15,7 +15,7 @@ import math
 import socket
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import aiohttp
@@ -432,18 +432,20 @@ def _flatten(exc: BaseException) -> BaseException:
     return exc
 
 
-def main(argv: list[str] | None = None) -> int:
+def run_generator(
+    module: str, argv: list[str] | None, prepare: Callable[[str], Coroutine[Any, Any, None]]
+) -> int:
+    """The `main` of a generator process: one spec argument, `prepare` turns it into the run
+    (raising the open-file limit it needs first), and any failure becomes one ERROR line."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        _say("ERROR", {"kind": "bench", "message": "usage: python -m relaylib.loadgen '<spec>'"})
+        _say("ERROR", {"kind": "bench", "message": f"usage: python -m {module} '<spec>'"})
         return 2
     try:
-        spec = LoadSpec.from_json(args[0])
-        # Each client holds one socket; the margin covers the loop, pipes and stdio.
-        raise_nofile_limit(spec.clients + 256)
+        run = prepare(args[0])
         _name, factory = loop_factory()
         with asyncio.Runner(loop_factory=factory) as runner:
-            runner.run(amain(spec))
+            runner.run(run)
     except BaseException as exc:  # one ERROR line the harness can quote, whatever it was
         real = _flatten(exc)
         if isinstance(real, KeyboardInterrupt | SystemExit):
@@ -453,6 +455,17 @@ def main(argv: list[str] | None = None) -> int:
             _say("ERROR", {"kind": kind, "message": str(real) or repr(real)})
         return 1
     return 0
+
+
+def _prepare(text: str) -> Coroutine[Any, Any, None]:
+    spec = LoadSpec.from_json(text)
+    # Each client holds one socket; the margin covers the loop, pipes and stdio.
+    raise_nofile_limit(spec.clients + 256)
+    return amain(spec)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_generator("relaylib.loadgen", argv, _prepare)
 
 
 if __name__ == "__main__":
