@@ -1,9 +1,11 @@
 """Coordinator processes for the tests that need several: `serve` nodes on loopback, their REST
-API and an admin credential made with the CLI. Shared by the scale-out and split-mode tests."""
+API, an admin credential made with the CLI, and the client socket's ask/reply. Shared by the
+scale-out and split-mode tests."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -111,3 +113,20 @@ def admin_token(data: Path) -> str:
         timeout=WAIT,
     )
     return out.stdout.strip()
+
+
+async def until(ws: aiohttp.ClientWebSocketResponse, action: str) -> dict[str, Any]:
+    """The next frame of `action` on a client socket (pushes in between are skipped; bounded)."""
+    for _ in range(50):
+        msg = await ws.receive(timeout=WAIT)
+        assert msg.type is aiohttp.WSMsgType.TEXT, (msg.type, msg.data, msg.extra)
+        frame: dict[str, Any] = json.loads(msg.data)
+        if frame.get("action") == action:
+            return frame
+    raise AssertionError(f"no {action} frame")
+
+
+async def ask(ws: aiohttp.ClientWebSocketResponse, frame: dict[str, Any]) -> dict[str, Any]:
+    """Send a command frame and return its reply."""
+    await ws.send_str(json.dumps(frame))
+    return await until(ws, str(frame["action"]))

@@ -21,7 +21,7 @@ import aiohttp
 import pytest
 
 from tests.conftest import RedisServer, free_port
-from tests.nodes import WAIT, Node, admin_token, api
+from tests.nodes import WAIT, Node, admin_token, api, ask, until
 
 MD5 = "cd" * 16
 
@@ -79,21 +79,6 @@ async def connect(
     ws = await http.ws_connect(node.url.replace("http", "ws") + f"/ws/{sid}")
     await ws.send_str(json.dumps({"action": "auth", "token": token}))
     return ws
-
-
-async def until(ws: aiohttp.ClientWebSocketResponse, action: str) -> dict[str, Any]:
-    for _ in range(50):
-        msg = await ws.receive(timeout=WAIT)
-        assert msg.type is aiohttp.WSMsgType.TEXT, (msg.type, msg.data, msg.extra)
-        frame: dict[str, Any] = json.loads(msg.data)
-        if frame.get("action") == action:
-            return frame
-    raise AssertionError(f"no {action} frame")
-
-
-async def ask(ws: aiohttp.ClientWebSocketResponse, frame: dict[str, Any]) -> dict[str, Any]:
-    await ws.send_str(json.dumps(frame))
-    return await until(ws, str(frame["action"]))
 
 
 async def closed_with(ws: aiohttp.ClientWebSocketResponse) -> int | None:

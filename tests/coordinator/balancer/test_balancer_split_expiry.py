@@ -23,7 +23,7 @@ import pytest
 
 from coordinator import cli
 from tests.conftest import RedisServer, free_port
-from tests.nodes import WAIT, Node, admin_token, api
+from tests.nodes import Node, admin_token, api, ask, until
 
 MD5 = "cd" * 16
 # The coordinator warns 300 s before expiry (CoordinatorConfig.expiry_warning_seconds); a
@@ -56,21 +56,6 @@ async def join(
 
 def epoch(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
-
-
-async def until(ws: aiohttp.ClientWebSocketResponse, action: str) -> dict[str, Any]:
-    for _ in range(50):
-        msg = await ws.receive(timeout=WAIT)
-        assert msg.type is aiohttp.WSMsgType.TEXT, (msg.type, msg.data, msg.extra)
-        frame: dict[str, Any] = json.loads(msg.data)
-        if frame.get("action") == action:
-            return frame
-    raise AssertionError(f"no {action} frame")
-
-
-async def ask(ws: aiohttp.ClientWebSocketResponse, frame: dict[str, Any]) -> dict[str, Any]:
-    await ws.send_str(json.dumps(frame))
-    return await until(ws, str(frame["action"]))
 
 
 async def test_expiry_notice_refresh_and_keep_place_across_processes(
