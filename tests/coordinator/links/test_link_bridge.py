@@ -9,6 +9,7 @@ grace period loses no report.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -146,6 +147,23 @@ async def start_agent(live: Live, inbox: list[dict[str, Any]], url: str | None =
     return link
 
 
+@asynccontextmanager
+async def through_proxy(
+    live: Live, inbox: list[dict[str, Any]], *, formal: bool = True
+) -> AsyncIterator[tuple[CutProxy, AgentLink]]:
+    """An agent linked through a proxy whose TCP connection the test can cut, online; both are
+    closed at the end (`formal=False`: as when the agent process dies)."""
+    proxy = CutProxy(live.client.server.port, live.signal)
+    port = await proxy.start()
+    agent = await start_agent(live, inbox, f"ws://127.0.0.1:{port}/link")
+    try:
+        await live.signal.until(lambda: agent.state is LinkState.ONLINE)
+        yield proxy, agent
+    finally:
+        await agent.close(formal=formal)
+        await proxy.close()
+
+
 @pytest.fixture
 async def agent(live: Live, inbox: list[dict[str, Any]]) -> AsyncIterator[AgentLink]:
     link = await start_agent(live, inbox)
@@ -269,11 +287,7 @@ async def test_malformed_agent_messages_get_an_error_and_the_link_stays_up(
 async def test_after_the_grace_period_the_reconnect_is_a_new_link_and_no_report_is_lost(
     live: Live, inbox: list[dict[str, Any]]
 ) -> None:
-    proxy = CutProxy(live.client.server.port, live.signal)
-    port = await proxy.start()
-    agent = await start_agent(live, inbox, f"ws://127.0.0.1:{port}/link")
-    try:
-        await live.signal.until(lambda: agent.state is LinkState.ONLINE)
+    async with through_proxy(live, inbox) as (proxy, agent):
         await agent.send(hello("42%"))
         await live.signal.until(lambda: burner_status(live) == "42%")
         old_token = agent.token
@@ -305,9 +319,6 @@ async def test_after_the_grace_period_the_reconnect_is_a_new_link_and_no_report_
         # The renewed link is welcomed like a new one.
         await live.signal.until(lambda: len(of_type(inbox, "welcome")) == 2)
         assert list(live.hub.links) == [agent.token]
-    finally:
-        await agent.close()
-        await proxy.close()
 
 
 # ---- kiosks: link state and cache as the dashboard sees them
@@ -330,11 +341,7 @@ def kiosk_snapshot(live: Live) -> dict[str, Any]:
 async def test_a_dropped_socket_shows_the_kiosk_reconnecting_then_online_after_resume(
     live: Live, inbox: list[dict[str, Any]]
 ) -> None:
-    proxy = CutProxy(live.client.server.port, live.signal)
-    port = await proxy.start()
-    agent = await start_agent(live, inbox, f"ws://127.0.0.1:{port}/link")
-    try:
-        await live.signal.until(lambda: agent.state is LinkState.ONLINE)
+    async with through_proxy(live, inbox) as (proxy, agent):
         await agent.send(hello("42%") | {"appliance": {"name": "kiosk-1", "version": "2.0.1"}})
         await live.signal.until(lambda: burner_status(live) == "42%")
         await live.signal.until(lambda: kiosk_snapshot(live).get("version") == "2.0.1")
@@ -358,9 +365,6 @@ async def test_a_dropped_socket_shows_the_kiosk_reconnecting_then_online_after_r
         assert "offline" not in kiosk_links(live)
         await live.signal.until(lambda: agent.state is LinkState.ONLINE)
         await agent.close()
-    finally:
-        await agent.close()
-        await proxy.close()
     # A formal disconnect ends the link: offline, since the moment it ended.
     await live.signal.until(lambda: kiosk_links(live)[-1:] == ["offline"])
     assert isinstance(kiosk_snapshot(live)["since"], float)
@@ -369,12 +373,8 @@ async def test_a_dropped_socket_shows_the_kiosk_reconnecting_then_online_after_r
 async def test_grace_expiry_makes_the_kiosk_offline_and_its_cache_follows_hello(
     live: Live, inbox: list[dict[str, Any]]
 ) -> None:
-    proxy = CutProxy(live.client.server.port, live.signal)
-    port = await proxy.start()
-    agent = await start_agent(live, inbox, f"ws://127.0.0.1:{port}/link")
     other = "0123456789abcdef" * 2
-    try:
-        await live.signal.until(lambda: agent.state is LinkState.ONLINE)
+    async with through_proxy(live, inbox) as (proxy, agent):
         with_cache = hello()
         with_cache["appliance"] |= {"cache_used": 10, "cache_max": 1000}
         await agent.send(with_cache)
@@ -400,27 +400,18 @@ async def test_grace_expiry_makes_the_kiosk_offline_and_its_cache_follows_hello(
         kiosk = kiosk_snapshot(live)
         assert kiosk["link"] == "offline"
         assert kiosk["burners"] == [UID]  # still listed, so the wall keeps its group
-    finally:
-        await agent.close()
-        await proxy.close()
 
 
 async def test_an_old_link_expiring_after_a_restart_does_not_mark_the_kiosk_offline(
     live: Live, inbox: list[dict[str, Any]]
 ) -> None:
-    proxy = CutProxy(live.client.server.port, live.signal)
-    port = await proxy.start()
-    old = await start_agent(live, inbox, f"ws://127.0.0.1:{port}/link")
-    try:
-        await live.signal.until(lambda: old.state is LinkState.ONLINE)
+    # formal=False at the end: the agent process dies.
+    async with through_proxy(live, inbox, formal=False) as (proxy, old):
         await old.send(hello())
         await live.signal.until(lambda: burner_status(live) == "IDLE")
         proxy.blocked = True
         proxy.cut()
         await live.signal.until(lambda: kiosk_links(live)[-1:] == ["reconnecting"])
-    finally:
-        await old.close(formal=False)  # the agent process died
-        await proxy.close()
     # The restarted agent makes a new link while the old one still waits within its grace.
     new = await start_agent(live, inbox)
     try:
