@@ -131,6 +131,13 @@ class Coordinator:
                 await asyncio.sleep(0.01)  # yield to the coordinator's tasks between looks
         raise AssertionError(f"never: {what}")  # pragma: no cover
 
+    async def until_drive_idle(self, session: str) -> None:
+        """The kiosk's drive joined the session and reported idle."""
+        await self.until(
+            lambda: (b := self.burner(session)) is not None and b["status"] == "IDLE",
+            "the kiosk's drive idle in the session",
+        )
+
 
 @dataclass
 class World:
@@ -377,10 +384,7 @@ async def test_a_burn_queued_by_an_operator_runs_on_the_kiosk_and_counts_in_the_
     browser = await Browser.open(coord.base, world.session, world.admin)
     try:
         # The kiosk's drive joins the session as a burner that holds the take.
-        await coord.until(
-            lambda: (b := coord.burner(world.session)) is not None and b["status"] == "IDLE",
-            "the kiosk's drive idle in the session",
-        )
+        await coord.until_drive_idle(world.session)
         sub = await browser.ask({"action": "subscribe", "pattern": f"session.{world.session}.*"})
         assert sub["status"] is True, sub
         burner = await browser.my_burner()
@@ -420,10 +424,7 @@ async def test_a_coordinator_restart_mid_burn_still_counts_the_result_exactly_on
     agent = running.agent
     events = Events(agent)
     try:
-        await coord.until(
-            lambda: (b := coord.burner(world.session)) is not None and b["status"] == "IDLE",
-            "the kiosk's drive idle in the session",
-        )
+        await coord.until_drive_idle(world.session)
         browser = await Browser.open(coord.base, world.session, world.admin)
         # Hold the burn mid-write (a few ticks in), then restart the coordinator under it.
         clock.hold_at = clock.ticks + 3
@@ -537,10 +538,7 @@ async def test_a_coordinator_restart_right_after_a_result_does_not_count_it_agai
     agent = running.agent
     events = Events(agent)
     try:
-        await coord.until(
-            lambda: (b := coord.burner(world.session)) is not None and b["status"] == "IDLE",
-            "the kiosk's drive idle in the session",
-        )
+        await coord.until_drive_idle(world.session)
         browser = await Browser.open(coord.base, world.session, world.admin)
         try:
             sub = await browser.ask(
