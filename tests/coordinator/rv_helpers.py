@@ -170,3 +170,17 @@ async def make_world(client: Client, clock: FakeClock) -> World:
         secrets={"sam": sa["secret"], "cleo": c1["secret"], "dev": c2["secret"]},
         ids={"sam": sa["id"], "cleo": c1["id"], "dev": c2["id"]},
     )
+
+
+async def new_session(client: Client, world: World, token: str | None = None) -> str:
+    """A live session "booth" of the world's episode, created over REST (by the contributor
+    unless `token` says who); its id."""
+    body = await call(
+        client,
+        "POST",
+        "/sessions",
+        token or world.contributor,
+        {"name": "booth", "episode_id": world.episode},
+        201,
+    )
+    return str(body["id"])

@@ -11,7 +11,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from rv_helpers import FakeClock, MakeClient, call, enter, make_world
+from rv_helpers import FakeClock, MakeClient, call, enter, make_world, new_session
 
 WAIT = 10.0
 
@@ -33,16 +33,7 @@ async def test_client_signing_in_inside_the_warning_window_is_told_at_once(
     # signs in after that moment, so only the balancer can tell it.
     client = await make_client(expiry_warning_seconds=300)
     world = await make_world(client, clock)
-    sid = (
-        await call(
-            client,
-            "POST",
-            "/sessions",
-            world.contributor,
-            {"name": "booth", "episode_id": world.episode},
-            201,
-        )
-    )["id"]
+    sid = await new_session(client, world)
     short = await enter(client, "dev@example.org", world.show, world.secrets["dev"], 600)
     await call(client, "POST", f"/sessions/{sid}/join", short, expect=200)
     clock.advance(400)  # 200 s left, inside the 300 s window

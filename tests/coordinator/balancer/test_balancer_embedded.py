@@ -8,24 +8,22 @@ from typing import Any
 
 import aiohttp
 import pytest
-from rv_helpers import MD5, Client, FakeClock, MakeClient, World, call, enter, make_world
+from rv_helpers import (
+    MD5,
+    Client,
+    FakeClock,
+    MakeClient,
+    World,
+    call,
+    enter,
+    make_world,
+    new_session,
+)
 
 from coordinator.keys import EXPIRY, STORE
 from coordinator.live import LIVE
 
 WAIT = 10.0
-
-
-async def _session(client: Client, world: World, token: str | None = None) -> str:
-    body = await call(
-        client,
-        "POST",
-        "/sessions",
-        token or world.contributor,
-        {"name": "booth", "episode_id": world.episode},
-        201,
-    )
-    return str(body["id"])
 
 
 async def _connect(client: Client, sid: str, token: str) -> aiohttp.ClientWebSocketResponse:
@@ -67,7 +65,7 @@ async def _ask(ws: aiohttp.ClientWebSocketResponse, frame: dict[str, Any]) -> di
 
 
 async def test_member_gets_snapshot_of_its_room(client: Client, world: World) -> None:
-    sid = await _session(client, world)
+    sid = await new_session(client, world)
     ws = await _connect(client, sid.upper(), world.contributor)  # room ids are case-insensitive
     answer = await _ask(ws, {"action": "snapshot"})
     assert answer["status"] is True
@@ -81,7 +79,7 @@ async def test_member_gets_snapshot_of_its_room(client: Client, world: World) ->
 
 
 async def test_queue_from_browser_updates_queue_channel(client: Client, world: World) -> None:
-    sid = await _session(client, world)
+    sid = await new_session(client, world)
     watcher = await _connect(client, sid, world.show_admin)  # a show admin may watch
     sub = await _ask(watcher, {"action": "subscribe", "pattern": f"session.{sid}.queue"})
     assert sub == {"action": "subscribe", "pattern": f"session.{sid}.queue", "status": True}
@@ -117,7 +115,7 @@ async def test_queue_from_browser_updates_queue_channel(client: Client, world: W
 async def test_bad_command_gets_typed_error_and_socket_stays(
     client: Client, world: World, frame: dict[str, Any], field: str
 ) -> None:
-    sid = await _session(client, world)
+    sid = await new_session(client, world)
     ws = await _connect(client, sid, world.contributor)
     answer = await _ask(ws, frame)
     assert answer["status"] is False
@@ -126,7 +124,7 @@ async def test_bad_command_gets_typed_error_and_socket_stays(
 
 
 async def test_open_and_name_unknown_burner_are_refused(client: Client, world: World) -> None:
-    sid = await _session(client, world)
+    sid = await new_session(client, world)
     ws = await _connect(client, sid, world.contributor)
     opened = await _ask(ws, {"action": "open", "uid": "ab" * 16})
     assert opened["status"] is False
@@ -136,8 +134,8 @@ async def test_open_and_name_unknown_burner_are_refused(client: Client, world: W
 
 
 async def test_sessions_are_isolated(client: Client, world: World) -> None:
-    sid_x = await _session(client, world)
-    sid_y = await _session(client, world, world.contributor2)
+    sid_x = await new_session(client, world)
+    sid_y = await new_session(client, world, world.contributor2)
     x = await _connect(client, sid_x, world.contributor)
     y = await _connect(client, sid_y, world.contributor2)
     # A pattern reaching outside the session is refused, so Y's traffic cannot be read from X.
@@ -155,7 +153,7 @@ async def test_sessions_are_isolated(client: Client, world: World) -> None:
 
 
 async def test_close_codes_of_auth(client: Client, world: World, clock: FakeClock) -> None:
-    sid = await _session(client, world)
+    sid = await new_session(client, world)
     unknown = await _connect(client, sid, "not-a-credential")
     assert await _closed_with(unknown) == 4001
     nosuch = await _connect(client, "deadbeefdeadbeef", world.contributor)
@@ -186,7 +184,7 @@ async def test_close_codes_of_auth(client: Client, world: World, clock: FakeCloc
 async def test_suspended_session_closes_members_and_refuses_new(
     client: Client, world: World
 ) -> None:
-    sid = await _session(client, world)
+    sid = await new_session(client, world)
     ws = await _connect(client, sid, world.contributor)
     assert (await _ask(ws, {"action": "snapshot"}))["status"]
     await call(client, "POST", f"/sessions/{sid}/suspend", world.contributor, expect=200)
@@ -198,13 +196,13 @@ async def test_suspended_session_closes_members_and_refuses_new(
 async def test_no_auth_in_time_is_4004(make_client: MakeClient, clock: FakeClock) -> None:
     client = await make_client(auth_timeout=0.05)
     world = await make_world(client, clock)
-    sid = await _session(client, world)
+    sid = await new_session(client, world)
     ws = await client.ws_connect(f"/ws/{sid}")
     assert await _closed_with(ws) == 4004
 
 
 async def test_session_without_reachable_master_is_1013(client: Client, world: World) -> None:
-    sid = await _session(client, world)
+    sid = await new_session(client, world)
     store = client.app[STORE]
 
     def move(conn: Any) -> None:
@@ -228,7 +226,7 @@ async def test_slow_client_is_closed_without_slowing_the_room(
 ) -> None:
     client = await make_client(client_queue_limit=8)
     world = await make_world(client, clock)
-    sid = await _session(client, world)
+    sid = await new_session(client, world)
     slow = await _connect(client, sid, world.contributor)
     fast = await _connect(client, sid, world.show_admin)
     assert (await _ask(slow, {"action": "snapshot"}))["status"]
@@ -247,7 +245,7 @@ async def test_slow_client_is_closed_without_slowing_the_room(
 async def test_expiry_notice_refresh_and_keep_place(
     client: Client, world: World, clock: FakeClock
 ) -> None:
-    sid = await _session(client, world)
+    sid = await new_session(client, world)
     short = await enter(client, "dev@example.org", world.show, world.secrets["dev"], 600)
     await call(client, "POST", f"/sessions/{sid}/join", short, expect=200)
     ws = await _connect(client, sid, short)
@@ -268,7 +266,7 @@ async def test_expiry_notice_refresh_and_keep_place(
 
 
 async def test_reauth_as_someone_else_is_1008(client: Client, world: World) -> None:
-    sid = await _session(client, world)
+    sid = await new_session(client, world)
     ws = await _connect(client, sid, world.contributor)
     assert (await _ask(ws, {"action": "snapshot"}))["status"]
     await ws.send_str(json.dumps({"action": "auth", "token": world.show_admin}))
@@ -278,7 +276,7 @@ async def test_reauth_as_someone_else_is_1008(client: Client, world: World) -> N
 async def test_rest_session_changes_load_and_suspend_rooms(client: Client, world: World) -> None:
     live = client.app[LIVE]
     assert live.master is not None
-    sid = await _session(client, world)
+    sid = await new_session(client, world)
     for _ in range(100):  # the REST event reaches the master through pub/sub
         if live.master.room(sid) is not None:
             break

@@ -11,7 +11,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from rv_helpers import MD5, Client, World, call
+from rv_helpers import MD5, Client, World, new_session
 
 from coordinator.live import LIVE
 from coordinator.master import CancelBurn, Master, MemberKind, Payload
@@ -43,15 +43,7 @@ class Box:
 
 
 async def _room(client: Client, world: World) -> tuple[str, Master, Box, Box]:
-    body = await call(
-        client,
-        "POST",
-        "/sessions",
-        world.contributor,
-        {"name": "booth", "episode_id": world.episode},
-        201,
-    )
-    sid = str(body["id"])
+    sid = await new_session(client, world)
     master = client.app[LIVE].master
     assert master is not None
     await master.load(sid)

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from rv_helpers import MD5, Client, FakeClock, MakeClient, World, call, make_world
+from rv_helpers import MD5, Client, FakeClock, MakeClient, World, make_world, new_session
 from seed_client import TOKEN, SeedClient, connect
 
 from coordinator.burnlistener import BurnListener, start_burn_listener
@@ -28,18 +28,6 @@ COMMAND = "10112233445566778899aabbccddeeff"
 DISPLAY = "00112233445566778899aabbccddeeff"
 
 StartListener = Callable[..., Awaitable[BurnListener]]
-
-
-async def _session(client: Client, world: World) -> str:
-    body = await call(
-        client,
-        "POST",
-        "/sessions",
-        world.contributor,
-        {"name": "booth", "episode_id": world.episode},
-        201,
-    )
-    return str(body["id"])
 
 
 def _master(client: Client) -> Master:
@@ -91,8 +79,8 @@ async def _store_write(client: Client, sql: str, *args: object) -> None:
 async def test_appliance_credential_joins_the_newest_live_session_of_its_show(
     client: Client, world: World, start: StartListener, clients: list[SeedClient]
 ) -> None:
-    older = await _session(client, world)
-    newest = await _session(client, world)
+    older = await new_session(client, world)
+    newest = await new_session(client, world)
     port = (await start()).port  # no --burn-token, no --burn-session: credentials decide
     burner = await _burner(port, clients, world.appliance)
     command = await connect(port, clients)
@@ -121,8 +109,8 @@ async def test_appliance_credential_joins_the_newest_live_session_of_its_show(
 async def test_burn_token_keeps_working_next_to_appliance_credentials(
     client: Client, world: World, start: StartListener, clients: list[SeedClient]
 ) -> None:
-    token_session = await _session(client, world)
-    appliance_session = await _session(client, world)
+    token_session = await new_session(client, world)
+    appliance_session = await new_session(client, world)
     port = (await start(burn_token=TOKEN, session_id=token_session)).port
     by_token = await connect(port, clients)
     await by_token.hello("COMMAND", COMMAND, TOKEN)
@@ -160,7 +148,7 @@ async def test_refused_credentials_get_a_clear_error_and_are_closed(
     kind: str,
     reason: str,
 ) -> None:
-    sid = await _session(client, world)
+    sid = await new_session(client, world)
     credential = world.appliance
     if case == "unknown":
         credential = "never-issued-" + "x" * 30
@@ -203,7 +191,7 @@ async def test_refused_credentials_get_a_clear_error_and_are_closed(
 async def test_expiring_appliance_credential_is_announced_to_its_tcp_members(
     client: Client, world: World, clock: FakeClock, start: StartListener, clients: list[SeedClient]
 ) -> None:
-    await _session(client, world)
+    await new_session(client, world)
     # An appliance credential given a lifetime (see the expired case above).
     expires_at = clock() + 1000
     await _store_write(
@@ -246,7 +234,7 @@ async def test_serve_burn_port_admits_appliance_credentials(
     # coordinator's own listener checks appliance credentials against its store.
     app_client = await make_client(burn_port=0)
     world = await make_world(app_client, clock)
-    sid = await _session(app_client, world)
+    sid = await new_session(app_client, world)
     listener = app_client.app[LIVE].listener
     assert listener is not None
     burner = await _burner(listener.port, clients, world.appliance)
