@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -37,6 +38,24 @@ def connect(path: Path) -> sqlite3.Connection:
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA synchronous = NORMAL")
     return conn
+
+
+def _use_wal(conn: sqlite3.Connection) -> None:
+    """Switch the file to WAL. Several processes opening one fresh file at once (the roles of a
+    split coordinator) can each hold a shared lock while wanting the exclusive one the switch
+    needs; SQLite then answers one of them SQLITE_BUSY at once, without waiting in the busy
+    handler, so the switch is retried (bounded by the busy timeout) until the other is done."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    for attempt in range(1_000):
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
+                raise
+        else:
+            return
+        time.sleep(min(0.001 * 2**attempt, 0.05))  # back off while the other one finishes
+    raise AssertionError("unreachable: the deadline ends the retries first")  # pragma: no cover
 
 
 class StoreClosed(RuntimeError):
@@ -67,7 +86,7 @@ class Store:
 
     def _open_writer(self) -> None:
         conn = connect(self.path)
-        conn.execute("PRAGMA journal_mode = WAL")
+        _use_wal(conn)
         migrate(conn)
         self._writer_conn = conn
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import coordinator.store as store_module
 from coordinator.errors import Conflict
 from coordinator.store import Store
 from coordinator.store.migrations import SCHEMA_VERSION, SchemaTooNew
@@ -41,6 +42,36 @@ async def test_two_stores_opening_one_fresh_file_migrate_once(tmp_path: Path) ->
         assert token
     finally:
         await asyncio.gather(*(s.close() for s in stores))
+
+
+async def test_opening_while_another_process_writes_waits_for_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another role of a split coordinator holds a write transaction on the (not yet WAL) file.
+    # Switching to WAL then fails at once with "database is locked" (SQLite skips its busy
+    # handler, a deadlock guard); opening must wait for the other writer, not give up.
+    path = tmp_path / "c.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE other_role (x)")
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    backoffs: list[float] = []
+
+    def other_commits_meanwhile(seconds: float) -> None:
+        backoffs.append(seconds)
+        if other.in_transaction:
+            other.execute("COMMIT")
+
+    monkeypatch.setattr(store_module.time, "sleep", other_commits_meanwhile)
+    store = Store(path)
+    try:
+        await store.open()
+        assert backoffs  # the first attempt met the lock and was retried
+        mode = await store.read(lambda c: c.execute("PRAGMA journal_mode").fetchone()[0])
+        assert mode == "wal"
+    finally:
+        await store.close()
+        other.close()
 
 
 async def test_newer_schema_is_refused(tmp_path: Path) -> None:
