@@ -5,22 +5,26 @@ VENV := .venv
 PY := $(VENV)/bin/python
 RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP := $(VENV)/.dev-installed
+RUNTIME_LOCK := requirements/runtime.txt
+DEV_LOCK := requirements/dev.txt
+# How the locks are made: one universal resolution (Python 3.11 and newer, every platform) with hashes.
+# The runtime lock is constrained by the dev lock, so tests run the very versions a kiosk installs.
+UV_COMPILE = $(VENV)/bin/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes \
+	--custom-compile-command "make lock"
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint fmt bench snapshot-update image-test deps venv clean
+.PHONY: demo test lint fmt bench snapshot-update image-test deps venv clean lock deps-upgrade
 
-$(PY):
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-
-$(RUNTIME_STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install -q -e .
+# Every install comes from a lock file in requirements/ (exact versions with hashes; see README,
+# "Dependencies"). A stamp is older than its lock when the lock moved, so the venv follows it.
+$(RUNTIME_STAMP): $(RUNTIME_LOCK) pyproject.toml
+	bash requirements/install $(VENV) $(RUNTIME_LOCK) --editable
 	touch $@
 
 # The udev extra builds PyGObject against Debian's GLib, so it comes after `deps`.
-$(DEV_STAMP): pyproject.toml | $(PY)
+$(DEV_STAMP): $(DEV_LOCK) pyproject.toml
 	$(MAKE) deps
-	$(PY) -m pip install -q -e '.[dev,udev]'
+	bash requirements/install $(VENV) $(DEV_LOCK) --editable
 	touch $(RUNTIME_STAMP) $@
 
 venv: $(DEV_STAMP)
@@ -34,6 +38,7 @@ demo: $(RUNTIME_STAMP)
 
 ## Install what the tests need, then run them all (fails if no test ran).
 test: deps $(DEV_STAMP)
+	@echo "make test: .venv installed from $$(cat $(VENV)/.burnstand-lock)"
 	$(PY) -m pytest --cov=wire --cov-branch --cov-report=term-missing:skip-covered \
 		--cov-fail-under=95 $(PYTEST_ARGS)
 
@@ -56,6 +61,17 @@ snapshot-update: $(DEV_STAMP)
 image-test: $(DEV_STAMP)
 	bash .ci/ensure-deps .ci/image-packages
 	$(PY) -m pytest -p no:cacheprovider tests/system/image_check.py
+
+## Re-make the lock files from pyproject.toml without moving what is already pinned.
+lock: $(DEV_STAMP)
+	$(UV_COMPILE) pyproject.toml requirements/build.in --extra dev --extra udev -o $(DEV_LOCK)
+	$(UV_COMPILE) pyproject.toml requirements/build.in -c $(DEV_LOCK) -o $(RUNTIME_LOCK)
+
+## Move every pin to the newest release pyproject.toml allows, reinstall, and run the tests on it.
+deps-upgrade: $(DEV_STAMP)
+	$(UV_COMPILE) --upgrade pyproject.toml requirements/build.in --extra dev --extra udev -o $(DEV_LOCK)
+	$(UV_COMPILE) pyproject.toml requirements/build.in -c $(DEV_LOCK) -o $(RUNTIME_LOCK)
+	$(MAKE) test
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage

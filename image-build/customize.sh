@@ -88,7 +88,7 @@ if [ "$(cd "$ROOT" && pwd -P)" != / ]; then
     mkdir -p "$ROOT$PREFIX/src"
     # Only what a build and the units need: no venv, no caches, no git history.
     (cd "$SOURCE" && tar --exclude=__pycache__ --exclude='*.egg-info' -cf - \
-        pyproject.toml README.md wire coordinator appliance systemd image-build docs) \
+        pyproject.toml README.md requirements wire coordinator appliance systemd image-build docs) \
         | tar -C "$ROOT$PREFIX/src" -xf -
 
     cleanup=()
@@ -145,7 +145,7 @@ if [ "$SOURCE" != "$SRC" ]; then
     rm -rf "$SRC"
     mkdir -p "$SRC"
     (cd "$SOURCE" && tar --exclude=__pycache__ --exclude='*.egg-info' -cf - \
-        pyproject.toml README.md wire coordinator appliance systemd image-build docs) \
+        pyproject.toml README.md requirements wire coordinator appliance systemd image-build docs) \
         | tar -C "$SRC" -xf -
 fi
 
@@ -180,9 +180,8 @@ RULES
 
 say "virtual environment in $PREFIX/venv"
 [ -x "$PREFIX/venv/bin/python" ] || python3 -m venv "$PREFIX/venv"
-# textual-serve puts the kiosk UI on a web page; listed here until pyproject carries it.
-"$PREFIX/venv/bin/pip" install --no-cache-dir --disable-pip-version-check -q \
-    "$SRC" textual-serve
+# Exactly the versions of the runtime lock, hash-checked, then burnstand itself.
+PIP_NO_CACHE_DIR=1 bash "$SRC/requirements/install" "$PREFIX/venv" "$SRC/requirements/runtime.txt"
 install -D -m 0755 "$SRC/image-build/files/burnstand-enrollment-code" \
     "$PREFIX/libexec/burnstand-enrollment-code"
 

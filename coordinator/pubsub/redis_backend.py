@@ -29,9 +29,9 @@ from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.connection import Connection, parse_url
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
-from redis.retry import Retry
 
 from wire.pubsub import MAX_PATTERN_LENGTH, MAX_PATTERNS_PER_SUBSCRIBER
 
@@ -178,7 +178,8 @@ class RedisPubSub:
             self._url,
             socket_connect_timeout=self._connect_timeout,
             socket_timeout=self._command_timeout,
-            # One immediate retry covers a pooled connection that died with a Redis restart.
+            # One immediate retry covers a pooled connection that died with a Redis restart. The
+            # asyncio client takes the asyncio Retry (redis-py 8.2 warns about the synchronous one).
             retry=Retry(NoBackoff(), 1),
             protocol=2,
         )
