@@ -34,7 +34,7 @@ deps:
 
 ## Run the coordinator and a simulated kiosk on ./demo-data (Ctrl-C stops everything).
 demo: $(RUNTIME_STAMP)
-	$(PY) -m coordinator.demo --data demo-data
+	$(PY) -m demo --data demo-data
 
 ## Install what the tests need, then run them all (fails if no test ran).
 test: deps $(DEV_STAMP)
@@ -46,6 +46,7 @@ lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 fmt: $(DEV_STAMP)
 	$(VENV)/bin/ruff check --fix .

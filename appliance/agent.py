@@ -1007,7 +1007,7 @@ async def serve(config: AgentConfig, *, socket: Path | None = None, **agent_args
 
 async def run(config: AgentConfig, *, socket: Path | None = None) -> None:
     """`burnstand-agent run`: serve until SIGINT/SIGTERM, telling systemd how it goes."""
-    from appliance import sdnotify
+    from plumbing import sdnotify
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

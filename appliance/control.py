@@ -27,6 +27,13 @@ from typing import Any, Final, Protocol, TypedDict
 
 from appliance.drives.base import BurnError
 
+# The drive vocabulary the control API speaks, re-exported so the kiosk side (and its demo agent)
+# names it through this module only: the kiosk never imports the drives package.
+from appliance.drives.base import DriveKind as DriveKind
+from appliance.drives.base import DriveState as DriveState
+from appliance.drives.base import NoMedia as NoMedia
+from appliance.drives.base import Phase as Phase
+
 log = logging.getLogger(__name__)
 
 DEFAULT_SOCKET: Final = Path("/run/burnstand/agent.sock")

@@ -1,5 +1,5 @@
 """Relay benchmark (issue 5): bare aiohttp echo / broadcast / idle servers measured in this run
-as the baselines, then our relay (each mode named in `coordinator.balancer.BENCH_COMMANDS`) with
+as the baselines, then our relay (each mode named in `relaylib.targets.BENCH_COMMANDS`) with
 its figures as ratios against them, plus the slow-client room (p99 with a member that never
 reads ÷ p99 without it, through the embedded relay). Server CPU per message comes from /proc, the
 load generator runs in its own process; settings come from BENCH_* variables (README-relay.md)."""

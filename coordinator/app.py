@@ -19,8 +19,8 @@ from coordinator import web as web_dashboard
 from coordinator.config import CoordinatorConfig
 from coordinator.errors import problem_middleware
 from coordinator.expiry import ExpiryWatcher
-from coordinator.images import http as image_transfer
 from coordinator.keys import CONFIG, EXPIRY, STORE
+from coordinator.rendezvous import images as image_transfer
 from coordinator.store import Store
 from coordinator.store.sessions import ensure_local_master
 

@@ -25,7 +25,6 @@ from typing import Any
 
 from aiohttp import web
 
-from appliance import sdnotify
 from coordinator import __version__
 from coordinator.balancer.auth import Grant
 from coordinator.balancer.balancer import Balancer, EmbeddedRoute, Route
@@ -39,6 +38,7 @@ from coordinator.master import ImageInfo, Master
 from coordinator.pubsub import PubSub, make_pubsub
 from coordinator.store import Store
 from coordinator.store.credentials import ExpiringCredential
+from plumbing import sdnotify
 
 log = logging.getLogger(__name__)
 

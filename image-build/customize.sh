@@ -88,7 +88,7 @@ if [ "$(cd "$ROOT" && pwd -P)" != / ]; then
     mkdir -p "$ROOT$PREFIX/src"
     # Only what a build and the units need: no venv, no caches, no git history.
     (cd "$SOURCE" && tar --exclude=__pycache__ --exclude='*.egg-info' -cf - \
-        pyproject.toml README.md requirements wire coordinator appliance systemd image-build docs) \
+        pyproject.toml README.md requirements wire plumbing coordinator appliance systemd image-build docs) \
         | tar -C "$ROOT$PREFIX/src" -xf -
 
     cleanup=()
@@ -145,7 +145,7 @@ if [ "$SOURCE" != "$SRC" ]; then
     rm -rf "$SRC"
     mkdir -p "$SRC"
     (cd "$SOURCE" && tar --exclude=__pycache__ --exclude='*.egg-info' -cf - \
-        pyproject.toml README.md requirements wire coordinator appliance systemd image-build docs) \
+        pyproject.toml README.md requirements wire plumbing coordinator appliance systemd image-build docs) \
         | tar -C "$SRC" -xf -
 fi
 

@@ -168,9 +168,9 @@ echo done >> /burnstand-result/finished
 systemctl poweroff --no-block
 PROBE
 chmod 0755 "$root/usr/local/sbin/burnstand-image-probe"
-# The agent's unit with only the program swapped for appliance.sdnotify's own helpers, a short
+# The agent's unit with only the program swapped for plumbing.sdnotify's own helpers, a short
 # watchdog, and no runtime directory of its own (that one belongs to the agent).
-notify_program="import asyncio; from appliance import sdnotify; sdnotify.ready('probe'); asyncio.run(sdnotify.watchdog_loop(lambda: True))"
+notify_program="import asyncio; from plumbing import sdnotify; sdnotify.ready('probe'); asyncio.run(sdnotify.watchdog_loop(lambda: True))"
 sed -e "s|^ExecStart=.*|ExecStart=/opt/burnstand/venv/bin/python -c \"$notify_program\"|" \
     -e 's|^WatchdogSec=.*|WatchdogSec=2|' -e '/^RuntimeDirectory/d' -e '/^\[Install\]/,$d' \
     "$root/usr/local/lib/systemd/system/burnstand-agent.service" \

@@ -24,17 +24,20 @@ from appliance.control import (
     BurnAccepted,
     ControlError,
     ControlServer,
+    DriveKind,
+    DriveState,
     DriveView,
     EventListener,
     ImageView,
     JobView,
     Listeners,
+    NoMedia,
+    Phase,
     QueueEntry,
     ResultView,
     fits,
     media_for_size,
 )
-from appliance.drives.base import DriveKind, DriveState, NoMedia, Phase
 
 T = TypeVar("T")
 TICK = 0.25  # virtual seconds per progress step, as real drives report 4 times a second

@@ -1,7 +1,7 @@
 """Starting servers under test, driving the load generator against them, and turning /proc
 readings into figures. A `Target` is anything that can start a server process speaking the ready
 line of protocol.py: the bare aiohttp baselines here, and later our relay, which plugs in by naming
-its start commands in `coordinator.balancer.BENCH_COMMANDS` (see `module_targets`)."""
+its start commands in `relaylib.targets.BENCH_COMMANDS` (see `module_targets`)."""
 
 from __future__ import annotations
 
@@ -183,7 +183,7 @@ def baseline_target(kind: str) -> Target:
 
 
 def module_targets(
-    module: str = "coordinator.balancer", attribute: str = "BENCH_COMMANDS"
+    module: str = "relaylib.targets", attribute: str = "BENCH_COMMANDS"
 ) -> tuple[list[Target], str | None]:
     """Targets named by `module.attribute` (mode → argv), or none and the reason why.
 

@@ -20,20 +20,19 @@ import json
 import logging
 import secrets
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import aiohttp
 from aiohttp import WSMsgType, web
 
 from coordinator.balancer.auth import AuthRefused, Grant
-from coordinator.balancer.balancer import ClientConn
-from coordinator.balancer.host import HostLink
+from coordinator.balancer.balancer import Balancer, ClientConn
+from coordinator.balancer.host import HostLink, MasterHost
+from coordinator.config import CoordinatorConfig
+from coordinator.store import Store
 from coordinator.store.sessions import add_master
 from wire import clientmsg as cm
 from wire import relay
-
-if TYPE_CHECKING:
-    from coordinator.live import Live
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +51,22 @@ def _request(kind: str, **extra: Any) -> str:
 _JOIN = _request(relay.RequestType.JOIN.value)
 _LEAVE = _request(relay.RequestType.LEAVE.value)
 _REAUTH = _request(REAUTH)
+
+
+class RelayNode(Protocol):
+    """What the relay's two ends need of the node they run in (coordinator.live.Live has it).
+
+    A structural interface, so this module does not import the node that starts it.
+    """
+
+    config: CoordinatorConfig
+    store: Store
+    host: MasterHost | None
+    balancer: Balancer | None
+    draining: bool
+
+    @property
+    def master_url(self) -> str: ...
 
 
 class Outbox:
@@ -104,7 +119,7 @@ class _BalancerLink:
 class RelayServer:
     """A master's listener for balancers on `--master-port`."""
 
-    def __init__(self, live: Live) -> None:
+    def __init__(self, live: RelayNode) -> None:
         self.live = live
         self.token = live.config.relay_token or secrets.token_hex(16)
         self.links: dict[str, web.WebSocketResponse] = {}
@@ -335,7 +350,7 @@ class MasterConn:
 class Connector:
     """A balancer's sockets to every master of the pool, kept up with backoff."""
 
-    def __init__(self, live: Live) -> None:
+    def __init__(self, live: RelayNode) -> None:
         self.live = live
         self.balancer_id = secrets.token_hex(6)
         self.masters: dict[str, MasterConn] = {}

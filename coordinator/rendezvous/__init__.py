@@ -7,9 +7,17 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from coordinator.images import http as images
 from coordinator.keys import OPENAPI
-from coordinator.rendezvous import catalog, credentials, enroll, meta, pool, sessions, shows
+from coordinator.rendezvous import (
+    catalog,
+    credentials,
+    enroll,
+    images,
+    meta,
+    pool,
+    sessions,
+    shows,
+)
 from coordinator.rendezvous.endpoint import PREFIX, Endpoint
 from coordinator.rendezvous.openapi import build
 

@@ -22,8 +22,8 @@ from rv_helpers import Client, FakeClock, MakeClient, World, bearer, call, make_
 from coordinator.config import CoordinatorConfig
 from coordinator.images.blobs import CHUNK_SIZE, PARTIAL_PREFIX
 from coordinator.images.catalog import lookup_md5, lookup_sha256
-from coordinator.images.http import IMAGES
 from coordinator.keys import STORE
+from coordinator.rendezvous.images import IMAGES
 from coordinator.store.catalog import LEVELS, add_child
 from coordinator.store.people import create_appliance
 

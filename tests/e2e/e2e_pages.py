@@ -42,7 +42,7 @@ class Console:
 
 @dataclass
 class Demo:
-    """A running `python -m coordinator.demo` and what it seeded."""
+    """A running `python -m demo` and what it seeded."""
 
     url: str
     data: Path

@@ -1,6 +1,6 @@
 """What the dashboard's browser tests run against: real coordinator processes and fake burners.
 
-`Process` runs one coordinator command (`python -m coordinator.demo` or `burnstand-coordinator
+`Process` runs one coordinator command (`python -m demo` or `burnstand-coordinator
 serve`) in a subprocess and waits for the line it prints once its socket is bound. `Rest` is a
 tiny client of the rendezvous API for the setup steps a test does not drive through the page.
 `FakeBurner` is a burner of the burn protocol (seed 004) on a thread with plain sockets: it
@@ -108,7 +108,7 @@ class Process:
 
 def demo(data: Path, port: int) -> Process:
     """The README's demo on `data` (seeded on the first run)."""
-    argv = [sys.executable, "-m", "coordinator.demo", "--data", str(data), "--port", str(port)]
+    argv = [sys.executable, "-m", "demo", "--data", str(data), "--port", str(port)]
     argv.append("--no-kiosk")  # these tests bring their own burners
     return Process(argv, "is running.", data.parent / f"demo-{port}.log")
 

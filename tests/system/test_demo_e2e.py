@@ -56,7 +56,7 @@ async def test_demo_burns_on_a_simulated_drive_and_stops_on_ctrl_c(tmp_path: Pat
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "coordinator.demo",
+        "demo",
         "--data",
         str(data),
         "--port",

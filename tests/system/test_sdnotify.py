@@ -1,6 +1,6 @@
 """sd_notify as systemd sees it: datagrams arriving on a real notify socket from a real process.
 
-The child process uses `appliance.sdnotify` exactly as a daemon's run loop does (READY=1, then the
+The child process uses `plumbing.sdnotify` exactly as a daemon's run loop does (READY=1, then the
 watchdog task, STOPPING=1 on SIGTERM), under a socket bound here both as a path and as an abstract
 '@' name, and with WATCHDOG_USEC set small so pings come quickly. Nothing is timed: the test waits
 for the datagrams themselves, with a bounded socket timeout.
@@ -20,15 +20,15 @@ from pathlib import Path
 
 import pytest
 
-from appliance import sdnotify
-from appliance.sdnotify import NotifyError
+from plumbing import sdnotify
+from plumbing.sdnotify import NotifyError
 
 REPO = Path(__file__).resolve().parents[2]
 RECV_TIMEOUT = 20.0
 
 DAEMON = """
 import asyncio, signal
-from appliance import sdnotify
+from plumbing import sdnotify
 
 async def main() -> None:
     loop = asyncio.get_running_loop()

@@ -23,7 +23,7 @@ done
 rm -rf "${ROOTFS_DIR}/opt/burnstand/src"
 install -d "${ROOTFS_DIR}/opt/burnstand/src"
 (cd "${BURNSTAND_SRC}" && tar --exclude=__pycache__ --exclude='*.egg-info' -cf - \
-    pyproject.toml README.md requirements wire coordinator appliance systemd image-build docs) \
+    pyproject.toml README.md requirements wire plumbing coordinator appliance systemd image-build docs) \
     | tar -C "${ROOTFS_DIR}/opt/burnstand/src" -xf -
 
 # printf %q: the values reach the chroot's shell quoted, whatever they hold (customize.sh then

@@ -1,6 +1,6 @@
 """The README's demo: a coordinator on the embedded SQLite default, seeded with a show to burn.
 
-`make demo` runs `python -m coordinator.demo --data demo-data`. On the first run it creates an
+`make demo` runs `python -m demo --data demo-data`. On the first run it creates an
 admin, generates a few small images and enters them in a show's catalog through the coordinator's
 own REST API (the path a real operator takes, so the demo exercises it), and enrolls a kiosk
 appliance in the show; later runs reuse the same folder. It then runs that kiosk's agent in the
@@ -415,7 +415,7 @@ async def _start_agent(data: Path, base: str, state: dict[str, Any], credential:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m coordinator.demo",
+        prog="python -m demo",
         description="Run the burnstand demo: a coordinator on the embedded SQLite default and "
         "a simulated kiosk agent linked to it.",
     )

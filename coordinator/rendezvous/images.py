@@ -25,7 +25,8 @@ from coordinator.rendezvous.endpoint import PREFIX, Endpoint
 from coordinator.rendezvous.http import authorized, caller, ok, path_id, read, require
 from coordinator.store.records import ROLES, Role
 
-log = logging.getLogger(__name__)
+# The image store logs under its own name wherever its endpoints live (operators filter on it).
+log = logging.getLogger("coordinator.images.http")
 
 IMAGES = web.AppKey("images", ImageStore)
 

@@ -1,4 +1,4 @@
-"""The relay under benchmark: `python -m coordinator.balancer.benchserve --mode embedded|split`.
+"""The relay under benchmark: `python -m relaylib.relayserve --mode embedded|split`.
 
 Started by `bench/bench_relay.py` (see bench/README-relay.md). It provisions a throw-away data
 directory (an admin credential, a show, two live sessions), runs the real coordinator app —
@@ -106,7 +106,7 @@ async def run_master(data: Path, port: int, master_port: int) -> None:
     )
     app, runner = await _start(config)
     host = app[LIVE].host
-    assert host is not None  # noqa: S101 - master role
+    assert host is not None
     host.fallback = workload
     print("ready", flush=True)
     try:
@@ -125,7 +125,7 @@ async def run(mode: str) -> None:
             config = CoordinatorConfig(data_dir=data, port=port)
             app, runner = await _start(config)
             live = app[LIVE]
-            assert live.host is not None  # noqa: S101 - embedded runs a master
+            assert live.host is not None
             live.host.fallback = workload
             master_url = live.master_url
         else:
@@ -133,7 +133,7 @@ async def run(mode: str) -> None:
             child = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "coordinator.balancer.benchserve",
+                "relaylib.relayserve",
                 "--mode",
                 "master",
                 "--data",
@@ -145,7 +145,7 @@ async def run(mode: str) -> None:
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
             )
-            assert child.stdout is not None  # noqa: S101
+            assert child.stdout is not None
             line = await asyncio.wait_for(child.stdout.readline(), 60)
             if line.strip() != b"ready":
                 raise SystemExit(f"bench master did not start: {line!r}")
@@ -162,7 +162,7 @@ async def run(mode: str) -> None:
         token = await app[STORE].write(lambda conn: _provision(conn, master_url))
         if mode != "embedded":
             connector = app[LIVE].connector
-            assert connector is not None  # noqa: S101 - balancer role
+            assert connector is not None
             for _ in range(600):
                 if connector.connected:
                     break
@@ -186,7 +186,7 @@ async def run(mode: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="benchserve")
+    parser = argparse.ArgumentParser(prog="relayserve")
     parser.add_argument("--mode", choices=("embedded", "split", "master"), required=True)
     parser.add_argument("--data", type=Path)
     parser.add_argument("--port", type=int)

@@ -17,7 +17,7 @@ from tests.conftest import free_port
 
 def _start(data: Path, port: int) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "coordinator.demo", "--data", str(data), "--port", str(port)],
+        [sys.executable, "-m", "demo", "--data", str(data), "--port", str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
