@@ -227,7 +227,8 @@ ENDPOINTS = [
         "PATCH",
         _SHOW + r"/admins/{show_admin_id:\d+}",
         edit_show_admin,
-        "Edit a show admin's details (reset_secret issues a new secret)",
+        "Edit a show admin's details (reset_secret issues a new secret and revokes every "
+        "credential made from the old one)",
         ADMIN,
         body=schemas.PERSON_EDIT,
         response=schemas.SHOW_ADMIN,
@@ -261,8 +262,9 @@ ENDPOINTS = [
         "POST",
         _SHOW + "/contributors",
         add_contributor,
-        "Add a contributor to the show; a new contributor's secret is in the response "
-        "(null when the email was already a contributor of another show)",
+        "Add a contributor to the show; the secret of this membership is in the response, "
+        "shown only this once (an email used in another show gets a separate membership "
+        "with its own secret)",
         SHOW_ADMIN,
         ok=201,
         body=schemas.PERSON_IN,
@@ -275,7 +277,8 @@ ENDPOINTS = [
         "PATCH",
         _SHOW + r"/contributors/{contributor_id:\d+}",
         edit_contributor,
-        "Edit a contributor's details (reset_secret issues a new secret)",
+        "Edit a contributor's details in this show (reset_secret issues a new secret and "
+        "revokes every credential made from the old one)",
         SHOW_ADMIN,
         body=schemas.PERSON_EDIT,
         response=schemas.CONTRIBUTOR,

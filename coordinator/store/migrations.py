@@ -240,9 +240,53 @@ def _v2_enrollments(conn: sqlite3.Connection) -> None:
     )
 
 
+def _v3_membership_secrets(conn: sqlite3.Connection) -> None:
+    # A contributor row becomes one (person, show) membership with its own name, email, tags and
+    # secret, like a show admin already was: a show admin can then only ever reach the standing
+    # of a person in their own show. A person who was in several shows keeps their old secret in
+    # each (so nobody is locked out by the upgrade) under one new row per show; the first show
+    # keeps the old id. Credentials follow the row of their show.
+    _execute_script(
+        conn,
+        """
+        CREATE TABLE contributors_v3 (
+            id INTEGER PRIMARY KEY,
+            show_id INTEGER NOT NULL REFERENCES shows(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            email TEXT NOT NULL,
+            tags TEXT NOT NULL,
+            secret_hash TEXT NOT NULL,
+            created_at REAL NOT NULL
+        );
+        INSERT INTO contributors_v3 (id, show_id, name, email, tags, secret_hash, created_at)
+            SELECT c.id, MIN(cs.show_id), c.name, c.email, c.tags, c.secret_hash, c.created_at
+            FROM contributors c JOIN contributor_shows cs ON cs.contributor_id = c.id
+            GROUP BY c.id;
+        INSERT INTO contributors_v3 (show_id, name, email, tags, secret_hash, created_at)
+            SELECT cs.show_id, c.name, c.email, c.tags, c.secret_hash, c.created_at
+            FROM contributors c JOIN contributor_shows cs ON cs.contributor_id = c.id
+            WHERE cs.show_id > (SELECT MIN(show_id) FROM contributor_shows
+                                WHERE contributor_id = c.id)
+            ORDER BY c.id, cs.show_id;
+        UPDATE credentials SET contributor_id = (
+            SELECT n.id FROM contributors_v3 n JOIN contributors o ON o.email = n.email
+            WHERE o.id = credentials.contributor_id AND n.show_id = credentials.show_id
+        ) WHERE contributor_id IS NOT NULL;
+        DELETE FROM credentials WHERE kind = 'contributor' AND contributor_id IS NULL;
+        DROP TABLE contributor_shows;
+        DROP TABLE contributors;
+        ALTER TABLE contributors_v3 RENAME TO contributors;
+        CREATE UNIQUE INDEX contributors_show_email ON contributors(show_id, email COLLATE NOCASE);
+        CREATE INDEX credentials_show_admin ON credentials(show_admin_id);
+        CREATE INDEX credentials_appliance ON credentials(appliance_id);
+        CREATE INDEX credentials_admin ON credentials(admin_id)
+        """,
+    )
+
+
 Migration = Callable[[sqlite3.Connection], None]
 
-MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_enrollments)
+MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_enrollments, _v3_membership_secrets)
 """Index i holds the step from version i to version i + 1; append only, never edit a shipped one."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

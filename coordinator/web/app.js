@@ -481,7 +481,7 @@ async function peopleView(showParam) {
       toast(`Added ${p.name}.`);
       const tbody = document.getElementById("people-rows");
       if (tbody) tbody.appendChild(h("tr", {}, h("td", {}, p.name), h("td", {}, p.email), h("td", {}, when(p.created_at)), h("td", {})));
-      replace(out, p.secret ? secretCallout(p, p.secret) : h("p", { class: "callout" }, `${p.name} already has a secret from another show; they use it here too.`));
+      replace(out, secretCallout(p, p.secret));
     },
   );
   return h(
