@@ -2,9 +2,10 @@
 
 ``make_app(config)`` builds the application: the store is opened and closed by a cleanup context,
 the rendezvous routes are registered, errors are rendered as problem JSON, and the credential
-expiry watcher runs in the background. The live plane (balancer, masters, pub/sub) adds its own
-routes, sub-apps and cleanup contexts to the same application, and replaces the embedded local
-master by setting ``register_local_master=False`` and registering its masters itself.
+expiry and revocation watchers run in the background. The live plane (balancer, masters,
+pub/sub) adds its own routes, sub-apps and cleanup contexts to the same application, and
+replaces the embedded local master by setting ``register_local_master=False`` and registering
+its masters itself.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from coordinator.config import CoordinatorConfig
 from coordinator.errors import problem_middleware
 from coordinator.expiry import ExpiryWatcher
 from coordinator.images import http as image_transfer
-from coordinator.keys import CONFIG, EXPIRY, STORE
+from coordinator.keys import CONFIG, EXPIRY, REVOCATIONS, STORE
+from coordinator.revocation import RevocationWatcher
 from coordinator.store import Store
 from coordinator.store.sessions import ensure_local_master
 
@@ -43,9 +45,11 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
                 "registered the embedded session master", extra={"url": config.local_master_url}
             )
     app[EXPIRY].start()
+    await app[REVOCATIONS].start()
     try:
         yield
     finally:
+        await app[REVOCATIONS].stop()
         await app[EXPIRY].stop()
         await store.close()
 
@@ -56,6 +60,7 @@ def make_app(config: CoordinatorConfig) -> web.Application:
     app[CONFIG] = config
     app[STORE] = store
     app[EXPIRY] = ExpiryWatcher(store, config)
+    app[REVOCATIONS] = RevocationWatcher(store, config.revocation_check_interval)
     rendezvous.setup(app)
     image_transfer.setup(app)
     app.cleanup_ctx.append(_store_ctx)

@@ -31,6 +31,8 @@ class CoordinatorConfig:
     expiry_warning_seconds: int = 300
     # How often the background watcher looks for credentials about to expire.
     expiry_check_interval: float = 15.0
+    # How often every process looks for revoked credentials to close their open sockets.
+    revocation_check_interval: float = 0.25
     # Embedded default: with no session master in the pool, register this process as one.
     register_local_master: bool = True
     local_master_capacity: int = 1000

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from coordinator.errors import BadRequest, Forbidden, NotFound, Unauthorized
-from coordinator.keys import CONFIG, STORE
+from coordinator.keys import CONFIG, REVOCATIONS, STORE
 from coordinator.rendezvous.validation import Schema, validate
 from coordinator.store.credentials import authenticate
 from coordinator.store.records import Page, Principal, Role
@@ -43,6 +43,15 @@ async def read(request: web.Request, fn: Callable[[sqlite3.Connection], T]) -> T
 
 async def write(request: web.Request, fn: Callable[[sqlite3.Connection], T]) -> T:
     return await request.app[STORE].write(fn)
+
+
+async def revoking_write(request: web.Request, fn: Callable[[sqlite3.Connection], T]) -> T:
+    """A write that may revoke credentials: the sockets they opened are closed at once."""
+    result = await write(request, fn)
+    watcher = request.app.get(REVOCATIONS)
+    if watcher is not None:
+        watcher.poke()
+    return result
 
 
 async def body(request: web.Request, schema: Schema) -> dict[str, Any]:

@@ -101,6 +101,32 @@ def revoke_issued(
     ).rowcount
 
 
+def sign_out(conn: sqlite3.Connection, now: float, principal: Principal) -> None:
+    """Revoke the caller's own credential (and, for a refreshed one, nothing else is live)."""
+    conn.execute(
+        "UPDATE credentials SET revoked_at = ?, revoked_reason = ? "
+        "WHERE id = ? AND revoked_at IS NULL",
+        (now, "signed out", principal.credential_id),
+    )
+    audit(
+        conn, now, principal.actor, "credential.sign_out", f"credential:{principal.credential_id}"
+    )
+
+
+def revoked_since(conn: sqlite3.Connection, after: int | None) -> tuple[int, frozenset[int]]:
+    """Credentials revoked or deleted after revocation row ``after`` (None: from now on)."""
+    if after is None:
+        (last,) = conn.execute("SELECT COALESCE(MAX(id), 0) FROM revocations").fetchone()
+        return int(last), frozenset()
+    rows = conn.execute(
+        "SELECT id, credential_id FROM revocations WHERE id > ? ORDER BY id LIMIT 10000",
+        (after,),
+    ).fetchall()
+    if not rows:
+        return after, frozenset()
+    return int(rows[-1]["id"]), frozenset(int(r["credential_id"]) for r in rows)
+
+
 def _secret_matches(stored_hash: str, secret: str) -> bool:
     return hmac.compare_digest(stored_hash, token_hash(secret))
 

@@ -284,9 +284,53 @@ def _v3_membership_secrets(conn: sqlite3.Connection) -> None:
     )
 
 
+def _v4_revocations(conn: sqlite3.Connection) -> None:
+    # Every credential that stops being valid before its time (revoked, or deleted with its
+    # holder) leaves a row here, written by triggers so no code path can forget it. The live
+    # plane of every process polls the table and closes the sockets opened with those
+    # credentials; a refresh (revoked with a successor) is not a revocation of the holder.
+    # Rows older than a day are pruned as new ones come: a poller is never that far behind.
+    _execute_script(
+        conn,
+        """
+        CREATE TABLE revocations (
+            id INTEGER PRIMARY KEY,
+            credential_id INTEGER NOT NULL,
+            at REAL NOT NULL
+        )
+        """,
+    )
+    # Trigger bodies hold several statements, so each trigger is one execute.
+    conn.execute(
+        """
+        CREATE TRIGGER credentials_revoked AFTER UPDATE OF revoked_at ON credentials
+        WHEN old.revoked_at IS NULL AND new.revoked_at IS NOT NULL AND new.replaced_by IS NULL
+        BEGIN
+            DELETE FROM revocations WHERE at < new.revoked_at - 86400;
+            INSERT INTO revocations (credential_id, at) VALUES (new.id, new.revoked_at);
+        END
+        """
+    )
+    conn.execute(
+        """
+        CREATE TRIGGER credentials_deleted AFTER DELETE ON credentials
+        WHEN old.revoked_at IS NULL
+        BEGIN
+            INSERT INTO revocations (credential_id, at)
+            VALUES (old.id, (julianday('now') - 2440587.5) * 86400.0);
+        END
+        """
+    )
+
+
 Migration = Callable[[sqlite3.Connection], None]
 
-MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_enrollments, _v3_membership_secrets)
+MIGRATIONS: tuple[Migration, ...] = (
+    _v1_initial,
+    _v2_enrollments,
+    _v3_membership_secrets,
+    _v4_revocations,
+)
 """Index i holds the step from version i to version i + 1; append only, never edit a shipped one."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

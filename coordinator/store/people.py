@@ -63,6 +63,23 @@ def create_admin(conn: sqlite3.Connection, now: float, actor: str, name: str, em
     return token
 
 
+def list_admins(conn: sqlite3.Connection, page: Page) -> Record:
+    return paged(conn, "SELECT * FROM admins ORDER BY id", (), page, _person)
+
+
+def remove_admin(conn: sqlite3.Connection, now: float, actor: str, admin_id: int) -> None:
+    """Remove an admin and every credential of theirs; the last admin cannot be removed."""
+    one(conn, "SELECT id FROM admins WHERE id = ?", (admin_id,), f"admin {admin_id} not found")
+    (count,) = conn.execute("SELECT COUNT(*) FROM admins").fetchone()
+    if count <= 1:
+        raise Conflict(
+            "this is the last admin; create another one first "
+            "(burnstand-coordinator admin create), so the coordinator keeps a way in"
+        )
+    conn.execute("DELETE FROM admins WHERE id = ?", (admin_id,))  # credentials cascade
+    audit(conn, now, actor, "admin.remove", f"admin:{admin_id}")
+
+
 # --- show admins ----------------------------------------------------------------------------
 
 
@@ -280,3 +297,52 @@ def create_appliance(
     )
     audit(conn, now, actor, "appliance.create", f"appliance:{a_id}", {"show_id": show_id})
     return {"id": a_id, "show_id": show_id, "name": name, "credential": token}
+
+
+def _appliance_out(row: sqlite3.Row) -> Record:
+    return {
+        "id": row["id"],
+        "show_id": row["show_id"],
+        "name": row["name"],
+        "created_at": iso(row["created_at"]),
+    }
+
+
+def list_appliances(conn: sqlite3.Connection, show_id: int | None, page: Page) -> Record:
+    """The appliances of one show (or of every show when ``show_id`` is None)."""
+    if show_id is None:
+        return paged(conn, "SELECT * FROM appliances ORDER BY id", (), page, _appliance_out)
+    _require_show(conn, show_id)
+    return paged(
+        conn,
+        "SELECT * FROM appliances WHERE show_id = ? ORDER BY id",
+        (show_id,),
+        page,
+        _appliance_out,
+    )
+
+
+def remove_appliance(
+    conn: sqlite3.Connection, now: float, actor: str, appliance_id: int, show_id: int | None = None
+) -> Record:
+    """Remove a kiosk: its credential stops working at once on every plane."""
+    where, args = "id = ?", [appliance_id]
+    if show_id is not None:
+        where, args = "id = ? AND show_id = ?", [appliance_id, show_id]
+    scope = "" if show_id is None else f" in show {show_id}"
+    row = one(
+        conn,
+        f"SELECT * FROM appliances WHERE {where}",  # noqa: S608  # the clause is ours
+        tuple(args),
+        f"appliance {appliance_id} not found{scope}",
+    )
+    conn.execute("DELETE FROM appliances WHERE id = ?", (appliance_id,))  # credentials cascade
+    audit(
+        conn,
+        now,
+        actor,
+        "appliance.remove",
+        f"appliance:{appliance_id}",
+        {"show_id": row["show_id"]},
+    )
+    return _appliance_out(row)
