@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
 import sqlite3
 import sys
@@ -79,6 +80,14 @@ def _parser() -> argparse.ArgumentParser:
         "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)"
     )
     serve.add_argument("--port", default=8080, type=_port, help="TCP port (default: 8080)")
+    serve.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=[],
+        metavar="ADDR",
+        help="a reverse proxy (its address as this process sees it, e.g. 127.0.0.1) whose "
+        "X-Forwarded-For names the client for enrollment sources and rate limits; repeatable",
+    )
     serve.add_argument(
         "--max-credential-hours",
         type=float,
@@ -253,6 +262,16 @@ def _live_config(args: argparse.Namespace) -> dict[str, Any]:
 # --- end live plane ---
 
 
+def _trusted_proxies(values: list[str]) -> tuple[str, ...]:
+    out = []
+    for value in values:
+        try:
+            out.append(str(ipaddress.ip_address(value.strip())))
+        except ValueError:
+            raise CliError(f"--trusted-proxy needs an IP address, got {value!r}") from None
+    return tuple(out)
+
+
 def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     config = CoordinatorConfig(
@@ -260,6 +279,7 @@ def _serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         max_credential_seconds=max(1, int(args.max_credential_hours * 3600)),
+        trusted_proxies=_trusted_proxies(args.trusted_proxy),
         **_live_config(args),
     )
     app = make_app(config)

@@ -37,6 +37,9 @@ class CoordinatorConfig:
     register_local_master: bool = True
     local_master_capacity: int = 1000
     read_threads: int = 4
+    # Reverse proxies whose X-Forwarded-For is believed (--trusted-proxy); from anyone else the
+    # header is ignored and the socket's peer is the client's address.
+    trusted_proxies: tuple[str, ...] = ()
     clock: Clock = field(default=time.time)
     # ---- live plane (coordinator/live.py) ----
     # all = embedded (rendezvous + balancer + master in one process); or one role per process.

@@ -33,6 +33,25 @@ ROLE_NAMES: dict[str, str] = {
 }
 
 
+def client_address(request: web.Request) -> str:
+    """The client's address for logs, enrollment sources and rate limits.
+
+    Behind a reverse proxy every request comes from the proxy; only a peer named with
+    ``--trusted-proxy`` may say who the client was, in ``X-Forwarded-For``. The rightmost
+    address there that is not itself a trusted proxy is the client (what is left of it was
+    written by the client and proves nothing).
+    """
+    peer = request.remote or "unknown"
+    trusted = request.app[CONFIG].trusted_proxies
+    if peer not in trusted:
+        return peer
+    hops = [h.strip() for v in request.headers.getall("X-Forwarded-For", ()) for h in v.split(",")]
+    for hop in reversed(hops):
+        if hop and hop not in trusted:
+            return hop[:64]
+    return peer
+
+
 def now(request: web.Request) -> float:
     return request.app[CONFIG].clock()
 

@@ -323,6 +323,30 @@ def _v4_revocations(conn: sqlite3.Connection) -> None:
     )
 
 
+def _v5_enrollment_binding(conn: sqlite3.Connection) -> None:
+    # An enrollment belongs to its first asker: others asking with the same code are counted as
+    # conflicts for the admin to see, and the phrase derived from the first asker's poll token is
+    # kept to show beside the request. The appliance credential is no longer stored in
+    # plaintext until pickup; it is made at pickup. A credential an older coordinator left
+    # waiting in plaintext is revoked (the file may have been read), and the kiosk's pickup
+    # makes a fresh one.
+    _execute_script(
+        conn,
+        """
+        ALTER TABLE enrollments ADD COLUMN phrase TEXT NOT NULL DEFAULT '';
+        ALTER TABLE enrollments ADD COLUMN conflicts INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE enrollments ADD COLUMN conflict_source TEXT;
+        ALTER TABLE enrollments ADD COLUMN conflict_at REAL;
+        UPDATE credentials SET revoked_at = (julianday('now') - 2440587.5) * 86400.0,
+            revoked_reason = 'stored in plaintext by an older coordinator; picked up anew'
+        WHERE revoked_at IS NULL AND kind = 'appliance' AND appliance_id IN (
+            SELECT appliance_id FROM enrollments WHERE credential IS NOT NULL
+        );
+        UPDATE enrollments SET credential = NULL WHERE credential IS NOT NULL
+        """,
+    )
+
+
 Migration = Callable[[sqlite3.Connection], None]
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -330,6 +354,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _v2_enrollments,
     _v3_membership_secrets,
     _v4_revocations,
+    _v5_enrollment_binding,
 )
 """Index i holds the step from version i to version i + 1; append only, never edit a shipped one."""
 

@@ -272,9 +272,16 @@ def remove_contributor(
 
 
 def create_appliance(
-    conn: sqlite3.Connection, now: float, actor: str, show_id: int, name: str
+    conn: sqlite3.Connection,
+    now: float,
+    actor: str,
+    show_id: int,
+    name: str,
+    *,
+    credential: bool = True,
 ) -> Record:
-    """Enroll a kiosk in a show; returns the appliance and its credential (no expiry)."""
+    """Enroll a kiosk in a show; returns the appliance and (unless ``credential`` is False, as
+    for an enrollment whose kiosk picks it up later) its credential (no expiry)."""
     _require_show(conn, show_id)
     a_id = insert(
         conn,
@@ -282,6 +289,17 @@ def create_appliance(
         {"show_id": show_id, "name": name, "created_at": now},
         what=f"appliance {name!r} in show {show_id}",
     )
+    audit(conn, now, actor, "appliance.create", f"appliance:{a_id}", {"show_id": show_id})
+    out: Record = {"id": a_id, "show_id": show_id, "name": name}
+    if credential:
+        out["credential"] = issue_appliance_credential(conn, now, a_id, show_id)
+    return out
+
+
+def issue_appliance_credential(
+    conn: sqlite3.Connection, now: float, appliance_id: int, show_id: int
+) -> str:
+    """A new credential for an appliance; only its hash is stored."""
     token = new_token()
     insert(
         conn,
@@ -289,14 +307,13 @@ def create_appliance(
         {
             "token_hash": token_hash(token),
             "kind": "appliance",
-            "appliance_id": a_id,
+            "appliance_id": appliance_id,
             "show_id": show_id,
             "created_at": now,
         },
         what="credential",
     )
-    audit(conn, now, actor, "appliance.create", f"appliance:{a_id}", {"show_id": show_id})
-    return {"id": a_id, "show_id": show_id, "name": name, "credential": token}
+    return token
 
 
 def _appliance_out(row: sqlite3.Row) -> Record:
