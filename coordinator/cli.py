@@ -81,6 +81,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--port", default=8080, type=_port, help="TCP port (default: 8080)")
     serve.add_argument(
+        "--behind-tls",
+        action="store_true",
+        help="TLS is terminated in front of this process (a reverse proxy): send HSTS and do not "
+        "warn about plain HTTP on a non-loopback address",
+    )
+    serve.add_argument(
         "--trusted-proxy",
         action="append",
         default=[],
@@ -272,6 +278,27 @@ def _trusted_proxies(values: list[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
+def plain_http_warning(host: str, behind_tls: bool) -> str | None:
+    """What to tell an operator who serves plain HTTP beyond this machine, or None."""
+    if behind_tls or _is_loopback(host):
+        return None
+    return (
+        f"serving plain HTTP on {host}: credentials, secrets and appliance links cross the "
+        "network unencrypted and can be read or taken over by anyone on the path; put a TLS "
+        "reverse proxy in front (docs/deployment.md) and pass --behind-tls, or listen on "
+        "127.0.0.1"
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may well resolve beyond this machine
+
+
 def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     config = CoordinatorConfig(
@@ -280,8 +307,12 @@ def _serve(args: argparse.Namespace) -> int:
         port=args.port,
         max_credential_seconds=max(1, int(args.max_credential_hours * 3600)),
         trusted_proxies=_trusted_proxies(args.trusted_proxy),
+        behind_tls=args.behind_tls,
         **_live_config(args),
     )
+    warning = plain_http_warning(args.host, args.behind_tls)
+    if warning:
+        print(f"burnstand-coordinator: warning: {warning}", file=sys.stderr, flush=True)
     app = make_app(config)
 
     def ready(_message: str) -> None:

@@ -40,6 +40,8 @@ class CoordinatorConfig:
     # Reverse proxies whose X-Forwarded-For is believed (--trusted-proxy); from anyone else the
     # header is ignored and the socket's peer is the client's address.
     trusted_proxies: tuple[str, ...] = ()
+    # TLS is terminated in front of this process (--behind-tls): send HSTS.
+    behind_tls: bool = False
     clock: Clock = field(default=time.time)
     # ---- live plane (coordinator/live.py) ----
     # all = embedded (rendezvous + balancer + master in one process); or one role per process.

@@ -21,7 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
-from coordinator.errors import BadRequest, Problem
+from coordinator.errors import BadRequest, TooManyRequests
 from coordinator.rendezvous import schemas
 from coordinator.rendezvous.endpoint import PUBLIC, Endpoint
 from coordinator.rendezvous.http import (
@@ -68,12 +68,6 @@ ENROLL_OUT = schemas.record("id", "code", "show_id", "name", "status", "poll_tok
 POLL_OUT = schemas.record("id", "status", "code")
 
 
-class TooManyRequests(Problem):
-    status = 429
-    slug = "too-many-requests"
-    title = "Too many requests"
-
-
 @dataclass
 class RateLimiter:
     """At most ``limit`` requests per ``window`` seconds per key (a sliding window)."""
@@ -96,7 +90,8 @@ class RateLimiter:
         if len(hits) >= self.limit:
             retry = math.ceil(hits[0] + self.window - at)
             raise TooManyRequests(
-                f"too many enrollment requests from {key}; try again in {retry} s"
+                f"too many enrollment requests from {key}; try again in {retry} s",
+                retry_after=retry,
             )
         hits.append(at)
 
