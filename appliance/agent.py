@@ -354,6 +354,7 @@ class Agent:
             self.config.name,
             show,
             on_pending=lambda: self._on_link_state(LinkState.PENDING),
+            state_dir=self.config.state_dir,
             interval_min=first,
             interval_max=longest,
         )

@@ -7,6 +7,11 @@ to `interval_max`, until a show admin decides. Acceptance returns the appliance 
 so the next start needs no enrollment. A rejection, or a code the coordinator calls spent, raises
 `EnrollmentRefused` with the coordinator's own words; outages and rate limits are waited out.
 Both loops are bounded by `max_attempts`.
+
+The coordinator binds a pending request to its first asker's poll token, so with a `state_dir`
+the token is kept there (mode 0600) and a restarted agent asks with it and keeps its request;
+the confirmation phrase derived from it is written next to it for the kiosk's screen, where
+the admin compares it with the one the dashboard shows before accepting.
 """
 
 from __future__ import annotations
@@ -22,10 +27,14 @@ from typing import Any, Final
 
 import aiohttp
 
+from wire.enrollment import confirmation_phrase
+
 log = logging.getLogger(__name__)
 
 ENROLL_PATH: Final = "/api/v1/enroll"
 POLL_PATH: Final = "/api/v1/enroll/poll"
+POLL_TOKEN_FILE: Final = "enrollment-poll"  # noqa: S105  # a file name, not a secret
+PHRASE_FILE: Final = "enrollment-phrase"
 REQUEST_TIMEOUT: Final = 15.0
 
 _jitter = random.SystemRandom()
@@ -60,6 +69,7 @@ class Enrollment:
         show: int | str,
         *,
         on_pending: Callable[[], None] | None = None,
+        state_dir: Path | None = None,
         interval_min: float = 5.0,
         interval_max: float = 30.0,
         max_attempts: int = 200_000,
@@ -71,6 +81,7 @@ class Enrollment:
         self.name = name
         self.show = show
         self._on_pending = on_pending
+        self._state_dir = state_dir
         self._interval_min = interval_min
         self._interval_max = interval_max
         self._max_attempts = max_attempts
@@ -81,21 +92,25 @@ class Enrollment:
         async with aiohttp.ClientSession(timeout=timeout) as http:
             delay = self._interval_min
             token: str | None = None
+            saved = await asyncio.to_thread(self._load_token)
             for _ in range(self._max_attempts):
                 try:
                     if token is None:
-                        token = await self._ask(http)
+                        token = await self._ask(http, saved)
+                        saved = token
+                        await asyncio.to_thread(self._keep_token, token)
                         log.info("enrollment pending", extra={"code": self._shown})
                         if self._on_pending is not None:
                             self._on_pending()
                     else:
                         answer = await self._post(http, POLL_PATH, {"poll_token": token})
                         if answer is None:
-                            # The request was replaced (same code enrolled again): ask anew.
-                            token = None
+                            # The request is gone (its show was removed): ask anew.
+                            token = saved = None
                             continue
                         credential = self._decided(answer)
                         if credential is not None:
+                            await asyncio.to_thread(self._forget_token)
                             return credential
                 except _Retry as exc:
                     log.warning("enrollment: coordinator not reachable", extra={"error": str(exc)})
@@ -107,12 +122,37 @@ class Enrollment:
     def _shown(self) -> str:
         return f"{self.code[:4]}-{self.code[4:]}"
 
-    async def _ask(self, http: aiohttp.ClientSession) -> str:
-        body = {"code": self.code, "name": self.name, "show": self.show}
+    async def _ask(self, http: aiohttp.ClientSession, saved: str | None) -> str:
+        body: dict[str, Any] = {"code": self.code, "name": self.name, "show": self.show}
+        if saved is not None:
+            body["poll_token"] = saved  # the same kiosk asking again keeps its request
         answer = await self._post(http, ENROLL_PATH, body)
         if answer is None or not isinstance(answer.get("poll_token"), str):
             raise EnrollmentRefused(f"enrollment {self._shown}: the coordinator sent no poll token")
         return str(answer["poll_token"])
+
+    def _load_token(self) -> str | None:
+        if self._state_dir is None:
+            return None
+        try:
+            return (self._state_dir / POLL_TOKEN_FILE).read_text(encoding="utf-8").strip() or None
+        except (OSError, UnicodeDecodeError):
+            return None
+
+    def _keep_token(self, token: str) -> None:
+        if self._state_dir is None:
+            return
+        save_credential(self._state_dir, token, POLL_TOKEN_FILE)
+        phrase = self._state_dir / PHRASE_FILE
+        phrase.write_text(confirmation_phrase(token) + "\n", encoding="utf-8")
+        phrase.chmod(0o644)  # the kiosk (another user) shows it; it is no secret
+
+    def _forget_token(self) -> None:
+        if self._state_dir is None:
+            return
+        for name in (POLL_TOKEN_FILE, PHRASE_FILE):
+            with contextlib.suppress(FileNotFoundError):
+                (self._state_dir / name).unlink()
 
     def _decided(self, answer: dict[str, Any]) -> str | None:
         status = answer.get("status")
@@ -151,7 +191,7 @@ class Enrollment:
 
 
 def save_credential(state_dir: Path, credential: str, filename: str = "credential") -> Path:
-    """Write the credential readable by the agent's user only; a crash leaves no half file."""
+    """Write a secret readable by the agent's user only; a crash leaves no half file."""
     state_dir.mkdir(parents=True, exist_ok=True)
     path = state_dir / filename
     tmp = path.with_name(f".{filename}.new")

@@ -1,14 +1,16 @@
 """Command line of the coordinator: ``serve`` the API, ``admin create`` the first way in,
-``appliance create`` to provision kiosks without the enrollment flow.
+``appliance create`` to provision kiosks without the enrollment flow, and ``admin|appliance list``
+and ``revoke`` to see and take back who holds a credential.
 
 Errors a user can act on are one line on stderr and a non-zero exit; stdout carries only what a
-script would capture (the new admin or appliance credential).
+script would capture (the new admin or appliance credential, or the tab-separated list).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
 import sqlite3
 import sys
@@ -24,8 +26,15 @@ from coordinator.errors import Problem
 from coordinator.store import Store
 from coordinator.store.catalog import add_show
 from coordinator.store.migrations import SchemaTooNew
-from coordinator.store.people import create_admin, create_appliance
-from coordinator.store.records import Record
+from coordinator.store.people import (
+    create_admin,
+    create_appliance,
+    list_admins,
+    list_appliances,
+    remove_admin,
+    remove_appliance,
+)
+from coordinator.store.records import Page, Record
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -72,6 +81,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--port", default=8080, type=_port, help="TCP port (default: 8080)")
     serve.add_argument(
+        "--behind-tls",
+        action="store_true",
+        help="TLS is terminated in front of this process (a reverse proxy): send HSTS and do not "
+        "warn about plain HTTP on a non-loopback address",
+    )
+    serve.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=[],
+        metavar="ADDR",
+        help="a reverse proxy (its address as this process sees it, e.g. 127.0.0.1) whose "
+        "X-Forwarded-For names the client for enrollment sources and rate limits; repeatable",
+    )
+    serve.add_argument(
         "--max-credential-hours",
         type=float,
         default=12.0,
@@ -98,6 +121,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     create.add_argument("--name", required=True, help="the admin's name")
     create.add_argument("--email", required=True, help="the admin's email (unique)")
+
+    _list_and_revoke(admin_sub, "admin")
 
     appliance = sub.add_parser(
         "appliance", help="manage appliances", description="Provision kiosk appliances."
@@ -127,7 +152,43 @@ def _parser() -> argparse.ArgumentParser:
         help="create a show named SHOW if there is none (asset root: this coordinator's "
         "image store)",
     )
+    _list_and_revoke(appliance_sub, "appliance")
     return parser
+
+
+def _list_and_revoke(actions: Any, kind: str) -> None:
+    listing = actions.add_parser(
+        "list",
+        help=f"list the {kind}s, one per line: id, tab, "
+        + ("name, tab, email" if kind == "admin" else "show id, tab, name"),
+        description=f"Print every {kind} as tab-separated fields on stdout.",
+    )
+    listing.add_argument(
+        "--data",
+        required=True,
+        type=Path,
+        metavar="DIR",
+        help="data directory holding coordinator.db",
+    )
+    revoke = actions.add_parser(
+        "revoke",
+        help=f"remove an {kind} and revoke every credential of it",
+        description=f"Remove the {kind} with this id: its credentials are refused at once and "
+        "a running coordinator closes the connections opened with them within a second. "
+        + (
+            "The last admin cannot be removed."
+            if kind == "admin"
+            else "Enroll the kiosk again to bring it back."
+        ),
+    )
+    revoke.add_argument(
+        "--data",
+        required=True,
+        type=Path,
+        metavar="DIR",
+        help="data directory holding coordinator.db",
+    )
+    revoke.add_argument("id", type=int, help=f"the {kind}'s id (see `{kind} list`)")
 
 
 # --- live plane (coordinator/live.py): roles, Redis, relay and burn-protocol flags ---
@@ -207,6 +268,37 @@ def _live_config(args: argparse.Namespace) -> dict[str, Any]:
 # --- end live plane ---
 
 
+def _trusted_proxies(values: list[str]) -> tuple[str, ...]:
+    out = []
+    for value in values:
+        try:
+            out.append(str(ipaddress.ip_address(value.strip())))
+        except ValueError:
+            raise CliError(f"--trusted-proxy needs an IP address, got {value!r}") from None
+    return tuple(out)
+
+
+def plain_http_warning(host: str, behind_tls: bool) -> str | None:
+    """What to tell an operator who serves plain HTTP beyond this machine, or None."""
+    if behind_tls or _is_loopback(host):
+        return None
+    return (
+        f"serving plain HTTP on {host}: credentials, secrets and appliance links cross the "
+        "network unencrypted and can be read or taken over by anyone on the path; put a TLS "
+        "reverse proxy in front (docs/deployment.md) and pass --behind-tls, or listen on "
+        "127.0.0.1"
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may well resolve beyond this machine
+
+
 def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     config = CoordinatorConfig(
@@ -214,8 +306,13 @@ def _serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         max_credential_seconds=max(1, int(args.max_credential_hours * 3600)),
+        trusted_proxies=_trusted_proxies(args.trusted_proxy),
+        behind_tls=args.behind_tls,
         **_live_config(args),
     )
+    warning = plain_http_warning(args.host, args.behind_tls)
+    if warning:
+        print(f"burnstand-coordinator: warning: {warning}", file=sys.stderr, flush=True)
     app = make_app(config)
 
     def ready(_message: str) -> None:
@@ -276,6 +373,40 @@ async def _appliance_create(data: Path, show: str, name: str, create_show: bool)
         await store.close()
 
 
+async def _on_store(data: Path, write: bool, fn: Any) -> Any:
+    if not (data / "coordinator.db").is_file():
+        raise CliError(f"{data}: no coordinator.db here (is --data the serve data directory?)")
+    store = Store(data / "coordinator.db", read_threads=1)
+    await store.open()
+    try:
+        return await (store.write(fn) if write else store.read(fn))
+    finally:
+        await store.close()
+
+
+_ALL = Page(limit=2**31, offset=0)
+
+
+def _list_or_revoke(kind: str, action: str, data: Path, target: int | None) -> str:
+    """What `admin|appliance list|revoke` prints on stdout."""
+    if action == "list":
+        lister = list_admins if kind == "admin" else lambda c, p: list_appliances(c, None, p)
+        items = asyncio.run(_on_store(data, False, lambda c: lister(c, _ALL)))["items"]
+        fields = ("id", "name", "email") if kind == "admin" else ("id", "show_id", "name")
+        return "\n".join("\t".join(str(item[f]) for f in fields) for item in items)
+    assert target is not None  # noqa: S101  # argparse requires it for revoke
+    now = time.time()
+    if kind == "admin":
+        asyncio.run(_on_store(data, True, lambda c: remove_admin(c, now, "cli", target)))
+    else:
+        asyncio.run(_on_store(data, True, lambda c: remove_appliance(c, now, "cli", target)))
+    print(
+        f"burnstand-coordinator: {kind} {target} removed; its credentials are revoked",
+        file=sys.stderr,
+    )
+    return ""
+
+
 def _check_appliance(show: str, name: str) -> None:
     if not show.strip():
         raise CliError("--show must not be empty")
@@ -295,6 +426,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(args)
+        sub_action = getattr(args, f"{args.command}_command", None)
+        if sub_action in ("list", "revoke"):
+            out = _list_or_revoke(args.command, sub_action, args.data, getattr(args, "id", None))
+            if out:
+                print(out)
+            return 0
         if args.command == "appliance":
             _check_appliance(args.show, args.name)
             enrolled = asyncio.run(

@@ -31,10 +31,17 @@ class CoordinatorConfig:
     expiry_warning_seconds: int = 300
     # How often the background watcher looks for credentials about to expire.
     expiry_check_interval: float = 15.0
+    # How often every process looks for revoked credentials to close their open sockets.
+    revocation_check_interval: float = 0.25
     # Embedded default: with no session master in the pool, register this process as one.
     register_local_master: bool = True
     local_master_capacity: int = 1000
     read_threads: int = 4
+    # Reverse proxies whose X-Forwarded-For is believed (--trusted-proxy); from anyone else the
+    # header is ignored and the socket's peer is the client's address.
+    trusted_proxies: tuple[str, ...] = ()
+    # TLS is terminated in front of this process (--behind-tls): send HSTS.
+    behind_tls: bool = False
     clock: Clock = field(default=time.time)
     # ---- live plane (coordinator/live.py) ----
     # all = embedded (rendezvous + balancer + master in one process); or one role per process.

@@ -88,6 +88,18 @@ class Invalid(Problem):
     title = "Invalid request body"
 
 
+class TooManyRequests(Problem):
+    """Too many requests (or failed attempts) from one client; ``retry_after`` in seconds."""
+
+    status = 429
+    slug = "too-many-requests"
+    title = "Too many requests"
+
+    def __init__(self, detail: str, *, retry_after: int = 60, field: str | None = None) -> None:
+        super().__init__(detail, field=field)
+        self.retry_after = max(1, retry_after)
+
+
 class Unavailable(Problem):
     status = 503
     slug = "unavailable"
@@ -98,6 +110,8 @@ def problem_response(problem: Problem) -> web.Response:
     headers = {}
     if isinstance(problem, Unauthorized):
         headers["WWW-Authenticate"] = 'Bearer realm="burnstand"'
+    if isinstance(problem, TooManyRequests):
+        headers["Retry-After"] = str(problem.retry_after)
     return web.Response(
         status=problem.status,
         text=json.dumps(problem.body()),

@@ -32,7 +32,7 @@ from coordinator.balancer.host import HostLink, MasterHost
 from coordinator.balancer.remote import Connector, RelayServer
 from coordinator.burnlistener import BurnListener, start_burn_listener
 from coordinator.config import CoordinatorConfig
-from coordinator.keys import CONFIG, EXPIRY, HEALTH, STORE
+from coordinator.keys import CONFIG, EXPIRY, HEALTH, REVOCATIONS, STORE
 from coordinator.links import LINKS, setup_links
 from coordinator.master import ImageInfo, Master
 from coordinator.pubsub import PubSub, make_pubsub
@@ -200,6 +200,13 @@ class Live:
             EXPIRY_CHANNEL, {"credential_id": cred.credential_id, "expires_at": cred.expires_at}
         )
 
+    def on_revoked(self, credential_ids: frozenset[int]) -> None:
+        """Close every client socket and burn-protocol connection opened with these."""
+        if self.balancer is not None:
+            self.balancer.revoke(credential_ids)
+        if self.listener is not None:
+            self.listener.revoke(credential_ids)
+
     async def on_session_event(self, data: Mapping[str, Any]) -> None:
         if self.master is None:
             return
@@ -305,10 +312,12 @@ async def _live_ctx(app: web.Application) -> AsyncIterator[None]:
     live = Live(app[CONFIG], app[STORE])
     app[LIVE] = live
     app[EXPIRY].add_listener(live.on_expiring)
+    unhook = app[REVOCATIONS].add_listener(live.on_revoked)
     await live.start()
     try:
         yield
     finally:
+        unhook()
         await live.stop()
 
 

@@ -3,14 +3,16 @@
 A flashed kiosk makes its own enrollment code on first boot (image-build's
 `burnstand-enrollment-code`, into the agent's state directory); the agent asks the coordinator
 with it and reports `connecting`, `pending` or `rejected` as its link state. The show admin
-compares the code in the dashboard's *Pending kiosks* list with the one on this screen before
-accepting, so the kiosk reads the same file and shows it. Once the agent holds a credential
-(the `credential` file next to the code) the code is spent and nothing is shown.
+compares the code and the confirmation phrase in the dashboard's *Pending kiosks* list with the
+ones on this screen before accepting, so the kiosk reads the same files and shows them (the
+agent writes the phrase once the coordinator answered its first ask). Once the agent holds a
+credential (the `credential` file next to the code) the code is spent and nothing is shown.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Final
 
@@ -19,6 +21,7 @@ from appliance.config import DEFAULT_STATE_DIR, SAVED_CREDENTIAL, normalize_enro
 log = logging.getLogger(__name__)
 
 CODE_FILE: Final = "enrollment-code"
+PHRASE_FILE: Final = "enrollment-phrase"  # written by the agent (appliance/enroll.py)
 DEFAULT_CODE_PATH: Final = DEFAULT_STATE_DIR / CODE_FILE
 
 
@@ -43,7 +46,18 @@ def read_enrollment_code(state_dir: Path) -> str | None:
     if code is None:
         log.warning("the enrollment code file holds no valid code", extra={"path": str(path)})
         return None
-    return f"{code[:4]}-{code[4:]}"
+    shown = f"{code[:4]}-{code[4:]}"
+    phrase = _read_phrase(state_dir)
+    return shown if phrase is None else f"{shown} · confirm: {phrase}"
+
+
+def _read_phrase(state_dir: Path) -> str | None:
+    try:
+        text = (state_dir / PHRASE_FILE).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    # Three lower-case words joined by dashes; anything else is not shown.
+    return text if re.fullmatch(r"[a-z]{3,10}(-[a-z]{3,10}){2}", text) else None
 
 
 def enrollment_notice(link: str | None, code: str | None) -> str | None:

@@ -60,6 +60,7 @@ class ClientConn:
         "closed",
         "closing",
         "conn_id",
+        "credential_id",
         "flushing",
         "queue",
         "room",
@@ -74,6 +75,7 @@ class ClientConn:
         self.room = room
         self.conn_id = conn_id
         self.token = ""
+        self.credential_id = 0
         self.route: Route | None = None
         # Created on first use: an idle socket should cost as little memory as possible.
         self.queue: deque[str] | None = None
@@ -186,6 +188,13 @@ class Balancer:
             client.route = None
             client.kill(relay.CloseCode.TRY_AGAIN_LATER, reason)
 
+    def revoke(self, credential_ids: frozenset[int]) -> None:
+        """Close the sockets seated with a credential that was just revoked (4001)."""
+        for client in list(self.clients.values()):
+            if client.credential_id in credential_ids:
+                log.info("client credential revoked", extra={"conn": client.conn_id})
+                client.kill(relay.CloseCode.BAD_CREDENTIAL, "credential revoked")
+
     async def drain(self) -> None:
         """Stop taking clients and close every open one with 1001 (reconnect elsewhere)."""
         self.draining = True
@@ -285,6 +294,7 @@ class Balancer:
                     relay.CloseCode.TRY_AGAIN_LATER, "no session master reachable for it"
                 )
             client.token = event.token
+            client.credential_id = grant.credential_id
             self.clients[client.conn_id] = client
             self.rooms.setdefault(client.room, set()).add(client)
             if self.draining:
@@ -326,6 +336,7 @@ class Balancer:
             client.kill(exc.code, exc.reason)
             return
         client.token = token
+        client.credential_id = grant.credential_id
         client.deliver(_dumps(cm.reply(relay.Action.AUTH.value, True)))
         self._warn_if_expiring(client, grant)
 

@@ -131,6 +131,16 @@ class BurnListener:
         for conn in list(self._connections):
             conn.close()
 
+    def revoke(self, credential_ids: frozenset[int]) -> None:
+        """Hang up on the clients that identified with a credential just revoked."""
+        revoked = {str(c) for c in credential_ids}
+        for conn in list(self._connections):
+            if conn.credential_id is not None and conn.credential_id in revoked:
+                log.info("burn client credential revoked", extra={"conn": conn.id})
+                conn.refuse(
+                    bp.ErrorCode.NOT_ALLOWED, "the credential of this connection was revoked"
+                )
+
     async def wait_closed(self) -> None:
         if self._server is not None:
             await self._server.wait_closed()
@@ -198,6 +208,7 @@ class _Connection:
         self.last_seen = listener.ticker.now()
         self.session_id: str | None = None
         self.client_type: bp.ClientType | None = None
+        self.credential_id: str | None = None
         self.closing = False
 
     @property
@@ -360,6 +371,7 @@ class _Connection:
             self.refuse(exc.code, str(exc))
             return
         self.session_id, self.client_type = room.session_id, kind
+        self.credential_id = grant.credential_id
         log.info(
             "burn client joined",
             extra={

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from coordinator.keys import STORE
+from coordinator.keys import REVOCATIONS, STORE
 from coordinator.links.bridge import ApplianceBridge, MasterGetter
 from coordinator.links.hub import (
     DEFAULT_ACK_INTERVAL,
@@ -42,6 +42,9 @@ def setup_links(
     bridge = ApplianceBridge(lambda: app[STORE], master_getter)
     hub = LinkHub(bridge, grace=grace, ack_interval=ack_interval, heartbeat=heartbeat, clock=clock)
     hub.register(app)
+    watcher = app.get(REVOCATIONS)
+    if watcher is not None:
+        watcher.add_listener(hub.revoke)
     app[LINKS] = hub
     return hub
 

@@ -36,6 +36,8 @@ DEFAULT_ACK_INTERVAL = 1.0
 DEFAULT_HEARTBEAT = 30.0
 # How long shutdown waits for a socket's queued frames before closing it anyway.
 FLUSH_TIMEOUT = 5.0
+# The client WebSocket's code for an unusable credential, so both sockets read alike.
+REVOKED_CLOSE_CODE = 4001
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +107,7 @@ class _Socket:
 
     id: int
     ws: web.WebSocketResponse
+    credential_id: int = 0
     token: str | None = None
     frames: deque[str] = field(default_factory=deque)
     done: bool = False
@@ -223,6 +226,17 @@ class LinkHub:
         for ended in self.server.expire(self._clock()):
             await self._ended(ended)
 
+    def revoke(self, credential_ids: frozenset[int]) -> None:
+        """Close the sockets opened with a credential that was just revoked (4001); the agent's
+        reconnect is then refused before the upgrade (401)."""
+        for sock in list(self._sockets.values()):
+            if sock.credential_id in credential_ids and not sock.done:
+                log.info("link credential revoked", extra={"socket": sock.id})
+                sock.finish()
+                asyncio.get_running_loop().create_task(
+                    sock.ws.close(code=REVOKED_CLOSE_CODE, message=b"credential revoked")
+                )
+
     # ---- sending
 
     def send(self, token: str, payload: wl.JsonValue) -> None:
@@ -263,7 +277,7 @@ class LinkHub:
             return problem_response(exc)
         ws = web.WebSocketResponse(heartbeat=self.heartbeat)
         await ws.prepare(request)
-        sock = _Socket(next(self._ids), ws)
+        sock = _Socket(next(self._ids), ws, appliance.credential_id)
         self._sockets[sock.id] = sock
         log.info("link socket opened", extra={"socket": sock.id, "appliance": appliance.id})
         try:

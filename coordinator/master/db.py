@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from coordinator.master.room import BurnerRecord, KioskRecord, QueueSnapshot, Write
+from coordinator.store.private import private_file
 
 log = logging.getLogger(__name__)
 
@@ -228,12 +229,12 @@ class MasterDB:
         self._conn: sqlite3.Connection | None = None
 
     async def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="master-db")
         await self._call(self._open)
 
     def _open(self) -> None:
         # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE) so they are short.
+        private_file(self.path)
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")

@@ -8,7 +8,17 @@ from aiohttp import web
 from coordinator.keys import CONFIG
 from coordinator.rendezvous import schemas
 from coordinator.rendezvous.endpoint import PUBLIC, Endpoint
-from coordinator.rendezvous.http import authorized, body, caller, now, ok, read, write
+from coordinator.rendezvous.http import (
+    authorized,
+    body,
+    caller,
+    no_content,
+    now,
+    ok,
+    read,
+    revoking_write,
+    write,
+)
 from coordinator.store import credentials as store
 from coordinator.store.records import ROLES, Role
 
@@ -41,6 +51,13 @@ async def refresh(request: web.Request) -> web.Response:
 async def whoami(request: web.Request) -> web.Response:
     who = await caller(request)
     return ok(await read(request, lambda c: store.describe(c, who)))
+
+
+async def sign_out(request: web.Request) -> web.Response:
+    who = await caller(request)
+    at = now(request)
+    await revoking_write(request, lambda c: store.sign_out(c, at, who))
+    return no_content()
 
 
 ENDPOINTS = [
@@ -78,6 +95,16 @@ ENDPOINTS = [
         "Who this credential is, its show, expiry and the sessions it sits in",
         ROLES,
         response=schemas.WHOAMI,
+        tag="credentials",
+    ),
+    Endpoint(
+        "DELETE",
+        "/credentials/me",
+        sign_out,
+        "Sign out: revoke this credential (any role); it is refused from now on and the "
+        "sockets opened with it are closed",
+        ROLES,
+        ok=204,
         tag="credentials",
     ),
 ]

@@ -3,8 +3,10 @@
 ``POST /enroll`` and ``POST /enroll/poll`` are public (the kiosk has no credential yet), so each
 client address gets a small request budget per minute, kept in memory: enough for a hall of
 kiosks behind one NAT polling every few seconds, too little to flood the pending list. The show
-admin (or an admin) lists the pending requests of the show and accepts or rejects each; the
-credential made on acceptance is handed to the kiosk's next poll, once.
+admin (or an admin) lists the pending requests of the show, with the confirmation phrase to
+match against the kiosk's screen and any conflict (another client asked with the same code), and
+accepts or rejects each; the kiosk's next poll after acceptance gets a credential made there and
+then, once. Client addresses come from ``X-Forwarded-For`` only behind a ``--trusted-proxy``.
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ from typing import Any
 
 from aiohttp import web
 
-from coordinator.errors import BadRequest, Problem
+from coordinator.errors import BadRequest, TooManyRequests
 from coordinator.rendezvous import schemas
 from coordinator.rendezvous.endpoint import PUBLIC, Endpoint
 from coordinator.rendezvous.http import (
     authorized,
     body,
+    client_address,
     now,
     ok,
     page,
@@ -38,31 +41,31 @@ from coordinator.store.records import Role
 
 ADMIN_OR_SHOW_ADMIN: tuple[Role, ...] = ("admin", "show_admin")
 
+POLL_TOKEN: Schema = {"type": "string", "minLength": 1, "maxLength": 200}
 CODE: Schema = {
     "type": "string",
     "pattern": r"^[A-HJ-NP-Za-hj-np-z2-9]{4}-?[A-HJ-NP-Za-hj-np-z2-9]{4}$",
     "description": "the kiosk's enrollment code: 8 letters and digits like ABCD-2345",
 }
-POLL_TOKEN: Schema = {"type": "string", "minLength": 1, "maxLength": 200}
 ENROLL_IN = schemas._obj(
     {
         "code": CODE,
         "name": schemas.NAME,
         "show": {"anyOf": [schemas.ID, schemas.NAME], "description": "show id or name"},
+        "poll_token": {
+            **POLL_TOKEN,
+            "description": "the poll token of this kiosk's earlier answer, when it asks again",
+        },
     },
     ["code", "name", "show"],
 )
 POLL_IN = schemas._obj({"poll_token": POLL_TOKEN}, ["poll_token"])
 ACCEPT_IN = schemas._obj({"name": schemas.NAME}, [])
-ENROLLMENT = schemas.record("id", "code", "show_id", "name", "state", "created_at")
-ENROLL_OUT = schemas.record("id", "code", "show_id", "name", "status", "poll_token")
+ENROLLMENT = schemas.record(
+    "id", "code", "show_id", "name", "state", "created_at", "phrase", "conflicts"
+)
+ENROLL_OUT = schemas.record("id", "code", "show_id", "name", "status", "poll_token", "phrase")
 POLL_OUT = schemas.record("id", "status", "code")
-
-
-class TooManyRequests(Problem):
-    status = 429
-    slug = "too-many-requests"
-    title = "Too many requests"
 
 
 @dataclass
@@ -87,7 +90,8 @@ class RateLimiter:
         if len(hits) >= self.limit:
             retry = math.ceil(hits[0] + self.window - at)
             raise TooManyRequests(
-                f"too many enrollment requests from {key}; try again in {retry} s"
+                f"too many enrollment requests from {key}; try again in {retry} s",
+                retry_after=retry,
             )
         hits.append(at)
 
@@ -120,7 +124,7 @@ def _limits(request: web.Request) -> Limits:
 
 
 def _source(request: web.Request) -> str:
-    return request.remote or "unknown"
+    return client_address(request)
 
 
 async def request_enrollment(request: web.Request) -> web.Response:
@@ -128,10 +132,13 @@ async def request_enrollment(request: web.Request) -> web.Response:
     _limits(request).enroll.check(source)
     data = await body(request, ENROLL_IN)
     at = now(request)
+    token = data.get("poll_token")
     result, created = await write(
         request,
-        lambda c: store.request(c, at, data["code"], data["name"], data["show"], source),
+        lambda c: store.request(c, at, data["code"], data["name"], data["show"], source, token),
     )
+    if isinstance(result, store.EnrollmentTaken):
+        raise result  # after the commit: the conflict stays recorded for the admin
     return ok(result, 201 if created else 200)
 
 
@@ -189,7 +196,8 @@ ENDPOINTS = [
         "/enroll",
         request_enrollment,
         "A new kiosk asks to join a show with its one-time enrollment code; answers a pending "
-        "request and the poll token (201 new, 200 the same pending request again)",
+        "request, the poll token and the confirmation phrase (201 new, 200 the same pending "
+        "request asked again with its poll token; 409 when another client asked first)",
         (PUBLIC,),
         ok=201,
         body=ENROLL_IN,
@@ -224,8 +232,8 @@ ENDPOINTS = [
         "POST",
         _ONE + "/accept",
         accept_enrollment,
-        "Accept a pending kiosk: the appliance is created (optional body {name}) and its "
-        "credential waits for the kiosk's next poll",
+        "Accept a pending kiosk: the appliance is created (optional body {name}) and the "
+        "kiosk's next poll gets its credential",
         ADMIN_OR_SHOW_ADMIN,
         body=ACCEPT_IN,
         response=ENROLLMENT,

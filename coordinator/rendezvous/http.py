@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from coordinator.errors import BadRequest, Forbidden, NotFound, Unauthorized
-from coordinator.keys import CONFIG, STORE
+from coordinator.keys import CONFIG, REVOCATIONS, STORE
 from coordinator.rendezvous.validation import Schema, validate
 from coordinator.store.credentials import authenticate
 from coordinator.store.records import Page, Principal, Role
@@ -33,6 +33,25 @@ ROLE_NAMES: dict[str, str] = {
 }
 
 
+def client_address(request: web.Request) -> str:
+    """The client's address for logs, enrollment sources and rate limits.
+
+    Behind a reverse proxy every request comes from the proxy; only a peer named with
+    ``--trusted-proxy`` may say who the client was, in ``X-Forwarded-For``. The rightmost
+    address there that is not itself a trusted proxy is the client (what is left of it was
+    written by the client and proves nothing).
+    """
+    peer = request.remote or "unknown"
+    trusted = request.app[CONFIG].trusted_proxies
+    if peer not in trusted:
+        return peer
+    hops = [h.strip() for v in request.headers.getall("X-Forwarded-For", ()) for h in v.split(",")]
+    for hop in reversed(hops):
+        if hop and hop not in trusted:
+            return hop[:64]
+    return peer
+
+
 def now(request: web.Request) -> float:
     return request.app[CONFIG].clock()
 
@@ -43,6 +62,15 @@ async def read(request: web.Request, fn: Callable[[sqlite3.Connection], T]) -> T
 
 async def write(request: web.Request, fn: Callable[[sqlite3.Connection], T]) -> T:
     return await request.app[STORE].write(fn)
+
+
+async def revoking_write(request: web.Request, fn: Callable[[sqlite3.Connection], T]) -> T:
+    """A write that may revoke credentials: the sockets they opened are closed at once."""
+    result = await write(request, fn)
+    watcher = request.app.get(REVOCATIONS)
+    if watcher is not None:
+        watcher.poke()
+    return result
 
 
 async def body(request: web.Request, schema: Schema) -> dict[str, Any]:

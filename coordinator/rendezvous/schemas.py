@@ -153,6 +153,8 @@ def record(*required: str) -> Schema:
 
 MASTER = record("id", "name", "url", "capacity", "embedded", "live_sessions")
 SHOW = record("id", "name", "asset_root", "meta", "tags", "created_at")
+ADMIN = record("id", "name", "email", "created_at")
+APPLIANCE = record("id", "show_id", "name", "created_at")
 SHOW_ADMIN = record("id", "show_id", "name", "email", "tags")
 CONTRIBUTOR = record("id", "name", "email", "tags", "shows")
 EPISODE = record("id", "show_id", "name")

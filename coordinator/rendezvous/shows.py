@@ -17,6 +17,7 @@ from coordinator.rendezvous.http import (
     path_id,
     read,
     require,
+    revoking_write,
     write,
 )
 from coordinator.store import catalog, people
@@ -60,7 +61,7 @@ async def remove_show(request: web.Request) -> web.Response:
     who = await authorized(request, ADMIN, "removing a show")
     show_id = path_id(request, "show_id")
     at = now(request)
-    await write(request, lambda c: catalog.remove_show(c, at, who.actor, show_id))
+    await revoking_write(request, lambda c: catalog.remove_show(c, at, who.actor, show_id))
     return no_content()
 
 
@@ -91,7 +92,7 @@ async def edit_show_admin(request: web.Request) -> web.Response:
     data = await body(request, schemas.PERSON_EDIT)
     at = now(request)
     return ok(
-        await write(
+        await revoking_write(
             request, lambda c: people.edit_show_admin(c, at, who.actor, show_id, sa_id, data)
         )
     )
@@ -101,7 +102,9 @@ async def remove_show_admin(request: web.Request) -> web.Response:
     who = await authorized(request, ADMIN, "removing a show admin")
     show_id, sa_id = path_id(request, "show_id"), path_id(request, "show_admin_id")
     at = now(request)
-    await write(request, lambda c: people.remove_show_admin(c, at, who.actor, show_id, sa_id))
+    await revoking_write(
+        request, lambda c: people.remove_show_admin(c, at, who.actor, show_id, sa_id)
+    )
     return no_content()
 
 
@@ -136,7 +139,7 @@ async def edit_contributor(request: web.Request) -> web.Response:
     data = await body(request, schemas.PERSON_EDIT)
     at = now(request)
     return ok(
-        await write(
+        await revoking_write(
             request, lambda c: people.edit_contributor(c, at, who.actor, show_id, c_id, data)
         )
     )
@@ -148,7 +151,46 @@ async def remove_contributor(request: web.Request) -> web.Response:
     require(who, SHOW_ADMIN, "removing a contributor", show_id)
     c_id = path_id(request, "contributor_id")
     at = now(request)
-    await write(request, lambda c: people.remove_contributor(c, at, who.actor, show_id, c_id))
+    await revoking_write(
+        request, lambda c: people.remove_contributor(c, at, who.actor, show_id, c_id)
+    )
+    return no_content()
+
+
+# --- admins and appliances -------------------------------------------------------------------
+
+
+async def list_admins(request: web.Request) -> web.Response:
+    await authorized(request, ADMIN, "listing admins")
+    p = page(request)
+    return ok(await read(request, lambda c: people.list_admins(c, p)))
+
+
+async def remove_admin(request: web.Request) -> web.Response:
+    who = await authorized(request, ADMIN, "removing an admin")
+    admin_id = path_id(request, "admin_id")
+    at = now(request)
+    await revoking_write(request, lambda c: people.remove_admin(c, at, who.actor, admin_id))
+    return no_content()
+
+
+async def list_appliances(request: web.Request) -> web.Response:
+    who = await authorized(request, ADMIN_OR_SHOW_ADMIN, "listing appliances")
+    show_id = await _show(request)
+    require(who, ADMIN_OR_SHOW_ADMIN, "listing appliances", show_id)
+    p = page(request)
+    return ok(await read(request, lambda c: people.list_appliances(c, show_id, p)))
+
+
+async def remove_appliance(request: web.Request) -> web.Response:
+    who = await authorized(request, ADMIN_OR_SHOW_ADMIN, "removing an appliance")
+    show_id = await _show(request)
+    require(who, ADMIN_OR_SHOW_ADMIN, "removing an appliance", show_id)
+    a_id = path_id(request, "appliance_id")
+    at = now(request)
+    await revoking_write(
+        request, lambda c: people.remove_appliance(c, at, who.actor, a_id, show_id)
+    )
     return no_content()
 
 
@@ -227,7 +269,8 @@ ENDPOINTS = [
         "PATCH",
         _SHOW + r"/admins/{show_admin_id:\d+}",
         edit_show_admin,
-        "Edit a show admin's details (reset_secret issues a new secret)",
+        "Edit a show admin's details (reset_secret issues a new secret and revokes every "
+        "credential made from the old one)",
         ADMIN,
         body=schemas.PERSON_EDIT,
         response=schemas.SHOW_ADMIN,
@@ -261,8 +304,9 @@ ENDPOINTS = [
         "POST",
         _SHOW + "/contributors",
         add_contributor,
-        "Add a contributor to the show; a new contributor's secret is in the response "
-        "(null when the email was already a contributor of another show)",
+        "Add a contributor to the show; the secret of this membership is in the response, "
+        "shown only this once (an email used in another show gets a separate membership "
+        "with its own secret)",
         SHOW_ADMIN,
         ok=201,
         body=schemas.PERSON_IN,
@@ -275,7 +319,8 @@ ENDPOINTS = [
         "PATCH",
         _SHOW + r"/contributors/{contributor_id:\d+}",
         edit_contributor,
-        "Edit a contributor's details (reset_secret issues a new secret)",
+        "Edit a contributor's details in this show (reset_secret issues a new secret and "
+        "revokes every credential made from the old one)",
         SHOW_ADMIN,
         body=schemas.PERSON_EDIT,
         response=schemas.CONTRIBUTOR,
@@ -293,5 +338,48 @@ ENDPOINTS = [
         errors=(404,),
         tag="people",
         seed_flow="Show admin removes a contributor",
+    ),
+    Endpoint(
+        "GET",
+        "/admins",
+        list_admins,
+        "List the admins",
+        ADMIN,
+        response=schemas.page_of(schemas.ADMIN),
+        paged=True,
+        tag="people",
+    ),
+    Endpoint(
+        "DELETE",
+        r"/admins/{admin_id:\d+}",
+        remove_admin,
+        "Remove an admin: every credential of theirs is refused at once and their open "
+        "sockets are closed (the last admin cannot be removed)",
+        ADMIN,
+        ok=204,
+        errors=(404, 409),
+        tag="people",
+    ),
+    Endpoint(
+        "GET",
+        _SHOW + "/appliances",
+        list_appliances,
+        "List the appliances (kiosks) of a show",
+        ADMIN_OR_SHOW_ADMIN,
+        response=schemas.page_of(schemas.APPLIANCE),
+        paged=True,
+        errors=(404,),
+        tag="people",
+    ),
+    Endpoint(
+        "DELETE",
+        _SHOW + r"/appliances/{appliance_id:\d+}",
+        remove_appliance,
+        "Remove an appliance (a stolen or retired kiosk): its credential is refused at once on "
+        "REST, /link and the burn listener, and its open connections are closed",
+        ADMIN_OR_SHOW_ADMIN,
+        ok=204,
+        errors=(404,),
+        tag="people",
     ),
 ]

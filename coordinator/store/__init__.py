@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from coordinator.store.migrations import migrate
+from coordinator.store.private import private_file
 
 T = TypeVar("T")
 
@@ -76,7 +77,6 @@ class Store:
         self._reader_lock = threading.Lock()
 
     async def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
         self._readers = ThreadPoolExecutor(
             max_workers=self._read_threads, thread_name_prefix="store-reader"
@@ -85,6 +85,7 @@ class Store:
         await loop.run_in_executor(self._writer, self._open_writer)
 
     def _open_writer(self) -> None:
+        private_file(self.path)
         conn = connect(self.path)
         _use_wal(conn)
         migrate(conn)

@@ -126,12 +126,7 @@ def _refuse_if_live(conn: sqlite3.Connection, column: str, value: int, what: str
 def remove_show(conn: sqlite3.Connection, now: float, actor: str, show_id: int) -> None:
     get_show(conn, show_id)
     _refuse_if_live(conn, "show_id", show_id, f"show {show_id}")
-    conn.execute("DELETE FROM shows WHERE id = ?", (show_id,))
-    # Contributors belong to a list of shows; one left with none is gone with its last show.
-    conn.execute(
-        "DELETE FROM contributors WHERE NOT EXISTS "
-        "(SELECT 1 FROM contributor_shows cs WHERE cs.contributor_id = contributors.id)"
-    )
+    conn.execute("DELETE FROM shows WHERE id = ?", (show_id,))  # its people cascade
     audit(conn, now, actor, "show.remove", f"show:{show_id}")
 
 

@@ -88,6 +88,45 @@ def _issue(
     return cred_id, token, expires_at
 
 
+def revoke_issued(
+    conn: sqlite3.Connection, now: float, column: str, person_id: int, reason: str
+) -> int:
+    """Revoke every live credential issued to one person (or appliance); returns how many."""
+    if column not in ("admin_id", "show_admin_id", "contributor_id", "appliance_id"):
+        raise ValueError(f"not a credential owner column: {column!r}")
+    return conn.execute(
+        f"UPDATE credentials SET revoked_at = ?, revoked_reason = ? "  # noqa: S608  # names are ours
+        f"WHERE {column} = ? AND revoked_at IS NULL",
+        (now, reason, person_id),
+    ).rowcount
+
+
+def sign_out(conn: sqlite3.Connection, now: float, principal: Principal) -> None:
+    """Revoke the caller's own credential (and, for a refreshed one, nothing else is live)."""
+    conn.execute(
+        "UPDATE credentials SET revoked_at = ?, revoked_reason = ? "
+        "WHERE id = ? AND revoked_at IS NULL",
+        (now, "signed out", principal.credential_id),
+    )
+    audit(
+        conn, now, principal.actor, "credential.sign_out", f"credential:{principal.credential_id}"
+    )
+
+
+def revoked_since(conn: sqlite3.Connection, after: int | None) -> tuple[int, frozenset[int]]:
+    """Credentials revoked or deleted after revocation row ``after`` (None: from now on)."""
+    if after is None:
+        (last,) = conn.execute("SELECT COALESCE(MAX(id), 0) FROM revocations").fetchone()
+        return int(last), frozenset()
+    rows = conn.execute(
+        "SELECT id, credential_id FROM revocations WHERE id > ? ORDER BY id LIMIT 10000",
+        (after,),
+    ).fetchall()
+    if not rows:
+        return after, frozenset()
+    return int(rows[-1]["id"]), frozenset(int(r["credential_id"]) for r in rows)
+
+
 def _secret_matches(stored_hash: str, secret: str) -> bool:
     return hmac.compare_digest(stored_hash, token_hash(secret))
 
@@ -109,9 +148,7 @@ def enter_system(
     if sa is not None:
         candidates.append(("show_admin", "show_admin_id", sa["id"], sa["secret_hash"]))
     co = conn.execute(
-        "SELECT c.id, c.secret_hash FROM contributors c "
-        "JOIN contributor_shows cs ON cs.contributor_id = c.id "
-        "WHERE cs.show_id = ? AND c.email = ? COLLATE NOCASE",
+        "SELECT id, secret_hash FROM contributors WHERE show_id = ? AND email = ? COLLATE NOCASE",
         (show_id, user),
     ).fetchone()
     if co is not None:

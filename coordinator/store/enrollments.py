@@ -3,19 +3,23 @@
 The kiosk makes its own code on first boot (eight characters, shown as ``ABCD-2345`` on its screen)
 and presents it with a name and a show; the coordinator keeps one row per code, ever, so a code
 that was accepted or rejected is spent. The kiosk polls with a random poll token of which only the
-hash is stored. Accepting creates the appliance and its credential; that credential is the one
-secret kept in plaintext here, and only until the kiosk's next poll picks it up (then the column
-is cleared), because the kiosk has no other way to learn it. Every change is audited.
+hash is stored. A request belongs to its first asker: asking again with the same code is only
+the same request when the same poll token comes with it; anyone else gets a conflict, counted on
+the request so the admin sees that a second client knows the code. A confirmation phrase derived
+from the first asker's poll token is kept to show beside the request, to match against the
+kiosk's screen. Accepting creates the appliance; its credential is made when the kiosk's next
+poll picks it up, so no usable credential is ever written to the database. Every change is
+audited.
 """
 
 from __future__ import annotations
 
+import hmac
 import re
 import sqlite3
-from typing import Any
 
 from coordinator.errors import Conflict, Invalid, NotFound
-from coordinator.store.people import create_appliance
+from coordinator.store.people import create_appliance, issue_appliance_credential
 from coordinator.store.records import (
     Page,
     Record,
@@ -27,6 +31,7 @@ from coordinator.store.records import (
     paged,
     token_hash,
 )
+from wire.enrollment import confirmation_phrase
 
 # The alphabet of image-build/files/burnstand-enrollment-code: no 0/O or 1/I look-alikes.
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
@@ -61,6 +66,10 @@ def _resolve_show(conn: sqlite3.Connection, show: int | str) -> int:
     return int(row["id"])
 
 
+class EnrollmentTaken(Conflict):
+    """Someone else asked first with this code (raised after the conflict is recorded)."""
+
+
 def _view(row: sqlite3.Row) -> Record:
     return {
         "id": row["id"],
@@ -74,70 +83,100 @@ def _view(row: sqlite3.Row) -> Record:
         "renewed_at": iso(row["renewed_at"]),
         "decided_at": iso(row["decided_at"]),
         "appliance_id": row["appliance_id"],
+        "phrase": row["phrase"],
+        "conflicts": row["conflicts"],
+        "conflict_source": row["conflict_source"],
+        "conflict_at": iso(row["conflict_at"]),
     }
 
 
 def request(
-    conn: sqlite3.Connection, now: float, code: str, name: str, show: int | str, source: str
-) -> tuple[Record, bool]:
+    conn: sqlite3.Connection,
+    now: float,
+    code: str,
+    name: str,
+    show: int | str,
+    source: str,
+    poll_token: str | None = None,
+) -> tuple[Record | EnrollmentTaken, bool]:
     """Seed-less flow "kiosk asks to enroll": a pending request and its poll token.
 
-    Returns the request (with ``poll_token``) and whether it is new. The same code again while
-    it is pending is the same request: name and show are updated to the latest ask and a fresh
-    poll token replaces the old one, so a restarted kiosk needs nothing but its code.
+    Returns the request (with ``poll_token``) and whether it is new. Asking again while it is
+    pending, with the poll token of the first answer, is the same request (a restarted kiosk);
+    without it, the ask is recorded as a conflict on the request and answered with
+    ``EnrollmentTaken`` (a ``Conflict`` the caller raises after this transaction commits, so
+    the record stays): the first asker keeps the request, its show and its name.
     """
     code = normalize_code(code)
     show_id = _resolve_show(conn, show)
-    poll_token = new_token()
     row = conn.execute("SELECT * FROM enrollments WHERE code = ?", (code,)).fetchone()
-    created = row is None
-    if row is None:
-        e_id = insert(
-            conn,
-            "enrollments",
-            {
-                "code": code,
-                "show_id": show_id,
-                "name": name,
-                "state": "pending",
-                "poll_hash": token_hash(poll_token),
-                "source": source,
-                "created_at": now,
-                "renewed_at": now,
-            },
-            what=f"enrollment code {shown(code)}",
-        )
-        audit(
-            conn,
-            now,
-            f"kiosk@{source}",
-            "enrollment.request",
-            f"enrollment:{e_id}",
-            {"code": shown(code), "show_id": show_id, "name": name},
-        )
-    else:
-        e_id = row["id"]
-        if row["state"] != "pending":
-            raise Conflict(
-                f"enrollment code {shown(code)} was already used ({row['state']} at "
-                f"{iso(row['decided_at'])}); the kiosk needs a new code",
-                field="code",
-            )
-        conn.execute(
-            "UPDATE enrollments SET show_id = ?, name = ?, poll_hash = ?, source = ?, "
-            "attempts = attempts + 1, renewed_at = ? WHERE id = ?",
-            (show_id, name, token_hash(poll_token), source, now, e_id),
-        )
-        audit(
-            conn,
-            now,
-            f"kiosk@{source}",
-            "enrollment.renew",
-            f"enrollment:{e_id}",
-            {"code": shown(code), "show_id": show_id, "name": name},
-        )
+    if row is not None:
+        return _ask_again(conn, now, row, source, poll_token), False
+    poll_token = new_token()
+    e_id = insert(
+        conn,
+        "enrollments",
+        {
+            "code": code,
+            "show_id": show_id,
+            "name": name,
+            "state": "pending",
+            "poll_hash": token_hash(poll_token),
+            "phrase": confirmation_phrase(poll_token),
+            "source": source,
+            "created_at": now,
+            "renewed_at": now,
+        },
+        what=f"enrollment code {shown(code)}",
+    )
+    audit(
+        conn,
+        now,
+        f"kiosk@{source}",
+        "enrollment.request",
+        f"enrollment:{e_id}",
+        {"code": shown(code), "show_id": show_id, "name": name},
+    )
     fresh = one(conn, "SELECT * FROM enrollments WHERE id = ?", (e_id,), "enrollment vanished")
-    return {**_view(fresh), "status": "pending", "poll_token": poll_token}, created
+    return {**_view(fresh), "status": "pending", "poll_token": poll_token}, True
+
+
+def _ask_again(
+    conn: sqlite3.Connection, now: float, row: sqlite3.Row, source: str, poll_token: str | None
+) -> Record | EnrollmentTaken:
+    code, e_id = row["code"], row["id"]
+    if row["state"] != "pending":
+        raise Conflict(
+            f"enrollment code {shown(code)} was already used ({row['state']} at "
+            f"{iso(row['decided_at'])}); the kiosk needs a new code",
+            field="code",
+        )
+    if poll_token is not None and hmac.compare_digest(row["poll_hash"], token_hash(poll_token)):
+        conn.execute(
+            "UPDATE enrollments SET attempts = attempts + 1, renewed_at = ? WHERE id = ?",
+            (now, e_id),
+        )
+        fresh = one(conn, "SELECT * FROM enrollments WHERE id = ?", (e_id,), "enrollment vanished")
+        return {**_view(fresh), "status": "pending", "poll_token": poll_token}
+    conn.execute(
+        "UPDATE enrollments SET conflicts = conflicts + 1, conflict_source = ?, conflict_at = ? "
+        "WHERE id = ?",
+        (source, now, e_id),
+    )
+    audit(
+        conn,
+        now,
+        f"kiosk@{source}",
+        "enrollment.conflict",
+        f"enrollment:{e_id}",
+        {"code": shown(code)},
+    )
+    return EnrollmentTaken(
+        f"enrollment code {shown(code)} was already asked for by another client; if this is "
+        "the kiosk showing the code, a show admin should reject the other request and give "
+        "the kiosk a new code",
+        field="code",
+    )
 
 
 def poll(conn: sqlite3.Connection, now: float, poll_token: str) -> Record:
@@ -154,15 +193,19 @@ def poll(conn: sqlite3.Connection, now: float, poll_token: str) -> Record:
     out: Record = {"id": row["id"], "status": row["state"], "code": shown(row["code"])}
     if row["state"] != "accepted":
         return out
-    if row["credential"] is None:
+    if row["picked_up_at"] is not None:
         raise Conflict(
             f"the credential of enrollment {shown(row['code'])} was already handed out at "
             f"{iso(row['picked_up_at'])}; remove the appliance and enroll again with a new code"
         )
-    conn.execute(
-        "UPDATE enrollments SET credential = NULL, picked_up_at = ? WHERE id = ?",
-        (now, row["id"]),
-    )
+    if row["appliance_id"] is None:
+        raise Conflict(
+            f"the appliance of enrollment {shown(row['code'])} was removed before the kiosk "
+            "picked up its credential; enroll again with a new code"
+        )
+    # Made now, handed over in this answer, and only its hash kept.
+    credential = issue_appliance_credential(conn, now, row["appliance_id"], row["show_id"])
+    conn.execute("UPDATE enrollments SET picked_up_at = ? WHERE id = ?", (now, row["id"]))
     audit(
         conn,
         now,
@@ -173,7 +216,7 @@ def poll(conn: sqlite3.Connection, now: float, poll_token: str) -> Record:
     )
     return {
         **out,
-        "credential": row["credential"],
+        "credential": credential,
         "appliance_id": row["appliance_id"],
         "show_id": row["show_id"],
     }
@@ -221,14 +264,14 @@ def accept(
     e_id: int,
     name: str | None = None,
 ) -> Record:
-    """Create the appliance; its credential waits for the kiosk's next poll."""
+    """Create the appliance; its credential is made when the kiosk's next poll picks it up."""
     row = _pending_row(conn, show_id, e_id)
     wanted = name if name is not None else _free_name(conn, show_id, row["name"], row["code"])
-    appliance: dict[str, Any] = create_appliance(conn, now, actor, show_id, wanted)
+    appliance = create_appliance(conn, now, actor, show_id, wanted, credential=False)
     conn.execute(
         "UPDATE enrollments SET state = 'accepted', decided_at = ?, decided_by = ?, "
-        "appliance_id = ?, credential = ? WHERE id = ?",
-        (now, actor, appliance["id"], appliance["credential"], e_id),
+        "appliance_id = ? WHERE id = ?",
+        (now, actor, appliance["id"], e_id),
     )
     audit(
         conn,

@@ -240,9 +240,122 @@ def _v2_enrollments(conn: sqlite3.Connection) -> None:
     )
 
 
+def _v3_membership_secrets(conn: sqlite3.Connection) -> None:
+    # A contributor row becomes one (person, show) membership with its own name, email, tags and
+    # secret, like a show admin already was: a show admin can then only ever reach the standing
+    # of a person in their own show. A person who was in several shows keeps their old secret in
+    # each (so nobody is locked out by the upgrade) under one new row per show; the first show
+    # keeps the old id. Credentials follow the row of their show.
+    _execute_script(
+        conn,
+        """
+        CREATE TABLE contributors_v3 (
+            id INTEGER PRIMARY KEY,
+            show_id INTEGER NOT NULL REFERENCES shows(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            email TEXT NOT NULL,
+            tags TEXT NOT NULL,
+            secret_hash TEXT NOT NULL,
+            created_at REAL NOT NULL
+        );
+        INSERT INTO contributors_v3 (id, show_id, name, email, tags, secret_hash, created_at)
+            SELECT c.id, MIN(cs.show_id), c.name, c.email, c.tags, c.secret_hash, c.created_at
+            FROM contributors c JOIN contributor_shows cs ON cs.contributor_id = c.id
+            GROUP BY c.id;
+        INSERT INTO contributors_v3 (show_id, name, email, tags, secret_hash, created_at)
+            SELECT cs.show_id, c.name, c.email, c.tags, c.secret_hash, c.created_at
+            FROM contributors c JOIN contributor_shows cs ON cs.contributor_id = c.id
+            WHERE cs.show_id > (SELECT MIN(show_id) FROM contributor_shows
+                                WHERE contributor_id = c.id)
+            ORDER BY c.id, cs.show_id;
+        UPDATE credentials SET contributor_id = (
+            SELECT n.id FROM contributors_v3 n JOIN contributors o ON o.email = n.email
+            WHERE o.id = credentials.contributor_id AND n.show_id = credentials.show_id
+        ) WHERE contributor_id IS NOT NULL;
+        DELETE FROM credentials WHERE kind = 'contributor' AND contributor_id IS NULL;
+        DROP TABLE contributor_shows;
+        DROP TABLE contributors;
+        ALTER TABLE contributors_v3 RENAME TO contributors;
+        CREATE UNIQUE INDEX contributors_show_email ON contributors(show_id, email COLLATE NOCASE);
+        CREATE INDEX credentials_show_admin ON credentials(show_admin_id);
+        CREATE INDEX credentials_appliance ON credentials(appliance_id);
+        CREATE INDEX credentials_admin ON credentials(admin_id)
+        """,
+    )
+
+
+def _v4_revocations(conn: sqlite3.Connection) -> None:
+    # Every credential that stops being valid before its time (revoked, or deleted with its
+    # holder) leaves a row here, written by triggers so no code path can forget it. The live
+    # plane of every process polls the table and closes the sockets opened with those
+    # credentials; a refresh (revoked with a successor) is not a revocation of the holder.
+    # Rows older than a day are pruned as new ones come: a poller is never that far behind.
+    _execute_script(
+        conn,
+        """
+        CREATE TABLE revocations (
+            id INTEGER PRIMARY KEY,
+            credential_id INTEGER NOT NULL,
+            at REAL NOT NULL
+        )
+        """,
+    )
+    # Trigger bodies hold several statements, so each trigger is one execute.
+    conn.execute(
+        """
+        CREATE TRIGGER credentials_revoked AFTER UPDATE OF revoked_at ON credentials
+        WHEN old.revoked_at IS NULL AND new.revoked_at IS NOT NULL AND new.replaced_by IS NULL
+        BEGIN
+            DELETE FROM revocations WHERE at < new.revoked_at - 86400;
+            INSERT INTO revocations (credential_id, at) VALUES (new.id, new.revoked_at);
+        END
+        """
+    )
+    conn.execute(
+        """
+        CREATE TRIGGER credentials_deleted AFTER DELETE ON credentials
+        WHEN old.revoked_at IS NULL
+        BEGIN
+            INSERT INTO revocations (credential_id, at)
+            VALUES (old.id, (julianday('now') - 2440587.5) * 86400.0);
+        END
+        """
+    )
+
+
+def _v5_enrollment_binding(conn: sqlite3.Connection) -> None:
+    # An enrollment belongs to its first asker: others asking with the same code are counted as
+    # conflicts for the admin to see, and the phrase derived from the first asker's poll token is
+    # kept to show beside the request. The appliance credential is no longer stored in
+    # plaintext until pickup; it is made at pickup. A credential an older coordinator left
+    # waiting in plaintext is revoked (the file may have been read), and the kiosk's pickup
+    # makes a fresh one.
+    _execute_script(
+        conn,
+        """
+        ALTER TABLE enrollments ADD COLUMN phrase TEXT NOT NULL DEFAULT '';
+        ALTER TABLE enrollments ADD COLUMN conflicts INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE enrollments ADD COLUMN conflict_source TEXT;
+        ALTER TABLE enrollments ADD COLUMN conflict_at REAL;
+        UPDATE credentials SET revoked_at = (julianday('now') - 2440587.5) * 86400.0,
+            revoked_reason = 'stored in plaintext by an older coordinator; picked up anew'
+        WHERE revoked_at IS NULL AND kind = 'appliance' AND appliance_id IN (
+            SELECT appliance_id FROM enrollments WHERE credential IS NOT NULL
+        );
+        UPDATE enrollments SET credential = NULL WHERE credential IS NOT NULL
+        """,
+    )
+
+
 Migration = Callable[[sqlite3.Connection], None]
 
-MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_enrollments)
+MIGRATIONS: tuple[Migration, ...] = (
+    _v1_initial,
+    _v2_enrollments,
+    _v3_membership_secrets,
+    _v4_revocations,
+    _v5_enrollment_binding,
+)
 """Index i holds the step from version i to version i + 1; append only, never edit a shipped one."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

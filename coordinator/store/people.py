@@ -1,8 +1,9 @@
-"""People and appliances: admins, show admins (one show each), contributors (a list of shows).
+"""People and appliances: admins, and show admins and contributors (one show membership each).
 
-Show admins and contributors prove who they are with a per-person secret, issued once when they are
-added (or when their secret is reset) and stored only as a hash; "contributor enters system" trades
-that secret for a short-lived credential. Appliances are kiosks enrolled in one show.
+Show admins and contributors prove who they are with a secret of their membership in one show,
+issued once when they are added (or when their secret is reset) and stored only as a hash;
+"contributor enters system" trades that secret for a short-lived credential of that show.
+Appliances are kiosks enrolled in one show.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import sqlite3
 from typing import Any
 
 from coordinator.errors import Conflict
+from coordinator.store.credentials import revoke_issued
 from coordinator.store.records import (
     Page,
     Record,
@@ -59,6 +61,23 @@ def create_admin(conn: sqlite3.Connection, now: float, actor: str, name: str, em
     )
     audit(conn, now, actor, "admin.create", f"admin:{admin_id}", {"email": email})
     return token
+
+
+def list_admins(conn: sqlite3.Connection, page: Page) -> Record:
+    return paged(conn, "SELECT * FROM admins ORDER BY id", (), page, _person)
+
+
+def remove_admin(conn: sqlite3.Connection, now: float, actor: str, admin_id: int) -> None:
+    """Remove an admin and every credential of theirs; the last admin cannot be removed."""
+    one(conn, "SELECT id FROM admins WHERE id = ?", (admin_id,), f"admin {admin_id} not found")
+    (count,) = conn.execute("SELECT COUNT(*) FROM admins").fetchone()
+    if count <= 1:
+        raise Conflict(
+            "this is the last admin; create another one first "
+            "(burnstand-coordinator admin create), so the coordinator keeps a way in"
+        )
+    conn.execute("DELETE FROM admins WHERE id = ?", (admin_id,))  # credentials cascade
+    audit(conn, now, actor, "admin.remove", f"admin:{admin_id}")
 
 
 # --- show admins ----------------------------------------------------------------------------
@@ -111,7 +130,9 @@ def edit_show_admin(
     conn: sqlite3.Connection, now: float, actor: str, show_id: int, sa_id: int, body: Record
 ) -> Record:
     _show_admin_row(conn, show_id, sa_id)
-    out_secret = _apply_person_edit(conn, "show_admins", sa_id, body, f"show admin of {show_id}")
+    out_secret = _apply_person_edit(
+        conn, now, "show_admins", sa_id, body, f"show admin of show {show_id}"
+    )
     audit(conn, now, actor, "show_admin.edit", f"show_admin:{sa_id}", _edit_detail(body))
     out = {**_person(_show_admin_row(conn, show_id, sa_id)), "show_id": show_id}
     if out_secret is not None:
@@ -135,8 +156,11 @@ def _edit_detail(body: Record) -> Record:
     }
 
 
+_OWNER_COLUMN = {"show_admins": "show_admin_id", "contributors": "contributor_id"}
+
+
 def _apply_person_edit(
-    conn: sqlite3.Connection, table: str, row_id: int, body: Record, what: str
+    conn: sqlite3.Connection, now: float, table: str, row_id: int, body: Record, what: str
 ) -> str | None:
     sets: dict[str, Any] = {}
     for key in ("name", "email"):
@@ -148,6 +172,8 @@ def _apply_person_edit(
     if body.get("reset_secret"):
         secret = new_token()
         sets["secret_hash"] = token_hash(secret)
+        # A reset is how a leaked secret is taken back: what was made from it dies with it.
+        revoke_issued(conn, now, _OWNER_COLUMN[table], row_id, "secret reset")
     if sets:
         assignments = ", ".join(f"{k} = ?" for k in sets)
         try:
@@ -163,85 +189,70 @@ def _apply_person_edit(
 
 
 # --- contributors ---------------------------------------------------------------------------
+#
+# A contributor row is one membership: a person's name, email, tags and secret in one show. The
+# same email in two shows is two rows with two secrets, so a show admin's add, edit, reset or
+# remove never reaches what the person is in another show, and adding an email learns nothing
+# about whether it exists elsewhere. ``shows`` in the output stays a list (of that one show) for
+# the clients written against the older model.
 
 
 def _contributor_in_show(conn: sqlite3.Connection, show_id: int, c_id: int) -> sqlite3.Row:
     return one(
         conn,
-        "SELECT c.* FROM contributors c JOIN contributor_shows cs ON cs.contributor_id = c.id "
-        "WHERE c.id = ? AND cs.show_id = ?",
+        "SELECT * FROM contributors WHERE id = ? AND show_id = ?",
         (c_id, show_id),
         f"contributor {c_id} not found in show {show_id}",
     )
 
 
-def _contributor_out(conn: sqlite3.Connection, row: sqlite3.Row) -> Record:
-    shows = [
-        r[0]
-        for r in conn.execute(
-            "SELECT show_id FROM contributor_shows WHERE contributor_id = ? ORDER BY show_id",
-            (row["id"],),
-        )
-    ]
-    return {**_person(row), "shows": shows}
+def _contributor_out(row: sqlite3.Row) -> Record:
+    return {**_person(row), "shows": [row["show_id"]]}
 
 
 def list_contributors(conn: sqlite3.Connection, show_id: int, page: Page) -> Record:
     _require_show(conn, show_id)
     return paged(
         conn,
-        "SELECT c.* FROM contributors c JOIN contributor_shows cs ON cs.contributor_id = c.id "
-        "WHERE cs.show_id = ? ORDER BY c.id",
+        "SELECT * FROM contributors WHERE show_id = ? ORDER BY id",
         (show_id,),
         page,
-        lambda r: _contributor_out(conn, r),
+        _contributor_out,
     )
 
 
 def add_contributor(
     conn: sqlite3.Connection, now: float, actor: str, show_id: int, body: Record
 ) -> Record:
-    """Add a contributor to a show; an email already known joins this show with its old secret."""
+    """Add a contributor to a show with a new secret of that membership, shown this once."""
     _require_show(conn, show_id)
-    existing = conn.execute(
-        "SELECT * FROM contributors WHERE email = ? COLLATE NOCASE", (body["email"],)
-    ).fetchone()
-    secret: str | None = None
-    if existing is None:
-        secret = new_token()
-        c_id = insert(
-            conn,
-            "contributors",
-            {
-                "name": body["name"],
-                "email": body["email"],
-                "tags": dumps(body.get("tags", [])),
-                "secret_hash": token_hash(secret),
-                "created_at": now,
-            },
-            what=f"contributor {body['email']!r}",
-        )
-    else:
-        c_id = existing["id"]
-    insert(
+    secret = new_token()
+    c_id = insert(
         conn,
-        "contributor_shows",
-        {"contributor_id": c_id, "show_id": show_id},
+        "contributors",
+        {
+            "show_id": show_id,
+            "name": body["name"],
+            "email": body["email"],
+            "tags": dumps(body.get("tags", [])),
+            "secret_hash": token_hash(secret),
+            "created_at": now,
+        },
         what=f"contributor {body['email']!r} in show {show_id}",
     )
     audit(conn, now, actor, "contributor.add", f"contributor:{c_id}", {"show_id": show_id})
-    out = _contributor_out(conn, _contributor_in_show(conn, show_id, c_id))
-    out["secret"] = secret
-    return out
+    return {**_contributor_out(_contributor_in_show(conn, show_id, c_id)), "secret": secret}
 
 
 def edit_contributor(
     conn: sqlite3.Connection, now: float, actor: str, show_id: int, c_id: int, body: Record
 ) -> Record:
     _contributor_in_show(conn, show_id, c_id)
-    secret = _apply_person_edit(conn, "contributors", c_id, body, "contributor")
+    secret = _apply_person_edit(
+        conn, now, "contributors", c_id, body, f"contributor in show {show_id}"
+    )
     audit(conn, now, actor, "contributor.edit", f"contributor:{c_id}", _edit_detail(body))
-    out = _contributor_out(conn, _contributor_in_show(conn, show_id, c_id))
+    out = _contributor_out(_contributor_in_show(conn, show_id, c_id))
     if secret is not None:
         out["secret"] = secret
     return out
@@ -252,17 +263,7 @@ def remove_contributor(
 ) -> None:
     """Take a contributor off one show; their credentials for it die, and so do their seats."""
     _contributor_in_show(conn, show_id, c_id)
-    conn.execute(
-        "DELETE FROM contributor_shows WHERE contributor_id = ? AND show_id = ?", (c_id, show_id)
-    )
-    conn.execute(
-        "DELETE FROM credentials WHERE contributor_id = ? AND show_id = ?", (c_id, show_id)
-    )
-    conn.execute(
-        "DELETE FROM contributors WHERE id = ? AND NOT EXISTS "
-        "(SELECT 1 FROM contributor_shows WHERE contributor_id = ?)",
-        (c_id, c_id),
-    )
+    conn.execute("DELETE FROM contributors WHERE id = ?", (c_id,))  # credentials cascade
     suspend_empty_sessions(conn, now)
     audit(conn, now, actor, "contributor.remove", f"contributor:{c_id}", {"show_id": show_id})
 
@@ -271,9 +272,16 @@ def remove_contributor(
 
 
 def create_appliance(
-    conn: sqlite3.Connection, now: float, actor: str, show_id: int, name: str
+    conn: sqlite3.Connection,
+    now: float,
+    actor: str,
+    show_id: int,
+    name: str,
+    *,
+    credential: bool = True,
 ) -> Record:
-    """Enroll a kiosk in a show; returns the appliance and its credential (no expiry)."""
+    """Enroll a kiosk in a show; returns the appliance and (unless ``credential`` is False, as
+    for an enrollment whose kiosk picks it up later) its credential (no expiry)."""
     _require_show(conn, show_id)
     a_id = insert(
         conn,
@@ -281,6 +289,17 @@ def create_appliance(
         {"show_id": show_id, "name": name, "created_at": now},
         what=f"appliance {name!r} in show {show_id}",
     )
+    audit(conn, now, actor, "appliance.create", f"appliance:{a_id}", {"show_id": show_id})
+    out: Record = {"id": a_id, "show_id": show_id, "name": name}
+    if credential:
+        out["credential"] = issue_appliance_credential(conn, now, a_id, show_id)
+    return out
+
+
+def issue_appliance_credential(
+    conn: sqlite3.Connection, now: float, appliance_id: int, show_id: int
+) -> str:
+    """A new credential for an appliance; only its hash is stored."""
     token = new_token()
     insert(
         conn,
@@ -288,11 +307,59 @@ def create_appliance(
         {
             "token_hash": token_hash(token),
             "kind": "appliance",
-            "appliance_id": a_id,
+            "appliance_id": appliance_id,
             "show_id": show_id,
             "created_at": now,
         },
         what="credential",
     )
-    audit(conn, now, actor, "appliance.create", f"appliance:{a_id}", {"show_id": show_id})
-    return {"id": a_id, "show_id": show_id, "name": name, "credential": token}
+    return token
+
+
+def _appliance_out(row: sqlite3.Row) -> Record:
+    return {
+        "id": row["id"],
+        "show_id": row["show_id"],
+        "name": row["name"],
+        "created_at": iso(row["created_at"]),
+    }
+
+
+def list_appliances(conn: sqlite3.Connection, show_id: int | None, page: Page) -> Record:
+    """The appliances of one show (or of every show when ``show_id`` is None)."""
+    if show_id is None:
+        return paged(conn, "SELECT * FROM appliances ORDER BY id", (), page, _appliance_out)
+    _require_show(conn, show_id)
+    return paged(
+        conn,
+        "SELECT * FROM appliances WHERE show_id = ? ORDER BY id",
+        (show_id,),
+        page,
+        _appliance_out,
+    )
+
+
+def remove_appliance(
+    conn: sqlite3.Connection, now: float, actor: str, appliance_id: int, show_id: int | None = None
+) -> Record:
+    """Remove a kiosk: its credential stops working at once on every plane."""
+    where, args = "id = ?", [appliance_id]
+    if show_id is not None:
+        where, args = "id = ? AND show_id = ?", [appliance_id, show_id]
+    scope = "" if show_id is None else f" in show {show_id}"
+    row = one(
+        conn,
+        f"SELECT * FROM appliances WHERE {where}",  # noqa: S608  # the clause is ours
+        tuple(args),
+        f"appliance {appliance_id} not found{scope}",
+    )
+    conn.execute("DELETE FROM appliances WHERE id = ?", (appliance_id,))  # credentials cascade
+    audit(
+        conn,
+        now,
+        actor,
+        "appliance.remove",
+        f"appliance:{appliance_id}",
+        {"show_id": row["show_id"]},
+    )
+    return _appliance_out(row)

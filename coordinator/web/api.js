@@ -132,6 +132,15 @@ export class Auth extends EventTarget {
     }
   }
 
+  /** Sign out for good: the coordinator revokes this credential, then the tab forgets it. */
+  async revokeAndSignOut() {
+    try {
+      await this.request("DELETE", "/credentials/me");
+    } finally {
+      if (this.token !== null) this.signOut(null);
+    }
+  }
+
   signOut(reason = null) {
     clearTimeout(this._timer);
     this._timer = null;

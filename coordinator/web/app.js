@@ -59,8 +59,20 @@ function renderHeader() {
     me.show_id ? h("span", { class: "show" }, `show ${me.show_id}`) : null,
     h("span", { class: "expiry", title: me.expires_at || "" }, expiry),
     wallButton(),
-    h("button", { type: "button", class: "quiet", onclick: () => auth.signOut(null) }, "Sign out"),
+    signOutButton(me.role),
   );
+}
+
+function signOutButton(role) {
+  const out = () => auth.revokeAndSignOut().catch((err) => toast(err.message, "error"));
+  // Signing out revokes the credential on the coordinator. A show admin or contributor enters
+  // again with their secret; an admin credential is gone for good, so that one asks first.
+  if (role === "admin") {
+    const button = dangerButton("Sign out", out);
+    button.title = "Revokes this admin credential: you need a new one to come back";
+    return button;
+  }
+  return h("button", { type: "button", class: "quiet", onclick: out }, "Sign out");
 }
 
 function wallButton() {
@@ -481,9 +493,11 @@ async function peopleView(showParam) {
       toast(`Added ${p.name}.`);
       const tbody = document.getElementById("people-rows");
       if (tbody) tbody.appendChild(h("tr", {}, h("td", {}, p.name), h("td", {}, p.email), h("td", {}, when(p.created_at)), h("td", {})));
-      replace(out, p.secret ? secretCallout(p, p.secret) : h("p", { class: "callout" }, `${p.name} already has a secret from another show; they use it here too.`));
+      replace(out, secretCallout(p, p.secret));
     },
   );
+  const kiosks = await auth.all(`/shows/${showId}/appliances`);
+  const admins = admin ? await auth.all("/admins") : [];
   return h(
     "section",
     { class: "panel" },
@@ -495,6 +509,40 @@ async function peopleView(showParam) {
     people.length ? null : h("p", { class: "muted" }, "Nobody yet."),
     out,
     add,
+    revocableTable("Kiosks", "kiosk-rows", kiosks, (k) => [k.name, when(k.created_at)], ["Name", "Enrolled"], (k) => `/shows/${showId}/appliances/${k.id}`,
+      "Removing a kiosk revokes its credential at once and closes its link; enroll it again to bring it back."),
+    admin
+      ? revocableTable("Admins", "admin-rows", admins, (a) => [a.name, a.email], ["Name", "Email"], (a) => `/admins/${a.id}`,
+          "Removing an admin revokes their credential at once. The last admin cannot be removed.")
+      : null,
+  );
+}
+
+function revocableTable(title, id, items, cells, headings, path, hint) {
+  const rows = items.map((item) =>
+    h(
+      "tr",
+      {},
+      ...cells(item).map((text) => h("td", {}, text)),
+      h("td", { class: "row-actions" }, dangerButton("Remove", async () => {
+        await auth.del(path(item));
+        toast(`Removed ${item.name}.`);
+        reload();
+      }, item.name)),
+    ),
+  );
+  return h(
+    "div",
+    {},
+    h("h2", {}, title),
+    h("p", { class: "hint" }, hint),
+    h(
+      "table",
+      { class: "data" },
+      h("thead", {}, h("tr", {}, ...headings.map((t) => h("th", { scope: "col" }, t)), h("th", { scope: "col" }, h("span", { class: "sr-only" }, "Actions")))),
+      h("tbody", { id }, rows),
+    ),
+    items.length ? null : h("p", { class: "muted" }, "None."),
   );
 }
 

@@ -21,7 +21,7 @@ export async function pendingKiosksView(auth) {
     h(
       "p",
       { class: "muted" },
-      "A new kiosk shows an enrollment code on its screen. Accept it only when the code below is the one on that kiosk.",
+      "A new kiosk shows an enrollment code and a three-word confirmation on its screen. Accept it only when both match the ones below; a conflict means another device asked with the same code: reject it and give the kiosk a new code.",
     ),
     panels.map((p) => p.el),
   );
@@ -96,9 +96,17 @@ function showPanel(auth, s) {
       "li",
       { dataset: { enrollment: String(e.id) } },
       h("strong", { class: "code" }, e.code),
+      h("span", { class: "phrase", title: "confirmation shown on the kiosk" }, `confirm: ${e.phrase}`),
       h("span", {}, e.name),
       h("span", { class: "muted" }, `from ${e.source || "?"} · asked ${when(e.created_at)}`),
       e.attempts > 1 ? h("span", { class: "badge" }, `asked ${e.attempts}×`) : null,
+      e.conflicts > 0
+        ? h(
+            "span",
+            { class: "badge conflict", role: "alert" },
+            `conflict: asked ${e.conflicts}× more by another device (last from ${e.conflict_source || "?"})`,
+          )
+        : null,
       h("span", { class: "pending-actions" }, accept, reject),
     );
   }

@@ -236,3 +236,44 @@ def test_config_reads_the_code_as_the_image_writes_it(tmp_path: Path) -> None:
         f'enrollment_code_file = "{code_file}"\nshow = 4\n'
     )
     assert (config.enrollment_code, config.credential, config.show) == ("ABCD2345", None, 4)
+
+
+async def test_a_restarted_kiosk_keeps_its_request_and_shows_its_phrase(
+    coordinator: Coordinator, tmp_path: Path
+) -> None:
+    """Issue 23 case 3: the request belongs to the kiosk's poll token, kept across restarts;
+    the phrase on the kiosk's screen is the one the dashboard lists."""
+    from appliance.kiosk.enrollment import read_enrollment_code
+
+    state = tmp_path / "kiosk-state"
+    state.mkdir()
+    (state / "enrollment-code").write_text("WXYZ9999\n")
+
+    def kiosk() -> Enrollment:
+        return Enrollment(
+            coordinator.base, "WXYZ9999", "k", coordinator.show, state_dir=state, interval_min=0.01
+        )
+
+    first = asyncio.create_task(kiosk().run())
+    [request] = await until_pending(coordinator)
+    async with asyncio.timeout(WAIT):
+        for _ in range(100_000):  # until the answer reached the kiosk
+            if (state / "enrollment-phrase").exists():
+                break
+            await asyncio.sleep(0.02)
+    first.cancel()  # the agent restarts before anyone decided
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert stat.S_IMODE((state / "enrollment-poll").stat().st_mode) == 0o600
+    assert read_enrollment_code(state) == f"WXYZ-9999 · confirm: {request['phrase']}"
+    # Someone who read the code off the screen (no poll token) is refused...
+    stranger = Enrollment(coordinator.base, "WXYZ9999", "x", coordinator.show, interval_min=0.01)
+    with pytest.raises(EnrollmentRefused, match=r"HTTP 409.*another client"):
+        await asyncio.wait_for(stranger.run(), WAIT)
+    # ...the restarted kiosk is not, and gets the credential once accepted.
+    second = asyncio.create_task(kiosk().run())
+    [again] = await until_pending(coordinator)
+    assert (again["id"], again["conflicts"]) == (request["id"], 1)
+    await coordinator.call("POST", f"/shows/{coordinator.show}/enrollments/{request['id']}/accept")
+    assert await asyncio.wait_for(second, WAIT)
+    assert not (state / "enrollment-poll").exists()

@@ -10,10 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from rv_helpers import Client, FakeClock, World, bearer, call
+from rv_helpers import Client, FakeClock, MakeClient, World, bearer, call, make_world
 
 from coordinator.keys import STORE
 from coordinator.rendezvous.enroll import ENROLL_LIMITS, RateLimiter
+from wire.enrollment import confirmation_phrase
 
 CODE = "ABCD-2345"
 
@@ -75,14 +76,10 @@ async def test_accepted_kiosk_gets_its_credential_once_and_it_opens_the_link(
     credential = got["credential"]
     assert got["appliance_id"] == accepted["appliance"]["id"]
 
-    # Handed out once: the plaintext is gone from the database, a second poll is refused.
+    # Handed out once: a second poll is refused.
     status, again = await poll(client, asked["poll_token"])
     assert status == 409
     assert "already handed out" in again["detail"]
-    stored = await client.app[STORE].read(
-        lambda c: c.execute("SELECT credential FROM enrollments").fetchall()
-    )
-    assert [r[0] for r in stored] == [None]
 
     me = await call(client, "GET", "/credentials/me", credential, expect=200)
     assert (me["role"], me["name"], me["show_id"]) == ("appliance", "booth kiosk", world.show)
@@ -103,18 +100,77 @@ async def test_accepted_kiosk_gets_its_credential_once_and_it_opens_the_link(
     ]
 
 
-async def test_same_code_while_pending_is_the_same_request(client: Client, world: World) -> None:
+async def test_same_code_again_is_the_same_request_only_for_its_first_asker(
+    client: Client, world: World
+) -> None:
+    """Issue 23 case 3: a second client with the code on the kiosk's screen gets nothing."""
     _, first = await enroll(client, world, code="abcd2345")
-    status, second = await enroll(client, world, name="renamed kiosk")
+    assert first["phrase"] == confirmation_phrase(first["poll_token"])
+    # The kiosk itself, restarted, asks with its poll token: the same request, the same token.
+    status, again = await enroll(client, world, poll_token=first["poll_token"])
     assert status == 200
-    assert second["id"] == first["id"]
-    assert second["attempts"] == 2
-    # The newest poll token is the kiosk's; the replaced one is unknown, so it asks again.
-    assert (await poll(client, first["poll_token"]))[0] == 404
-    assert (await poll(client, second["poll_token"]))[1]["status"] == "pending"
-    assert [(e["id"], e["name"]) for e in await pending(client, world)] == [
-        (first["id"], "renamed kiosk")
-    ]
+    assert (again["id"], again["poll_token"], again["attempts"]) == (
+        first["id"],
+        first["poll_token"],
+        2,
+    )
+    # Anyone else: 409, no poll token, no change of show or name; the admin sees the conflict.
+    for extra in ({}, {"poll_token": "guessed"}, {"show": world.other_show}):
+        status, taken = await enroll(client, world, name="evil twin", **extra)
+        assert status == 409, extra
+        assert "poll_token" not in taken
+        assert "another client" in taken["detail"]
+    assert (await poll(client, first["poll_token"]))[1]["status"] == "pending"
+    (listed,) = await pending(client, world)
+    assert (listed["id"], listed["name"], listed["show_id"]) == (
+        first["id"],
+        "booth kiosk",
+        world.show,
+    )
+    assert (listed["conflicts"], listed["phrase"]) == (3, first["phrase"])
+    assert listed["conflict_source"] == "127.0.0.1"
+    assert "enrollment.conflict" in await audit_actions(client)
+
+
+async def test_no_appliance_credential_is_ever_written_in_plaintext(
+    client: Client, world: World
+) -> None:
+    _, asked = await enroll(client, world)
+    await call(
+        client,
+        "POST",
+        f"/shows/{world.show}/enrollments/{asked['id']}/accept",
+        world.show_admin,
+        expect=200,
+    )
+    _, got = await poll(client, asked["poll_token"])
+    credential = got["credential"]
+    for name in ("coordinator.db", "coordinator.db-wal"):
+        path = client.app[STORE].path.parent / name
+        if path.exists():
+            assert credential.encode() not in path.read_bytes(), name
+
+
+async def test_forwarded_for_counts_only_from_a_trusted_proxy(
+    make_client: MakeClient, clock: FakeClock
+) -> None:
+    proxied = await make_client(trusted_proxies=("127.0.0.1",))
+    world = await make_world(proxied, clock)
+    headers = {"X-Forwarded-For": "198.51.100.9, 203.0.113.7"}
+    body = {"code": CODE, "name": "k", "show": world.show}
+    resp = await proxied.post("/api/v1/enroll", json=body, headers=headers)
+    assert resp.status == 201
+    (listed,) = await pending(proxied, world)
+    assert listed["source"] == "203.0.113.7"  # the hop the trusted proxy saw
+
+
+async def test_forwarded_for_from_anyone_else_is_ignored(client: Client, world: World) -> None:
+    headers = {"X-Forwarded-For": "203.0.113.7"}
+    body = {"code": CODE, "name": "k", "show": world.show}
+    resp = await client.post("/api/v1/enroll", json=body, headers=headers)
+    assert resp.status == 201
+    (listed,) = await pending(client, world)
+    assert listed["source"] == "127.0.0.1"
 
 
 async def test_rejected_kiosk_learns_it_and_its_code_is_spent(client: Client, world: World) -> None:

@@ -212,3 +212,39 @@ def test_readme_operator_section_is_the_tested_walkthrough() -> None:
     section = readme.split("## Operator quick start", 1)[1]
     blocks = re.findall(r"```sh\n(.*?)```", section, flags=re.S)
     assert [b.strip() for b in blocks[:2]] == [serve_cmd, script.strip()]
+
+
+def test_admin_and_appliance_list_and_revoke(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = ["--data", str(tmp_path)]
+    assert main(["admin", "create", *data, "--name", "Ada", "--email", "ada@example.org"]) == 0
+    assert main(["admin", "create", *data, "--name", "Bea", "--email", "bea@example.org"]) == 0
+    assert (
+        main(["appliance", "create", *data, "--show", "Fest", "--name", "k1", "--create-show"]) == 0
+    )
+    capsys.readouterr()
+    assert main(["admin", "list", *data]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "1\tAda\tada@example.org",
+        "2\tBea\tbea@example.org",
+    ]
+    assert main(["appliance", "list", *data]) == 0
+    assert capsys.readouterr().out == "1\t1\tk1\n"
+    assert main(["appliance", "revoke", *data, "1"]) == 0
+    assert "revoked" in capsys.readouterr().err
+    assert main(["appliance", "list", *data]) == 0
+    assert capsys.readouterr().out == ""
+    assert main(["admin", "revoke", *data, "1"]) == 0
+    # Bad input: one line on stderr, a non-zero exit, nothing changed.
+    capsys.readouterr()
+    assert main(["admin", "revoke", *data, "2"]) == 1
+    err = capsys.readouterr().err
+    assert "last admin" in err
+    assert err.count("\n") == 1
+    assert main(["appliance", "revoke", *data, "9"]) == 1
+    assert "appliance 9 not found" in capsys.readouterr().err
+    assert main(["admin", "list", "--data", str(tmp_path / "nowhere")]) == 1
+    assert "no coordinator.db" in capsys.readouterr().err
+    assert main(["admin", "list", *data]) == 0
+    assert capsys.readouterr().out == "2\tBea\tbea@example.org\n"

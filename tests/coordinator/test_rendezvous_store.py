@@ -114,3 +114,52 @@ async def test_all_writes_run_on_one_thread_and_reads_elsewhere(tmp_path: Path) 
         assert threading.get_ident() not in {*writers, reader}
     finally:
         await store.close()
+
+
+async def test_upgrade_splits_a_shared_contributor_into_one_membership_per_show(
+    tmp_path: Path,
+) -> None:
+    """A version-2 file where one person sat in two shows: after the upgrade each show has its
+    own row, the old secret still opens both, and a credential stays with its show's row."""
+    from coordinator.store.credentials import enter_system
+    from coordinator.store.migrations import MIGRATIONS
+    from coordinator.store.records import token_hash
+
+    path = tmp_path / "c.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    for step in MIGRATIONS[:2]:
+        step(db)
+    db.executescript(
+        """
+        PRAGMA user_version = 2;
+        INSERT INTO shows (id, name, asset_root, meta, tags, created_at)
+            VALUES (1, 'a', '/a', '{}', '[]', 0), (2, 'b', '/b', '{}', '[]', 0);
+        INSERT INTO contributors (id, name, email, tags, secret_hash, created_at)
+            VALUES (7, 'Cleo', 'cleo@e.org', '[]', 'OLD', 0);
+        INSERT INTO contributor_shows VALUES (7, 1), (7, 2);
+        INSERT INTO credentials (token_hash, kind, contributor_id, show_id, created_at)
+            VALUES ('h1', 'contributor', 7, 1, 0), ('h2', 'contributor', 7, 2, 0);
+        """.replace("OLD", token_hash("old"))
+    )
+    db.close()
+    store = Store(path)
+    await store.open()
+    try:
+        rows = await store.read(
+            lambda c: c.execute("SELECT id, show_id FROM contributors ORDER BY show_id").fetchall()
+        )
+        assert [tuple(r) for r in rows] == [(7, 1), (8, 2)]
+        creds = await store.read(
+            lambda c: c.execute(
+                "SELECT c.show_id, p.show_id FROM credentials c "
+                "JOIN contributors p ON p.id = c.contributor_id ORDER BY c.id"
+            ).fetchall()
+        )
+        assert [tuple(r) for r in creds] == [(1, 1), (2, 2)]
+        for show in (1, 2):
+            out = await store.write(
+                lambda c, s=show: enter_system(c, 1.0, "cleo@e.org", s, "old", 60)
+            )
+            assert out["show_id"] == show
+    finally:
+        await store.close()

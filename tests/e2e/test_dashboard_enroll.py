@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from e2e_pages import Demo, enter_system, screenshot
 from playwright.sync_api import Page, expect
 
@@ -52,3 +53,18 @@ def test_rejecting_a_kiosk_asks_to_confirm(page: Page, demo_stand: Demo) -> None
     expect(page.locator("#toast")).to_contain_text("Rejected kiosk MNPQ-2345.")
     expect(page.locator("#pending-kiosks li", has_text="MNPQ-2345")).to_have_count(0)
     assert demo_stand.rest.call("POST", "/enroll/poll", body=poll)["status"] == "rejected"
+
+
+def test_pending_kiosk_shows_its_phrase_and_a_second_asker_as_a_conflict(
+    page: Page, demo_stand: Demo
+) -> None:
+    """Issue 23 case 3 in the dashboard: the phrase the kiosk shows, and a conflict warning."""
+    asked = ask(demo_stand, "WXYZ-3456", "Hall C kiosk")
+    with pytest.raises(AssertionError, match=": 409 "):  # Rest.call's way of saying 4xx
+        ask(demo_stand, "WXYZ-3456", "Impostor")
+    enter_system(page, demo_stand.url, demo_stand.state["show_admin"], demo_stand.state["show_id"])
+    page.get_by_role("link", name="Pending kiosks").click()
+    row = page.locator("#pending-kiosks li", has_text="WXYZ-3456")
+    expect(row).to_contain_text(f"confirm: {asked['phrase']}")
+    expect(row).to_contain_text("Hall C kiosk")
+    expect(row.locator(".conflict")).to_contain_text("asked 1\u00d7 more by another device")
