@@ -82,7 +82,9 @@ def _parser() -> argparse.ArgumentParser:
     burn.add_argument("--journal", type=Path, help=f"job journal (default {DEFAULT_JOURNAL})")
     drives = sub.add_parser("drives", help="list the burners and targets discovery offers")
     drives.add_argument("--json", action="store_true", help="the drives as one JSON array")
-    jobs = sub.add_parser("jobs", help="show the job journal (interrupted jobs read as failed)")
+    jobs = sub.add_parser(
+        "jobs", help="show the job journal (read only; interrupted jobs read as failed)"
+    )
     jobs.add_argument("--journal", type=Path, help=f"job journal (default {DEFAULT_JOURNAL})")
     jobs.add_argument("--json", action="store_true", help="one JSON object per line")
     run = sub.add_parser("run", help="run the agent: drives, burns, cache, link, control socket")
@@ -120,11 +122,13 @@ def _journal_path(args: argparse.Namespace) -> Path:
     return Path(os.environ.get("BURNSTAND_JOURNAL", str(DEFAULT_JOURNAL)))
 
 
-async def _open_journal(path: Path) -> Journal:
+async def _open_journal(path: Path, *, read_only: bool = False) -> Journal:
     try:
-        return await Journal.open(path)
-    except (OSError, JournalError) as exc:
-        raise CliError(f"cannot open the job journal {path}: {exc}") from exc
+        return await Journal.open(path, read_only=read_only)
+    except JournalError as exc:
+        raise CliError(str(exc)) from exc
+    except OSError as exc:
+        raise CliError(f"cannot open the job journal {path}: {exc.strerror or exc}") from exc
 
 
 # --------------------------------------------------------------------------- burn
@@ -399,7 +403,12 @@ def _drives(args: argparse.Namespace) -> int:
 
 
 async def _jobs(args: argparse.Namespace) -> int:
-    journal = await _open_journal(_journal_path(args))
+    path = _journal_path(args)
+    if not path.exists():
+        print(f"burnstand-agent: no jobs yet (no job journal at {path})", file=sys.stderr)
+        return EXIT_OK
+    # Read-only: looking must never change a job another process is running.
+    journal = await _open_journal(path, read_only=True)
     try:
         records = await journal.jobs()
     finally:
