@@ -27,7 +27,7 @@ from typing import Any, TextIO
 
 from appliance.burn.job import JobEvent, JobProgress, JobResult, JobStateChanged, burn_many
 from appliance.drives.base import Drive, SourceImage
-from appliance.journal import JobRecord, Journal, JournalError
+from appliance.journal import Journal, JournalError
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -87,6 +87,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     jobs.add_argument("--journal", type=Path, help=f"job journal (default {DEFAULT_JOURNAL})")
     jobs.add_argument("--json", action="store_true", help="one JSON object per line")
+    jobs.add_argument(
+        "--socket", type=Path, help="ask the agent on this control socket (default: the agent's)"
+    )
     run = sub.add_parser("run", help="run the agent: drives, burns, cache, link, control socket")
     run.add_argument("--config", required=True, type=Path, help="agent.toml (see docs/agent.md)")
     run.add_argument("--socket", type=Path, help="control socket (default: the config's)")
@@ -403,6 +406,13 @@ def _drives(args: argparse.Namespace) -> int:
 
 
 async def _jobs(args: argparse.Namespace) -> int:
+    if args.journal is None and "BURNSTAND_JOURNAL" not in os.environ:
+        # On a kiosk the agent owns the journal: ask it, and read the file only without one.
+        asked = await _agent_jobs(args.socket)
+        if asked is not None:
+            for job in asked:
+                print(json.dumps(job) if args.json else _job_text(job))
+            return EXIT_OK
     path = _journal_path(args)
     if not path.exists():
         print(f"burnstand-agent: no jobs yet (no job journal at {path})", file=sys.stderr)
@@ -414,27 +424,31 @@ async def _jobs(args: argparse.Namespace) -> int:
     finally:
         await journal.close()
     for r in records:
-        print(json.dumps(_record_json(r)) if args.json else _record_text(r))
+        job = r.as_json()
+        print(json.dumps(job) if args.json else _job_text(job))
     return EXIT_OK
 
 
-def _record_json(r: JobRecord) -> dict[str, Any]:
-    return {
-        "id": r.id,
-        "target": r.target,
-        "uid": r.drive_uid,
-        "image": r.image_path,
-        "sha256": r.image_sha256,
-        "state": str(r.state),
-        "reason": r.reason,
-        "message": r.message,
-        "reported_upstream": r.reported_upstream,
-    }
+async def _agent_jobs(socket: Path | None) -> list[dict[str, Any]] | None:
+    """The running agent's jobs, or None when no agent answers on its control socket."""
+    from appliance.control import AgentUnavailable, ControlClient, RequestFailed
+
+    path = _socket_path(socket)
+    if not path.exists():
+        return None
+    try:
+        async with ControlClient(path, timeout=5.0) as client:
+            jobs: list[dict[str, Any]] = await client.request("jobs")
+    except AgentUnavailable:
+        return None
+    except RequestFailed as exc:
+        raise CliError(f"the agent could not list its jobs: {exc}") from exc
+    return jobs
 
 
-def _record_text(r: JobRecord) -> str:
-    why = f" ({r.reason}: {r.message})" if r.reason else ""
-    return f"{r.id}\t{r.target}\t{r.state}{why}"
+def _job_text(job: dict[str, Any]) -> str:
+    why = f" ({job['reason']}: {job['message']})" if job["reason"] else ""
+    return f"{job['id']}\t{job['target']}\t{job['state']}{why}"
 
 
 # --------------------------------------------------------------------------- run, status
@@ -459,11 +473,16 @@ def _run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def _status(args: argparse.Namespace) -> int:
+def _socket_path(given: Path | None) -> Path:
     from appliance.config import DEFAULT_SOCKET
+
+    return given or Path(os.environ.get("BURNSTAND_SOCKET", str(DEFAULT_SOCKET)))
+
+
+async def _status(args: argparse.Namespace) -> int:
     from appliance.control import AgentUnavailable, ControlClient
 
-    path = args.socket or Path(os.environ.get("BURNSTAND_SOCKET", str(DEFAULT_SOCKET)))
+    path = _socket_path(args.socket)
     try:
         async with ControlClient(path, timeout=5.0) as client:
             status = await client.request("status")

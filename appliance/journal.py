@@ -72,6 +72,20 @@ class JobRecord:
     updated_at: float
     reported_upstream: bool
 
+    def as_json(self) -> dict[str, object]:
+        """The job as `burnstand-agent jobs --json` and the control socket's `jobs` show it."""
+        return {
+            "id": self.id,
+            "target": self.target,
+            "uid": self.drive_uid,
+            "image": self.image_path,
+            "sha256": self.image_sha256,
+            "state": str(self.state),
+            "reason": self.reason,
+            "message": self.message,
+            "reported_upstream": self.reported_upstream,
+        }
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
