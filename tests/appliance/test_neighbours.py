@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -179,3 +180,28 @@ def test_jobs_and_a_second_burn_leave_a_running_burn_alone(
     }
     assert states[job_id] == "passed"
     assert sorted(states.values()) == ["passed", "passed"]
+
+
+# --------------------------------------------------------------------------- case 2: image
+
+
+def test_image_copied_over_mid_burn_is_image_changed(
+    tmp_path: Path, loop_devices: LoopFactory, make_test_image: ImageMaker, throttle: Throttle
+):
+    """`cp new.img same.img` while a burn reads same.img: once SIGBUS (rc 135, no result)."""
+    img = make_test_image(32 * MiB)
+    smaller = make_test_image(2 * MiB, seed=3)
+    dev = loop_devices(32 * MiB, fill=b"\x5a")
+    proc = start_burn(img, dev.path, tmp_path / "journal.db", throttle(dev.path, 4 * MiB))
+    try:
+        read_until_writing(proc)
+        shutil.copyfile(smaller, img)  # truncates the same inode, then writes 2 MiB
+        out, err = finish(proc)
+    finally:
+        proc.kill()
+        proc.wait(10)
+    assert proc.returncode == 1, err
+    [result] = [e for e in events(out) if e["event"] == "result"]
+    assert (result["state"], result["reason"]) == ("failed", "image-changed")
+    assert err.strip() == f"burnstand-agent: {dev.path}: image-changed: {result['message']}"
+    assert dev.read(0, 8 * MiB) == bytes(8 * MiB)  # blank at its start, not a mix of two images
