@@ -141,12 +141,16 @@ def _zero_out(fd: int, offset: int, length: int) -> bool:
     return True
 
 
-def _open_error(path: str, exc: OSError) -> BurnError:
+def _open_error(path: str, exc: OSError, *, written: bool = False) -> BurnError:
+    """Why `path` cannot be opened; `written` when this job already wrote it, so a target that
+    is gone now was pulled, not missing from the start."""
     if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         return WriteProtected(f"{path} is write-protected or not writable ({exc.strerror})")
     if exc.errno == errno.EBUSY:
         return TargetBusy(f"{path} is in use (mounted or opened by another program); unmount it")
     if exc.errno in (errno.ENOENT, errno.ENXIO, errno.ENODEV, errno.ENOMEDIUM):
+        if written:
+            return DrivePulled(f"{path} was removed after it was written ({exc.strerror})")
         return NoMedia(f"no target at {path} ({exc.strerror})")
     return BurnError(f"cannot open {path}: {exc.strerror}")
 
@@ -370,6 +374,10 @@ class BlockDrive:
                 capacity = _target_size(fd)
             except OSError as exc:
                 raise _io_error(path, exc, image.size, "size probe", 0) from exc
+            if capacity == 0:
+                # A card reader with no card, or a stick pulled as it was plugged: the node is
+                # there but holds nothing. That is missing media, not small media.
+                raise NoMedia(f"{path} holds no media (0 bytes): put a card or stick in")
             if capacity < image.size:
                 raise MediaTooSmall(
                     f"{path} holds {capacity} bytes but the image needs {image.size}"
@@ -578,10 +586,17 @@ class BlockDrive:
         try:
             fd = os.open(path, os.O_RDONLY | os.O_DIRECT | os.O_EXCL | os.O_CLOEXEC)
         except OSError as exc:
-            raise _open_error(path, exc) from exc
+            raise _open_error(path, exc, written=self._held is not None) from exc
         try:
             sector = _sector_size(fd)
-            if _target_size(fd) < size:
+            capacity = _target_size(fd)
+            if capacity == 0 and self._held is not None:
+                # Written a moment ago and now empty: the stick or card was pulled (a loop
+                # device detached), which is not a target that was too small.
+                raise DrivePulled(f"{path} was removed after it was written (it holds 0 bytes)")
+            if capacity == 0:
+                raise NoMedia(f"{path} holds no media (0 bytes): nothing to read back")
+            if capacity < size:
                 raise MediaTooSmall(f"{path} is smaller than the image; it cannot hold it")
             held, self._held = self._held, None
             if held is not None and not held.same_file(image.path, size):

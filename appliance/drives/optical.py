@@ -590,6 +590,8 @@ class OpticalDrive:
         space = self._info.capacity
         if space is None and choice.name == "cdrskin":
             space = await self._media_space(choice)
+        if space == 0:
+            raise NoMedia(f"{self._info.path}: the disc in the drive has no room (0 bytes)")
         if space is not None and image.size > space:
             raise MediaTooSmall(
                 f"{self._info.path}: the image needs {image.size} bytes, the disc holds {space}"

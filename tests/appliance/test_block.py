@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import itertools
 import os
+import subprocess
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,6 +15,7 @@ import pytest
 import xxhash
 
 from appliance.burn import JobEvent, JobProgress, burn_many
+from appliance.control import ResultView
 from appliance.drives.base import (
     Cancelled,
     CorruptImage,
@@ -32,6 +34,7 @@ from appliance.drives.base import (
 )
 from appliance.drives.block import BlockDrive, BlockHooks
 from appliance.journal import JobState, Journal
+from appliance.kiosk.model import reason_text
 
 if TYPE_CHECKING:
     from tests.appliance.conftest import ImageMaker, LoopFactory
@@ -373,3 +376,50 @@ async def test_image_shrinking_mid_verify_is_image_changed_not_sigbus(
         "image-changed",
         False,
     )
+
+
+# --------------------------------------------------------------------------- pulled / empty
+
+
+async def test_an_empty_card_reader_is_no_media_not_too_small(
+    loop_devices: LoopFactory, make_test_image: ImageMaker
+):
+    """A reader with no card is a node of 0 bytes: the visitor must be told to insert one."""
+    img = make_test_image(MiB)
+    dev = loop_devices(4 * MiB)
+    dev.shrink_to_nothing()
+    with pytest.raises(NoMedia, match="no media"):
+        await drain(BlockDrive(dev.path, "u").write(source(img)))
+
+
+async def test_a_target_detached_mid_write_is_drive_pulled_everywhere(
+    tmp_path: Path, loop_devices: LoopFactory, make_test_image: ImageMaker
+):
+    """`losetup -d` while the write holds the device: the kernel detaches it once the write
+    closes it, and the read-back finds a 0-byte node. That is a pulled target, and the kiosk
+    says so, not "the disc is too small"."""
+    img = make_test_image(16 * MiB)
+    dev = loop_devices(16 * MiB)
+
+    def detach(n: int) -> None:
+        if n == 1:
+            subprocess.run(["losetup", "-d", dev.path], check=True, capture_output=True)
+
+    drive = BlockDrive(dev.path, "u", chunk_size=CHUNK, hooks=BlockHooks(after_chunk=detach))
+    journal = await Journal.open(tmp_path / "journal.db")
+    try:
+        [result] = await burn_many([drive], source(img), journal=journal, eject=False)
+        [record] = await journal.jobs()
+    finally:
+        await journal.close()
+    assert (result.state, result.reason) == (JobState.FAILED, "drive-pulled")
+    assert record.reason == "drive-pulled"
+    view: ResultView = {
+        "job_id": result.job_id,
+        "image": "",
+        "ok": False,
+        "reason": result.reason,
+        "message": result.message,
+        "image_name": img.name,
+    }
+    assert reason_text(view).startswith("The burner, stick or card was unplugged")
