@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from appliance.burn.job import JobEvent, JobProgress, JobResult, JobStateChanged, burn_many
-from appliance.drives.base import Drive, SourceImage
+from appliance.drives.base import BurnError, Drive, SourceImage
 from appliance.journal import Journal, JournalError
 
 EXIT_OK = 0
@@ -78,6 +78,11 @@ def _parser() -> argparse.ArgumentParser:
         help="skip the read-back (exit 0 then means written, not verified)",
     )
     burn.add_argument("--no-eject", action="store_true", help="leave trays closed")
+    burn.add_argument(
+        "--partition-ok",
+        action="store_true",
+        help="allow a partition (e.g. /dev/sdb1) as a target; never one of the system disk",
+    )
     burn.add_argument("--json", action="store_true", help="JSON-lines events on stdout")
     burn.add_argument("--journal", type=Path, help=f"job journal (default {DEFAULT_JOURNAL})")
     drives = sub.add_parser("drives", help="list the burners and targets discovery offers")
@@ -158,8 +163,9 @@ def _uid(path: str) -> str:
     return drive_uid(path)
 
 
-def make_drive(target: str) -> Drive:
-    """The backend for a --target: optical for /dev/srN and stdio:, block for the rest."""
+def make_drive(target: str, *, partition_ok: bool = False) -> Drive:
+    """The backend for a --target: optical for /dev/srN and stdio:, block for the rest. A block
+    target on the system disk is refused, and a partition unless `partition_ok`."""
     if target.startswith("stdio:") or re.fullmatch(r"/dev/sr\d+", target):
         try:
             from appliance.drives.optical import OpticalDrive
@@ -175,6 +181,12 @@ def make_drive(target: str) -> Drive:
         if not is_block:
             raise CliError(f"{target} is not a block device, optical drive or stdio:PATH")
     from appliance.drives.block import BlockDrive
+    from appliance.drives.systemdisk import refuse_system_target
+
+    try:
+        refuse_system_target(target, partition_ok=partition_ok)
+    except BurnError as exc:
+        raise CliError(f"{exc.code}: {exc}") from exc
 
     return BlockDrive(target, _uid(target))
 
@@ -184,7 +196,7 @@ async def _burn(args: argparse.Namespace) -> int:
     if len(set(targets)) != len(targets):
         raise CliError("the same --target was given twice")
     image = _image(args)
-    drives = [make_drive(t) for t in targets]
+    drives = [make_drive(t, partition_ok=args.partition_ok) for t in targets]
     journal = await _open_journal(_journal_path(args))
     view: _View = _JsonView(sys.stdout) if args.json else _TextView(sys.stdout, targets)
     for job_id in journal.recovered:

@@ -8,6 +8,7 @@ blkio cgroup write limit on its target (the kernel throttles it; nothing sleeps)
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import shutil
@@ -205,3 +206,75 @@ def test_image_copied_over_mid_burn_is_image_changed(
     assert (result["state"], result["reason"]) == ("failed", "image-changed")
     assert err.strip() == f"burnstand-agent: {dev.path}: image-changed: {result['message']}"
     assert dev.read(0, 8 * MiB) == bytes(8 * MiB)  # blank at its start, not a mix of two images
+
+
+# --------------------------------------------------------------------------- case 4: system disk
+
+_libc = ctypes.CDLL(None, use_errno=True)
+CLONE_NEWNS, MS_REC, MS_PRIVATE = 0x00020000, 0x4000, 1 << 18
+
+
+def boot_from(partition: str) -> Callable[[], None]:
+    """A preexec_fn: the child gets its own mount table in which `partition` is mounted on
+    /boot — as on a Pi, where the card's first partition is /boot/firmware. The host's mounts
+    are untouched (private namespace, propagation off)."""
+
+    def enter() -> None:
+        for ok in (
+            _libc.unshare(CLONE_NEWNS) == 0,
+            _libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None) == 0,
+            _libc.mount(partition.encode(), b"/boot", b"ext4", 0, None) == 0,
+        ):
+            if not ok:
+                raise OSError(ctypes.get_errno(), "mount namespace setup failed")
+
+    return enter
+
+
+def test_a_partition_of_the_system_disk_is_refused_by_name(
+    tmp_path: Path, loop_devices: LoopFactory, make_test_image: ImageMaker
+):
+    img = make_test_image(MiB)
+    system = loop_devices(32 * MiB, partitions=2)
+    subprocess.run(["mkfs.ext4", "-q", system.part(2)], check=True, capture_output=True)
+    before = Path(system.part(1)).read_bytes()
+    argv = [sys.executable, "-m", "appliance.cli", "burn", "--image", str(img)]
+    argv += ["--target", system.part(1), "--partition-ok", "--journal", str(tmp_path / "j.db")]
+    run = subprocess.run(
+        argv,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        preexec_fn=boot_from(system.part(2)),  # only mounts in the child's own namespace
+    )
+    assert run.returncode == 1, run.stdout
+    assert run.stderr == (
+        f"burnstand-agent: system-disk: {system.part(1)} is a partition of {system.path},"
+        " which holds /boot — the system this kiosk runs on\n"
+    )
+    assert Path(system.part(1)).read_bytes() == before  # not a byte written
+
+
+def test_a_partition_needs_partition_ok(
+    tmp_path: Path, loop_devices: LoopFactory, make_test_image: ImageMaker
+):
+    img = make_test_image(MiB)
+    other = loop_devices(32 * MiB, partitions=2)
+    journal = str(tmp_path / "j.db")
+    refused = agent("burn", "--image", str(img), "--target", other.part(1), "--journal", journal)
+    assert refused.returncode == 1
+    assert "--partition-ok" in refused.stderr
+    assert refused.stderr.count("\n") == 1
+    run = agent(
+        "burn",
+        "--image",
+        str(img),
+        "--target",
+        other.part(1),
+        "--partition-ok",
+        "--journal",
+        journal,
+    )
+    assert run.returncode == 0, run.stderr
