@@ -529,6 +529,10 @@ class Agent:
             if s.job_id is not None
         ]
 
+    async def jobs(self) -> list[dict[str, Any]]:
+        journal = self.journal
+        return [] if journal is None else [r.as_json() for r in await journal.jobs()]
+
     async def burn(self, image: str, drive: str) -> BurnAccepted:
         take = self.catalog.get(image.lower())
         if take is None:

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from appliance.burn.job import JobEvent, JobProgress, JobResult, JobStateChanged, burn_many
-from appliance.drives.base import Drive, SourceImage
-from appliance.journal import JobRecord, Journal, JournalError
+from appliance.drives.base import BurnError, Drive, SourceImage
+from appliance.journal import Journal, JournalError
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -78,13 +78,23 @@ def _parser() -> argparse.ArgumentParser:
         help="skip the read-back (exit 0 then means written, not verified)",
     )
     burn.add_argument("--no-eject", action="store_true", help="leave trays closed")
+    burn.add_argument(
+        "--partition-ok",
+        action="store_true",
+        help="allow a partition (e.g. /dev/sdb1) as a target; never one of the system disk",
+    )
     burn.add_argument("--json", action="store_true", help="JSON-lines events on stdout")
     burn.add_argument("--journal", type=Path, help=f"job journal (default {DEFAULT_JOURNAL})")
     drives = sub.add_parser("drives", help="list the burners and targets discovery offers")
     drives.add_argument("--json", action="store_true", help="the drives as one JSON array")
-    jobs = sub.add_parser("jobs", help="show the job journal (interrupted jobs read as failed)")
+    jobs = sub.add_parser(
+        "jobs", help="show the job journal (read only; interrupted jobs read as failed)"
+    )
     jobs.add_argument("--journal", type=Path, help=f"job journal (default {DEFAULT_JOURNAL})")
     jobs.add_argument("--json", action="store_true", help="one JSON object per line")
+    jobs.add_argument(
+        "--socket", type=Path, help="ask the agent on this control socket (default: the agent's)"
+    )
     run = sub.add_parser("run", help="run the agent: drives, burns, cache, link, control socket")
     run.add_argument("--config", required=True, type=Path, help="agent.toml (see docs/agent.md)")
     run.add_argument("--socket", type=Path, help="control socket (default: the config's)")
@@ -120,11 +130,13 @@ def _journal_path(args: argparse.Namespace) -> Path:
     return Path(os.environ.get("BURNSTAND_JOURNAL", str(DEFAULT_JOURNAL)))
 
 
-async def _open_journal(path: Path) -> Journal:
+async def _open_journal(path: Path, *, read_only: bool = False) -> Journal:
     try:
-        return await Journal.open(path)
-    except (OSError, JournalError) as exc:
-        raise CliError(f"cannot open the job journal {path}: {exc}") from exc
+        return await Journal.open(path, read_only=read_only)
+    except JournalError as exc:
+        raise CliError(str(exc)) from exc
+    except OSError as exc:
+        raise CliError(f"cannot open the job journal {path}: {exc.strerror or exc}") from exc
 
 
 # --------------------------------------------------------------------------- burn
@@ -151,8 +163,9 @@ def _uid(path: str) -> str:
     return drive_uid(path)
 
 
-def make_drive(target: str) -> Drive:
-    """The backend for a --target: optical for /dev/srN and stdio:, block for the rest."""
+def make_drive(target: str, *, partition_ok: bool = False) -> Drive:
+    """The backend for a --target: optical for /dev/srN and stdio:, block for the rest. A block
+    target on the system disk is refused, and a partition unless `partition_ok`."""
     if target.startswith("stdio:") or re.fullmatch(r"/dev/sr\d+", target):
         try:
             from appliance.drives.optical import OpticalDrive
@@ -168,6 +181,12 @@ def make_drive(target: str) -> Drive:
         if not is_block:
             raise CliError(f"{target} is not a block device, optical drive or stdio:PATH")
     from appliance.drives.block import BlockDrive
+    from appliance.drives.systemdisk import refuse_system_target
+
+    try:
+        refuse_system_target(target, partition_ok=partition_ok)
+    except BurnError as exc:
+        raise CliError(f"{exc.code}: {exc}") from exc
 
     return BlockDrive(target, _uid(target))
 
@@ -177,7 +196,7 @@ async def _burn(args: argparse.Namespace) -> int:
     if len(set(targets)) != len(targets):
         raise CliError("the same --target was given twice")
     image = _image(args)
-    drives = [make_drive(t) for t in targets]
+    drives = [make_drive(t, partition_ok=args.partition_ok) for t in targets]
     journal = await _open_journal(_journal_path(args))
     view: _View = _JsonView(sys.stdout) if args.json else _TextView(sys.stdout, targets)
     for job_id in journal.recovered:
@@ -399,33 +418,49 @@ def _drives(args: argparse.Namespace) -> int:
 
 
 async def _jobs(args: argparse.Namespace) -> int:
-    journal = await _open_journal(_journal_path(args))
+    if args.journal is None and "BURNSTAND_JOURNAL" not in os.environ:
+        # On a kiosk the agent owns the journal: ask it, and read the file only without one.
+        asked = await _agent_jobs(args.socket)
+        if asked is not None:
+            for job in asked:
+                print(json.dumps(job) if args.json else _job_text(job))
+            return EXIT_OK
+    path = _journal_path(args)
+    if not path.exists():
+        print(f"burnstand-agent: no jobs yet (no job journal at {path})", file=sys.stderr)
+        return EXIT_OK
+    # Read-only: looking must never change a job another process is running.
+    journal = await _open_journal(path, read_only=True)
     try:
         records = await journal.jobs()
     finally:
         await journal.close()
     for r in records:
-        print(json.dumps(_record_json(r)) if args.json else _record_text(r))
+        job = r.as_json()
+        print(json.dumps(job) if args.json else _job_text(job))
     return EXIT_OK
 
 
-def _record_json(r: JobRecord) -> dict[str, Any]:
-    return {
-        "id": r.id,
-        "target": r.target,
-        "uid": r.drive_uid,
-        "image": r.image_path,
-        "sha256": r.image_sha256,
-        "state": str(r.state),
-        "reason": r.reason,
-        "message": r.message,
-        "reported_upstream": r.reported_upstream,
-    }
+async def _agent_jobs(socket: Path | None) -> list[dict[str, Any]] | None:
+    """The running agent's jobs, or None when no agent answers on its control socket."""
+    from appliance.control import AgentUnavailable, ControlClient, RequestFailed
+
+    path = _socket_path(socket)
+    if not path.exists():
+        return None
+    try:
+        async with ControlClient(path, timeout=5.0) as client:
+            jobs: list[dict[str, Any]] = await client.request("jobs")
+    except AgentUnavailable:
+        return None
+    except RequestFailed as exc:
+        raise CliError(f"the agent could not list its jobs: {exc}") from exc
+    return jobs
 
 
-def _record_text(r: JobRecord) -> str:
-    why = f" ({r.reason}: {r.message})" if r.reason else ""
-    return f"{r.id}\t{r.target}\t{r.state}{why}"
+def _job_text(job: dict[str, Any]) -> str:
+    why = f" ({job['reason']}: {job['message']})" if job["reason"] else ""
+    return f"{job['id']}\t{job['target']}\t{job['state']}{why}"
 
 
 # --------------------------------------------------------------------------- run, status
@@ -450,11 +485,16 @@ def _run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def _status(args: argparse.Namespace) -> int:
+def _socket_path(given: Path | None) -> Path:
     from appliance.config import DEFAULT_SOCKET
+
+    return given or Path(os.environ.get("BURNSTAND_SOCKET", str(DEFAULT_SOCKET)))
+
+
+async def _status(args: argparse.Namespace) -> int:
     from appliance.control import AgentUnavailable, ControlClient
 
-    path = args.socket or Path(os.environ.get("BURNSTAND_SOCKET", str(DEFAULT_SOCKET)))
+    path = _socket_path(args.socket)
     try:
         async with ControlClient(path, timeout=5.0) as client:
             status = await client.request("status")

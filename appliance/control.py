@@ -202,6 +202,10 @@ class ControlHandler(Protocol):
 
     async def queue(self) -> list[QueueEntry]: ...
 
+    async def jobs(self) -> list[dict[str, Any]]:
+        """The agent's job journal, oldest first (`burnstand-agent jobs` asks this)."""
+        ...
+
     async def burn(self, image: str, drive: str) -> BurnAccepted:
         """Start burning catalog image `image` (sha256) on `drive` (a uid, or "auto")."""
         ...
@@ -238,6 +242,7 @@ COMMANDS: Final[dict[str, dict[str, _Arg]]] = {
     "drives": {},
     "images": {},
     "queue": {},
+    "jobs": {},
     "burn": {"image": _STR, "drive": _STR},
     "cancel": {"drive": _STR},
     "eject": {"drive": _STR},
@@ -504,6 +509,8 @@ class ControlServer:
                 return await h.images()
             case "queue":
                 return await h.queue()
+            case "jobs":
+                return await h.jobs()
             case "burn":
                 return await h.burn(args["image"], args["drive"])
             case "cancel":

@@ -4,24 +4,34 @@ Every burn job's state change is written (WAL, synchronous=FULL) before the chan
 so after a crash or a pulled plug the agent knows which targets were mid-write — it marks them
 failed on the next open, never good — and which results it has not yet reported upstream. All
 SQLite work runs on one dedicated thread with its own connection, never on the event loop.
+
+Several processes may share one journal (the agent, a CLI burn, `jobs`), so every job records
+its owner: the writer that created it, which holds an advisory lock (flock on a file beside the
+journal) for as long as it is open. Recovery fails only jobs whose owner's lock is free — the
+owner crashed or lost power — and a read-only open never recovers: it shows such jobs as
+interrupted without writing anything.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import enum
+import fcntl
+import os
 import sqlite3
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
 
 INTERRUPTED = "interrupted"
-INTERRUPTED_MESSAGE = "interrupted: power loss or crash"
+INTERRUPTED_MESSAGE = "the burn stopped mid-way: power loss or crash"
 
 
 class JobState(enum.StrEnum):
@@ -47,7 +57,7 @@ class JournalError(Exception):
     """Misuse of the journal: unknown job, duplicate id, or a transition that cannot happen."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class JobRecord:
     id: str
     drive_uid: str
@@ -61,6 +71,20 @@ class JobRecord:
     created_at: float
     updated_at: float
     reported_upstream: bool
+
+    def as_json(self) -> dict[str, object]:
+        """The job as `burnstand-agent jobs --json` and the control socket's `jobs` show it."""
+        return {
+            "id": self.id,
+            "target": self.target,
+            "uid": self.drive_uid,
+            "image": self.image_path,
+            "sha256": self.image_sha256,
+            "state": str(self.state),
+            "reason": self.reason,
+            "message": self.message,
+            "reported_upstream": self.reported_upstream,
+        }
 
 
 _SCHEMA = """
@@ -76,7 +100,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     message TEXT,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
-    reported_upstream INTEGER NOT NULL DEFAULT 0
+    reported_upstream INTEGER NOT NULL DEFAULT 0,
+    owner TEXT
 );
 CREATE TABLE IF NOT EXISTS transitions (
     job_id TEXT NOT NULL REFERENCES jobs(id),
@@ -108,37 +133,161 @@ def _record(row: tuple[object, ...]) -> JobRecord:
     )
 
 
-class JournalDB:
-    """The synchronous core; use it from one thread only (the `Journal` wrapper does)."""
+def owners_dir(path: Path) -> Path:
+    """Where the writers of the journal at `path` keep their owner locks."""
+    return path.with_name(path.name + ".owners")
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+
+class OwnerLock:
+    """The advisory lock that says "the writer `owner` is alive": an exclusive flock on
+    `<journal>.owners/<owner>`, held from open to close. The file is locked under a temporary
+    name and then renamed, so nobody ever sees an owner file that is not locked yet."""
+
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.owner = uuid.uuid4().hex
+        self.path = directory / self.owner
+        tmp = directory / f".{self.owner}.new"
+        self._fd: int | None = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA synchronous=FULL")
-            self.conn.execute("PRAGMA foreign_keys=ON")
-            self.conn.executescript(_SCHEMA)
-            self.recovered = self._recover()
-        except sqlite3.DatabaseError as exc:
-            self.conn.close()
-            raise JournalError(f"{path} is not a usable job journal ({exc})") from exc
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.write(self._fd, f"{os.getpid()}\n".encode())
+            os.rename(tmp, self.path)
+        except BaseException:
+            self.release()
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+
+    def release(self) -> None:
+        """Give the lock up without removing the file, as a crash would."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+        self.release()
+
+
+def owner_alive(directory: Path, owner: str | None) -> bool:
+    """Whether the writer `owner` still holds its lock (a job without owner predates owners)."""
+    if not owner:
+        return False
+    try:
+        fd = os.open(directory / owner, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # also drops a shared lock we got
+    return False
+
+
+def _unusable(path: Path, exc: BaseException) -> JournalError:
+    if isinstance(exc, IsADirectoryError) or path.is_dir():
+        return JournalError(f"{path} is a directory, not a job journal file")
+    if isinstance(exc, OSError) and exc.strerror:
+        return JournalError(f"{path} cannot be used as the job journal ({exc.strerror})")
+    return JournalError(f"{path} is not a usable job journal ({exc})")
+
+
+class JournalDB:
+    """The synchronous core; use it from one thread only (the `Journal` wrapper does).
+
+    `read_only` opens an existing journal for looking only: no schema change, no recovery, no
+    owner lock, and jobs whose owner is gone read as interrupted."""
+
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+        self.path = path
+        self.read_only = read_only
+        self.owners = owners_dir(path)
+        self.owner_lock: OwnerLock | None = None
+        self.recovered: list[str] = []
+        if path.is_dir():
+            raise _unusable(path, IsADirectoryError())
+        if read_only and not path.exists():
+            raise JournalError(f"there is no job journal at {path}")
+        try:
+            if read_only:
+                uri = f"{path.resolve().as_uri()}?mode=ro"
+                self.conn = sqlite3.connect(
+                    uri, uri=True, isolation_level=None, check_same_thread=False
+                )
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        except (OSError, sqlite3.Error) as exc:
+            raise _unusable(path, exc) from exc
+        try:
+            if not read_only:
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.execute("PRAGMA synchronous=FULL")
+                self.conn.execute("PRAGMA foreign_keys=ON")
+                self.conn.executescript(_SCHEMA)
+                self._migrate()
+            columns = {str(r[1]) for r in self.conn.execute("PRAGMA table_info(jobs)")}
+            if "id" not in columns:
+                raise sqlite3.DatabaseError("it has no jobs table")
+            self._owner_column = "owner" if "owner" in columns else "NULL"
+            if not read_only:
+                self.owner_lock = OwnerLock(self.owners)
+                self.recovered = self._recover()
+        except (OSError, sqlite3.Error) as exc:
+            self.close()
+            raise _unusable(path, exc) from exc
+
+    @property
+    def owner(self) -> str | None:
+        return None if self.owner_lock is None else self.owner_lock.owner
+
+    def _migrate(self) -> None:
+        columns = {str(r[1]) for r in self.conn.execute("PRAGMA table_info(jobs)")}
+        if "owner" not in columns:
+            self.conn.execute("ALTER TABLE jobs ADD COLUMN owner TEXT")
+
+    def _orphaned(self) -> list[str]:
+        """Jobs the journal last saw writing or verifying whose owner is gone."""
+        rows = self.conn.execute(
+            f"SELECT id, {self._owner_column} FROM jobs WHERE state IN (?, ?)",  # noqa: S608
+            (JobState.WRITING, JobState.VERIFYING),
+        ).fetchall()
+        return [
+            str(job_id)
+            for job_id, owner in rows
+            if owner != self.owner and not owner_alive(self.owners, owner)
+        ]
 
     def _recover(self) -> list[str]:
-        """A job the journal last saw writing or verifying never finished: its target may hold
-        half an image, so it is failed — a power cut must never turn into a pass."""
+        """A job whose owner died writing or verifying never finished: its target may hold
+        half an image, so it is failed — a power cut must never turn into a pass. A job whose
+        owner still runs (another process burning right now) is left alone."""
         now = time.time()
-        with self.conn:
-            ids = [
-                str(r[0])
-                for r in self.conn.execute(
-                    "SELECT id FROM jobs WHERE state IN (?, ?)",
-                    (JobState.WRITING, JobState.VERIFYING),
-                )
-            ]
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            ids = self._orphaned()
             for job_id in ids:
                 self._set(job_id, JobState.FAILED, INTERRUPTED, INTERRUPTED_MESSAGE, now)
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+        self._sweep_owner_files()
         return ids
+
+    def _sweep_owner_files(self) -> None:
+        """Remove the lock files crashed writers left behind (their jobs are recovered now)."""
+        with contextlib.suppress(OSError):
+            for entry in self.owners.iterdir():
+                if entry.name.startswith("."):
+                    continue
+                if entry.name != self.owner and not owner_alive(self.owners, entry.name):
+                    with contextlib.suppress(OSError):
+                        entry.unlink()
 
     def _set(
         self, job_id: str, state: JobState, reason: str | None, message: str | None, now: float
@@ -164,7 +313,8 @@ class JournalDB:
         try:
             with self.conn:
                 self.conn.execute(
-                    f"INSERT INTO jobs({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,0)",  # noqa: S608
+                    f"INSERT INTO jobs({_COLUMNS}, owner)"  # noqa: S608
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,0,?)",
                     (
                         job_id,
                         drive_uid,
@@ -177,6 +327,7 @@ class JournalDB:
                         None,
                         now,
                         now,
+                        self.owner,
                     ),
                 )
                 self.conn.execute(
@@ -204,10 +355,20 @@ class JournalDB:
         return None if row is None else _record(row)
 
     def jobs(self) -> list[JobRecord]:
+        """Every job, oldest first; a read-only view shows orphaned jobs as interrupted."""
         rows = self.conn.execute(
             f"SELECT {_COLUMNS} FROM jobs ORDER BY created_at, id"  # noqa: S608
         ).fetchall()
-        return [_record(r) for r in rows]
+        records = [_record(r) for r in rows]
+        orphans = set(self._orphaned()) if self.read_only else set()
+        return [
+            dataclasses.replace(
+                r, state=JobState.FAILED, reason=INTERRUPTED, message=INTERRUPTED_MESSAGE
+            )
+            if r.id in orphans
+            else r
+            for r in records
+        ]
 
     def history(self, job_id: str) -> list[JobState]:
         rows = self.conn.execute(
@@ -235,7 +396,10 @@ class JournalDB:
                     raise JournalError(f"job {job_id} is unknown or not finished yet")
 
     def close(self) -> None:
-        self.conn.close()
+        with contextlib.suppress(AttributeError):
+            self.conn.close()
+        if self.owner_lock is not None:
+            self.owner_lock.close()
 
 
 class Journal:
@@ -251,11 +415,15 @@ class Journal:
         return list(self._db.recovered)
 
     @classmethod
-    async def open(cls, path: Path) -> Journal:
+    async def open(cls, path: Path, *, read_only: bool = False) -> Journal:
+        """Open (and as a writer, create and recover) the journal at `path`; `read_only` only
+        looks and never changes a thing, so it is safe beside a running burn."""
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
         loop = asyncio.get_running_loop()
         try:
-            db = await loop.run_in_executor(executor, JournalDB, Path(path))
+            db = await loop.run_in_executor(
+                executor, lambda: JournalDB(Path(path), read_only=read_only)
+            )
         except BaseException:
             executor.shutdown(wait=False)
             raise

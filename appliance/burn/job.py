@@ -30,6 +30,12 @@ from appliance.journal import JobState, Journal
 
 log = logging.getLogger(__name__)
 
+JOURNAL_ERROR = "journal-error"
+
+
+class _JournalFailed(Exception):
+    """The journal refused a step of a running job; the job stops and fails with the reason."""
+
 
 @dataclass(frozen=True, slots=True)
 class JobProgress:
@@ -172,9 +178,18 @@ class BurnJob:
         self._started = True
         image = self.image
         if self.journal is not None:
-            await self.journal.create(
-                self.id, self.uid, self.target, str(image.path), image.sha256, image.md5
-            )
+            try:
+                await self.journal.create(
+                    self.id, self.uid, self.target, str(image.path), image.sha256, image.md5
+                )
+            except Exception as exc:
+                self.journal = None  # nothing of this job is in it; write nothing more there
+                return await self._finish(
+                    JobState.FAILED,
+                    JOURNAL_ERROR,
+                    f"the job journal could not record the job, so nothing was written ({exc})",
+                    False,
+                )
         verified = False
         try:
             await self._enter(JobState.WRITING)
@@ -202,6 +217,8 @@ class BurnJob:
             result = await self._finish(state, exc.code, str(exc), False)
             if isinstance(exc, DrivePulled | NoMedia | Cancelled):
                 return result
+        except _JournalFailed as exc:
+            return await self._finish(JobState.FAILED, JOURNAL_ERROR, str(exc), False)
         except Exception as exc:
             # Anything unforeseen is still a failed job with a reason, never a crash or a pass.
             log.exception("burn job crashed job=%s target=%s", self.id, self.target)
@@ -215,7 +232,13 @@ class BurnJob:
 
     async def _enter(self, state: JobState) -> None:
         if self.journal is not None:
-            await self.journal.transition(self.id, state)
+            try:
+                await self.journal.transition(self.id, state)
+            except Exception as exc:
+                raise _JournalFailed(
+                    f"the job journal could not record the {state} step, so the burn stopped"
+                    f" ({exc})"
+                ) from exc
         self.state = state
         self._emit(JobStateChanged(self.id, self.target, state))
 
@@ -225,7 +248,19 @@ class BurnJob:
         if self.result is not None:
             return self.result
         if self.journal is not None:
-            await self.journal.transition(self.id, state, reason, message)
+            try:
+                await self.journal.transition(self.id, state, reason, message)
+            except Exception as exc:
+                # The journal is what gets reported upstream; a result it does not hold is
+                # never told as a pass.
+                log.warning(
+                    "journal refused the result job=%s state=%s error=%r", self.id, state, exc
+                )
+                if state is JobState.PASSED:
+                    message = f"{message}, but the job journal could not record it ({exc})"
+                    state, reason, verified = JobState.FAILED, JOURNAL_ERROR, False
+                else:
+                    message = f"{message} (the job journal could not record it: {exc})"
         self.state = state
         result = JobResult(self.id, self.target, self.uid, state, reason, message, verified)
         self.result = result

@@ -115,6 +115,12 @@ class CorruptImage(BurnError):
     code = "corrupt-image"
 
 
+class ImageChanged(BurnError):
+    """The image file was resized or rewritten while it was being burned."""
+
+    code = "image-changed"
+
+
 class DiskFull(BurnError):
     code = "disk-full"
 

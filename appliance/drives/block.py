@@ -1,11 +1,13 @@
 """Block backend: writes an image to a USB stick, SD card or loop device, then reads it back.
 
-The image is mmapped once (shared by every target burning it at the same time) and page-aligned
-slices of that map go straight to `os.write` on an O_DIRECT|O_EXCL descriptor, so nothing is
-copied in Python and nothing is left in the page cache to fool the read-back. The first chunk
-of the target is zeroed before anything else and the image's first chunk is written last, after
-the source's digest matched: a cancelled, failed or half-written target never looks bootable.
-All device I/O runs in one worker thread per target; the event loop only sees `Progress`.
+The image is read by position (never mapped: a file that shrinks under a map is SIGBUS, see
+appliance.drives.imagefile) into page-aligned buffers that go straight to `os.write` on an
+O_DIRECT|O_EXCL descriptor, so nothing is copied in Python and nothing is left in the page cache
+to fool the read-back; an image file changed mid-burn fails the job as `image-changed`. The
+first chunk of the target is zeroed before anything else and the image's first chunk is written
+last, after the source's digest matched: a cancelled, failed or half-written target never looks
+bootable. All device I/O runs in one worker thread per target; the event loop only sees
+`Progress`.
 """
 
 from __future__ import annotations
@@ -23,9 +25,8 @@ import stat
 import struct
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import xxhash
@@ -38,6 +39,7 @@ from appliance.drives.base import (
     DriveKind,
     DrivePulled,
     DriveState,
+    ImageChanged,
     MediaTooSmall,
     NoMedia,
     Phase,
@@ -47,6 +49,7 @@ from appliance.drives.base import (
     VerifyMismatch,
     WriteProtected,
 )
+from appliance.drives.imagefile import ImageFile
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +67,6 @@ PAGE = mmap.PAGESIZE
 MIN_PIECE = 1 * MiB
 PROGRESS_INTERVAL = 0.2  # seconds between progress events (>= 4/s, with margin)
 
-# Linux 5.14+; older kernels refuse it with EINVAL and the compare faults pages in itself.
-_MADV_POPULATE_READ = getattr(mmap, "MADV_POPULATE_READ", 22)
-
 _libc = ctypes.CDLL(None, use_errno=True)
 _memcmp = _libc.memcmp
 _memcmp.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
@@ -81,91 +81,6 @@ class BlockHooks:
 
     after_chunk: Callable[[int], None] | None = None
     after_verify_chunk: Callable[[int], None] | None = None
-
-
-# --------------------------------------------------------------------------- shared image maps
-
-
-class _ImageMap:
-    """A read-only view of one image file, mapped once and shared by all concurrent burns."""
-
-    def __init__(self, path: Path) -> None:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            st = os.fstat(fd)
-            self.key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-            self.size = st.st_size
-            # ACCESS_COPY gives a writable (private, never written) buffer so ctypes can take its
-            # address for memcmp; pages stay shared with the page cache as long as nobody writes.
-            self.mm = mmap.mmap(fd, st.st_size, access=mmap.ACCESS_COPY) if st.st_size else None
-        finally:
-            os.close(fd)
-        self.users = 0
-        self.base = 0
-        self._anchor: Any = None
-        if self.mm is not None:
-            with contextlib.suppress(AttributeError, ValueError):
-                self.mm.madvise(mmap.MADV_SEQUENTIAL)
-            self._anchor = ctypes.c_char.from_buffer(self.mm)
-            self.base = ctypes.addressof(self._anchor)
-
-    def prefault(self, offset: int, length: int) -> None:
-        """Map the pages of a range in one call, so the compare that follows takes no page
-        faults (a fresh 1 GiB map costs ~0.2 s of faults when touched page by page)."""
-        if self.mm is None:
-            return
-        with contextlib.suppress(OSError, ValueError):
-            self.mm.madvise(_MADV_POPULATE_READ, offset, length)
-
-    def view(self) -> memoryview:
-        if self.mm is None:
-            raise CorruptImage("the image is empty")
-        return memoryview(self.mm)
-
-    def close(self) -> None:
-        self._anchor = None
-        if self.mm is not None:
-            try:
-                self.mm.close()
-            except BufferError:  # a view still alive somewhere; the GC unmaps it later
-                log.warning("image map still referenced event=map_close_deferred")
-
-
-_maps: dict[tuple[int, int, int, int], _ImageMap] = {}
-_maps_lock = threading.Lock()
-
-
-def acquire_image_map(path: Path) -> _ImageMap:
-    """One mmap per image file for the whole process, refcounted across parallel burns."""
-    try:
-        fresh = _ImageMap(path)
-    except OSError as exc:
-        raise BurnError(f"cannot read image {path}: {exc.strerror}") from exc
-    with _maps_lock:
-        m = _maps.setdefault(fresh.key, fresh)
-        m.users += 1
-    if m is not fresh:
-        fresh.close()
-    return m
-
-
-def release_image_map(m: _ImageMap) -> None:
-    with _maps_lock:
-        m.users -= 1
-        last = m.users == 0
-        if last:
-            _maps.pop(m.key, None)
-    if last:
-        m.close()
-
-
-@contextlib.contextmanager
-def shared_image_map(path: Path) -> Iterator[_ImageMap]:
-    m = acquire_image_map(path)
-    try:
-        yield m
-    finally:
-        release_image_map(m)
 
 
 # --------------------------------------------------------------------------- aligned buffers
@@ -226,12 +141,16 @@ def _zero_out(fd: int, offset: int, length: int) -> bool:
     return True
 
 
-def _open_error(path: str, exc: OSError) -> BurnError:
+def _open_error(path: str, exc: OSError, *, written: bool = False) -> BurnError:
+    """Why `path` cannot be opened; `written` when this job already wrote it, so a target that
+    is gone now was pulled, not missing from the start."""
     if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         return WriteProtected(f"{path} is write-protected or not writable ({exc.strerror})")
     if exc.errno == errno.EBUSY:
         return TargetBusy(f"{path} is in use (mounted or opened by another program); unmount it")
     if exc.errno in (errno.ENOENT, errno.ENXIO, errno.ENODEV, errno.ENOMEDIUM):
+        if written:
+            return DrivePulled(f"{path} was removed after it was written ({exc.strerror})")
         return NoMedia(f"no target at {path} ({exc.strerror})")
     return BurnError(f"cannot open {path}: {exc.strerror}")
 
@@ -308,7 +227,7 @@ class BlockDrive:
         self._sparse = sparse
         self._busy = False
         self.zeroed_bytes = 0  # bytes of the last write left to BLKZEROOUT instead of written
-        self._held: _ImageMap | None = None  # the last write's image map, kept for its verify
+        self._held: ImageFile | None = None  # the last write's image, kept for its verify
 
     @property
     def info(self) -> DriveInfo:
@@ -455,33 +374,31 @@ class BlockDrive:
                 capacity = _target_size(fd)
             except OSError as exc:
                 raise _io_error(path, exc, image.size, "size probe", 0) from exc
+            if capacity == 0:
+                # A card reader with no card, or a stick pulled as it was plugged: the node is
+                # there but holds nothing. That is missing media, not small media.
+                raise NoMedia(f"{path} holds no media (0 bytes): put a card or stick in")
             if capacity < image.size:
                 raise MediaTooSmall(
                     f"{path} holds {capacity} bytes but the image needs {image.size}"
                 )
             sector = _sector_size(fd)
             self._drop_held()
-            imap = acquire_image_map(image.path)
-            if imap.size != image.size:
-                release_image_map(imap)
-                raise CorruptImage(
-                    f"{image.path} is {imap.size} bytes, expected {image.size} (truncated?)"
-                )
+            src = ImageFile(image.path, image.size)
             try:
-                self._write_body(fd, imap, image, sector, shared, stop, nudge)
+                self._write_body(fd, src, image, sector, shared, stop, nudge)
             except BaseException:
-                release_image_map(imap)
+                src.close()
                 raise
-            # Keep the map for the verify that follows: the write already mapped every page,
-            # and a fresh map would pay ~0.2 s/GiB of page faults again.
-            self._held = imap
+            # Kept for the verify that follows, which then also notices a change since the write.
+            self._held = src
         finally:
             os.close(fd)
 
     def _write_body(
         self,
         fd: int,
-        imap: _ImageMap,
+        src: ImageFile,
         image: SourceImage,
         sector: int,
         shared: _Shared,
@@ -491,9 +408,9 @@ class BlockDrive:
         path, size, chunk = self._path, image.size, self._chunk
         if size == 0:
             raise CorruptImage(f"{image.path} is empty")
-        src = imap.view()
         first_len = min(chunk, size)
         zeros = _AlignedBuffer(chunk)
+        data = _AlignedBuffer(chunk)
         sha_thread: threading.Thread | None = None
         try:
             # 1. The target's first chunk becomes zeros before anything else lands, so a job that
@@ -520,11 +437,16 @@ class BlockDrive:
             if hasher is not None:
 
                 def hash_all() -> None:
+                    piece = bytearray(chunk)
                     for off in range(0, size, chunk):
                         if stop.is_set() or sha_stop.is_set():
                             return
-                        with src[off : off + chunk] as piece:
-                            hasher.update(piece)
+                        with memoryview(piece)[: min(chunk, size - off)] as part:
+                            try:
+                                src.read_into(part, off)
+                            except (ImageChanged, OSError):
+                                return  # no digest: the write fails as not matching
+                            hasher.update(part)
                     sha_result.append(hasher.hexdigest())
 
                 sha_thread = threading.Thread(target=hash_all, name=f"hash-{path}", daemon=True)
@@ -537,15 +459,16 @@ class BlockDrive:
             for n, off in enumerate(range(first_len, size, chunk), start=1):
                 _check(stop)
                 end = min(off + chunk, size)
-                with src[off:end] as part:
+                with data.view(end - off) as part:
+                    src.read_into(part, off)
                     is_zero = self._sparse and end - off == chunk and zero_cmp == part
-                if is_zero and _zero_out(fd, off, chunk):
-                    self.zeroed_bytes += chunk
-                    shared.done = end - first_len
-                else:
-                    piece = self._write_range(
-                        fd, imap, off, end, sector, piece, shared, stop, bias=first_len
-                    )
+                    if is_zero and _zero_out(fd, off, chunk):
+                        self.zeroed_bytes += chunk
+                        shared.done = end - first_len
+                    else:
+                        piece = self._write_range(
+                            fd, part, off, end, sector, piece, shared, stop, bias=first_len
+                        )
                 nudge()
                 if self._hooks.after_chunk is not None:
                     self._hooks.after_chunk(n)
@@ -558,13 +481,18 @@ class BlockDrive:
                 got = sha_result[0] if sha_result else None
             else:
                 got = None
+            # A file rewritten under the burn gets no first chunk either, digest or not.
+            src.check()
             if want is not None and got != want:
                 raise CorruptImage(
                     f"{image.path} does not match its digest (expected {want}, got {got});"
                     " the target was left blank at its start"
                 )
             _check(stop)
-            self._write_range(fd, imap, 0, first_len, sector, chunk, shared, stop, final=True)
+            with data.view(first_len) as part:
+                src.read_into(part, 0)
+                src.check()
+                self._write_range(fd, part, 0, first_len, sector, chunk, shared, stop, final=True)
             shared.done = size
             os.fsync(fd)
         except _Cancel:
@@ -575,13 +503,13 @@ class BlockDrive:
             if sha_thread is not None:
                 sha_stop.set()
                 sha_thread.join()
-            src.release()
             zeros.close()
+            data.close()
 
     def _write_range(
         self,
         fd: int,
-        imap: _ImageMap,
+        data: memoryview,
         start: int,
         end: int,
         sector: int,
@@ -592,29 +520,28 @@ class BlockDrive:
         final: bool = False,
         bias: int = 0,
     ) -> int:
-        """Write image bytes [start, end) at the same offset of the target; return the piece
-        size to use next (smaller when the device is slow, so progress keeps flowing)."""
-        src = imap.view()
-        try:
-            aligned_end = start + (end - start) // sector * sector
-            off = start
-            while off < aligned_end:
-                if stop.is_set() and not final:
-                    raise _Cancel
-                n = min(piece, aligned_end - off)
-                t0 = time.monotonic()
-                self._pwrite_span(fd, src[off : off + n], off, imap.size)
-                if time.monotonic() - t0 > PROGRESS_INTERVAL and piece > MIN_PIECE:
-                    piece = max(MIN_PIECE, piece // 2)
-                off += n
-                if not final:
-                    shared.done = off - bias
-            if aligned_end < end:
-                self._write_tail(fd, src[aligned_end:end], aligned_end, sector, imap.size)
-                if not final:
-                    shared.done = end - bias
-        finally:
-            del src
+        """Write image bytes [start, end), held in `data`, at the same offset of the target;
+        return the piece size to use next (smaller when the device is slow, so progress keeps
+        flowing)."""
+        aligned_end = start + (end - start) // sector * sector
+        off = start
+        while off < aligned_end:
+            if stop.is_set() and not final:
+                raise _Cancel
+            n = min(piece, aligned_end - off)
+            t0 = time.monotonic()
+            with data[off - start : off - start + n] as span:
+                self._pwrite_span(fd, span, off, end)
+            if time.monotonic() - t0 > PROGRESS_INTERVAL and piece > MIN_PIECE:
+                piece = max(MIN_PIECE, piece // 2)
+            off += n
+            if not final:
+                shared.done = off - bias
+        if aligned_end < end:
+            with data[aligned_end - start : end - start] as tail:
+                self._write_tail(fd, tail, aligned_end, sector, end)
+            if not final:
+                shared.done = end - bias
         return piece
 
     def _write_tail(self, fd: int, data: memoryview, offset: int, sector: int, size: int) -> None:
@@ -659,20 +586,36 @@ class BlockDrive:
         try:
             fd = os.open(path, os.O_RDONLY | os.O_DIRECT | os.O_EXCL | os.O_CLOEXEC)
         except OSError as exc:
-            raise _open_error(path, exc) from exc
+            raise _open_error(path, exc, written=self._held is not None) from exc
         try:
             sector = _sector_size(fd)
-            if _target_size(fd) < size:
+            capacity = _target_size(fd)
+            if capacity == 0 and self._held is not None:
+                # Written a moment ago and now empty: the stick or card was pulled (a loop
+                # device detached), which is not a target that was too small.
+                raise DrivePulled(f"{path} was removed after it was written (it holds 0 bytes)")
+            if capacity == 0:
+                raise NoMedia(f"{path} holds no media (0 bytes): nothing to read back")
+            if capacity < size:
                 raise MediaTooSmall(f"{path} is smaller than the image; it cannot hold it")
-            with shared_image_map(image.path) as imap:
-                if imap.size != size:
-                    raise CorruptImage(f"{image.path} changed size since it was written")
-                self._drop_held()  # ours holds a reference now, the pages stay mapped
-                buf = _AlignedBuffer(chunk)
+            held, self._held = self._held, None
+            if held is not None and not held.same_file(image.path, size):
+                held.close()
+                held = None
+            # The write's own descriptor, when it wrote this file: a change since then shows.
+            src = held or ImageFile(image.path, size)
+            buf, mine = _AlignedBuffer(chunk), _AlignedBuffer(chunk)
+            try:
                 try:
-                    self._compare(fd, imap, buf, size, sector, shared, stop, nudge)
-                finally:
-                    buf.close()
+                    self._compare(fd, src, buf, mine, size, sector, shared, stop, nudge)
+                except VerifyMismatch:
+                    src.check()  # a difference because the file changed is not a bad burn
+                    raise
+                src.check()
+            finally:
+                buf.close()
+                mine.close()
+                src.close()
         except _Cancel:
             raise Cancelled(f"verify of {path} cancelled") from None
         except OSError as exc:
@@ -683,8 +626,9 @@ class BlockDrive:
     def _compare(
         self,
         fd: int,
-        imap: _ImageMap,
+        src: ImageFile,
         buf: _AlignedBuffer,
+        mine: _AlignedBuffer,
         size: int,
         sector: int,
         shared: _Shared,
@@ -692,7 +636,7 @@ class BlockDrive:
         nudge: Callable[[], None],
     ) -> None:
         # Serial on purpose: a read-ahead thread was measured slower here (GIL hand-offs cost
-        # more than the compare, which is a memcmp over already-mapped pages).
+        # more than the compare, which is a memcmp of two buffers).
         path, chunk = self._path, self._chunk
         for n, off in enumerate(range(0, size, chunk), start=1):
             _check(stop)
@@ -702,9 +646,10 @@ class BlockDrive:
                 if _vanished(path, size):
                     raise DrivePulled(f"{path} disappeared during verify at byte {off + got}")
                 raise VerifyMismatch(f"{path} ended early: read {off + got} of {size} bytes")
-            imap.prefault(off, want)
+            with mine.view(want) as part:
+                src.read_into(part, off)
             # memcmp through ctypes releases the GIL, so parallel verifies use every core.
-            if _memcmp(buf.base, imap.base + off, want) != 0:
+            if _memcmp(buf.base, mine.base, want) != 0:
                 raise VerifyMismatch(
                     f"{path} differs from the image in bytes {off}..{off + want - 1}"
                 )
@@ -718,7 +663,7 @@ class BlockDrive:
     def _drop_held(self) -> None:
         held, self._held = self._held, None
         if held is not None:
-            release_image_map(held)
+            held.close()
 
     def _flush(self) -> None:
         self._drop_held()

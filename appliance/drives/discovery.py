@@ -24,12 +24,11 @@ from pathlib import Path
 import pyudev
 
 from appliance.drives.base import DriveInfo, DriveKind
+from appliance.drives.systemdisk import MOUNTINFO, SYSTEM_MOUNTPOINTS, Mount, read_mounts
 from appliance.drives.uid import drive_uid, primary_mac
 
 log = logging.getLogger(__name__)
 
-MOUNTINFO = Path("/proc/self/mountinfo")
-SYSTEM_MOUNTPOINTS = ("/", "/boot", "/boot/firmware", "/boot/efi")
 
 # udev property -> capability reported to the coordinator (seed 004's CAP values).
 _OPTICAL_CAPS = (
@@ -66,48 +65,6 @@ class MediaChanged:
 
 
 DriveEvent = DriveAdded | DriveRemoved | MediaChanged
-
-
-@dataclass(frozen=True, slots=True)
-class _Mount:
-    dev: tuple[int, int]
-    source: str
-    mountpoint: str
-
-
-def _unescape(field: str) -> str:
-    # mountinfo escapes space, tab, newline and backslash as \ooo octal.
-    out, i = [], 0
-    while i < len(field):
-        if field[i] == "\\" and i + 3 < len(field) and field[i + 1 : i + 4].isdigit():
-            out.append(chr(int(field[i + 1 : i + 4], 8)))
-            i += 4
-        else:
-            out.append(field[i])
-            i += 1
-    return "".join(out)
-
-
-def read_mounts(mountinfo: Path = MOUNTINFO) -> list[_Mount]:
-    """Parse /proc/self/mountinfo: device numbers, mount source and mount point of each mount."""
-    mounts = []
-    try:
-        text = mountinfo.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        log.warning("cannot read mount table path=%s", mountinfo)
-        return []
-    for line in text.splitlines():
-        left, sep, right = line.partition(" - ")
-        fields, tail = left.split(), right.split()
-        if not sep or len(fields) < 5 or len(tail) < 2:
-            continue
-        major, _, minor = fields[2].partition(":")
-        try:
-            dev = (int(major), int(minor))
-        except ValueError:
-            continue
-        mounts.append(_Mount(dev, _unescape(tail[1]), _unescape(fields[4])))
-    return mounts
 
 
 def _prop(device: pyudev.Device, key: str) -> str:
@@ -178,7 +135,7 @@ class Discovery:
     def _blocks(self) -> list[pyudev.Device]:
         return list(self.context.list_devices(subsystem="block"))
 
-    def _system_disks(self, blocks: list[pyudev.Device], mounts: list[_Mount]) -> set[str]:
+    def _system_disks(self, blocks: list[pyudev.Device], mounts: list[Mount]) -> set[str]:
         """sys_names of the whole disks that hold /, /boot and friends."""
         wanted = [m for m in mounts if m.mountpoint in self._system_mountpoints]
         numbers = {m.dev for m in wanted if m.dev[0] != 0}
@@ -190,7 +147,7 @@ class Discovery:
         return disks
 
     @staticmethod
-    def _mounted_disks(blocks: list[pyudev.Device], mounts: list[_Mount]) -> set[str]:
+    def _mounted_disks(blocks: list[pyudev.Device], mounts: list[Mount]) -> set[str]:
         numbers = {m.dev for m in mounts}
         names = {os.path.basename(os.path.realpath(m.source)) for m in mounts}
         return {

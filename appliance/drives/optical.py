@@ -2,18 +2,20 @@
 
 An `OpticalDrive` drives a real burner (`/dev/srN`) or a libburn pseudo-drive (`stdio:PATH`, a
 plain file standing in for a disc). The image is fed to the tool through a socket on its stdin by a
-worker thread (zero-copy slices of an mmap, with the fast digest computed on the way; the last
-chunk is held back until the digest matched, and the tool is killed instead, so a rotten image
-never completes a disc). The tool's progress lines ("Track 01:  12 of  64 MB written ...") are
-parsed and blended with what was fed to give at least five `Progress` events a second.
+worker thread (read by position, never mapped, with the fast digest computed on the way; the
+last chunk is held back until the digest matched and the file proved unchanged, and the tool is
+killed instead, so a rotten or rewritten image never completes a disc). The tool's progress
+lines ("Track 01:  12 of  64 MB written ...") are parsed and blended with what was fed to give
+at least five `Progress` events a second.
 
 Which tool: cdrskin when it can do the job, `xorriso -as cdrecord` otherwise. As root cdrskin
 refuses `stdio:` pseudo-drives unless `/root/cdrskin_permissions/allow_emulated_drives` exists,
 while xorriso accepts them, so root + pseudo-drive means xorriso (or cdrskin run as another user
 with `run_as`). Real drives take cdrskin first. Verify reads back exactly the image's size (a
 pseudo-drive is padded past it) in a thread, with O_DIRECT where the target allows it, into one
-small aligned buffer, and memcmps it with the image map the write used (mapped once per job, its
-pages already resident). The tray is driven by CDROM ioctls.
+small aligned buffer, and memcmps it with the image read by position from the descriptor the
+write used (so a change to the file since the write shows as `image-changed`). The tray is
+driven by CDROM ioctls.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from appliance.drives.base import (
     DriveKind,
     DrivePulled,
     DriveState,
+    ImageChanged,
     MediaTooSmall,
     NoMedia,
     Phase,
@@ -57,6 +60,7 @@ from appliance.drives.base import (
     VerifyMismatch,
     WriteProtected,
 )
+from appliance.drives.imagefile import ImageFile
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +89,6 @@ DEFAULT_FIFO = 32 * MIB
 VERIFY_CHUNK = 1 * MIB
 # Pseudo-drives at least this large are verified by two threads (see _verify_parts).
 PARALLEL_VERIFY_MIN = 64 * MIB
-# Linux 5.14+; older kernels refuse it with EINVAL and the pages fault in one by one instead.
-_MADV_POPULATE_READ = getattr(mmap, "MADV_POPULATE_READ", 22)
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _memcmp = _libc.memcmp
@@ -271,7 +273,7 @@ class _Feeder:
     """Pushes the image into the tool's stdin from a worker thread, digesting it on the way."""
 
     image: SourceImage
-    source: _SourceMap
+    source: ImageFile
     fd: int
     chunk: int
     stop: threading.Event = field(default_factory=threading.Event)
@@ -290,18 +292,15 @@ class _Feeder:
 
     def run(self) -> None:
         size = self.image.size
-        if size == 0 or self.source.mm is None:
+        if size == 0:
             return
-        self.source.mm.madvise(mmap.MADV_SEQUENTIAL)
-        view = memoryview(self.source.mm)
+        view = memoryview(bytearray(min(self.chunk, size)))
         try:
             self._pump(view, size, self._hasher())
+        except ImageChanged as exc:
+            self.error = exc  # nothing of the last chunk was sent
         finally:
             view.release()
-            # Verify compares against these pages next: under memory pressure they must not be
-            # the first to go, which the sequential hint would make them.
-            with contextlib.suppress(OSError, ValueError):
-                self.source.mm.madvise(mmap.MADV_NORMAL)
 
     def _pump(
         self,
@@ -312,7 +311,10 @@ class _Feeder:
         off = 0
         while off < size and not self.stop.is_set():
             n = min(self.chunk, size - off)
-            with view[off : off + n] as piece:
+            with view[:n] as piece:
+                self.source.read_into(piece, off)
+                if off + n == size:
+                    self.source.check()  # a rewritten file never gets its last chunk out
                 if hasher is not None:
                     hasher[0](piece)
                     # The last chunk is withheld until the digest matched: the disc (or
@@ -335,48 +337,6 @@ class _Feeder:
             self.fed = off
 
 
-class _SourceMap:
-    """The image mapped once per job: the feeder writes from it and verify compares against it.
-
-    After a write its pages are already mapped (the feeder touched every one), so verify pays
-    neither a second map nor a page fault per page. A private map only so ctypes can take its
-    address for memcmp; nothing is ever written to it, so its pages stay the page cache's.
-    """
-
-    def __init__(self, path: Path, size: int) -> None:
-        self.path = path
-        self.size = size
-        self.mm: mmap.mmap | None = None
-        with open(path, "rb") as f:
-            st = os.fstat(f.fileno())
-            if st.st_size != size:
-                raise CorruptImage(f"{path} holds {st.st_size} bytes, the take says {size}")
-            self._ident = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
-            if size:
-                self.mm = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_COPY)
-
-    def matches(self, image: SourceImage) -> bool:
-        """Still the same file, unchanged since it was mapped (else verify maps it afresh)."""
-        if self.mm is None or Path(image.path) != self.path or image.size != self.size:
-            return False
-        try:
-            st = os.stat(self.path)
-        except OSError:
-            return False
-        return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size) == self._ident
-
-    def intact(self, end: int) -> bool:
-        """The file still reaches `end`: touching a mapped page past its end would be SIGBUS."""
-        return self.mm is not None and self.mm.size() >= end
-
-    def close(self) -> None:
-        if self.mm is not None:
-            # BufferError: a compare thread that outlived its wait still holds the map; it is
-            # then freed with the last reference instead.
-            with contextlib.suppress(BufferError):
-                self.mm.close()
-
-
 def _open_target(target: str) -> tuple[int, bool]:
     """Open what to read back, with O_DIRECT where the filesystem or device allows it."""
     for direct in (True, False):
@@ -394,7 +354,7 @@ def _open_target(target: str) -> tuple[int, bool]:
 
 
 def _compare(
-    src: _SourceMap,
+    src: ImageFile,
     target: str,
     size: int,
     chunk: int,
@@ -404,8 +364,8 @@ def _compare(
 ) -> None:
     """Read back `size` bytes of the target and compare them with the image (worker thread).
 
-    The target is read with pread into one small page-aligned buffer that stays in the CPU
-    cache, and compared in place with the mapped image by memcmp (ctypes releases the GIL, so
+    The target is read with pread into one small page-aligned buffer, the image by position
+    into another, and the two compared by memcmp (ctypes releases the GIL, so
     parallel drives verify side by side): one pass over each side, no other copies. `part`
     (slot, start, end) limits it to bytes [start, end) and counts them in `done[slot]`, so a
     pseudo-drive is verified by several threads at once; (0, 0, 0) means the whole image.
@@ -415,8 +375,6 @@ def _compare(
         end = size
     if size == 0 or start >= end:
         return
-    if src.mm is None:
-        raise CorruptImage(f"{src.path} is not mapped")
     fd, direct = _open_target(target)
     if not direct and target.startswith("/dev/"):
         # A device without O_DIRECT: drop cached pages so we read what the medium holds.
@@ -424,8 +382,9 @@ def _compare(
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
     chunk = max(SECTOR, chunk // SECTOR * SECTOR)
     buf = mmap.mmap(-1, chunk)  # page-aligned, as O_DIRECT wants
+    mine = mmap.mmap(-1, chunk)
     view = memoryview(buf)
-    anchors = (ctypes.c_char.from_buffer(src.mm), ctypes.c_char.from_buffer(buf))
+    anchors = (ctypes.c_char.from_buffer(mine), ctypes.c_char.from_buffer(buf))
     s_addr, b_addr = (ctypes.addressof(a) for a in anchors)
     try:
         off = start
@@ -447,10 +406,10 @@ def _compare(
                 raise VerifyMismatch(
                     f"{target} holds only {off + got} of {size} bytes of the image"
                 )
-            if not src.intact(off + n):
-                raise CorruptImage(f"the image {src.path} shrank while {target} was being verified")
-            if _memcmp(s_addr + off, b_addr, n) != 0:
-                first = _first_difference(src.mm[off : off + n], buf[:n])
+            with memoryview(mine)[:n] as wanted:
+                src.read_into(wanted, off)
+            if _memcmp(s_addr, b_addr, n) != 0:
+                first = _first_difference(mine[:n], buf[:n])
                 raise VerifyMismatch(
                     f"{target} differs from the image at byte {off + first} "
                     f"(of {size}): the burn is bad"
@@ -461,6 +420,7 @@ def _compare(
         del anchors
         view.release()
         buf.close()
+        mine.close()
         os.close(fd)
 
 
@@ -530,7 +490,7 @@ class OpticalDrive:
         self._busy = False
         self._pseudo_tray_open = False
         # The image as the last write mapped it, kept for the verify that follows.
-        self._source: _SourceMap | None = None
+        self._source: ImageFile | None = None
         self._closing: set[asyncio.Future[None]] = set()
         self.last_tool: ToolName | None = None
 
@@ -563,9 +523,8 @@ class OpticalDrive:
             self._close_later(self._source)
             self._source = None
 
-    def _close_later(self, source: _SourceMap) -> None:
-        # Unmapping a large image takes ~10 ms per 256 MiB: off the event loop, and not in the
-        # way of a result that is already known.
+    def _close_later(self, source: ImageFile) -> None:
+        # Off the event loop, and not in the way of a result that is already known.
         closing = asyncio.get_running_loop().run_in_executor(None, source.close)
         self._closing.add(closing)
         closing.add_done_callback(self._closing.discard)
@@ -631,6 +590,8 @@ class OpticalDrive:
         space = self._info.capacity
         if space is None and choice.name == "cdrskin":
             space = await self._media_space(choice)
+        if space == 0:
+            raise NoMedia(f"{self._info.path}: the disc in the drive has no room (0 bytes)")
         if space is not None and image.size > space:
             raise MediaTooSmall(
                 f"{self._info.path}: the image needs {image.size} bytes, the disc holds {space}"
@@ -679,10 +640,7 @@ class OpticalDrive:
             raise CorruptImage(f"{image.path} holds {st.st_size} bytes, the take says {image.size}")
         await self._check_media(image, choice)
         self._drop_source()
-        try:
-            source = await asyncio.to_thread(_SourceMap, Path(image.path), image.size)
-        except OSError as exc:
-            raise CorruptImage(f"cannot map the image {image.path}: {exc.strerror}") from exc
+        source = await asyncio.to_thread(ImageFile, Path(image.path), image.size)
         self._busy = True
         ok = False
         try:
@@ -697,7 +655,7 @@ class OpticalDrive:
                 self._close_later(source)
 
     async def _burn(
-        self, image: SourceImage, choice: ToolChoice, source: _SourceMap
+        self, image: SourceImage, choice: ToolChoice, source: ImageFile
     ) -> AsyncIterator[Progress]:
         fifo = fifo_bytes(image.size, self._fifo)
         dev = self._info.path
@@ -812,10 +770,14 @@ class OpticalDrive:
         source, self._source = self._source, None
         task: asyncio.Task[None] | None = None
         try:
-            if source is None or not await asyncio.to_thread(source.matches, image):
+            # The write's descriptor while the path still names that file, so a change to it
+            # since the write shows; a file put in its place is compared afresh.
+            if source is None or not await asyncio.to_thread(
+                source.same_file, Path(image.path), image.size
+            ):
                 if source is not None:
                     self._close_later(source)
-                source = await asyncio.to_thread(_fresh_source, image)
+                source = await asyncio.to_thread(ImageFile, Path(image.path), image.size)
             task = asyncio.create_task(self._compare_parts(source, image.size, parts, done, stop))
             while not task.done():
                 await asyncio.wait({task}, timeout=self._tick)
@@ -823,12 +785,17 @@ class OpticalDrive:
                     yield est.snapshot(time.monotonic(), sum(done))
             try:
                 task.result()
+            except VerifyMismatch:
+                # A difference because the file itself changed is not a bad burn.
+                await asyncio.to_thread(source.check)
+                raise
             except FileNotFoundError as exc:
                 raise NoMedia(f"{self._info.path}: nothing to read back ({exc.strerror})") from exc
             except OSError as exc:
                 if exc.errno in (errno.ENOMEDIUM, errno.ENXIO, errno.ENODEV):
                     raise NoMedia(f"{self._info.path}: {exc.strerror}") from exc
                 raise DrivePulled(f"{self._info.path}: read back failed: {exc.strerror}") from exc
+            await asyncio.to_thread(source.check)
             yield est.finished(time.monotonic(), start)
         finally:
             stop.set()
@@ -840,7 +807,7 @@ class OpticalDrive:
 
     async def _compare_parts(
         self,
-        source: _SourceMap,
+        source: ImageFile,
         size: int,
         parts: list[tuple[int, int, int]],
         done: list[int],
@@ -874,19 +841,6 @@ def _verify_parts(pseudo: bool, size: int) -> list[tuple[int, int, int]]:
         return [(0, 0, size)]
     mid = size // 2 // VERIFY_CHUNK * VERIFY_CHUNK  # chunk-aligned, as O_DIRECT wants
     return [(0, 0, mid), (1, mid, size)]
-
-
-def _fresh_source(image: SourceImage) -> _SourceMap:
-    """Map an image that no write of this drive has mapped (worker thread)."""
-    try:
-        source = _SourceMap(Path(image.path), image.size)
-    except OSError as exc:
-        raise CorruptImage(f"cannot read the image {image.path}: {exc.strerror}") from exc
-    if source.mm is not None:
-        # One call maps every page instead of a fault per page during the compare.
-        with contextlib.suppress(OSError, ValueError):
-            source.mm.madvise(_MADV_POPULATE_READ)
-    return source
 
 
 def _feed_channel() -> tuple[int, int, int]:

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from appliance.control import (
     AgentStatus,
@@ -182,6 +182,9 @@ class DemoHandler:
             for d in self.drive_list
             if d.job is not None
         ]
+
+    async def jobs(self) -> list[dict[str, Any]]:
+        return []  # the demo keeps no journal
 
     async def burn(self, image: str, drive: str) -> BurnAccepted:
         img = self._image(image)

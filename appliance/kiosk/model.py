@@ -107,10 +107,12 @@ class KioskModel:
 MEDIA_NAMES = {"CDR": "CD", "DVDR": "DVD", "BDR": "Blu-ray", "BLOCK": "USB/SD"}
 
 REASONS = {
-    "no-media": "There is no blank disc in the burner.",
+    "no-media": "There is no blank disc, stick or card in the drive.",
     "media-too-small": "The disc is too small for this image.",
     "write-protected": "The disc or stick is write-protected.",
-    "drive-pulled": "The burner or stick was unplugged.",
+    "drive-pulled": "The burner, stick or card was unplugged during the burn.",
+    "image-changed": "The image changed on the kiosk during the burn; please try again.",
+    "journal-error": "The kiosk could not record the burn; please call an operator.",
     "verify-mismatch": "The disc did not read back correctly.",
     "corrupt-image": "The image on the kiosk is damaged; an operator will fix it.",
     "disk-full": "The kiosk ran out of space.",

@@ -11,6 +11,7 @@ import os
 import random
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,10 @@ class LoopDevice:
         with open(self.backing, "rb") as f:
             f.seek(offset)
             return f.read(length)
+
+    def part(self, n: int) -> str:
+        """The path of partition `n` (from 1) of a device made with `partitions=`."""
+        return f"{self.path}p{n}"
 
     def shrink_to_nothing(self) -> None:
         """What a pulled USB stick looks like to a writer: the device drops to 0 bytes.
@@ -52,8 +57,11 @@ class LoopFactory:
         fill: bytes | None = None,
         direct_io: bool = False,
         read_only: bool = False,
+        partitions: int = 0,
     ) -> LoopDevice:
-        """A loop device of `size` bytes; sparse (reads zeros) unless `fill` gives a pattern."""
+        """A loop device of `size` bytes; sparse (reads zeros) unless `fill` gives a pattern.
+        `partitions` > 0 writes an MBR table of that many equal partitions (sfdisk) and has
+        the kernel scan it, so /dev/loopNp1.. exist."""
         backing = self.root / f"loop-backing-{len(self.devices)}.img"
         if fill is None:
             with open(backing, "wb") as f:
@@ -63,7 +71,19 @@ class LoopFactory:
                 pattern = (fill * (MiB // len(fill) + 1))[:MiB]
                 for off in range(0, size, MiB):
                     f.write(pattern[: min(MiB, size - off)])
+        if partitions:
+            each = size // 512 // (partitions + 1)
+            table = "".join(f"start={2048 + i * each}, size={each}\n" for i in range(partitions))
+            subprocess.run(
+                ["sfdisk", "-q", str(backing)],
+                input=table,
+                text=True,
+                check=True,
+                capture_output=True,
+            )
         argv = ["losetup", "-f", "--show"]
+        if partitions:
+            argv.append("-P")
         if direct_io:
             argv.append("--direct-io=on")
         if read_only:
@@ -71,6 +91,14 @@ class LoopFactory:
         out = subprocess.run([*argv, str(backing)], check=True, capture_output=True, text=True)
         dev = LoopDevice(out.stdout.strip(), backing)
         self.devices.append(dev)
+        if partitions:
+            # Without udev the scan at attach time is not always there yet; ask again, and
+            # wait (bounded) for the kernel to make the partition nodes.
+            subprocess.run(["blockdev", "--rereadpt", dev.path], check=False, capture_output=True)
+            deadline = time.monotonic() + 10
+            while not all(os.path.exists(dev.part(i + 1)) for i in range(partitions)):
+                assert time.monotonic() < deadline, f"no partitions appeared on {dev.path}"
+                subprocess.run(["partx", "-a", dev.path], check=False, capture_output=True)
         return dev
 
     def detach_all(self) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import signal
 import sys
@@ -443,3 +444,16 @@ path = "sim:solo"
             _, err = await proc.communicate()
     assert proc.returncode == 0, err.decode()
     assert not sock.exists()
+
+
+async def test_jobs_command_asks_the_running_agent(running: Running, tmp_path: Path) -> None:
+    """On a kiosk `burnstand-agent jobs` asks the agent, which owns the journal, instead of
+    opening the agent's journal file behind its back."""
+    take = make_image(tmp_path / "live.iso")
+    await cache_and_catalog(running.agent, tmp_path / "live.iso", take)
+    async with ControlClient(running.server.path) as client:
+        result = await burn_and_wait(client, take["sha256"], LEFT_UID)
+    code, out, err = await run_cli("jobs", "--json", "--socket", str(running.server.path))
+    assert code == 0, err
+    [job] = [json.loads(line) for line in out.splitlines()]
+    assert (job["id"], job["state"], job["uid"]) == (result["job_id"], "passed", LEFT_UID)

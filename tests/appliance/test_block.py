@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import itertools
 import os
+import subprocess
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,13 +15,14 @@ import pytest
 import xxhash
 
 from appliance.burn import JobEvent, JobProgress, burn_many
-from appliance.drives import block
+from appliance.control import ResultView
 from appliance.drives.base import (
     Cancelled,
     CorruptImage,
     Drive,
     DrivePulled,
     DriveState,
+    ImageChanged,
     MediaTooSmall,
     NoMedia,
     Phase,
@@ -32,6 +34,7 @@ from appliance.drives.base import (
 )
 from appliance.drives.block import BlockDrive, BlockHooks
 from appliance.journal import JobState, Journal
+from appliance.kiosk.model import reason_text
 
 if TYPE_CHECKING:
     from tests.appliance.conftest import ImageMaker, LoopFactory
@@ -255,28 +258,6 @@ async def test_missing_device_is_no_media(tmp_path: Path, make_test_image: Image
     assert await drive.state() is DriveState.GONE
 
 
-async def test_parallel_writes_share_one_image_map(
-    loop_devices: LoopFactory, make_test_image: ImageMaker
-):
-    img = make_test_image(16 * MiB)
-    devs = [loop_devices(16 * MiB) for _ in range(3)]
-    users: list[int] = []
-    seen = threading.Barrier(3, timeout=10)
-
-    def note(n: int) -> None:
-        if n == 1:
-            seen.wait()  # all three are mid-write here
-            users.append(sum(m.users for m in block._maps.values()) * 10 + len(block._maps))
-
-    drives = [BlockDrive(d.path, "u", chunk_size=CHUNK, hooks=BlockHooks(note)) for d in devs]
-    await asyncio.gather(*(drain(d.write(source(img))) for d in drives))
-    assert users == [31, 31, 31]  # one map, three users
-    assert len(block._maps) == 1  # kept for the verifies that follow
-    for d in drives:
-        await d.eject()
-    assert block._maps == {}
-
-
 async def test_device_shrinking_mid_verify_is_drive_pulled(
     tmp_path: Path, loop_devices: LoopFactory, make_test_image: ImageMaker
 ):
@@ -327,3 +308,118 @@ async def test_verify_of_pulled_device_raises_drive_pulled(
     await drain(drive.write(image))
     with pytest.raises(DrivePulled, match="verify"):
         await drain(drive.verify(image))
+
+
+# --------------------------------------------------------------------------- image changes
+
+
+def cut_to(path: Path, size: int) -> None:
+    """What `cp smaller.img same.img` does to a file a burn is reading: same inode, shorter."""
+    with open(path, "r+b") as f:
+        f.truncate(size)
+
+
+async def test_image_shrinking_mid_write_is_image_changed_not_sigbus(
+    loop_devices: LoopFactory, make_test_image: ImageMaker
+):
+    img = make_test_image(24 * MiB)
+    dev = loop_devices(32 * MiB, fill=b"\x5a")
+
+    def shrink(n: int) -> None:
+        if n == 1:
+            cut_to(img, 6 * MiB)  # the next chunk now lies past the end of the file
+
+    drive = BlockDrive(dev.path, "u", chunk_size=CHUNK, hooks=BlockHooks(after_chunk=shrink))
+    with pytest.raises(ImageChanged, match="shrank"):
+        await drain(drive.write(SourceImage(path=img, size=24 * MiB)))
+    assert dev.read(0, CHUNK) == bytes(CHUNK)  # the target does not look bootable
+
+
+async def test_image_rewritten_mid_write_gets_no_first_chunk(
+    loop_devices: LoopFactory, make_test_image: ImageMaker
+):
+    """Same size, new content (an in-place copy of another build): no digest to catch it, yet
+    the target must not be finished with a mix of two images."""
+    img = make_test_image(16 * MiB)
+    other = make_test_image(16 * MiB, seed=7).read_bytes()
+    dev = loop_devices(16 * MiB)
+
+    def rewrite(n: int) -> None:
+        if n == 2:
+            with open(img, "r+b") as f:
+                f.write(other)
+
+    drive = BlockDrive(dev.path, "u", chunk_size=CHUNK, hooks=BlockHooks(after_chunk=rewrite))
+    with pytest.raises(ImageChanged, match="changed while it was being burned"):
+        await drain(drive.write(source(img)))
+    assert dev.read(0, CHUNK) == bytes(CHUNK)
+
+
+async def test_image_shrinking_mid_verify_is_image_changed_not_sigbus(
+    tmp_path: Path, loop_devices: LoopFactory, make_test_image: ImageMaker
+):
+    img = make_test_image(24 * MiB)
+    dev = loop_devices(24 * MiB)
+
+    def shrink(n: int) -> None:
+        if n == 2:
+            cut_to(img, 6 * MiB)
+
+    drive = BlockDrive(dev.path, "u", chunk_size=CHUNK, hooks=BlockHooks(after_verify_chunk=shrink))
+    journal = await Journal.open(tmp_path / "journal.db")
+    try:
+        [result] = await burn_many([drive], source(img), journal=journal, eject=False)
+    finally:
+        await journal.close()
+    assert (result.state, result.reason, result.verified) == (
+        JobState.FAILED,
+        "image-changed",
+        False,
+    )
+
+
+# --------------------------------------------------------------------------- pulled / empty
+
+
+async def test_an_empty_card_reader_is_no_media_not_too_small(
+    loop_devices: LoopFactory, make_test_image: ImageMaker
+):
+    """A reader with no card is a node of 0 bytes: the visitor must be told to insert one."""
+    img = make_test_image(MiB)
+    dev = loop_devices(4 * MiB)
+    dev.shrink_to_nothing()
+    with pytest.raises(NoMedia, match="no media"):
+        await drain(BlockDrive(dev.path, "u").write(source(img)))
+
+
+async def test_a_target_detached_mid_write_is_drive_pulled_everywhere(
+    tmp_path: Path, loop_devices: LoopFactory, make_test_image: ImageMaker
+):
+    """`losetup -d` while the write holds the device: the kernel detaches it once the write
+    closes it, and the read-back finds a 0-byte node. That is a pulled target, and the kiosk
+    says so, not "the disc is too small"."""
+    img = make_test_image(16 * MiB)
+    dev = loop_devices(16 * MiB)
+
+    def detach(n: int) -> None:
+        if n == 1:
+            subprocess.run(["losetup", "-d", dev.path], check=True, capture_output=True)
+
+    drive = BlockDrive(dev.path, "u", chunk_size=CHUNK, hooks=BlockHooks(after_chunk=detach))
+    journal = await Journal.open(tmp_path / "journal.db")
+    try:
+        [result] = await burn_many([drive], source(img), journal=journal, eject=False)
+        [record] = await journal.jobs()
+    finally:
+        await journal.close()
+    assert (result.state, result.reason) == (JobState.FAILED, "drive-pulled")
+    assert record.reason == "drive-pulled"
+    view: ResultView = {
+        "job_id": result.job_id,
+        "image": "",
+        "ok": False,
+        "reason": result.reason,
+        "message": result.message,
+        "image_name": img.name,
+    }
+    assert reason_text(view).startswith("The burner, stick or card was unplugged")

@@ -64,7 +64,9 @@ async def test_mid_write_jobs_are_failed_on_open(tmp_path: Path):
         db.create(job_id, "u", "/dev/sdb", "/i.iso", None, None)
         for s in states:
             db.transition(job_id, s)
-    db.conn.close()  # like a crash: no clean shutdown
+    db.conn.close()  # like a crash: no clean shutdown, the owner lock just goes away
+    assert db.owner_lock is not None
+    db.owner_lock.release()
 
     j = await Journal.open(path)
     try:
@@ -119,3 +121,56 @@ async def test_not_a_journal_is_refused_and_kept(tmp_path: Path):
     with pytest.raises(JournalError, match="not a usable job journal"):
         await Journal.open(bad)
     assert bad.read_bytes() == b"garbage" * 1000
+
+
+async def test_jobs_of_a_live_owner_are_not_recovered(tmp_path: Path):
+    path = tmp_path / "journal.db"
+    live = await Journal.open(path)
+    try:
+        await live.create("mine", "u", "/dev/sdb", "/i.iso")
+        await live.transition("mine", JobState.WRITING)
+        # A second writer (another burn, the agent restarting beside a CLI burn) opens it.
+        other = await Journal.open(path)
+        try:
+            assert other.recovered == []
+            rec = await other.get("mine")
+            assert rec is not None
+            assert rec.state is JobState.WRITING
+        finally:
+            await other.close()
+        # The owner carries on as if nothing happened.
+        await live.transition("mine", JobState.VERIFYING)
+        await live.transition("mine", JobState.PASSED)
+    finally:
+        await live.close()
+
+
+async def test_read_only_open_never_recovers(tmp_path: Path):
+    path = tmp_path / "journal.db"
+    db = JournalDB(path)
+    db.create("w", "u", "/dev/sdb", "/i.iso", None, None)
+    db.transition("w", JobState.WRITING)
+    db.close()  # a clean close with a job mid-write: its owner is gone
+    before = path.read_bytes()
+    ro = await Journal.open(path, read_only=True)
+    try:
+        assert ro.recovered == []
+        [shown] = await ro.jobs()
+        assert (shown.state, shown.reason) == (JobState.FAILED, INTERRUPTED)
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            await ro.transition("w", JobState.VERIFYING)
+    finally:
+        await ro.close()
+    assert path.read_bytes() == before
+    writer = await Journal.open(path)  # the next writer records what the reader only showed
+    try:
+        assert writer.recovered == ["w"]
+    finally:
+        await writer.close()
+
+
+async def test_a_directory_is_not_a_journal(tmp_path: Path):
+    with pytest.raises(JournalError, match="is a directory"):
+        await Journal.open(tmp_path)
+    with pytest.raises(JournalError, match="no job journal"):
+        await Journal.open(tmp_path / "absent.db", read_only=True)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
@@ -20,6 +22,7 @@ from appliance.drives import optical
 from appliance.drives.base import (
     CorruptImage,
     DriveState,
+    ImageChanged,
     MediaTooSmall,
     NoMedia,
     Phase,
@@ -29,6 +32,7 @@ from appliance.drives.base import (
     ToolMissing,
     VerifyMismatch,
 )
+from appliance.drives.imagefile import ImageFile
 from appliance.drives.optical import (
     CDROM_DRIVE_STATUS,
     CDROMCLOSETRAY,
@@ -437,17 +441,17 @@ async def test_verify_after_the_image_changed_compares_the_new_content(
 
 
 def test_image_shrinking_during_verify_is_an_error_not_a_crash(tmp_path: Path) -> None:
-    """Touching a mapped page past the end of a file kills the process with SIGBUS; the compare
-    must notice the shrink first and fail the verify with a reason."""
+    """A mapped image that shrinks is SIGBUS; read by position, the shrink is a short read and
+    the verify fails with a reason."""
     image, disc = tmp_path / "image.img", tmp_path / "disc.img"
     data = os.urandom(3 * optical.VERIFY_CHUNK)
     image.write_bytes(data)
     disc.write_bytes(data)
-    src = optical._SourceMap(image, len(data))
+    src = ImageFile(image, len(data))
     done = [0]
     try:
         os.truncate(image, optical.VERIFY_CHUNK)  # as if the image was cut mid-verify
-        with pytest.raises(CorruptImage, match="shrank"):
+        with pytest.raises(ImageChanged, match="shrank"):
             optical._compare(
                 src, str(disc), len(data), optical.VERIFY_CHUNK, done, threading.Event()
             )
@@ -545,3 +549,59 @@ async def test_a_verify_split_in_two_catches_a_flip_in_either_half_and_counts_al
     flip(target, offset)
     with pytest.raises(VerifyMismatch, match=f"at byte {offset} "):
         await collect(drive.verify(image))
+
+
+def rewrite_in_place(path: Path) -> None:
+    """Same inode, new bytes, as `cp other.iso path` does."""
+    with open(path, "r+b") as f:
+        f.write(os.urandom(path.stat().st_size))
+
+
+async def test_image_rewritten_in_place_after_the_write_is_image_changed(
+    iso: Path, tmp_path: Path
+) -> None:
+    """`cp other.iso img.iso` between write and verify rewrites the same file: the disc holds
+    the old content, and the job must say the image changed, not that the burn is bad."""
+    img = tmp_path / "img.iso"
+    img.write_bytes(read(iso))
+    target = tmp_path / "disc.img"
+    drive = OpticalDrive(f"stdio:{target}", "uid0", tool="xorriso")
+    await collect(drive.write(source(img)))
+    rewrite_in_place(img)
+    with pytest.raises(ImageChanged, match="changed while it was being burned"):
+        await collect(drive.verify(source(img)))
+
+
+def test_image_shrinking_mid_feed_stops_before_the_last_chunk(tmp_path: Path) -> None:
+    """The feeder reads the image by position: a file cut while the tool is being fed ends the
+    write as image-changed (it was EFAULT from a mapped page, or SIGBUS while hashing)."""
+    image = tmp_path / "image.img"
+    data = os.urandom(8 * MIB)
+    image.write_bytes(data)
+    src = ImageFile(image, len(data))
+    ours, theirs = socket.socketpair()
+    got = bytearray()
+    feeder = optical._Feeder(source(image), src, ours.fileno(), MIB)
+    thread = threading.Thread(target=feeder.run)
+    try:
+        thread.start()
+        theirs.settimeout(10)
+        while len(got) < 2 * MIB:  # the feeder is mid-image: blocked on a full socket
+            got += theirs.recv(65536)
+        with open(image, "r+b") as f:
+            f.truncate(4 * MIB)
+        for _ in range(10_000):  # bounded: drain until the feeder stops
+            thread.join(0)
+            if not thread.is_alive():
+                break
+            with contextlib.suppress(TimeoutError):
+                theirs.settimeout(0.2)
+                got += theirs.recv(1 << 20)
+        thread.join(10)
+    finally:
+        ours.close()
+        theirs.close()
+        src.close()
+    assert isinstance(feeder.error, ImageChanged)
+    assert feeder.fed < len(data)
+    assert bytes(got) == data[: len(got)]  # what went out was the image, up to the cut

@@ -198,3 +198,43 @@ async def test_job_runs_once():
     await job.run()
     with pytest.raises(RuntimeError, match="already ran"):
         await job.run()
+
+
+async def test_a_journal_that_refuses_a_step_ends_the_job_failed_not_crashed(
+    tmp_path: Path, journal: Journal
+):
+    """Someone else's hand on the job's row (as `jobs` once marked running burns failed) must
+    end the burn as a clear failed result, never an exception out of the job task."""
+    clock = GatedClock()
+    job = BurnJob(SimulatedDrive("sim-uid", "sim:1", clock=clock), IMAGE, journal=journal)
+    task = job.start()
+    async for ev in job.events():
+        if isinstance(ev, JobProgress) and ev.phase is Phase.VERIFY:
+            # A stray writer fails the job behind the owner's back, mid-verify.
+            await journal.transition(job.id, JobState.FAILED, "interrupted", "stray")
+            break
+        clock.permits.release()
+    for _ in range(10_000):  # bounded: the drive needs a tick per step
+        if task.done():
+            break
+        clock.permits.release()
+        await asyncio.sleep(0)
+    result = await asyncio.wait_for(task, 5)
+    assert (result.state, result.reason, result.verified) == (
+        JobState.FAILED,
+        "journal-error",
+        False,
+    )
+    assert "could not record" in result.message
+
+
+async def test_a_journal_that_cannot_take_the_job_writes_nothing(tmp_path: Path):
+    j = await Journal.open(tmp_path / "journal.db")
+    try:
+        await j.create("taken", "u", "sim:1", "/i.iso")
+        drive = sim()
+        result = await BurnJob(drive, IMAGE, journal=j, job_id="taken").run()
+    finally:
+        await j.close()
+    assert (result.state, result.reason) == (JobState.FAILED, "journal-error")
+    assert "nothing was written" in result.message
