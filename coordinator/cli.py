@@ -22,9 +22,9 @@ from typing import Any
 from coordinator import __version__, live
 from coordinator.app import make_app
 from coordinator.config import CoordinatorConfig
-from coordinator.errors import Problem
 from coordinator.store import Store
 from coordinator.store.catalog import add_show
+from coordinator.store.errors import StoreError
 from coordinator.store.migrations import SchemaTooNew
 from coordinator.store.people import (
     create_admin,
@@ -450,7 +450,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as exc:
         print(f"burnstand-coordinator: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    except Problem as exc:
+    except StoreError as exc:
         print(f"burnstand-coordinator: error: {exc.detail}", file=sys.stderr)
         return EXIT_FAILED
     except (sqlite3.Error, SchemaTooNew, OSError) as exc:

@@ -16,13 +16,15 @@ from typing import Any, cast
 
 from aiohttp import web
 
+from coordinator.store import errors as store
+
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_BASE = "https://burnstand.invalid/problems/"
 
 log = logging.getLogger(__name__)
 
 
-class Problem(Exception):
+class Problem(store.StoreError):
     """An error with an HTTP status a client can act on."""
 
     status: int = 400
@@ -52,19 +54,19 @@ class BadRequest(Problem):
     title = "Bad request"
 
 
-class Unauthorized(Problem):
+class Unauthorized(Problem, store.Unauthorized):
     status = 401
     slug = "unauthorized"
     title = "Missing, expired or revoked credential"
 
 
-class Forbidden(Problem):
+class Forbidden(Problem, store.Forbidden):
     status = 403
     slug = "forbidden"
     title = "Not allowed for this role"
 
 
-class NotFound(Problem):
+class NotFound(Problem, store.NotFound):
     status = 404
     slug = "not-found"
     title = "Not found"
@@ -76,13 +78,13 @@ class MethodNotAllowed(Problem):
     title = "Method not allowed"
 
 
-class Conflict(Problem):
+class Conflict(Problem, store.Conflict):
     status = 409
     slug = "conflict"
     title = "Conflict with the current state"
 
 
-class Invalid(Problem):
+class Invalid(Problem, store.Invalid):
     status = 422
     slug = "invalid"
     title = "Invalid request body"
@@ -100,7 +102,7 @@ class TooManyRequests(Problem):
         self.retry_after = max(1, retry_after)
 
 
-class Unavailable(Problem):
+class Unavailable(Problem, store.Unavailable):
     status = 503
     slug = "unavailable"
     title = "Service unavailable"
@@ -125,10 +127,32 @@ _HTTP_MAP: dict[int, type[Problem]] = {404: NotFound, 405: MethodNotAllowed}
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+# The one place storage refusals become HTTP answers.
+_STORE_MAP: dict[type[store.StoreError], type[Problem]] = {
+    store.NotFound: NotFound,
+    store.Conflict: Conflict,
+    store.Invalid: Invalid,
+    store.Unauthorized: Unauthorized,
+    store.Forbidden: Forbidden,
+    store.Unavailable: Unavailable,
+}
+
+
+def as_problem(exc: store.StoreError) -> Problem:
+    """The HTTP problem for a store refusal (a `Problem` already is one)."""
+    if isinstance(exc, Problem):
+        return exc
+    for cls in type(exc).__mro__:
+        problem = _STORE_MAP.get(cls)
+        if problem is not None:
+            return problem(exc.detail, field=exc.field)
+    return BadRequest(exc.detail, field=exc.field)
+
+
 def _render(request: web.Request, exc: Exception) -> web.StreamResponse:
     """The problem response for an exception a handler raised (re-raises redirects and the like)."""
-    if isinstance(exc, Problem):
-        return problem_response(exc)
+    if isinstance(exc, store.StoreError):
+        return problem_response(as_problem(exc))
     if isinstance(exc, web.HTTPException):
         if exc.status < 400:
             raise exc

@@ -15,9 +15,9 @@ import sqlite3
 import sys
 from dataclasses import dataclass
 
-from coordinator.errors import Unauthorized
 from coordinator.store import Store
 from coordinator.store.credentials import authenticate
+from coordinator.store.errors import Unauthorized
 from wire.relay import CloseCode
 
 

@@ -18,9 +18,9 @@ import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from coordinator.errors import Unauthorized
 from coordinator.store import Store
 from coordinator.store.credentials import authenticate
+from coordinator.store.errors import Unauthorized
 from wire.burnproto import ClientType, ErrorCode
 
 

@@ -24,9 +24,10 @@ from typing import Protocol
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from coordinator.errors import Forbidden, Problem, Unauthorized, problem_response
+from coordinator.errors import Forbidden, Unauthorized, as_problem, problem_response
 from coordinator.keys import CONFIG, STORE
 from coordinator.store.credentials import authenticate
+from coordinator.store.errors import StoreError
 from wire import link as wl
 
 log = logging.getLogger(__name__)
@@ -271,10 +272,11 @@ class LinkHub:
         try:
             appliance = await self._appliance(request)
             session = await self.handler.admit(appliance)
-        except Problem as exc:
+        except StoreError as exc:
             # Refused before the upgrade, so a client sees a plain HTTP status and body.
-            log.info("link refused", extra={"status": exc.status, "detail": exc.detail})
-            return problem_response(exc)
+            problem = as_problem(exc)
+            log.info("link refused", extra={"status": problem.status, "detail": problem.detail})
+            return problem_response(problem)
         ws = web.WebSocketResponse(heartbeat=self.heartbeat)
         await ws.prepare(request)
         sock = _Socket(next(self._ids), ws, appliance.credential_id)

@@ -11,7 +11,7 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any
 
-from coordinator.errors import Conflict
+from coordinator.store.errors import Conflict
 from coordinator.store.records import Page, Record, audit, dumps, insert, iso, loads, one, paged
 
 # --- rendering ------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import hmac
 import sqlite3
 from dataclasses import dataclass
 
-from coordinator.errors import Forbidden, Unauthorized
+from coordinator.store.errors import Forbidden, Unauthorized
 from coordinator.store.records import (
     Principal,
     Record,

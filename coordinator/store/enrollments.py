@@ -18,7 +18,7 @@ import hmac
 import re
 import sqlite3
 
-from coordinator.errors import Conflict, Invalid, NotFound
+from coordinator.store.errors import Conflict, Invalid, NotFound
 from coordinator.store.people import create_appliance, issue_appliance_credential
 from coordinator.store.records import (
     Page,

@@ -11,8 +11,8 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from coordinator.errors import Conflict
 from coordinator.store.credentials import revoke_issued
+from coordinator.store.errors import Conflict
 from coordinator.store.records import (
     Page,
     Record,

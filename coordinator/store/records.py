@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from coordinator.errors import Conflict, NotFound
+from coordinator.store.errors import Conflict, NotFound
 
 Role = Literal["admin", "show_admin", "contributor", "appliance"]
 ROLES: tuple[Role, ...] = ("admin", "show_admin", "contributor", "appliance")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 import sqlite3
 
-from coordinator.errors import Conflict, NotFound, Unavailable
+from coordinator.store.errors import Conflict, NotFound, Unavailable
 from coordinator.store.records import Page, Principal, Record, audit, insert, iso, one, paged
 
 EMBEDDED_MASTER_NAME = "local"

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 import coordinator.store as store_module
-from coordinator.errors import Conflict
 from coordinator.store import Store
+from coordinator.store.errors import Conflict
 from coordinator.store.migrations import SCHEMA_VERSION, SchemaTooNew
 from coordinator.store.people import create_admin
 from coordinator.store.records import audit
