@@ -58,12 +58,36 @@ def _parser() -> argparse.ArgumentParser:
         description="Write IMAGE to every --target at once, read each back and compare. "
         "Exit status 0 only when every target passed.",
     )
-    burn.add_argument("--image", required=True, type=Path, help="image file to write")
+    burn.add_argument(
+        "--image",
+        required=True,
+        type=Path,
+        help="image file to write: raw (.img, .iso) or compressed (xz, gzip, bzip2, zstd, or a "
+        "zip holding one image), told apart by content; compressed images are unpacked as "
+        "they are written",
+    )
     burn.add_argument(
         "--sha256",
         type=_sha256,
         help="expected SHA-256 of the image; checked while writing, and no target gets the "
         "image's first block unless it matches",
+    )
+    burn.add_argument(
+        "--extracted-size",
+        type=int,
+        metavar="BYTES",
+        help="size the compressed image unpacks to; the burn stops as soon as it grows past it",
+    )
+    burn.add_argument(
+        "--extracted-sha256",
+        type=_sha256,
+        metavar="SHA256",
+        help="SHA-256 of the unpacked image; no target gets its first block unless it matches",
+    )
+    burn.add_argument(
+        "--raw",
+        action="store_true",
+        help="write the file's bytes as they are, even when it is a compressed image",
     )
     burn.add_argument(
         "--target",
@@ -142,7 +166,17 @@ def _image(args: argparse.Namespace) -> SourceImage:
         raise CliError(f"image {path} is empty")
     if not os.access(path, os.R_OK):
         raise CliError(f"cannot read image {path}: permission denied")
-    return SourceImage(path=path, size=st.st_size, sha256=args.sha256, name=path.name)
+    if args.extracted_size is not None and args.extracted_size <= 0:
+        raise CliError("--extracted-size must be a positive number of bytes")
+    return SourceImage(
+        path=path,
+        size=st.st_size,
+        sha256=args.sha256,
+        name=path.name,
+        encoding="raw" if args.raw else "auto",
+        extracted_size=args.extracted_size,
+        extracted_sha256=args.extracted_sha256,
+    )
 
 
 def _uid(path: str) -> str:
