@@ -5,14 +5,12 @@ often renamed or with no extension at all. `sniff` reads the magic numbers; `des
 the container itself says about the image inside (the size `xz --list` or the zip directory
 records, the zip entry to extract) and refuses, with a message naming the supported formats, a
 file that is a known archive we cannot burn (7z, rar, dmg, lz4, tar) or a zip holding anything but
-exactly one file. `media_of` looks at a raw image's first sectors to tell a disk image (partition
-table) from an ISO 9660 image and a hybrid ISO (both), which decides the burners it is offered on.
-Everything here reads a few KiB and is meant to run in a worker thread.
+exactly one file. The magic numbers themselves live in `wire.imageformat`, shared with the
+coordinator's image store. Everything here reads a few KiB and is meant to run in a worker thread.
 """
 
 from __future__ import annotations
 
-import enum
 import os
 import shutil
 import subprocess
@@ -21,19 +19,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from appliance.drives.base import BurnError, SourceImage
+from wire.imageformat import HEAD, SUPPORTED, Encoding, sniff
 
-
-class Encoding(enum.StrEnum):
-    RAW = "raw"
-    XZ = "xz"
-    GZIP = "gzip"
-    BZIP2 = "bzip2"
-    ZSTD = "zstd"
-    ZIP = "zip"
+__all__ = ["AUTO", "SUPPORTED", "Encoding", "describe", "require_raw", "resolve", "sniff"]
 
 
 AUTO = "auto"  # SourceImage.encoding: decide from the content when the burn starts
-SUPPORTED = "xz, gzip, bzip2, zstd, zip (with one image inside) and raw .img/.iso"
 
 
 class UnsupportedImage(BurnError):
@@ -49,11 +40,6 @@ class CompressedNotAllowed(BurnError):
     code = "compressed-image"
 
 
-_XZ = b"\xfd7zXZ\x00"
-_GZIP = b"\x1f\x8b"
-_ZSTD = b"\x28\xb5\x2f\xfd"
-_ZIP = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
-_BZIP2_BLOCK = (b"\x31\x41\x59\x26\x53\x59", b"\x17\x72\x45\x38\x50\x90")
 # Recognised only to be refused by name.
 _OTHER = (
     (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
@@ -61,24 +47,6 @@ _OTHER = (
     (b"\x04\x22\x4d\x18", "an LZ4 file"),
     (b"\x5d\x00\x00", "an LZMA-alone file"),
 )
-HEAD = 4096
-
-
-def sniff(head: bytes) -> Encoding | None:
-    """The encoding the first bytes announce; None when they announce nothing we decode."""
-    if head.startswith(_XZ):
-        return Encoding.XZ
-    if head.startswith(_ZSTD) or (
-        len(head) >= 4 and head[1:4] == b"\x2a\x4d\x18" and head[0] & 0xF0 == 0x50
-    ):
-        return Encoding.ZSTD  # a frame, or a skippable frame (0x184D2A5?) in front of one
-    if head.startswith(_GZIP) and len(head) > 2 and head[2] == 8:
-        return Encoding.GZIP  # method 8 (deflate) is the only one gzip defines
-    if head[:3] == b"BZh" and head[3:4].isdigit() and head[4:10] in _BZIP2_BLOCK:
-        return Encoding.BZIP2
-    if head[:4] in _ZIP:
-        return Encoding.ZIP
-    return None
 
 
 def _other_kind(path: Path, head: bytes) -> str | None:
@@ -193,25 +161,3 @@ def require_raw(image: SourceImage, writer: str) -> SourceImage:
             "images as they are; unpack it first (or pass --raw to write the compressed bytes)"
         )
     return resolved
-
-
-# --------------------------------------------------------------------------- media sense
-
-
-class Media(enum.StrEnum):
-    DISK = "disk"  # partition table, no ISO 9660: USB sticks and SD cards only
-    ISO = "iso"  # ISO 9660 without a partition table: discs only
-    HYBRID = "hybrid"  # ISO 9660 and MBR/GPT: discs and USB
-    UNKNOWN = "unknown"  # neither: offered everywhere, as before
-
-
-def media_of(head: bytes) -> Media:
-    """Classify a raw image from its first 36 KiB (the ISO 9660 descriptor is at 32 KiB)."""
-    has_table = (len(head) >= 512 and head[510:512] == b"\x55\xaa") or head[512:520] == b"EFI PART"
-    is_iso = head[32769:32774] == b"CD001"
-    if is_iso:
-        return Media.HYBRID if has_table else Media.ISO
-    return Media.DISK if has_table else Media.UNKNOWN
-
-
-MEDIA_HEAD = 36 * 1024

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from appliance.images.formats import Encoding, Media, media_of, sniff
 from tests.appliance.diskimages import DISK_SIZE, compress, damage, make_disk_image, need_tools
 from tests.appliance.test_cli import agent, events
 
@@ -267,27 +266,3 @@ def test_disc_burner_refuses_compressed_bytes(tmp_path: Path, disk: Path):
     assert run.returncode == 1
     assert "compressed-image" in run.stderr
     assert not out.exists() or out.read_bytes()[:6] != b"\xfd7zXZ\x00"
-
-
-# --------------------------------------------------------------------------- unit
-
-
-def test_sniff_reads_content_not_names():
-    assert sniff(b"\xfd7zXZ\x00\x00") is Encoding.XZ
-    assert sniff(b"\x1f\x8b\x08\x00") is Encoding.GZIP
-    assert sniff(b"\x28\xb5\x2f\xfd\x00") is Encoding.ZSTD
-    assert sniff(b"BZh91AY&SY") is Encoding.BZIP2
-    assert sniff(b"PK\x03\x04") is Encoding.ZIP
-    # A raw image that happens to start with "BZh" or 1f 8b but nothing more is raw.
-    assert sniff(b"BZh9 not a block") is None
-    assert sniff(b"\x1f\x8b\x00") is None
-
-
-def test_media_sense_tells_disk_iso_and_hybrid(disk: Path):
-    head = disk.read_bytes()[: 36 * 1024]
-    assert media_of(head) is Media.DISK
-    iso = bytearray(36 * 1024)
-    iso[32769:32774] = b"CD001"
-    assert media_of(bytes(iso)) is Media.ISO
-    iso[510:512] = b"\x55\xaa"
-    assert media_of(bytes(iso)) is Media.HYBRID
