@@ -12,22 +12,24 @@ line on stderr and a non-zero exit.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import re
-import signal
 import stat
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from appliance.burn.job import JobEvent, JobProgress, JobResult, JobStateChanged, burn_many
 from appliance.drives.base import Drive, SourceImage
-from appliance.journal import JobRecord, Journal, JournalError
+
+if TYPE_CHECKING:
+    from appliance.burn.job import JobEvent
+    from appliance.journal import JobRecord, Journal
+
+# asyncio, the burn engine and the journal are imported when a command needs them, after the
+# arguments were read: `burn --json` prints its first event before any of that is loaded.
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -122,11 +124,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "burn":
-            return asyncio.run(_burn(args))
+            return _burn_main(args)
         if args.command == "drives":
             return _drives(args)
         if args.command == "run":
             return _run(args)
+        import asyncio
+
         if args.command == "status":
             return asyncio.run(_status(args))
         return asyncio.run(_jobs(args))
@@ -145,6 +149,8 @@ def _journal_path(args: argparse.Namespace) -> Path:
 
 
 async def _open_journal(path: Path) -> Journal:
+    from appliance.journal import Journal, JournalError
+
     try:
         return await Journal.open(path)
     except (OSError, JournalError) as exc:
@@ -206,11 +212,27 @@ def make_drive(target: str) -> Drive:
     return BlockDrive(target, _uid(target))
 
 
-async def _burn(args: argparse.Namespace) -> int:
+def _burn_main(args: argparse.Namespace) -> int:
     targets: list[str] = args.target
     if len(set(targets)) != len(targets):
         raise CliError("the same --target was given twice")
     image = _image(args)
+    if args.json:
+        view = _JsonView(sys.stdout)
+        for target in targets:
+            view.emit({"event": "start", "target": target, "image": str(image.path)})
+    import asyncio
+
+    return asyncio.run(_burn(args, image))
+
+
+async def _burn(args: argparse.Namespace, image: SourceImage) -> int:
+    import asyncio
+    import signal
+
+    from appliance.burn.job import burn_many
+
+    targets: list[str] = args.target
     drives = [make_drive(t) for t in targets]
     journal = await _open_journal(_journal_path(args))
     view: _View = _JsonView(sys.stdout) if args.json else _TextView(sys.stdout, targets)
@@ -244,6 +266,8 @@ async def _burn(args: argparse.Namespace) -> int:
 
 
 def _event_json(event: JobEvent) -> dict[str, Any]:
+    from appliance.burn.job import JobProgress, JobStateChanged
+
     if isinstance(event, JobProgress):
         return {
             "event": "progress",
@@ -292,11 +316,13 @@ class _JsonView(_View):
         self.out = out
 
     def event(self, event: JobEvent) -> None:
-        self.out.write(json.dumps(_event_json(event)) + "\n")
-        self.out.flush()
+        self.emit(_event_json(event))
 
     def note(self, text: str) -> None:
-        self.out.write(json.dumps({"event": "note", "message": text}) + "\n")
+        self.emit({"event": "note", "message": text})
+
+    def emit(self, obj: dict[str, Any]) -> None:
+        self.out.write(json.dumps(obj) + "\n")
         self.out.flush()
 
 
@@ -331,6 +357,8 @@ class _TextView(_View):
         self.lines = {t: _Line() for t in self.targets}
 
     def event(self, event: JobEvent) -> None:
+        from appliance.burn.job import JobProgress, JobResult, JobStateChanged
+
         line = self.lines.setdefault(event.target, _Line())
         if isinstance(event, JobProgress):
             eta = "--" if event.eta is None else f"{event.eta:.0f}s"
@@ -365,6 +393,8 @@ class _TextView(_View):
         self.out.flush()
 
     def _draw(self, *, force: bool) -> None:
+        import time
+
         now = time.monotonic()
         if not force and now - self.last_draw < 0.1:
             return
@@ -466,10 +496,12 @@ def _record_text(r: JobRecord) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import asyncio
     import logging
 
     from appliance.agent import run
     from appliance.config import ConfigError, load_config
+    from appliance.journal import JournalError
 
     try:
         config = load_config(args.config)
