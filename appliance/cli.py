@@ -87,6 +87,13 @@ def _parser() -> argparse.ArgumentParser:
         help="SHA-256 of the unpacked image; no target gets its first block unless it matches",
     )
     burn.add_argument(
+        "--bmap",
+        type=Path,
+        metavar="FILE",
+        help="block map of the image (bmaptool create): only mapped ranges are written, the "
+        "rest is zeroed by the device; the whole target is still verified",
+    )
+    burn.add_argument(
         "--raw",
         action="store_true",
         help="write the file's bytes as they are, even when it is a compressed image",
@@ -182,6 +189,7 @@ def _image(args: argparse.Namespace) -> SourceImage:
         encoding="raw" if args.raw else "auto",
         extracted_size=args.extracted_size,
         extracted_sha256=args.extracted_sha256,
+        bmap=args.bmap,
     )
 
 

@@ -73,6 +73,7 @@ class SourceImage:
     extracted_size: int | None = None
     extracted_sha256: str | None = None
     member: str | None = None  # the entry to extract from a zip
+    bmap: Path | None = None  # a block map: only its ranges are written, holes are zeroed
 
 
 @dataclass(frozen=True, slots=True)

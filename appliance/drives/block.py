@@ -355,7 +355,7 @@ class BlockDrive:
         """A compressed image is unpacked onto the target (appliance.drives.blockstream)."""
         self._stream = None
         image = resolve(image)
-        if image.encoding == Encoding.RAW:
+        if image.encoding == Encoding.RAW and image.bmap is None:
             self._write_sync(image, shared, stop, nudge)
         else:
             self._drop_held()
@@ -365,7 +365,7 @@ class BlockDrive:
         self, image: SourceImage, shared: _Shared, stop: threading.Event, nudge: Callable[[], None]
     ) -> None:
         image = resolve(image)
-        if image.encoding == Encoding.RAW:
+        if image.encoding == Encoding.RAW and image.bmap is None:
             self._verify_sync(image, shared, stop, nudge)
         else:
             verify_stream(self, image, self._stream, shared, stop, nudge)

@@ -33,6 +33,7 @@ from appliance.drives.base import (
     VerifyMismatch,
     WriteProtected,
 )
+from appliance.images.bmap import BadBmap, RangeChecker, load_bmap
 from appliance.images.stream import Decoder, open_decoder
 
 if TYPE_CHECKING:
@@ -88,8 +89,17 @@ class _Reader(threading.Thread):
     """Unpacks into pooled buffers and hands (buffer, length) to the writer; a None ends it, an
     exception travels in place of the data."""
 
-    def __init__(self, decoder: Decoder, image: SourceImage, chunk: int, limit: int, why: str):
+    def __init__(
+        self,
+        decoder: Decoder,
+        image: SourceImage,
+        chunk: int,
+        limit: int,
+        why: str,
+        ranges: RangeChecker | None = None,
+    ):
         super().__init__(name=f"unpack-{Path(image.path).name}", daemon=True)
+        self.ranges = ranges
         from appliance.drives.block import _AlignedBuffer
 
         self.decoder, self.image, self.chunk, self.limit, self.why = (
@@ -122,6 +132,8 @@ class _Reader(threading.Thread):
                             self.digests.append(xxhash.xxh3_64_intdigest(data))
                         if n and self.sha is not None:
                             self.sha.update(data)
+                        if n and self.ranges is not None:
+                            self.ranges.feed(self.total, data)
                 if n == 0:
                     self.decoder.finish()
                     self.full.put(None)
@@ -196,6 +208,14 @@ def write_stream(
 
     path, chunk = drive.path, drive.chunk_size
     stated = image.extracted_size
+    bmap = load_bmap(image.bmap) if image.bmap is not None else None
+    if bmap is not None:
+        if stated is not None and stated != bmap.image_size:
+            raise BadBmap(
+                f"the bmap {image.bmap} describes an image of {bmap.image_size} bytes, "
+                f"{Path(image.path).name} is {stated}"
+            )
+        stated = bmap.image_size
     fd = _open_target(path, os.O_RDWR)
     reader: _Reader | None = None
     digest_thread: threading.Thread | None = None
@@ -228,10 +248,12 @@ def write_stream(
         digest_thread = threading.Thread(target=hash_file, name=f"hash-{path}", daemon=True)
         digest_thread.start()
         limit, why = (stated, "declared") if stated is not None else (capacity, "target")
-        reader = _Reader(open_decoder(image), image, chunk, limit, why)
+        checker = None if bmap is None else RangeChecker(bmap, Path(image.path).name)
+        reader = _Reader(open_decoder(image), image, chunk, limit, why, checker)
         reader.start()
 
         # 3. Chunks 1..n in order; chunk 0 is kept back for the end.
+        mapped = 0  # bmap: the first range that may still overlap the next chunk
         first: tuple[_AlignedBuffer, int] | None = None
         off = 0
         zero_cmp = bytearray(chunk)
@@ -249,7 +271,18 @@ def write_stream(
                 continue
             n_chunk += 1
             with buf.view(n) as view:
-                if drive._sparse and n == chunk and zero_cmp == view and _zero_out(fd, off, n):
+                hole = False
+                if bmap is not None:
+                    mapped = bmap.first_mapped_at_or_after(mapped, off)
+                    hole = bmap.is_hole(mapped, off, off + n)
+                    if hole and zero_cmp[:n] != view:
+                        raise BadBmap(
+                            f"the bmap does not match {Path(image.path).name}: it says bytes "
+                            f"{off}..{off + n - 1} are empty, but they hold data"
+                        )
+                elif drive._sparse and n == chunk:
+                    hole = zero_cmp == view
+                if hole and n % sector == 0 and _zero_out(fd, off, n):
                     drive.zeroed_bytes += n
                 else:
                     _put(drive, fd, view, off, sector, capacity)

@@ -212,9 +212,39 @@ def _stdlib_reader(
     raise ToolMissing(f"no decoder for {enc} here (install the zstd package)")
 
 
+class RawReader:
+    """A raw image read as it is (an image burned with a bmap goes through the stream path)."""
+
+    def __init__(self, image: SourceImage) -> None:
+        self._f = open(image.path, "rb", buffering=0)  # noqa: SIM115 - owned until close()
+
+    def readinto(self, view: memoryview) -> int:
+        got = 0
+        while got < len(view):
+            n = self._f.readinto(view[got:])
+            if not n:
+                break
+            got += n
+        return got
+
+    def consumed(self) -> int:
+        return self._f.tell()
+
+    def finish(self) -> None:
+        return None
+
+    def stop(self) -> None:
+        return None
+
+    def close(self) -> None:
+        self._f.close()
+
+
 def open_decoder(image: SourceImage) -> Decoder:
-    """A decoder for an image whose `encoding` was resolved to a compressed format."""
+    """A decoder for an image whose `encoding` was resolved (raw only for a bmap burn)."""
     enc = Encoding(image.encoding)
+    if enc is Encoding.RAW:
+        return RawReader(image)
     for name, args in _PROGRAMS.get(enc, ()):
         exe = shutil.which(name)
         if exe is not None:

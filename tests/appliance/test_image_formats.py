@@ -11,7 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.appliance.diskimages import DISK_SIZE, compress, damage, make_disk_image, need_tools
+from tests.appliance.diskimages import (
+    DISK_SIZE,
+    compress,
+    damage,
+    make_bmap,
+    make_disk_image,
+    need_tools,
+)
 from tests.appliance.test_cli import agent, events
 
 if TYPE_CHECKING:
@@ -266,3 +273,43 @@ def test_disc_burner_refuses_compressed_bytes(tmp_path: Path, disk: Path):
     assert run.returncode == 1
     assert "compressed-image" in run.stderr
     assert not out.exists() or out.read_bytes()[:6] != b"\xfd7zXZ\x00"
+
+
+# --------------------------------------------------------------------------- bmap
+
+
+@pytest.mark.parametrize("fmt", ["raw", "xz"])
+def test_bmap_burn_zeroes_the_holes_and_verifies_all(
+    tmp_path: Path, disk: Path, loop_devices: LoopFactory, fmt: str
+):
+    bmap = make_bmap(disk)
+    image = disk if fmt == "raw" else compress(disk, "xz")
+    dev = loop_devices(64 * MiB, fill=FILL)  # a used card: its old bytes must not survive
+    run, evs = burn(tmp_path, image, dev.path, "--bmap", str(bmap))
+    assert run.returncode == 0, run.stderr
+    [result] = [e for e in evs if e["event"] == "result"]
+    assert result["verified"]
+    # Holes read as zeros (bmaptool would leave the card's old bytes there).
+    assert dev.read(0, DISK_SIZE) == disk.read_bytes()
+    verify = [e for e in evs if e["event"] == "progress" and e["phase"] == "verify"]
+    assert verify[-1]["done"] == DISK_SIZE
+
+
+def test_bmap_of_another_image_fails_blank(tmp_path: Path, disk: Path, loop_devices: LoopFactory):
+    other = make_disk_image(tmp_path / "other-build", seed=8)  # same layout, other files
+    bmap = make_bmap(other)
+    dev = loop_devices(64 * MiB, fill=FILL)
+    run, evs = burn(tmp_path, disk, dev.path, "--bmap", str(bmap))
+    message = assert_failed(tmp_path, run, evs, dev, "bad-bmap")
+    assert "the bmap does not match disk.img" in message
+
+
+def test_damaged_bmap_is_refused(tmp_path: Path, disk: Path, loop_devices: LoopFactory):
+    bmap = make_bmap(disk)
+    text = bmap.read_text()
+    edited = tmp_path / "edited.bmap"
+    edited.write_text(text.replace("<ImageSize> ", "<ImageSize> 1", 1))
+    dev = loop_devices(64 * MiB, fill=FILL)
+    run, evs = burn(tmp_path, disk, dev.path, "--bmap", str(edited))
+    message = assert_failed(tmp_path, run, evs, dev, "bad-bmap", untouched=True)
+    assert "is damaged" in message
