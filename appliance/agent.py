@@ -134,12 +134,13 @@ class Take:
     name: str
     notes: str = ""
     url: str = ""
+    extracted_size: int | None = None  # a compressed image: what it unpacks to
+    extracted_sha256: str | None = None
+    content: str | None = None  # the catalog's `media`: disk, iso, hybrid, unknown
 
     @classmethod
     def from_payload(cls, raw: dict[str, Any]) -> Take:
-        sha = str(raw["sha256"]).lower()
-        if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
-            raise ValueError(f"not a SHA-256: {sha!r}")
+        sha = _sha256(raw["sha256"])
         size = int(raw["size"])
         if size <= 0:
             raise ValueError(f"size must be positive, not {size}")
@@ -150,17 +151,42 @@ class Take:
             name=str(raw.get("name") or sha[:12]),
             notes=str(raw.get("notes") or ""),
             url=str(raw.get("url") or ""),
+            extracted_size=_positive_or_none(raw.get("extracted_size")),
+            extracted_sha256=(
+                None if raw.get("extracted_sha256") is None else _sha256(raw["extracted_sha256"])
+            ),
+            # "media" from the coordinator's catalog, "content" from the agent's saved copy.
+            content=str(raw.get("media") or raw.get("content") or "") or None,
         )
 
     def view(self) -> ImageView:
+        unpacked = self.extracted_size or self.size
         return {
             "sha256": self.sha256,
             "md5": self.md5,
             "name": self.name,
             "size": self.size,
             "notes": self.notes,
-            "media": media_for_size(self.size),
+            "media": media_for_size(unpacked, self.content),
+            "extracted_size": self.extracted_size,
+            "content": self.content,
         }
+
+
+def _positive_or_none(value: Any) -> int | None:
+    if value is None:
+        return None
+    n = int(value)
+    if n <= 0:
+        raise ValueError(f"extracted_size must be positive, not {n}")
+    return n
+
+
+def _sha256(value: Any) -> str:
+    sha = str(value).lower()
+    if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+        raise ValueError(f"not a SHA-256: {sha!r}")
+    return sha
 
 
 @dataclass(eq=False)
@@ -635,7 +661,13 @@ class Agent:
         if source is None:
             session = self._session_for(take.url)
             source = await cache.fetch(take.url, take.sha256, take.size, session, take.name)
-        return dataclasses.replace(source, md5=take.md5 or None, name=take.name)
+        return dataclasses.replace(
+            source,
+            md5=take.md5 or None,
+            name=take.name,
+            extracted_size=take.extracted_size,
+            extracted_sha256=take.extracted_sha256,
+        )
 
     def _session_for(self, url: str) -> aiohttp.ClientSession:
         """The coordinator's own URLs get the appliance credential; nobody else does."""

@@ -12,22 +12,24 @@ line on stderr and a non-zero exit.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import re
-import signal
 import stat
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from appliance.burn.job import JobEvent, JobProgress, JobResult, JobStateChanged, burn_many
 from appliance.drives.base import BurnError, Drive, SourceImage
-from appliance.journal import Journal, JournalError
+
+if TYPE_CHECKING:
+    from appliance.burn.job import JobEvent
+    from appliance.journal import Journal
+
+# asyncio, the burn engine and the journal are imported when a command needs them, after the
+# arguments were read: `burn --json` prints its first event before any of that is loaded.
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -58,12 +60,43 @@ def _parser() -> argparse.ArgumentParser:
         description="Write IMAGE to every --target at once, read each back and compare. "
         "Exit status 0 only when every target passed.",
     )
-    burn.add_argument("--image", required=True, type=Path, help="image file to write")
+    burn.add_argument(
+        "--image",
+        required=True,
+        type=Path,
+        help="image file to write: raw (.img, .iso) or compressed (xz, gzip, bzip2, zstd, or a "
+        "zip holding one image), told apart by content; compressed images are unpacked as "
+        "they are written",
+    )
     burn.add_argument(
         "--sha256",
         type=_sha256,
         help="expected SHA-256 of the image; checked while writing, and no target gets the "
         "image's first block unless it matches",
+    )
+    burn.add_argument(
+        "--extracted-size",
+        type=int,
+        metavar="BYTES",
+        help="size the compressed image unpacks to; the burn stops as soon as it grows past it",
+    )
+    burn.add_argument(
+        "--extracted-sha256",
+        type=_sha256,
+        metavar="SHA256",
+        help="SHA-256 of the unpacked image; no target gets its first block unless it matches",
+    )
+    burn.add_argument(
+        "--bmap",
+        type=Path,
+        metavar="FILE",
+        help="block map of the image (bmaptool create): only mapped ranges are written, the "
+        "rest is zeroed by the device; the whole target is still verified",
+    )
+    burn.add_argument(
+        "--raw",
+        action="store_true",
+        help="write the file's bytes as they are, even when it is a compressed image",
     )
     burn.add_argument(
         "--target",
@@ -108,11 +141,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "burn":
-            return asyncio.run(_burn(args))
+            return _burn_main(args)
         if args.command == "drives":
             return _drives(args)
         if args.command == "run":
             return _run(args)
+        import asyncio
+
         if args.command == "status":
             return asyncio.run(_status(args))
         return asyncio.run(_jobs(args))
@@ -131,6 +166,8 @@ def _journal_path(args: argparse.Namespace) -> Path:
 
 
 async def _open_journal(path: Path, *, read_only: bool = False) -> Journal:
+    from appliance.journal import Journal, JournalError
+
     try:
         return await Journal.open(path, read_only=read_only)
     except JournalError as exc:
@@ -154,7 +191,18 @@ def _image(args: argparse.Namespace) -> SourceImage:
         raise CliError(f"image {path} is empty")
     if not os.access(path, os.R_OK):
         raise CliError(f"cannot read image {path}: permission denied")
-    return SourceImage(path=path, size=st.st_size, sha256=args.sha256, name=path.name)
+    if args.extracted_size is not None and args.extracted_size <= 0:
+        raise CliError("--extracted-size must be a positive number of bytes")
+    return SourceImage(
+        path=path,
+        size=st.st_size,
+        sha256=args.sha256,
+        name=path.name,
+        encoding="raw" if args.raw else "auto",
+        extracted_size=args.extracted_size,
+        extracted_sha256=args.extracted_sha256,
+        bmap=args.bmap,
+    )
 
 
 def _uid(path: str) -> str:
@@ -191,11 +239,27 @@ def make_drive(target: str, *, partition_ok: bool = False) -> Drive:
     return BlockDrive(target, _uid(target))
 
 
-async def _burn(args: argparse.Namespace) -> int:
+def _burn_main(args: argparse.Namespace) -> int:
     targets: list[str] = args.target
     if len(set(targets)) != len(targets):
         raise CliError("the same --target was given twice")
     image = _image(args)
+    if args.json:
+        view = _JsonView(sys.stdout)
+        for target in targets:
+            view.emit({"event": "start", "target": target, "image": str(image.path)})
+    import asyncio
+
+    return asyncio.run(_burn(args, image))
+
+
+async def _burn(args: argparse.Namespace, image: SourceImage) -> int:
+    import asyncio
+    import signal
+
+    from appliance.burn.job import burn_many
+
+    targets: list[str] = args.target
     drives = [make_drive(t, partition_ok=args.partition_ok) for t in targets]
     journal = await _open_journal(_journal_path(args))
     view: _View = _JsonView(sys.stdout) if args.json else _TextView(sys.stdout, targets)
@@ -229,6 +293,8 @@ async def _burn(args: argparse.Namespace) -> int:
 
 
 def _event_json(event: JobEvent) -> dict[str, Any]:
+    from appliance.burn.job import JobProgress, JobStateChanged
+
     if isinstance(event, JobProgress):
         return {
             "event": "progress",
@@ -277,11 +343,13 @@ class _JsonView(_View):
         self.out = out
 
     def event(self, event: JobEvent) -> None:
-        self.out.write(json.dumps(_event_json(event)) + "\n")
-        self.out.flush()
+        self.emit(_event_json(event))
 
     def note(self, text: str) -> None:
-        self.out.write(json.dumps({"event": "note", "message": text}) + "\n")
+        self.emit({"event": "note", "message": text})
+
+    def emit(self, obj: dict[str, Any]) -> None:
+        self.out.write(json.dumps(obj) + "\n")
         self.out.flush()
 
 
@@ -316,6 +384,8 @@ class _TextView(_View):
         self.lines = {t: _Line() for t in self.targets}
 
     def event(self, event: JobEvent) -> None:
+        from appliance.burn.job import JobProgress, JobResult, JobStateChanged
+
         line = self.lines.setdefault(event.target, _Line())
         if isinstance(event, JobProgress):
             eta = "--" if event.eta is None else f"{event.eta:.0f}s"
@@ -350,6 +420,8 @@ class _TextView(_View):
         self.out.flush()
 
     def _draw(self, *, force: bool) -> None:
+        import time
+
         now = time.monotonic()
         if not force and now - self.last_draw < 0.1:
             return
@@ -467,10 +539,12 @@ def _job_text(job: dict[str, Any]) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import asyncio
     import logging
 
     from appliance.agent import run
     from appliance.config import ConfigError, load_config
+    from appliance.journal import JournalError
 
     try:
         config = load_config(args.config)

@@ -23,7 +23,7 @@ import stat
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Protocol, TypedDict
+from typing import Any, Final, NotRequired, Protocol, TypedDict
 
 from appliance.drives.base import BurnError
 
@@ -94,9 +94,13 @@ class ImageView(TypedDict):
     sha256: str
     md5: str
     name: str
-    size: int
+    size: int  # the file as delivered
     notes: str
     media: list[str]  # media kinds the image fits on
+    # A compressed image: the size it unpacks to (what has to fit on the medium).
+    extracted_size: NotRequired[int | None]
+    # What the image store found inside: "disk", "iso", "hybrid" or "unknown" (wire.imageformat).
+    content: NotRequired[str | None]
 
 
 class QueueEntry(TypedDict):
@@ -150,9 +154,21 @@ class Listeners:
                 log.exception("control event listener failed")
 
 
-def media_for_size(size: int) -> list[str]:
-    """Media kinds an image of `size` bytes fits on; USB/SD targets ("BLOCK") take anything."""
-    return [kind for kind, cap in MEDIA_CAPACITY.items() if size <= cap] + ["BLOCK"]
+def media_for_size(size: int, content: str | None = None) -> list[str]:
+    """Media kinds an image of `size` (unpacked) bytes goes on. Media sense: a disk image
+    (partition table, no ISO 9660) boots from USB sticks and SD cards only, a plain ISO from
+    discs only; a hybrid ISO, or an image nobody looked inside yet, from either."""
+    discs = [kind for kind, cap in MEDIA_CAPACITY.items() if size <= cap]
+    if content == "disk":
+        return ["BLOCK"]
+    if content == "iso":
+        return discs
+    return [*discs, "BLOCK"]
+
+
+def unpacked_size(image: ImageView) -> int:
+    """What has to fit on the medium: the unpacked image, not the compressed file."""
+    return image.get("extracted_size") or image["size"]
 
 
 def fits(drive: DriveView, image: ImageView) -> bool:
@@ -160,7 +176,21 @@ def fits(drive: DriveView, image: ImageView) -> bool:
     medium's size is known, room for it. Says nothing about whether the drive is free now."""
     if not set(drive["capabilities"]) & set(image["media"]):
         return False
-    return drive["capacity"] is None or drive["capacity"] >= image["size"]
+    return drive["capacity"] is None or drive["capacity"] >= unpacked_size(image)
+
+
+def why_not_offered(drive: DriveView, image: ImageView) -> str | None:
+    """Why a drive is not offered for an image because of what the image is (media sense);
+    None when it is offered, or when only the size is in the way."""
+    if fits(drive, image):
+        return None
+    content = image.get("content")
+    block = "BLOCK" in drive["capabilities"]
+    if content == "disk" and not block:
+        return "a disk image boots from USB sticks and SD cards, not from discs"
+    if content == "iso" and block:
+        return "this ISO has no partition table, so it boots from discs only"
+    return None
 
 
 # --- errors --------------------------------------------------------------------------------

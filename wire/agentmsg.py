@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, TypeAlias, TypeVar
 
 from wire import burnproto as bp
+from wire.imageformat import Media
 
 MAX_DRIVES = 64
 MAX_IMAGES = 4096
@@ -476,15 +477,22 @@ class Cancel:
 
 @dataclass(frozen=True, slots=True)
 class Take:
+    """One catalog image. `sha256`/`size` are the file as delivered; a compressed image also
+    says what it unpacks to (`extracted_size`, `extracted_sha256`) and, once the image store
+    looked inside, which media it suits (`media`: a `wire.imageformat.Media` value)."""
+
     md5: str
     sha256: str
     size: int
     name: str
     notes: str
     url: str
+    extracted_size: int | None = None
+    extracted_sha256: str | None = None
+    media: str | None = None
 
     def to_json(self) -> JsonObject:
-        return {
+        out: JsonObject = {
             "md5": self.md5,
             "sha256": self.sha256,
             "size": self.size,
@@ -492,6 +500,21 @@ class Take:
             "notes": self.notes,
             "url": self.url,
         }
+        # Only when known, so an older agent's strict reader sees the message it always saw.
+        if self.extracted_size is not None:
+            out["extracted_size"] = self.extracted_size
+        if self.extracted_sha256 is not None:
+            out["extracted_sha256"] = self.extracted_sha256
+        if self.media is not None:
+            out["media"] = self.media
+        return out
+
+
+def _media(r: _Reader) -> str | None:
+    value = r.optional_text("media", limit=16)
+    if value is not None and value not in set(Media):
+        raise BadField(r.at("media"), f"must be one of {', '.join(Media)}, not {_shown(value)}")
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -516,6 +539,9 @@ class Catalog:
                     name=t.text("name"),
                     notes=t.text("notes", limit=MAX_NOTES),
                     url=t.text("url", limit=2048),
+                    extracted_size=t.optional_integer("extracted_size", minimum=1),
+                    extracted_sha256=t.optional_sha256("extracted_sha256"),
+                    media=_media(t),
                 )
             )
         return cls(tuple(takes))

@@ -55,6 +55,11 @@ class SourceImage:
     `proven` means the cache checked `sha256` when the image arrived; then only the fast
     `xxh3_128` digest is recomputed while writing. An unproven image with `sha256` set pays for
     SHA-256 during the write, and the write fails before the first block if it does not match.
+
+    `sha256`/`size` describe the file as delivered. A compressed file (xz, gzip, bzip2, zstd,
+    zip) is unpacked while it is written: `encoding` is "auto" (decide from the content), "raw"
+    (write the bytes as they are: the `--raw` flag) or the decided format, and a take may declare
+    the image it unpacks to with `extracted_size`/`extracted_sha256`.
     """
 
     path: Path
@@ -64,6 +69,11 @@ class SourceImage:
     md5: str | None = None
     proven: bool = False
     name: str = field(default="")
+    encoding: str = "auto"
+    extracted_size: int | None = None
+    extracted_sha256: str | None = None
+    member: str | None = None  # the entry to extract from a zip
+    bmap: Path | None = None  # a block map: only its ranges are written, holes are zeroed
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,7 +49,9 @@ from appliance.drives.base import (
     VerifyMismatch,
     WriteProtected,
 )
+from appliance.drives.blockstream import StreamRecord, verify_stream, write_stream
 from appliance.drives.imagefile import ImageFile
+from appliance.images.formats import Encoding, resolve
 
 log = logging.getLogger(__name__)
 
@@ -197,6 +199,7 @@ class _Shared:
 
     done: int = 0
     phase: Phase = Phase.WRITE
+    total: int = 0  # set by a writer that learns the size as it goes (an unpacked stream)
 
 
 # --------------------------------------------------------------------------- the drive
@@ -228,6 +231,7 @@ class BlockDrive:
         self._busy = False
         self.zeroed_bytes = 0  # bytes of the last write left to BLKZEROOUT instead of written
         self._held: ImageFile | None = None  # the last write's image, kept for its verify
+        self._stream: StreamRecord | None = None  # what the last unpacked write put down
 
     @property
     def info(self) -> DriveInfo:
@@ -254,11 +258,36 @@ class BlockDrive:
     def chunk_size(self) -> int:
         return self._chunk
 
+    @property
+    def path(self) -> str:
+        return self._path
+
     def write(self, image: SourceImage) -> AsyncIterator[Progress]:
-        return self._run(Phase.WRITE, image, self._write_sync)
+        return self._run(Phase.WRITE, image, self._write_any)
 
     def verify(self, image: SourceImage) -> AsyncIterator[Progress]:
-        return self._run(Phase.VERIFY, image, self._verify_sync)
+        return self._run(Phase.VERIFY, image, self._verify_any)
+
+    def _write_any(
+        self, image: SourceImage, shared: _Shared, stop: threading.Event, nudge: Callable[[], None]
+    ) -> None:
+        """A compressed image is unpacked onto the target (appliance.drives.blockstream)."""
+        self._stream = None
+        image = resolve(image)
+        if image.encoding == Encoding.RAW and image.bmap is None:
+            self._write_sync(image, shared, stop, nudge)
+        else:
+            self._drop_held()
+            self._stream = write_stream(self, image, shared, stop, nudge)
+
+    def _verify_any(
+        self, image: SourceImage, shared: _Shared, stop: threading.Event, nudge: Callable[[], None]
+    ) -> None:
+        image = resolve(image)
+        if image.encoding == Encoding.RAW and image.bmap is None:
+            self._verify_sync(image, shared, stop, nudge)
+        else:
+            verify_stream(self, image, self._stream, shared, stop, nudge)
 
     async def eject(self) -> None:
         # A stick has no tray: flush the kernel's buffers so it can be pulled safely.
@@ -323,6 +352,7 @@ class BlockDrive:
                 now = time.monotonic()
                 if now - last_emit < PROGRESS_INTERVAL / 2 and not finished.done():
                     continue  # a fast device nudges per chunk; ~10 events/s are plenty
+                total = shared.total or total
                 last_emit = now
                 done = shared.done
                 window.append((now, done))
@@ -333,6 +363,7 @@ class BlockDrive:
                 if not finished.done():
                     yield Progress(shared.phase, done, total, speed, _eta(done, total, speed))
             finished.result()
+            total = shared.total or total
             elapsed = max(time.monotonic() - started, 1e-9)
             yield Progress(phase, total, total, total / elapsed, 0.0)
         finally:

@@ -61,6 +61,7 @@ from appliance.drives.base import (
     WriteProtected,
 )
 from appliance.drives.imagefile import ImageFile
+from appliance.images.formats import require_raw
 
 log = logging.getLogger(__name__)
 
@@ -638,6 +639,8 @@ class OpticalDrive:
             raise CorruptImage(f"cannot read the image {image.path}: {exc.strerror}") from exc
         if st.st_size != image.size:
             raise CorruptImage(f"{image.path} holds {st.st_size} bytes, the take says {image.size}")
+        # A disc gets the file's bytes as they are: never the compressed bytes of an .iso.xz.
+        await asyncio.to_thread(require_raw, image, "a disc burner")
         await self._check_media(image, choice)
         self._drop_source()
         source = await asyncio.to_thread(ImageFile, Path(image.path), image.size)

@@ -11,7 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from appliance.control import AgentStatus, DriveView, ImageView, ResultView, fits
+from appliance.control import (
+    AgentStatus,
+    DriveView,
+    ImageView,
+    ResultView,
+    fits,
+    unpacked_size,
+    why_not_offered,
+)
 
 
 @dataclass
@@ -95,6 +103,15 @@ class KioskModel:
     def drives_for(self, image: ImageView) -> list[DriveView]:
         return [d for d in self.drives.values() if fits(d, image)]
 
+    def drives_refused(self, image: ImageView) -> list[tuple[DriveView, str]]:
+        """Burners here that the image is not offered on because of what it is, and why."""
+        out = []
+        for d in self.drives.values():
+            why = why_not_offered(d, image)
+            if why is not None:
+                out.append((d, why))
+        return out
+
     def image(self, sha256: str) -> ImageView | None:
         return next((i for i in self.images if i["sha256"] == sha256), None)
 
@@ -152,6 +169,14 @@ def human_eta(seconds: float | None) -> str:
     if s >= 3600:
         return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d} left"
     return f"{s // 60}:{s % 60:02d} left"
+
+
+def size_text(image: ImageView) -> str:
+    """The unpacked size (what must fit), and the download's size when it is compressed."""
+    unpacked = unpacked_size(image)
+    if unpacked == image["size"]:
+        return human_size(unpacked)
+    return f"{human_size(unpacked)} ({human_size(image['size'])} compressed)"
 
 
 def media_text(image: ImageView) -> str:

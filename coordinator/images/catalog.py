@@ -18,7 +18,7 @@ IMAGES_DIRNAME = "images"
 
 _TAKE_SQL = """
 SELECT t.id, t.show_id, t.shot_id, t.name, t.size, t.sha256, t.md5, t.notes,
-       s.direction_notes
+       t.extracted_size, t.extracted_sha256, s.direction_notes
 FROM takes t JOIN shots s ON s.id = t.shot_id
 """
 
@@ -36,6 +36,8 @@ class ImageInfo:
     take_id: int
     shot_id: int
     show_id: int
+    extracted_size: int | None = None  # declared with the take, or found by the image store
+    extracted_sha256: str | None = None
 
     @property
     def expected(self) -> Expected:
@@ -59,6 +61,8 @@ def _info(row: sqlite3.Row, images: ImageStore) -> ImageInfo:
         take_id=row["id"],
         shot_id=row["shot_id"],
         show_id=row["show_id"],
+        extracted_size=row["extracted_size"],
+        extracted_sha256=row["extracted_sha256"],
     )
 
 
@@ -89,6 +93,23 @@ def find_by_sha256(
 def find_take(conn: sqlite3.Connection, images: ImageStore, take_id: int) -> ImageInfo | None:
     row = conn.execute(_TAKE_SQL + " WHERE t.id = ?", (take_id,)).fetchone()
     return None if row is None else _info(row, images)
+
+
+def record_contents(
+    conn: sqlite3.Connection,
+    sha256: str,
+    extracted_size: int | None,
+    extracted_sha256: str | None,
+    media: str,
+) -> int:
+    """Fill in what the image with this SHA-256 unpacks to, on every take that carries it and
+    did not declare it; returns how many takes changed."""
+    cur = conn.execute(
+        "UPDATE takes SET extracted_size = coalesce(extracted_size, ?), "
+        "extracted_sha256 = coalesce(extracted_sha256, ?), media = ? WHERE sha256 = ?",
+        (extracted_size, extracted_sha256, media, sha256),
+    )
+    return cur.rowcount
 
 
 async def lookup_md5(

@@ -72,8 +72,7 @@ def _live_session(conn: sqlite3.Connection, show_id: int, wanted: str | None) ->
 
 def _takes(conn: sqlite3.Connection, show_id: int) -> list[am.Take]:
     rows = conn.execute(
-        "SELECT md5, sha256, size, name, notes, url FROM takes WHERE show_id = ? "
-        "ORDER BY id LIMIT ?",
+        f"SELECT {_TAKE_COLUMNS} FROM takes WHERE show_id = ? ORDER BY id LIMIT ?",  # noqa: S608
         (show_id, am.MAX_TAKES),
     ).fetchall()
     seen: set[str] = set()
@@ -83,22 +82,33 @@ def _takes(conn: sqlite3.Connection, show_id: int) -> list[am.Take]:
         if md5 in seen:
             continue  # several takes of one image: the oldest describes it
         seen.add(md5)
-        out.append(
-            am.Take(md5, row["sha256"].lower(), row["size"], row["name"], row["notes"], row["url"])
-        )
+        out.append(_as_take(row))
     return out
 
 
 def _take(conn: sqlite3.Connection, show_id: int, md5: str) -> am.Take | None:
     row = conn.execute(
-        "SELECT md5, sha256, size, name, notes, url FROM takes "
+        f"SELECT {_TAKE_COLUMNS} FROM takes "  # noqa: S608 - a constant column list
         "WHERE show_id = ? AND lower(md5) = ? ORDER BY id LIMIT 1",
         (show_id, md5.lower()),
     ).fetchone()
-    if row is None:
-        return None
+    return None if row is None else _as_take(row)
+
+
+_TAKE_COLUMNS = "md5, sha256, size, name, notes, url, extracted_size, extracted_sha256, media"
+
+
+def _as_take(row: sqlite3.Row) -> am.Take:
     return am.Take(
-        md5.lower(), row["sha256"].lower(), row["size"], row["name"], row["notes"], row["url"]
+        row["md5"].lower(),
+        row["sha256"].lower(),
+        row["size"],
+        row["name"],
+        row["notes"],
+        row["url"],
+        row["extracted_size"],
+        None if row["extracted_sha256"] is None else row["extracted_sha256"].lower(),
+        row["media"],
     )
 
 

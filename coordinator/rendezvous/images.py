@@ -11,18 +11,27 @@ interrupted download resumes with ``Range: bytes=N-``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from aiohttp import web
 
 from coordinator.errors import BadRequest, Invalid, NotFound
 from coordinator.images.blobs import ImageStore, Received, is_sha256
-from coordinator.images.catalog import IMAGES_DIRNAME, ImageInfo, find_by_sha256, find_take
+from coordinator.images.catalog import (
+    IMAGES_DIRNAME,
+    ImageInfo,
+    find_by_sha256,
+    find_take,
+    record_contents,
+)
+from coordinator.images.contents import NotAnImage, inspect, media_of_file
 from coordinator.keys import CONFIG
 from coordinator.rendezvous import schemas
 from coordinator.rendezvous.endpoint import PREFIX, Endpoint
-from coordinator.rendezvous.http import authorized, caller, ok, path_id, read, require
+from coordinator.rendezvous.http import authorized, caller, ok, path_id, read, require, write
 from coordinator.store.records import ROLES, Role
 
 # The image store logs under its own name wherever its endpoints live (operators filter on it).
@@ -64,6 +73,8 @@ async def _store_upload(request: web.Request, info: ImageInfo, actor: str) -> we
     # iter_chunked hands out at most chunk_size bytes: the body is never held whole.
     body = request.content.iter_chunked(images.chunk_size)
     received: Received = await images.receive(body, info.expected)
+    if received.created:
+        await _record_contents(request, info, received)
     log.info(
         "image stored",
         extra={
@@ -76,6 +87,44 @@ async def _store_upload(request: web.Request, info: ImageInfo, actor: str) -> we
         },
     )
     return ok({**out, "created": received.created}, 201 if received.created else 200)
+
+
+async def _record_contents(request: web.Request, info: ImageInfo, received: Received) -> None:
+    """Unpack a compressed upload once (worker thread) and record what it unpacks to; an upload
+    that does not unpack to one sound image, or not to the one the take declares, is removed.
+    A raw upload is its own image: only its media (disk, iso, hybrid) is recorded."""
+    loop = asyncio.get_running_loop()
+    try:
+        found = await loop.run_in_executor(None, inspect, received.path)
+    except NotAnImage as exc:
+        await loop.run_in_executor(None, _remove, received.path)
+        raise Invalid(f"the upload is not a burnable image: {exc}; nothing was kept") from exc
+    if found is None:
+        media = await loop.run_in_executor(None, media_of_file, received.path)
+        await write(request, lambda c: record_contents(c, received.sha256, None, None, media))
+        return
+    for field, declared, got in (
+        ("extracted_size", info.extracted_size, found.extracted_size),
+        ("extracted_sha256", info.extracted_sha256, found.extracted_sha256),
+    ):
+        if declared is not None and declared != got:
+            await loop.run_in_executor(None, _remove, received.path)
+            raise Invalid(
+                f"the upload unpacks to {field} {got} but the take declares {declared}; "
+                "nothing was kept",
+                field=field,
+            )
+    await write(
+        request,
+        lambda c: record_contents(
+            c, received.sha256, found.extracted_size, found.extracted_sha256, found.media
+        ),
+    )
+
+
+def _remove(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
 
 
 async def upload_take_image(request: web.Request) -> web.Response:
@@ -140,7 +189,11 @@ _UPLOAD_DOC = (
     "The request body is the raw image (`application/octet-stream`, with `Content-Length` or "
     "chunked). It is streamed to disk and hashed on the way; it is stored only if its size, "
     "SHA-256 and MD5 match the take (otherwise 422 whose `field` names the mismatch, and "
-    "nothing is kept). 201 when stored, 200 when the image was already present (not rewritten)."
+    "nothing is kept). A compressed image (xz, gzip, bzip2, zstd, a zip of one image) is then "
+    "unpacked once: its `extracted_size`/`extracted_sha256` are recorded on the take (422 with "
+    "`field` naming the one that differs from what the take declared, or when it does not "
+    "unpack to one sound image), and its media (disk image, ISO, hybrid ISO) for every image. "
+    "201 when stored, 200 when the image was already present (not rewritten)."
 )
 
 ENDPOINTS = [

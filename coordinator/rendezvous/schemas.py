@@ -91,6 +91,19 @@ TAKE_IN = _obj(
         },
         "md5": {"type": "string", "pattern": r"^[0-9a-fA-F]{32}$", "description": "32 hex digits"},
         "url": IMAGE_URL,
+        "extracted_size": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": MAX_ID,
+            "description": "for a compressed image (xz, gzip, bzip2, zstd, zip): the size it "
+            "unpacks to; the image store fills it in on upload when left out",
+        },
+        "extracted_sha256": {
+            "type": "string",
+            "pattern": r"^[0-9a-fA-F]{64}$",
+            "description": "for a compressed image: SHA-256 of the image it unpacks to; the "
+            "upload is refused and kiosks refuse to burn when the stream does not match",
+        },
         "notes": TEXT,
         "tags": TAGS,
     },

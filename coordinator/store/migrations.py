@@ -347,6 +347,22 @@ def _v5_enrollment_binding(conn: sqlite3.Connection) -> None:
     )
 
 
+def _v6_extracted(conn: sqlite3.Connection) -> None:
+    # A compressed take (.img.xz, .zip, ...) also names the image it unpacks to, declared with
+    # the take or filled in by the image store when the file is uploaded; `media` is what the
+    # store found inside (disk, iso, hybrid, unknown), NULL until then.
+    _execute_script(
+        conn,
+        """
+        ALTER TABLE takes ADD COLUMN extracted_size INTEGER
+            CHECK (extracted_size IS NULL OR extracted_size > 0);
+        ALTER TABLE takes ADD COLUMN extracted_sha256 TEXT
+            CHECK (extracted_sha256 IS NULL OR length(extracted_sha256) = 64);
+        ALTER TABLE takes ADD COLUMN media TEXT;
+        """,
+    )
+
+
 Migration = Callable[[sqlite3.Connection], None]
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -355,6 +371,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _v3_membership_secrets,
     _v4_revocations,
     _v5_enrollment_binding,
+    _v6_extracted,
 )
 """Index i holds the step from version i to version i + 1; append only, never edit a shipped one."""
 

@@ -331,13 +331,18 @@ async function catalogView(showId) {
     toast(text);
     reload();
   };
+  // What must fit on the medium is the unpacked image; a compressed take says both sizes.
+  const mediaNames = { disk: "disk image: USB/SD", iso: "ISO: discs", hybrid: "hybrid ISO: discs and USB/SD" };
+  const takeSize = (t) =>
+    (t.extracted_size ? `${bytes(t.extracted_size)} unpacked (${bytes(t.size)} compressed)` : bytes(t.size)) +
+    (mediaNames[t.media] ? ` · ${mediaNames[t.media]}` : "");
   const takeItem = (t) =>
     h(
       "li",
       { class: "node take" },
       h("span", { class: "kind" }, "Take"),
       h("strong", {}, t.name),
-      h("span", { class: "muted" }, ` ${bytes(t.size)} · md5 ${t.md5}`),
+      h("span", { class: "muted" }, ` ${takeSize(t)} · md5 ${t.md5}`),
       contributor ? dangerButton("Remove", async () => { await auth.del(`/takes/${t.id}`); after(`Removed take “${t.name}”.`); }, t.name) : null,
     );
   const shotItem = (s) =>
@@ -356,8 +361,13 @@ async function catalogView(showId) {
             field("SHA-256", { name: "sha256", required: true, pattern: "[0-9a-fA-F]{64}" }),
             field("MD5", { name: "md5", required: true, pattern: "[0-9a-fA-F]{32}" }),
             field("URL", { name: "url", type: "url", required: true }),
+            field("Unpacked size (bytes, compressed images)", { name: "extracted_size", type: "number", min: 1 }),
+            field("Unpacked SHA-256 (compressed images)", { name: "extracted_sha256", pattern: "[0-9a-fA-F]{64}" }),
           ], async (v) => {
-            await auth.post(`/shots/${s.id}/takes`, { name: v.name, size: Number(v.size), sha256: v.sha256, md5: v.md5, url: v.url });
+            const take = { name: v.name, size: Number(v.size), sha256: v.sha256, md5: v.md5, url: v.url };
+            if (v.extracted_size) take.extracted_size = Number(v.extracted_size);
+            if (v.extracted_sha256) take.extracted_sha256 = v.extracted_sha256;
+            await auth.post(`/shots/${s.id}/takes`, take);
             after(`Added take “${v.name}”.`);
           })
         : null,

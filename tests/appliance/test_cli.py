@@ -499,3 +499,30 @@ def test_drives_json_is_one_array_without_the_system_disk():
     assert not {r["path"] for r in rows} & system_disks()
     for r in rows:
         assert {"uid", "path", "kind", "capabilities", "capacity", "model"} <= set(r)
+
+
+def test_burn_json_starts_with_a_start_event_per_target(
+    tmp_path: Path, loop_devices: LoopFactory, make_test_image: ImageMaker
+):
+    img = make_test_image(2 * MiB)
+    a, b = loop_devices(4 * MiB), loop_devices(4 * MiB)
+    run = agent(
+        "burn", "--image", str(img), "--target", a.path, "--target", b.path, "--json",
+        "--journal", str(tmp_path / "j.db"),
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    first = events(run.stdout)[:2]
+    assert [(e["event"], e["target"]) for e in first] == [("start", a.path), ("start", b.path)]
+
+
+def test_the_burn_path_loads_no_ui_network_or_udev_code():
+    # What `burn` imports to write a block target: no Textual, aiohttp or pyudev (they cost
+    # hundreds of milliseconds before the first byte on a Pi).
+    probe = (
+        "import sys, appliance.cli, appliance.drives.block, appliance.burn.job;"
+        "print(sorted(m for m in ('textual', 'aiohttp', 'pyudev') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"

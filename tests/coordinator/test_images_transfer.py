@@ -491,3 +491,81 @@ async def test_appliance_created_in_store_can_download(
     _, sha = stored
     resp = await client.get(f"/api/v1/images/{sha}", headers=bearer(other["credential"]))
     assert resp.status == 404
+
+
+# --- what a compressed upload unpacks to ------------------------------------------------------
+
+
+def disk_image(size: int = 2 * MiB) -> bytes:
+    """A raw disk image: random bytes with an MBR signature, half zeros so it packs well."""
+    data = bytearray(blob(size // 2) + bytes(size - size // 2))
+    data[510:512] = b"\x55\xaa"
+    return bytes(data)
+
+
+def packed(data: bytes, program: str) -> bytes:
+    return subprocess.run([program, "-c"], input=data, capture_output=True, check=True).stdout
+
+
+async def listed_take(client: Client, world: World, take: int) -> dict[str, Any]:
+    page = await call(client, "GET", f"/shots/{world.shot}/takes", world.contributor, expect=200)
+    return next(t for t in page["items"] if t["id"] == take)
+
+
+@pytest.mark.parametrize("program", ["xz", "gzip", "zstd", "bzip2"])
+async def test_compressed_upload_records_what_it_unpacks_to(
+    client: Client, world: World, program: str
+) -> None:
+    raw = disk_image()
+    data = packed(raw, program)
+    take = await add_take(client, world.shot, f"pi.img.{program}", digests(data))
+    status, body = await put(client, f"/takes/{take}/image", world.contributor, io.BytesIO(data))
+    assert status == 201, body
+    listed = await listed_take(client, world, take)
+    assert listed["size"] == len(data)
+    assert listed["extracted_size"] == len(raw)
+    assert listed["extracted_sha256"] == hashlib.sha256(raw).hexdigest()
+    assert listed["media"] == "disk"
+
+
+async def test_raw_upload_records_its_media_only(client: Client, world: World) -> None:
+    iso = bytearray(blob(64 * 1024))
+    iso[510:512] = b"\0\0"
+    iso[32769:32774] = b"CD001"
+    take = await add_take(client, world.shot, "live.iso", digests(bytes(iso)))
+    assert (await put(client, f"/takes/{take}/image", world.contributor, bytes(iso)))[0] == 201
+    listed = await listed_take(client, world, take)
+    assert (listed["media"], listed["extracted_size"], listed["extracted_sha256"]) == (
+        "iso",
+        None,
+        None,
+    )
+
+
+@pytest.mark.parametrize("field", ["extracted_size", "extracted_sha256"])
+async def test_upload_unpacking_to_another_image_than_declared_is_refused(
+    client: Client, world: World, config: CoordinatorConfig, field: str
+) -> None:
+    raw = disk_image()
+    data = packed(raw, "gzip")
+    declared = {
+        "extracted_size": len(raw) + 512,
+        "extracted_sha256": hashlib.sha256(b"another image").hexdigest(),
+    }
+    facts = {**digests(data), field: declared[field]}
+    take = await add_take(client, world.shot, "pi.img.gz", facts)
+    status, body = await put(client, f"/takes/{take}/image", world.contributor, io.BytesIO(data))
+    assert status == 422, body
+    assert body["field"] == field
+    assert listing(config) == []
+
+
+async def test_damaged_compressed_upload_is_refused(
+    client: Client, world: World, config: CoordinatorConfig
+) -> None:
+    data = packed(disk_image(), "xz")[:-100]  # cut: the xz index is gone
+    take = await add_take(client, world.shot, "cut.img.xz", digests(data))
+    status, body = await put(client, f"/takes/{take}/image", world.contributor, io.BytesIO(data))
+    assert status == 422, body
+    assert "not a sound xz file" in body["detail"]
+    assert listing(config) == []

@@ -149,3 +149,23 @@ def test_sign_in_and_navigate_with_the_keyboard_alone(page: Page, demo_stand: De
     masters.focus()
     page.keyboard.press("Enter")
     expect(page.locator("#pool")).to_contain_text("local")
+
+
+def test_contributor_adds_a_compressed_take_and_sees_its_unpacked_size(
+    page: Page, demo_stand: Demo
+) -> None:
+    enter_system(page, demo_stand.url, demo_stand.state["contributor"], demo_stand.state["show_id"])
+    expect(page.locator("#who .role")).to_have_text("contributor")
+    page.goto(f"{demo_stand.url}/#/shows/{demo_stand.state['show_id']}")
+    add = page.locator("details[id^=add-take-]").first
+    add.locator("summary").click()
+    add.get_by_label("File name").fill("raspios-lite.img.xz")
+    add.get_by_label("Size (bytes)", exact=True).fill("500000000")
+    add.get_by_label("SHA-256", exact=True).fill("a" * 64)
+    add.get_by_label("MD5").fill("b" * 32)
+    add.get_by_label("URL").fill("https://example.org/raspios-lite.img.xz")
+    add.get_by_label("Unpacked size (bytes, compressed images)").fill("2500000000")
+    add.get_by_label("Unpacked SHA-256 (compressed images)").fill("c" * 64)
+    add.get_by_role("button", name="Add take").click()
+    take = page.locator("#catalog .take", has_text="raspios-lite.img.xz")
+    expect(take).to_contain_text("2.3 GiB unpacked (477 MiB compressed)")

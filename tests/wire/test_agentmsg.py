@@ -42,6 +42,7 @@ from wire.agentmsg import (
     parse_from_coordinator,
 )
 from wire.burnproto import Capability, StatusKind, StatusValue
+from wire.imageformat import Media
 
 Parser = Callable[[object], am.AgentMessage]
 
@@ -165,6 +166,12 @@ def test_valid_examples_parse_to_the_expected_values() -> None:
         (Take(MD5, SHA, 4683595776, "ubuntu.iso", "DVD, label A", URL),)
     )
     assert parse_from_coordinator(C["error"]) == Error("BAD_MESSAGE", "drives[0].status: nope")
+    packed = {**C["catalog"]["takes"][0], "extracted_size": 9, "extracted_sha256": SHA}
+    assert parse_from_coordinator({"type": "catalog", "takes": [{**packed, "media": "disk"}]}) == (
+        Catalog((Take(MD5, SHA, 4683595776, "ubuntu.iso", "DVD, label A", URL, 9, SHA, "disk"),))
+    )
+    with pytest.raises(AgentMessageError, match=r"takes\[0\]\.media"):
+        parse_from_coordinator({"type": "catalog", "takes": [{**packed, "media": "floppy"}]})
     # Encoding gives back exactly what was received.
     for payload in A.values():
         assert encode(parse_from_agent(payload)) == payload
@@ -233,6 +240,9 @@ takes = st.builds(
     name=texts,
     notes=st.text(max_size=300),
     url=st.text(max_size=300),
+    extracted_size=st.none() | st.integers(min_value=1, max_value=2**63),
+    extracted_sha256=st.none() | hex64,
+    media=st.none() | st.sampled_from([m.value for m in Media]),
 )
 STRATEGIES: dict[str, st.SearchStrategy[Any]] = {
     "hello": st.builds(

@@ -32,7 +32,12 @@ class PickImageScreen(Screen[None]):
             if not self.model.images:
                 yield Label("The catalog is empty. Please ask an operator.", classes="empty")
             for n, image in enumerate(self.model.images):
-                yield ImageCard(image, self.model.drives_for(image), id=f"image-{n}")
+                yield ImageCard(
+                    image,
+                    self.model.drives_for(image),
+                    refused=self.model.drives_refused(image),
+                    id=f"image-{n}",
+                )
         with Horizontal(classes="actions"):
             yield Button("Back", id="back")
 

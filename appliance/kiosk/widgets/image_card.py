@@ -9,23 +9,33 @@ from textual.widgets import Label
 
 from appliance.control import DriveView, ImageView
 from appliance.kiosk.messages import ImagePicked
-from appliance.kiosk.model import human_size, media_text
+from appliance.kiosk.model import media_text, size_text
 
 
 class ImageCard(Vertical, can_focus=True):
-    def __init__(self, image: ImageView, drives: list[DriveView], *, id: str | None = None) -> None:
+    def __init__(
+        self,
+        image: ImageView,
+        drives: list[DriveView],
+        *,
+        refused: list[tuple[DriveView, str]] | None = None,
+        id: str | None = None,
+    ) -> None:
         super().__init__(id=id, classes="card")
         self.image = image
         self.drives = drives
+        self.refused = refused or []
 
     def compose(self) -> ComposeResult:
         img = self.image
         yield Label(img["name"], classes="card-title")
-        yield Label(f"{human_size(img['size'])} · fits on {media_text(img)}", classes="card-meta")
+        yield Label(f"{size_text(img)} · fits on {media_text(img)}", classes="card-meta")
         if img["notes"]:
             yield Label(img["notes"], classes="card-notes")
         names = ", ".join(d["name"] for d in self.drives) or "no burner here can take it"
         yield Label(f"Burners: {names}", classes="card-drives")
+        for drive, why in self.refused:
+            yield Label(f"Not on {drive['name']}: {why}", classes="card-why-not")
 
     def on_click(self, event: events.Click) -> None:
         event.stop()

@@ -1,0 +1,254 @@
+"""Unpack a compressed image into a byte stream that a writer pulls chunk by chunk.
+
+`open_decoder` picks, per format, the fastest well-kept decoder this machine has: the `xz -T0`,
+`zstd`, `gzip`/`pigz` and `bzip2`/`lbzip2` programs as subprocesses (they decode on another core
+while the writer thread waits on the device, and `xz -T0` unpacks multi-block files in
+parallel), else the stdlib `lzma`/`gzip`/`bz2` modules, and always `zipfile` for a zip's one
+entry. A decoder only ever hands out bytes it produced; whether the whole stream was sound (the
+format's own CRC, no early end) is known when `finish` returns without raising `CorruptImage`,
+which is why a writer keeps the image's first chunk back until then.
+"""
+
+from __future__ import annotations
+
+import bz2
+import contextlib
+import fcntl
+import gzip
+import lzma
+import os
+import shutil
+import subprocess
+import tempfile
+import zipfile
+import zlib
+from pathlib import Path
+from typing import IO, Protocol, cast
+
+from appliance.drives.base import CorruptImage, SourceImage, ToolMissing
+from appliance.images.formats import Encoding, UnsupportedImage
+
+_F_SETPIPE_SZ = 1031
+_PIPE_SIZE = 1024 * 1024
+
+# Program candidates per format, fastest first, with the arguments that decode to stdout.
+_PROGRAMS: dict[Encoding, tuple[tuple[str, tuple[str, ...]], ...]] = {
+    Encoding.XZ: (("xz", ("-dc", "-T0")),),
+    Encoding.ZSTD: (("zstd", ("-dcq",)),),
+    Encoding.GZIP: (("pigz", ("-dc",)), ("gzip", ("-dc",))),
+    Encoding.BZIP2: (("lbzip2", ("-dc",)), ("bzip2", ("-dc",))),
+}
+
+
+class Decoder(Protocol):
+    def readinto(self, view: memoryview) -> int:
+        """Fill `view` with unpacked bytes; fewer than its length only at the end, 0 after."""
+        ...
+
+    def consumed(self) -> int:
+        """Compressed bytes read so far (progress when the unpacked size is not known)."""
+        ...
+
+    def finish(self) -> None:
+        """At the end of the stream: raise CorruptImage if the decoder found damage."""
+        ...
+
+    def stop(self) -> None:
+        """Make a blocked `readinto` return soon (callable from another thread)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def _damaged(image: SourceImage, detail: str) -> CorruptImage:
+    return CorruptImage(
+        f"{Path(image.path).name} is not a sound {image.encoding} file ({detail}); "
+        "the target was left blank at its start"
+    )
+
+
+class ProcessDecoder:
+    """A decoding program reading the file on its stdin and writing the image to a pipe."""
+
+    def __init__(self, argv: list[str], image: SourceImage) -> None:
+        self._image = image
+        self._src = open(image.path, "rb")  # noqa: SIM115 - owned until close()
+        self._err = tempfile.TemporaryFile()  # noqa: SIM115 - a pipe could fill and block it
+        try:
+            self._proc = subprocess.Popen(  # noqa: S603 - an argument list, nothing interpreted
+                argv, stdin=self._src, stdout=subprocess.PIPE, stderr=self._err
+            )
+        except OSError:
+            self._src.close()
+            self._err.close()
+            raise
+        if self._proc.stdout is None:  # pragma: no cover - stdout=PIPE always sets it
+            raise RuntimeError("decoder started without a stdout pipe")
+        self._out = self._proc.stdout
+        self._fd = self._out.fileno()
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(self._fd, _F_SETPIPE_SZ, _PIPE_SIZE)
+
+    def readinto(self, view: memoryview) -> int:
+        got = 0
+        while got < len(view):
+            n = os.readv(self._fd, [view[got:]])
+            if n == 0:
+                break
+            got += n
+        return got
+
+    def consumed(self) -> int:
+        # The child reads through our file description, so our offset is its offset.
+        try:
+            return os.lseek(self._src.fileno(), 0, os.SEEK_CUR)
+        except (OSError, ValueError):
+            return 0
+
+    def finish(self) -> None:
+        rc = self._proc.wait()
+        if rc != 0:
+            self._err.seek(0)
+            text = self._err.read(4096).decode("utf-8", "replace")
+            lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+            raise _damaged(self._image, lines[0] if lines else f"decoder exit status {rc}")
+
+    def stop(self) -> None:
+        if self._proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self._proc.kill()
+
+    def close(self) -> None:
+        self.stop()
+        self._proc.wait()
+        self._out.close()
+        self._src.close()
+        self._err.close()
+
+
+_STDLIB_ERRORS = (
+    lzma.LZMAError,
+    EOFError,
+    zlib.error,
+    gzip.BadGzipFile,
+    zipfile.BadZipFile,
+    OSError,
+    ValueError,
+)
+
+
+class FileDecoder:
+    """A stdlib decompressing file object (lzma, gzip, bz2, a zip entry)."""
+
+    def __init__(self, image: SourceImage) -> None:
+        self._image = image
+        self._raw = open(image.path, "rb")  # noqa: SIM115 - owned until close()
+        self._zip: zipfile.ZipFile | None = None
+        enc = Encoding(image.encoding)
+        try:
+            if enc is Encoding.ZIP:
+                self._zip = zipfile.ZipFile(self._raw)
+            self._f = _stdlib_reader(enc, self._raw, self._zip, image.member)
+        except NotImplementedError as exc:
+            self._raw.close()
+            raise UnsupportedImage(
+                f"{Path(image.path).name}: the zip entry uses a compression method "
+                f"that cannot be unpacked here ({exc})"
+            ) from exc
+        except (zipfile.BadZipFile, OSError) as exc:
+            self._raw.close()
+            raise _damaged(image, str(exc)) from exc
+
+    def readinto(self, view: memoryview) -> int:
+        got = 0
+        try:
+            while got < len(view):
+                n = self._f.readinto(view[got:])
+                if not n:
+                    break
+                got += n
+        except _STDLIB_ERRORS as exc:
+            raise _damaged(self._image, str(exc) or type(exc).__name__) from exc
+        return got
+
+    def consumed(self) -> int:
+        try:
+            return self._raw.tell()
+        except (OSError, ValueError):
+            return 0
+
+    def finish(self) -> None:
+        return None  # the stdlib raises from readinto on damage
+
+    def stop(self) -> None:
+        return None  # readinto never blocks for long on a local file
+
+    def close(self) -> None:
+        with contextlib.suppress(*_STDLIB_ERRORS):
+            self._f.close()
+        if self._zip is not None:
+            self._zip.close()
+        self._raw.close()
+
+
+class _Readable(Protocol):
+    def readinto(self, buffer: memoryview, /) -> int: ...
+
+    def close(self) -> None: ...
+
+
+def _stdlib_reader(
+    enc: Encoding, raw: IO[bytes], zf: zipfile.ZipFile | None, member: str | None
+) -> _Readable:
+    if zf is not None:
+        # ZipExtFile is a BufferedIOBase (it has readinto); typeshed calls it IO[bytes].
+        return cast("_Readable", zf.open(member or zf.namelist()[0]))
+    if enc is Encoding.XZ:
+        return lzma.open(raw)
+    if enc is Encoding.GZIP:
+        return gzip.open(raw)
+    if enc is Encoding.BZIP2:
+        return bz2.open(raw)
+    raise ToolMissing(f"no decoder for {enc} here (install the zstd package)")
+
+
+class RawReader:
+    """A raw image read as it is (an image burned with a bmap goes through the stream path)."""
+
+    def __init__(self, image: SourceImage) -> None:
+        self._f = open(image.path, "rb", buffering=0)  # noqa: SIM115 - owned until close()
+
+    def readinto(self, view: memoryview) -> int:
+        got = 0
+        while got < len(view):
+            n = self._f.readinto(view[got:])
+            if not n:
+                break
+            got += n
+        return got
+
+    def consumed(self) -> int:
+        return self._f.tell()
+
+    def finish(self) -> None:
+        return None
+
+    def stop(self) -> None:
+        return None
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def open_decoder(image: SourceImage) -> Decoder:
+    """A decoder for an image whose `encoding` was resolved (raw only for a bmap burn)."""
+    enc = Encoding(image.encoding)
+    if enc is Encoding.RAW:
+        return RawReader(image)
+    for name, args in _PROGRAMS.get(enc, ()):
+        exe = shutil.which(name)
+        if exe is not None:
+            return ProcessDecoder([exe, *args], image)
+    if enc is Encoding.ZSTD:
+        raise ToolMissing("zstd images need the zstd program (Debian package zstd)")
+    return FileDecoder(image)

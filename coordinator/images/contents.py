@@ -1,0 +1,127 @@
+"""What an uploaded image unpacks to: its packing, the unpacked size and SHA-256, and its media.
+
+A take names the file as delivered (`size`, `sha256`); kiosks need to know the image inside it
+too: "fits on" is decided by the unpacked size, the burn checks the unpacked stream against
+`extracted_sha256`, and a disk image is offered for USB/SD only while an ISO goes to discs (see
+`wire.imageformat`). `inspect` unpacks a stored file once, on a worker thread, with the stdlib
+decoders (the `zstd` program for zstd, which the stdlib lacks) and returns all of it; it gives up
+past `limit` bytes so no zip bomb keeps a thread busy for ever.
+"""
+
+from __future__ import annotations
+
+import bz2
+import contextlib
+import gzip
+import hashlib
+import lzma
+import shutil
+import subprocess
+import zipfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from wire.imageformat import HEAD, MEDIA_HEAD, Encoding, Media, media_of, sniff
+
+PIECE = 1024 * 1024
+MAX_EXTRACTED = 1 << 40  # 1 TiB: larger than any medium a kiosk writes
+
+
+class NotAnImage(ValueError):
+    """The file cannot be unpacked to one image (damaged, a zip of several files, too large)."""
+
+
+@dataclass(frozen=True)
+class Contents:
+    encoding: Encoding
+    extracted_size: int
+    extracted_sha256: str
+    media: Media
+
+
+def _pieces_stdlib(path: Path, encoding: Encoding) -> Iterator[bytes]:
+    with open(path, "rb") as raw:
+        if encoding is Encoding.ZIP:
+            with zipfile.ZipFile(raw) as zf:
+                files = [i for i in zf.infolist() if not i.is_dir()]
+                if len(files) != 1:
+                    names = ", ".join(i.filename for i in files[:5]) or "no file"
+                    raise NotAnImage(
+                        f"the zip holds {len(files)} files ({names}); "
+                        "it must hold exactly one image"
+                    )
+                with zf.open(files[0]) as f:
+                    yield from iter(lambda: f.read(PIECE), b"")
+            return
+        with _decompressing(encoding, raw) as unpacked:
+            yield from iter(lambda: unpacked.read(PIECE), b"")
+
+
+def _decompressing(
+    encoding: Encoding, raw: IO[bytes]
+) -> lzma.LZMAFile | gzip.GzipFile | bz2.BZ2File:
+    if encoding is Encoding.XZ:
+        return lzma.open(raw)
+    if encoding is Encoding.GZIP:
+        return gzip.open(raw)
+    return bz2.open(raw)
+
+
+def _pieces_zstd(path: Path) -> Iterator[bytes]:
+    exe = shutil.which("zstd")
+    if exe is None:
+        raise NotAnImage("zstd images need the zstd program on the coordinator")
+    with open(path, "rb") as src:
+        proc = subprocess.Popen(  # noqa: S603 - an argument list, nothing interpreted
+            [exe, "-dcq"], stdin=src, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        if proc.stdout is None or proc.stderr is None:  # pragma: no cover - PIPE sets them
+            raise RuntimeError("zstd started without pipes")
+        try:
+            yield from iter(lambda: proc.stdout.read(PIECE), b"")  # type: ignore[union-attr]
+            err = proc.stderr.read(2000).decode("utf-8", "replace").strip()
+            if proc.wait() != 0:
+                raise NotAnImage(f"not a sound zstd file ({err or 'zstd failed'})")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            proc.stdout.close()
+            proc.stderr.close()
+
+
+def inspect(path: Path, *, limit: int = MAX_EXTRACTED) -> Contents | None:
+    """The unpacked image of a compressed file, or None for a raw file (it is its own image)."""
+    with open(path, "rb") as f:
+        head = f.read(HEAD)
+    encoding = sniff(head)
+    if encoding is None:
+        return None
+    pieces = _pieces_zstd(path) if encoding is Encoding.ZSTD else _pieces_stdlib(path, encoding)
+    sha = hashlib.sha256()
+    size = 0
+    start = bytearray()
+    try:
+        for piece in pieces:
+            size += len(piece)
+            if size > limit:
+                raise NotAnImage(f"it unpacks to more than {limit} bytes")
+            if len(start) < MEDIA_HEAD:
+                start += piece[: MEDIA_HEAD - len(start)]
+            sha.update(piece)
+    except (lzma.LZMAError, EOFError, zlib.error, OSError, zipfile.BadZipFile) as exc:
+        raise NotAnImage(f"not a sound {encoding} file ({exc})") from exc
+    finally:
+        with contextlib.suppress(Exception):
+            pieces.close()  # type: ignore[attr-defined]
+    if size == 0:
+        raise NotAnImage("it unpacks to nothing")
+    return Contents(encoding, size, sha.hexdigest(), media_of(bytes(start)))
+
+
+def media_of_file(path: Path) -> Media:
+    with open(path, "rb") as f:
+        return media_of(f.read(MEDIA_HEAD))
