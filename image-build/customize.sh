@@ -197,9 +197,13 @@ if [ ! -e /etc/burnstand/agent.toml ]; then
         rm -f /etc/burnstand/agent.toml.new
         die "agent.toml.in has a placeholder customize.sh does not fill (line above)"
     fi
-    chmod 0644 /etc/burnstand/agent.toml.new
+    chmod 0640 /etc/burnstand/agent.toml.new
     mv /etc/burnstand/agent.toml.new /etc/burnstand/agent.toml
 fi
+# It may hold the operator PIN and an inline credential: readable by the agent and the kiosk
+# (group burnstand) only, also when an older image left it world-readable.
+chown root:burnstand /etc/burnstand/agent.toml
+chmod 0640 /etc/burnstand/agent.toml
 
 say "systemd units"
 unit_dir=/usr/local/lib/systemd/system
