@@ -208,7 +208,7 @@ chmod 0640 /etc/burnstand/agent.toml
 say "systemd units"
 unit_dir=/usr/local/lib/systemd/system
 install -d "$unit_dir"
-units=(burnstand-firstboot.service burnstand-agent.service burnstand-kiosk.service)
+units=(burnstand-firstboot.service burnstand-system-disk.service burnstand-agent.service burnstand-kiosk.service)
 [ "$DISPLAY_STACK" -eq 0 ] || units+=(burnstand-kiosk-display.service)
 [ "$WITH_COORDINATOR" -eq 0 ] || units+=(burnstand-coordinator.service)
 for unit in "${units[@]}"; do
