@@ -7,27 +7,20 @@ revocation travels the real path: REST removal, the store's trigger, the revocat
 
 from __future__ import annotations
 
-import socket
-
 from rv_helpers import FakeClock, MakeClient, call, make_world, new_session
 from seed_client import SeedClient, connect
 
 from coordinator.backoff import Backoff
 from coordinator.live import LIVE
+from tests.conftest import free_port
 
 BURNER = "3f2b9c1d0e4a5b6c7d8e9f0a1b2c3d4e"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def test_removed_appliance_is_hung_up_on_and_refused(
     make_client: MakeClient, clock: FakeClock, clients: list[SeedClient]
 ) -> None:
-    client = await make_client(burn_port=_free_port())
+    client = await make_client(burn_port=free_port())
     world = await make_world(client, clock)
     await new_session(client, world)
     listener = client.app[LIVE].listener
@@ -51,7 +44,7 @@ async def test_removed_appliance_is_hung_up_on_and_refused(
 async def test_burn_listener_backs_off_wrong_credentials(
     make_client: MakeClient, clock: FakeClock, clients: list[SeedClient]
 ) -> None:
-    client = await make_client(burn_port=_free_port())
+    client = await make_client(burn_port=free_port())
     world = await make_world(client, clock)
     await new_session(client, world)
     listener = client.app[LIVE].listener
