@@ -9,6 +9,7 @@ key with an example. Nothing here touches a drive, the network or GPIO: the agen
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import tomllib
 from collections.abc import Mapping
@@ -90,6 +91,20 @@ class AgentConfig:
         if not path.endswith("/link"):
             path += "/link"
         return f"{scheme}://{parts.netloc}{path}"
+
+
+def transport_is_safe(url: str) -> bool:
+    """TLS, or plain HTTP that never leaves this machine (the demo, a local coordinator)."""
+    parts = urlsplit(url)
+    if parts.scheme in ("https", "wss"):
+        return True
+    host = parts.hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def parse_size(value: object) -> int:
@@ -237,6 +252,14 @@ def parse_config(text: str, file: str = "agent.toml") -> AgentConfig:
         )
     if enrollment_code is not None and credential is None and show is None:
         raise coord.fail("show", "is needed to enroll: the id of the show to join")
+    insecure = coord.boolean("insecure_transport", False)
+    if url is not None and not insecure and not transport_is_safe(url):
+        raise coord.fail(
+            "url",
+            f"{urlsplit(url).scheme}:// to {urlsplit(url).hostname} would send the kiosk's "
+            "credential unencrypted; use https:// (or wss://), or set insecure_transport = true "
+            "on a network you trust",
+        )
     coord.done()
 
     cache = _Reader(file, "cache", data.get("cache", {}))

@@ -12,6 +12,8 @@ import argparse
 import asyncio
 import ipaddress
 import logging
+import math
+import os
 import sqlite3
 import sys
 import time
@@ -208,7 +210,18 @@ def _live_arguments(serve: argparse.ArgumentParser) -> None:
     serve.add_argument(
         "--master-dir", type=Path, metavar="DIR", help="where the master keeps master.db"
     )
-    serve.add_argument("--relay-token", help="shared secret between balancers and masters")
+    serve.add_argument(
+        "--relay-token",
+        help="shared secret between balancers and masters (visible to local users in /proc: "
+        "prefer --relay-token-file or the systemd credential relay-token)",
+    )
+    serve.add_argument(
+        "--relay-token-file",
+        type=Path,
+        metavar="FILE",
+        help="read the relay token from FILE (default: $CREDENTIALS_DIRECTORY/relay-token "
+        "when systemd's LoadCredential= provides it)",
+    )
     serve.add_argument(
         "--burn-port",
         type=_port,
@@ -216,7 +229,16 @@ def _live_arguments(serve: argparse.ArgumentParser) -> None:
         "credential into the newest live session of its show",
     )
     serve.add_argument(
-        "--burn-token", help="shared secret also admitting burn-protocol clients (any type)"
+        "--burn-token",
+        help="shared secret also admitting burn-protocol clients (any type); visible to local "
+        "users in /proc: prefer --burn-token-file or the systemd credential burn-token",
+    )
+    serve.add_argument(
+        "--burn-token-file",
+        type=Path,
+        metavar="FILE",
+        help="read the burn token from FILE (default: $CREDENTIALS_DIRECTORY/burn-token when "
+        "systemd's LoadCredential= provides it)",
     )
     serve.add_argument(
         "--burn-session", help="session --burn-token and --burn-public-display admit into"
@@ -240,11 +262,75 @@ def _live_arguments(serve: argparse.ArgumentParser) -> None:
     )
 
 
+MIN_TOKEN_BITS = 128
+
+
+def token_bits(token: str) -> float:
+    """An estimate of a shared token's entropy: per character, the bits of the smallest
+    alphabet it fits (hex, or the character classes it uses), but no more than one bit above
+    what its distinct characters allow, so words with a digit or two count as what they are."""
+    if not token:
+        return 0.0
+    if all(c in "0123456789abcdef" for c in token) or all(c in "0123456789ABCDEF" for c in token):
+        alphabet = 16
+    else:
+        alphabet = sum(
+            size
+            for present, size in (
+                (any(c.islower() for c in token), 26),
+                (any(c.isupper() for c in token), 26),
+                (any(c.isdigit() for c in token), 10),
+                (any(not c.isalnum() for c in token), 32),
+            )
+            if present
+        )
+    per_char = min(math.log2(max(alphabet, 2)), math.log2(len(set(token))) + 1)
+    return len(token) * per_char
+
+
+def _check_token(flag: str, token: str | None) -> None:
+    if token is not None and token_bits(token) < MIN_TOKEN_BITS:
+        raise CliError(
+            f"{flag} is too weak to share (about {token_bits(token):.0f} bits, at least "
+            f"{MIN_TOKEN_BITS} needed): use e.g. `openssl rand -hex 32` (64 hex characters)"
+        )
+
+
+def _secret(args: argparse.Namespace, name: str) -> str | None:
+    """A shared token from --NAME-file, --NAME (with a warning), or the systemd credential NAME."""
+    flag = "--" + name
+    inline = getattr(args, name.replace("-", "_"))
+    path: Path | None = getattr(args, name.replace("-", "_") + "_file")
+    if inline is not None and path is not None:
+        raise CliError(f"give {flag} or {flag}-file, not both")
+    if inline is not None:
+        print(
+            f"burnstand-coordinator: warning: {flag} on the command line can be read by every "
+            f"local user (/proc/PID/cmdline); use {flag}-file or LoadCredential={name}",
+            file=sys.stderr,
+        )
+        return str(inline)
+    if path is None:
+        creds = os.environ.get("CREDENTIALS_DIRECTORY")
+        if not creds or not (Path(creds) / name).is_file():
+            return None
+        path = Path(creds) / name
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"{flag}-file {path}: {exc}") from None
+    if not token:
+        raise CliError(f"{flag}-file {path} is empty")
+    return token
+
+
 def _live_config(args: argparse.Namespace) -> dict[str, Any]:
+    burn_token, relay_token = _secret(args, "burn-token"), _secret(args, "relay-token")
     if args.role == "master" and args.master_port is None:
         raise CliError("--role master needs --master-port")
-    if (args.burn_token or args.burn_public_display) and not args.burn_session:
+    if (burn_token or args.burn_public_display) and not args.burn_session:
         raise CliError("--burn-token and --burn-public-display need --burn-session")
+    _check_token("--burn-token", burn_token)
     if not 0 <= args.drain_seconds <= 600:
         raise CliError("--drain-seconds must be 0..600")
     if not 0.05 <= args.expiry_check_seconds <= 3600:
@@ -255,9 +341,9 @@ def _live_config(args: argparse.Namespace) -> dict[str, Any]:
         "redis_url": args.redis,
         "master_port": args.master_port,
         "master_dir": args.master_dir,
-        "relay_token": args.relay_token,
+        "relay_token": relay_token,
         "burn_port": args.burn_port,
-        "burn_token": args.burn_token,
+        "burn_token": burn_token,
         "burn_session": args.burn_session,
         "burn_public_display": args.burn_public_display,
         "drain_seconds": args.drain_seconds,

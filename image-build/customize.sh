@@ -196,14 +196,18 @@ if [ ! -e /etc/burnstand/agent.toml ]; then
         rm -f /etc/burnstand/agent.toml.new
         die "agent.toml.in has a placeholder customize.sh does not fill (line above)"
     fi
-    chmod 0644 /etc/burnstand/agent.toml.new
+    chmod 0640 /etc/burnstand/agent.toml.new
     mv /etc/burnstand/agent.toml.new /etc/burnstand/agent.toml
 fi
+# It may hold the operator PIN and an inline credential: readable by the agent and the kiosk
+# (group burnstand) only, also when an older image left it world-readable.
+chown root:burnstand /etc/burnstand/agent.toml
+chmod 0640 /etc/burnstand/agent.toml
 
 say "systemd units"
 unit_dir=/usr/local/lib/systemd/system
 install -d "$unit_dir"
-units=(burnstand-firstboot.service burnstand-agent.service burnstand-kiosk.service)
+units=(burnstand-firstboot.service burnstand-system-disk.service burnstand-agent.service burnstand-kiosk.service)
 [ "$DISPLAY_STACK" -eq 0 ] || units+=(burnstand-kiosk-display.service)
 [ "$WITH_COORDINATOR" -eq 0 ] || units+=(burnstand-coordinator.service)
 for unit in "${units[@]}"; do

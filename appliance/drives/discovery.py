@@ -135,6 +135,10 @@ class Discovery:
     def _blocks(self) -> list[pyudev.Device]:
         return list(self.context.list_devices(subsystem="block"))
 
+    def system_disks(self) -> set[str]:
+        """sys_names (``mmcblk0``, ``sda``) of the whole disks this machine runs from."""
+        return self._system_disks(self._blocks(), read_mounts(self._mountinfo))
+
     def _system_disks(self, blocks: list[pyudev.Device], mounts: list[Mount]) -> set[str]:
         """sys_names of the whole disks that hold /, /boot and friends."""
         wanted = [m for m in mounts if m.mountpoint in self._system_mountpoints]

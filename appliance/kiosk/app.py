@@ -41,6 +41,7 @@ from appliance.kiosk.messages import (
     VisitorArrived,
 )
 from appliance.kiosk.model import KioskModel, VisitorBurn
+from appliance.kiosk.pinlock import PinLock
 from appliance.kiosk.screens.attract import AttractScreen
 from appliance.kiosk.screens.operator import OperatorScreen
 from appliance.kiosk.screens.pick_drive import PickDriveScreen
@@ -70,6 +71,7 @@ class KioskApp(App[None]):
         self.model = KioskModel()
         self.client = ControlClient(socket_path, timeout=5.0)
         self.pin = pin
+        self.pin_lock = PinLock()  # outlives each PIN screen, so reopening it resets nothing
         # The agent's state directory, where first boot leaves the enrollment code to show;
         # None: never show one (a kiosk pointed at a demo agent).
         self.state_dir = state_dir
@@ -207,7 +209,7 @@ class KioskApp(App[None]):
     # --- operator ------------------------------------------------------------------------------
 
     async def on_operator_requested(self, message: OperatorRequested) -> None:
-        await self.push_screen(PinScreen(self.pin))
+        await self.push_screen(PinScreen(self.pin, self.pin_lock))
 
     async def on_operator_unlocked(self, message: OperatorUnlocked) -> None:
         await self.switch_screen(OperatorScreen(self.model))

@@ -7,11 +7,17 @@ JavaScript, CSS and Roboto Mono font, but its page also links the font's stylesh
 Fonts; a kiosk is often offline, and a stylesheet link that hangs on a blackholed network holds
 up the page, so this server swaps that link for an `@font-face` on the bundled copy of the same
 font. Everything the page loads then comes from this server.
+
+With `--display-user NAME` the page, its files and its WebSocket answer only connections whose
+client socket belongs to that user (the touchscreen's browser): any other local user gets 403,
+so nobody logged in over SSH can drive the kiosk or its operator screen through it.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import pwd
 import re
 import shlex
 import sys
@@ -23,6 +29,7 @@ from aiohttp import web
 from textual_serve.server import Server
 
 from appliance.control import DEFAULT_SOCKET
+from appliance.kiosk.peer import parse, socket_owner
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8081
@@ -36,7 +43,16 @@ LOCAL_FONT = (
 
 
 class OfflineServer(Server):
-    """textual-serve's server with the page's one outside reference replaced by a local one."""
+    """textual-serve's server with the page's one outside reference replaced by a local one,
+    and, given ``allowed_uids``, served only to clients whose socket those users own."""
+
+    allowed_uids: frozenset[int] | None = None
+
+    async def _make_app(self) -> web.Application:
+        app = await super()._make_app()
+        if self.allowed_uids is not None:
+            app.middlewares.append(_only_users(self.allowed_uids))
+        return app
 
     async def handle_index(self, request: web.Request) -> Any:
         response = await super().handle_index(request)
@@ -47,6 +63,24 @@ class OfflineServer(Server):
         # Should a release respell the link, still no request may leave for the font CDN.
         text = text.replace(CDN_FONT_CSS, "")
         return web.Response(text=text, content_type="text/html")
+
+
+def _only_users(allowed: frozenset[int]) -> Any:
+    @web.middleware
+    async def only_users(request: web.Request, handler: Any) -> web.StreamResponse:
+        transport = request.transport
+        peer = transport.get_extra_info("peername") if transport is not None else None
+        local = transport.get_extra_info("sockname") if transport is not None else None
+        uid = None
+        if isinstance(peer, tuple) and isinstance(local, tuple):
+            client, server = parse(peer[0], peer[1]), parse(local[0], local[1])
+            uid = await asyncio.to_thread(socket_owner, client, server)
+        if uid is None or uid not in allowed:
+            return web.Response(status=403, text="this page is for the kiosk's own screen\n")
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    return only_users
 
 
 def kiosk_command(socket: Path, python: str = sys.executable) -> str:
@@ -65,6 +99,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default=DEFAULT_HOST, help="address to listen on (%(default)s)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (%(default)s)")
     p.add_argument("--title", default="burnstand", help="page title (%(default)s)")
+    p.add_argument(
+        "--display-user",
+        action="append",
+        metavar="USER",
+        help="serve only connections made by this local user (the touchscreen's browser); "
+        "repeatable; default: anyone who can reach the address",
+    )
     return p
 
 
@@ -76,6 +117,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     server = OfflineServer(
         kiosk_command(args.socket), host=args.host, port=args.port, title=args.title
     )
+    if args.display_user:
+        try:
+            server.allowed_uids = frozenset(pwd.getpwnam(u).pw_uid for u in args.display_user)
+        except KeyError as exc:
+            print(f"kiosk-serve: --display-user: no such user {exc}", file=sys.stderr)
+            return 2
     try:
         server.serve()
     except OSError as exc:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import json
 import logging
 import secrets
@@ -35,6 +36,12 @@ from wire import clientmsg as cm
 from wire import relay
 
 log = logging.getLogger(__name__)
+
+
+def same_secret(given: str, expected: str) -> bool:
+    """Compare shared secrets in constant time (a plain `!=` tells a prober how far it got)."""
+    return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 REAUTH = "reauth"
@@ -156,9 +163,8 @@ class RelayServer:
         c = self.live.config
         if self.live.draining:
             raise web.HTTPServiceUnavailable(text="draining")
-        if (
-            c.relay_token is not None
-            and request.headers.get("Authorization") != f"Bearer {c.relay_token}"
+        if c.relay_token is not None and not same_secret(
+            request.headers.get("Authorization", ""), f"Bearer {c.relay_token}"
         ):
             raise web.HTTPUnauthorized(text="relay token required")
         balancer_id = request.headers.get("X-Balancer", secrets.token_hex(4))[:64]
@@ -287,7 +293,7 @@ class MasterConn:
             if first.type is not WSMsgType.TEXT:
                 raise relay.RelayError("frame", "master closed before init")  # noqa: TRY301
             init = relay.parse_init(first.data)
-            if config.relay_token is not None and init.token != config.relay_token:
+            if config.relay_token is not None and not same_secret(init.token, config.relay_token):
                 await ws.close()
                 raise relay.RelayError("token", "init token does not match --relay-token")  # noqa: TRY301
         except (aiohttp.ClientError, OSError, TimeoutError, relay.RelayError) as exc:

@@ -35,10 +35,15 @@ class Grant:
 class Refused(Exception):
     """A credential that is recognised as wrong; `text` says why and never holds the secret."""
 
-    def __init__(self, text: str, code: ErrorCode = ErrorCode.NOT_ALLOWED) -> None:
+    def __init__(
+        self, text: str, code: ErrorCode = ErrorCode.NOT_ALLOWED, *, wrong_credential: bool = False
+    ) -> None:
         super().__init__(text)
         self.code = code
         self.text = text
+        # A credential that is not (or no longer) valid at all: what a guesser sees, so it
+        # counts towards the listener's back-off; a valid one refused for another reason not.
+        self.wrong_credential = wrong_credential
 
 
 Authorize = Callable[[ClientType, str], Awaitable[Grant | str | None]]
@@ -71,7 +76,7 @@ def check_appliance(
     try:
         principal = authenticate(conn, credential, now)
     except Unauthorized as exc:
-        raise Refused(f"credential refused: {exc.detail}") from None
+        raise Refused(f"credential refused: {exc.detail}", wrong_credential=True) from None
     if principal.role != "appliance":
         raise Refused(
             f"a {principal.role} credential belongs to a person; a {client_type.value} presents "

@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Protocol
 
+from coordinator.backoff import Backoff
 from coordinator.burnlistener.auth import (
     Authorize,
     Grant,
@@ -108,6 +109,8 @@ class BurnListener:
         self._connections: set[_Connection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._unhook: Callable[[], None] | None = None
+        # Wrong credentials in `ID` lines, per client address (issue 23: no unlimited guessing).
+        self.backoff = Backoff("burn-protocol ID")
 
     async def start(self, host: str, port: int) -> None:
         self._server = await asyncio.start_server(self._accept, host, port, limit=READ_CHUNK)
@@ -210,6 +213,8 @@ class _Connection:
         self.client_type: bp.ClientType | None = None
         self.credential_id: str | None = None
         self.closing = False
+        peer = writer.get_extra_info("peername")
+        self.address = f"addr:{peer[0] if isinstance(peer, tuple) else peer}"
 
     @property
     def watched(self) -> bool:
@@ -341,12 +346,22 @@ class _Connection:
             )
             return
         kind = ident.client_type
+        backoff = self.listener.backoff
+        retry = backoff.wait((self.address,))
+        if retry:
+            self.refuse(
+                bp.ErrorCode.NOT_ALLOWED,
+                f"too many failed attempts from this address; try again in {retry} s",
+            )
+            return
         try:
             grant = await self._grant(ident)
         except Refused as exc:
             log.info(
                 "burn client refused", extra={"conn": self.id, "type": kind.value, "why": exc.text}
             )
+            if exc.wrong_credential:
+                backoff.failed((self.address,))
             self.refuse(exc.code, exc.text)
             return
         if grant is None:
@@ -355,6 +370,8 @@ class _Connection:
             else:
                 text = f"the credential is not accepted for a {kind.value}"
             log.info("burn client refused", extra={"conn": self.id, "type": kind.value})
+            if ident.credential is not None:
+                backoff.failed((self.address,))
             self.refuse(bp.ErrorCode.NOT_ALLOWED, text)
             return
         try:

@@ -38,3 +38,4 @@ def setup(app: web.Application) -> None:
         app.router.add_route(ep.method, PREFIX + ep.route, ep.handler)
     app[OPENAPI] = build(ENDPOINTS)
     enroll.setup(app)
+    credentials.setup(app)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from coordinator.backoff import Backoff
+from coordinator.errors import TooManyRequests, Unauthorized
 from coordinator.keys import CONFIG
 from coordinator.rendezvous import schemas
 from coordinator.rendezvous.endpoint import PUBLIC, Endpoint
@@ -12,6 +14,7 @@ from coordinator.rendezvous.http import (
     authorized,
     body,
     caller,
+    client_address,
     no_content,
     now,
     ok,
@@ -29,14 +32,39 @@ def _capped(request: web.Request, seconds: int) -> int:
     return min(seconds, request.app[CONFIG].max_credential_seconds)
 
 
+JOIN_BACKOFF = web.AppKey("join_backoff", Backoff)
+
+
+def setup(app: web.Application) -> None:
+    """Give the app its `/join` back-off (tests may replace it before start)."""
+    app[JOIN_BACKOFF] = Backoff("join")
+
+
 async def enter_system(request: web.Request) -> web.Response:
     data = await body(request, schemas.JOIN_IN)
     seconds = _capped(request, data["duration"])
     at = now(request)
-    result = await write(
-        request,
-        lambda c: store.enter_system(c, at, data["user"], data["show"], data["secret"], seconds),
-    )
+    backoff = request.app[JOIN_BACKOFF]
+    # Per address (one client guessing many secrets) and per user of a show (many addresses
+    # guessing one person's secret).
+    keys = (f"addr:{client_address(request)}", f"user:{data['show']}:{data['user'].lower()}")
+    retry = backoff.wait(keys)
+    if retry:
+        raise TooManyRequests(
+            f"too many failed sign-ins from this address or for this user; try again in {retry} s",
+            retry_after=retry,
+        )
+    try:
+        result = await write(
+            request,
+            lambda c: store.enter_system(
+                c, at, data["user"], data["show"], data["secret"], seconds
+            ),
+        )
+    except Unauthorized:
+        backoff.failed(keys)
+        raise
+    backoff.succeeded(keys[1:])
     return ok(result, 201)
 
 
@@ -71,7 +99,7 @@ ENDPOINTS = [
         ok=201,
         body=schemas.JOIN_IN,
         response=schemas.CREDENTIAL,
-        errors=(401,),
+        errors=(401, 429),
         tag="credentials",
         seed_flow="contributor enters system",
     ),

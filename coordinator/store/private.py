@@ -7,6 +7,7 @@ directory is made 0700 and each database file 0600 before SQLite opens it; SQLit
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -24,12 +25,14 @@ def private_file(path: Path) -> None:
     """Make ``path`` exist with mode 0600 (an existing file is narrowed, never truncated), in a
     0700 directory; then SQLite creates the file's -wal and -shm with the same mode."""
     private_dir(path.parent)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+    # An existing database is never opened here: closing any descriptor of it would drop the
+    # POSIX locks SQLite connections of this process hold on it. chmod needs no descriptor.
     try:
-        os.fchmod(fd, FILE_MODE)
-    finally:
-        os.close(fd)
-    for suffix in ("-wal", "-shm"):
-        side = path.with_name(path.name + suffix)
-        if side.exists():
-            os.chmod(side, FILE_MODE)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    except FileExistsError:
+        pass
+    else:
+        os.close(fd)  # new and empty: nobody holds a lock on it yet
+    for name in (path.name, path.name + "-wal", path.name + "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(path.with_name(name), FILE_MODE)

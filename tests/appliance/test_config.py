@@ -154,3 +154,33 @@ def test_an_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
 )
 def test_sizes_read_as_people_write_them(text: object, size: int) -> None:
     assert parse_size(text) == size
+
+
+@pytest.mark.parametrize(
+    ("url", "insecure", "ok"),
+    [
+        ("http://coordinator.example.org", False, False),
+        ("ws://192.0.2.7:8080/link", False, False),
+        ("http://coordinator.example.org", True, True),
+        ("https://coordinator.example.org", False, True),
+        ("wss://192.0.2.7/link", False, True),
+        ("http://127.0.0.1:8080", False, True),
+        ("http://localhost:8080", False, True),
+        ("http://[::1]:8080", False, True),
+    ],
+)
+def test_plain_transport_beyond_loopback_needs_insecure_transport(
+    url: str, insecure: bool, ok: bool
+) -> None:
+    """Issue 23 case 10: the agent never sends its bearer over plain HTTP to another host
+    unless its config says so."""
+    text = f"[coordinator]\nurl = '{url}'\ncredential = 'c'\n"
+    if insecure:
+        text += "insecure_transport = true\n"
+    if ok:
+        assert parse_config(text).coordinator_url == url
+    else:
+        with pytest.raises(ConfigError) as err:
+            parse_config(text)
+        assert "[coordinator] url:" in str(err.value)
+        assert "insecure_transport = true" in str(err.value)

@@ -232,7 +232,7 @@ def test_config_reads_the_code_as_the_image_writes_it(tmp_path: Path) -> None:
     code_file = tmp_path / "enrollment-code"
     code_file.write_text("abcd2345\n")
     config = parse_config(
-        f'[agent]\nstate_dir = "{tmp_path}"\n[coordinator]\nurl = "http://c"\n'
+        f'[agent]\nstate_dir = "{tmp_path}"\n[coordinator]\nurl = "https://c"\n'
         f'enrollment_code_file = "{code_file}"\nshow = 4\n'
     )
     assert (config.enrollment_code, config.credential, config.show) == ("ABCD2345", None, 4)

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -248,3 +249,53 @@ def test_admin_and_appliance_list_and_revoke(
     assert "no coordinator.db" in capsys.readouterr().err
     assert main(["admin", "list", *data]) == 0
     assert capsys.readouterr().out == "2\tBea\tbea@example.org\n"
+
+
+def test_weak_or_misplaced_shared_tokens_are_refused_at_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 23 cases 6 and 8: a guessable --burn-token, two sources, an empty file. Checked
+    where `serve` checks them, before anything listens."""
+    from coordinator.cli import CliError, _live_config, _parser
+
+    def start(*extra: str) -> dict[str, Any]:
+        args = _parser().parse_args(
+            ["serve", "--data", str(tmp_path), "--burn-port", "7", "--burn-session", "s", *extra]
+        )
+        return _live_config(args)
+
+    weak = tmp_path / "weak"
+    weak.write_text("fleet-2026-Booth-token\n")
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    strong = tmp_path / "strong"
+    strong.write_text("9f" * 32 + "\n")
+    cases = [
+        (["--burn-token-file", str(weak)], "too weak"),
+        (["--burn-token", "9f" * 32, "--burn-token-file", str(strong)], "not both"),
+        (["--burn-token-file", str(empty)], "is empty"),
+        (["--burn-token-file", str(tmp_path / "missing")], "No such file"),
+        (["--burn-token", "e2e-fleet-token"], "too weak"),
+    ]
+    for extra, message in cases:
+        with pytest.raises(CliError, match=message):
+            start(*extra)
+    assert start("--burn-token-file", str(strong))["burn_token"] == "9f" * 32
+    # The systemd credential is read when no flag names a token (and refused when weak too).
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    (tmp_path / "burn-token").write_text("short\n")
+    with pytest.raises(CliError, match="--burn-token is too weak"):
+        start()
+    (tmp_path / "burn-token").write_text("ab" * 32)
+    (tmp_path / "relay-token").write_text("cd" * 32)
+    got = start()
+    assert (got["burn_token"], got["relay_token"]) == ("ab" * 32, "cd" * 32)
+
+
+def test_token_entropy_estimate() -> None:
+    from coordinator.cli import token_bits
+
+    assert token_bits("0123456789abcdef" * 2) == 128  # openssl rand -hex 16
+    assert token_bits("fleet-2026-Booth-token") < 128
+    assert token_bits("e2e-fleet-token-4f9c2a7be1d03865a0c4") >= 128
+    assert token_bits("") == 0

@@ -10,7 +10,7 @@ import pytest
 
 import coordinator.store as store_module
 from coordinator.store import Store
-from coordinator.store.errors import Conflict
+from coordinator.store.errors import Conflict, Unauthorized
 from coordinator.store.migrations import SCHEMA_VERSION, SchemaTooNew
 from coordinator.store.people import create_admin
 from coordinator.store.records import audit
@@ -161,5 +161,50 @@ async def test_upgrade_splits_a_shared_contributor_into_one_membership_per_show(
                 lambda c, s=show: enter_system(c, 1.0, "cleo@e.org", s, "old", 60)
             )
             assert out["show_id"] == show
+    finally:
+        await store.close()
+
+
+async def test_upgrade_revokes_a_credential_an_older_version_left_in_plaintext(
+    tmp_path: Path,
+) -> None:
+    """A version-4 file with an accepted enrollment whose credential waits in plaintext: the
+    upgrade clears it and revokes it; the kiosk's pickup then gets a fresh one."""
+    from coordinator.store.credentials import authenticate
+    from coordinator.store.enrollments import poll
+    from coordinator.store.migrations import MIGRATIONS
+    from coordinator.store.records import token_hash
+
+    path = tmp_path / "c.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    for step in MIGRATIONS[:4]:
+        step(db)
+    db.executescript(
+        """
+        PRAGMA user_version = 4;
+        INSERT INTO shows (id, name, asset_root, meta, tags, created_at)
+            VALUES (1, 'a', '/a', '{}', '[]', 0);
+        INSERT INTO appliances (id, show_id, name, created_at) VALUES (3, 1, 'k', 0);
+        INSERT INTO credentials (token_hash, kind, appliance_id, show_id, created_at)
+            VALUES ('OLDHASH', 'appliance', 3, 1, 0);
+        INSERT INTO enrollments (code, show_id, name, state, poll_hash, created_at, renewed_at,
+                                 decided_at, appliance_id, credential)
+            VALUES ('ABCD2345', 1, 'k', 'accepted', 'POLLHASH', 0, 0, 1, 3, 'old-plaintext');
+        """.replace("OLDHASH", token_hash("old-plaintext")).replace("POLLHASH", token_hash("p"))
+    )
+    db.close()
+    store = Store(path)
+    await store.open()
+    try:
+        stored = await store.read(
+            lambda c: c.execute("SELECT credential FROM enrollments").fetchone()
+        )
+        assert stored[0] is None
+        with pytest.raises(Unauthorized, match="revoked"):
+            await store.read(lambda c: authenticate(c, "old-plaintext", 2.0))
+        got = await store.write(lambda c: poll(c, 2.0, "p"))
+        assert got["credential"] != "old-plaintext"
+        me = await store.read(lambda c: authenticate(c, got["credential"], 2.0))
+        assert (me.role, me.person_id) == ("appliance", 3)
     finally:
         await store.close()

@@ -36,7 +36,7 @@ from stand import (
     serve,
 )
 
-TOKEN = "e2e-fleet-token"
+TOKEN = "e2e-fleet-token-4f9c2a7be1d03865a0c4"  # strong enough for serve (128 bits)
 RESTART_WAIT_MS = 30_000
 
 

@@ -1,4 +1,5 @@
-"""The operator door: a PIN typed on an on-screen keypad; a wrong PIN says so and clears."""
+"""The operator door: a PIN typed on an on-screen keypad; a wrong PIN says so and clears, and
+five wrong ones lock the keypad for a while (`appliance.kiosk.pinlock`)."""
 
 from __future__ import annotations
 
@@ -10,15 +11,17 @@ from textual.screen import Screen
 from textual.widgets import Button, Label
 
 from appliance.kiosk.messages import OperatorUnlocked, PinEntered
+from appliance.kiosk.pinlock import PinLock
 from appliance.kiosk.widgets.keypad import Keypad
 
 
 class PinScreen(Screen[None]):
     AUTO_FOCUS = None
 
-    def __init__(self, pin: str) -> None:
+    def __init__(self, pin: str, lock: PinLock | None = None) -> None:
         super().__init__(id="pin-screen")
         self._pin = pin
+        self._lock = lock if lock is not None else PinLock()
 
     def compose(self) -> ComposeResult:
         with Vertical(id="pin-box"):
@@ -30,12 +33,22 @@ class PinScreen(Screen[None]):
 
     def on_pin_entered(self, message: PinEntered) -> None:
         message.stop()
+        self.query_one(Keypad).clear()
+        error = self.query_one("#pin-error", Label)
+        wait = self._lock.wait()
+        if wait:  # not even compared: a right PIN inside a lock tells nothing
+            error.update(f"Too many wrong PINs — locked for {wait} s")
+            return
         # An empty configured PIN locks the operator screen rather than opening it to anyone.
         if self._pin and hmac.compare_digest(message.pin.encode(), self._pin.encode()):
+            self._lock.unlocked()
             self.post_message(OperatorUnlocked())
             return
-        self.query_one(Keypad).clear()
-        self.query_one("#pin-error", Label).update("Wrong PIN — try again")
+        locked = self._lock.missed()
+        if locked:
+            error.update(f"Too many wrong PINs — locked for {locked} s")
+        else:
+            error.update("Wrong PIN — try again")
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "cancel":
