@@ -47,6 +47,12 @@ def _sha256(text: str) -> str:
     return text.lower()
 
 
+def _md5(text: str) -> str:
+    if not re.fullmatch(r"[0-9a-fA-F]{32}", text):
+        raise argparse.ArgumentTypeError(f"not an MD5 (32 hex digits): {text!r}")
+    return text.lower()
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="burnstand-agent", description="Burn and verify images on this kiosk's drives."
@@ -64,6 +70,12 @@ def _parser() -> argparse.ArgumentParser:
         type=_sha256,
         help="expected SHA-256 of the image; checked while writing, and no target gets the "
         "image's first block unless it matches",
+    )
+    burn.add_argument(
+        "--md5",
+        type=_md5,
+        help="the image's MD5 as a take names it (the burn protocol's image id); recorded with "
+        "the job so the coordinator can match it, not checked (use --sha256 for that)",
     )
     burn.add_argument(
         "--target",
@@ -143,7 +155,8 @@ async def _open_journal(path: Path, *, read_only: bool = False) -> Journal:
 
 
 def _image(args: argparse.Namespace) -> SourceImage:
-    path: Path = args.image
+    # The journal outlives the shell's working directory: it keeps an absolute path.
+    path: Path = Path(os.path.abspath(args.image))
     try:
         st = path.stat()
     except OSError as exc:
@@ -154,7 +167,7 @@ def _image(args: argparse.Namespace) -> SourceImage:
         raise CliError(f"image {path} is empty")
     if not os.access(path, os.R_OK):
         raise CliError(f"cannot read image {path}: permission denied")
-    return SourceImage(path=path, size=st.st_size, sha256=args.sha256, name=path.name)
+    return SourceImage(path=path, size=st.st_size, sha256=args.sha256, md5=args.md5, name=path.name)
 
 
 def _uid(path: str) -> str:

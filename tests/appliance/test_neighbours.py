@@ -9,6 +9,7 @@ blkio cgroup write limit on its target (the kernel throttles it; nothing sleeps)
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import json
 import os
 import shutil
@@ -20,6 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from appliance.journal import JobState, JournalDB
 
 if TYPE_CHECKING:
     from tests.appliance.conftest import ImageMaker, LoopFactory
@@ -278,3 +281,97 @@ def test_a_partition_needs_partition_ok(
         journal,
     )
     assert run.returncode == 0, run.stderr
+
+
+# --------------------------------------------------------------------------- cases 5 and 6
+
+
+def read_only_tmpfs_at(path: Path) -> Callable[[], None]:
+    """A preexec_fn: in the child's own mount namespace, `path` is a read-only tmpfs."""
+
+    def enter() -> None:
+        for ok in (
+            _libc.unshare(CLONE_NEWNS) == 0,
+            _libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None) == 0,
+            _libc.mount(b"tmpfs", str(path).encode(), b"tmpfs", 1, None) == 0,  # MS_RDONLY
+        ):
+            if not ok:
+                raise OSError(ctypes.get_errno(), "mount namespace setup failed")
+
+    return enter
+
+
+@pytest.mark.parametrize("where", ["directory", "read-only"])
+def test_an_unusable_journal_path_is_one_line(
+    tmp_path: Path, loop_devices: LoopFactory, make_test_image: ImageMaker, where: str
+):
+    img = make_test_image(MiB)
+    dev = loop_devices(4 * MiB, fill=b"\x5a")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    journal = tmp_path if where == "directory" else ro / "journal.db"
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "appliance.cli",
+            "burn",
+            "--image",
+            str(img),
+            "--target",
+            dev.path,
+            "--journal",
+            str(journal),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        preexec_fn=read_only_tmpfs_at(ro),
+    )
+    assert run.returncode == 1
+    assert "Traceback" not in run.stderr
+    assert run.stderr.count("\n") == 1, run.stderr
+    assert str(journal) in run.stderr
+    said = "is a directory" if where == "directory" else "Read-only file system"
+    assert said in run.stderr
+    assert dev.read(0, MiB) == b"\x5a" * MiB  # nothing burned without a journal
+
+
+def test_md5_and_the_absolute_image_path_are_journaled(
+    tmp_path: Path, loop_devices: LoopFactory, make_test_image: ImageMaker
+):
+    img = make_test_image(2 * MiB)
+    dev = loop_devices(4 * MiB)
+    journal = tmp_path / "j.db"
+    md5 = hashlib.md5(img.read_bytes(), usedforsecurity=False).hexdigest()
+    argv = [sys.executable, "-m", "appliance.cli", "burn", "--image", img.name, "--md5", md5]
+    argv += ["--target", dev.path, "--journal", str(journal)]
+    run = subprocess.run(
+        argv,
+        cwd=img.parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert run.returncode == 0, run.stderr
+    [job] = events(agent("jobs", "--json", "--journal", str(journal)).stdout)
+    assert (job["image"], job["md5"]) == (str(img), md5)
+    bad = agent("burn", "--image", str(img), "--md5", "xyz", "--target", dev.path)
+    assert bad.returncode == 2
+    assert "not an MD5" in bad.stderr
+
+
+def test_an_interrupted_job_reads_interrupted_once(tmp_path: Path):
+    path = tmp_path / "j.db"
+    db = JournalDB(path)
+    db.create("gone", "u", "/dev/sdz", "/i.img", None, None)
+    db.transition("gone", JobState.WRITING)
+    db.close()  # its owner is gone, the job never finished
+    run = agent("jobs", "--journal", str(path))
+    assert run.returncode == 0, run.stderr
+    assert "(interrupted: the burn stopped mid-way: power loss or crash)" in run.stdout
+    assert "interrupted: interrupted" not in run.stdout
