@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import uuid
@@ -98,7 +99,12 @@ def throttle() -> Iterator[Throttle]:
 
 
 def start_burn(
-    img: Path, dev: str, journal: Path, preexec: Callable[[], None] | None = None
+    img: Path,
+    dev: str,
+    journal: Path,
+    preexec: Callable[[], None] | None = None,
+    *,
+    own_group: bool = False,
 ) -> subprocess.Popen[str]:
     argv = [sys.executable, "-m", "appliance.cli", "burn", "--image", str(img)]
     argv += ["--target", dev, "--json", "--journal", str(journal)]
@@ -109,6 +115,7 @@ def start_burn(
         stderr=subprocess.PIPE,
         text=True,
         preexec_fn=preexec,  # only writes our pid into a cgroup file
+        start_new_session=own_group,
     )
 
 
@@ -375,3 +382,36 @@ def test_an_interrupted_job_reads_interrupted_once(tmp_path: Path):
     assert run.returncode == 0, run.stderr
     assert "(interrupted: the burn stopped mid-way: power loss or crash)" in run.stdout
     assert "interrupted: interrupted" not in run.stdout
+
+
+def test_a_killed_optical_burn_leaves_no_disc_that_looks_complete(
+    tmp_path: Path, make_test_image: ImageMaker
+):
+    """A pseudo-drive is a plain file: killed mid-burn, its start must not be the image's (an
+    ISO's label and directory live there), so nothing mistakes it for a finished disc."""
+    img = make_test_image(192 * MiB)
+    disc = tmp_path / "disc.iso"
+    proc = start_burn(img, f"stdio:{disc}", tmp_path / "journal.db", own_group=True)
+    try:
+        assert proc.stdout is not None
+        for _ in range(1000):  # bounded: a few lines per 0.2 s
+            line = proc.stdout.readline()
+            assert line, "the burn ended before it was mid-write"
+            ev = json.loads(line)
+            if ev["event"] == "progress" and ev["phase"] == "write" and ev["done"] >= 64 * MiB:
+                break
+        # Like a power cut: the CLI and its burn tool die at once, mid-image.
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait(10)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+    with open(img, "rb") as f:
+        head = f.read(MiB)
+    assert disc.stat().st_size >= 32 * MiB  # the tool had written a good part of the image
+    with open(disc, "rb") as f:
+        start = f.read(MiB)
+    assert start != head
+    assert start == bytes(MiB)
