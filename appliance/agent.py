@@ -746,11 +746,15 @@ class Agent:
         journal = self.journal
         assert journal is not None  # noqa: S101 - set in start()
         why = "cancelled before writing"
-        record = await journal.get(job_id)
-        if record is None:
-            await self._journal_unrun(job_id, slot, take, JobState.CANCELLED, "cancelled", why)
-        elif record.state is JobState.QUEUED:
-            await journal.transition(job_id, JobState.CANCELLED, "cancelled", why)
+        try:
+            record = await journal.get(job_id)
+            if record is None:
+                await self._journal_unrun(job_id, slot, take, JobState.CANCELLED, "cancelled", why)
+            elif record.state is JobState.QUEUED:
+                await journal.transition(job_id, JobState.CANCELLED, "cancelled", why)
+        except Exception as exc:
+            # The kiosk still hears how its job ended; only the record is missing.
+            log.warning("journal refused a cancelled job job=%s error=%r", job_id, exc)
         return self._result_view(
             job_id, take, False, "cancelled", "The burn was cancelled; the disc is blank."
         )
@@ -758,13 +762,17 @@ class Agent:
     async def _journal_unrun(
         self, job_id: str, slot: _Slot, take: Take, state: JobState, reason: str, message: str
     ) -> None:
-        """Journal a job that ended before its BurnJob ran, so it is reported like any other."""
+        """Journal a job that ended before its BurnJob ran, so it is reported like any other.
+        A journal that refuses is logged: the job's end still reaches the kiosk."""
         journal = self.journal
         assert journal is not None  # noqa: S101 - set in start()
-        await journal.create(
-            job_id, slot.info.uid, slot.info.path, take.url or take.name, take.sha256, take.md5
-        )
-        await journal.transition(job_id, state, reason, message)
+        try:
+            await journal.create(
+                job_id, slot.info.uid, slot.info.path, take.url or take.name, take.sha256, take.md5
+            )
+            await journal.transition(job_id, state, reason, message)
+        except Exception as exc:
+            log.warning("journal refused a job that never ran job=%s error=%r", job_id, exc)
 
     @staticmethod
     def _result_view(

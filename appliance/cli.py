@@ -49,6 +49,12 @@ def _sha256(text: str) -> str:
     return text.lower()
 
 
+def _md5(text: str) -> str:
+    if not re.fullmatch(r"[0-9a-fA-F]{32}", text):
+        raise argparse.ArgumentTypeError(f"not an MD5 (32 hex digits): {text!r}")
+    return text.lower()
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="burnstand-agent", description="Burn and verify images on this kiosk's drives."
@@ -97,6 +103,12 @@ def _parser() -> argparse.ArgumentParser:
         "--raw",
         action="store_true",
         help="write the file's bytes as they are, even when it is a compressed image",
+    )
+    burn.add_argument(
+        "--md5",
+        type=_md5,
+        help="the image's MD5 as a take names it (the burn protocol's image id); recorded with "
+        "the job so the coordinator can match it, not checked (use --sha256 for that)",
     )
     burn.add_argument(
         "--target",
@@ -180,7 +192,8 @@ async def _open_journal(path: Path, *, read_only: bool = False) -> Journal:
 
 
 def _image(args: argparse.Namespace) -> SourceImage:
-    path: Path = args.image
+    # The journal outlives the shell's working directory: it keeps an absolute path.
+    path: Path = Path(os.path.abspath(args.image))
     try:
         st = path.stat()
     except OSError as exc:
@@ -197,6 +210,7 @@ def _image(args: argparse.Namespace) -> SourceImage:
         path=path,
         size=st.st_size,
         sha256=args.sha256,
+        md5=args.md5,
         name=path.name,
         encoding="raw" if args.raw else "auto",
         extracted_size=args.extracted_size,

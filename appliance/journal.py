@@ -80,6 +80,7 @@ class JobRecord:
             "uid": self.drive_uid,
             "image": self.image_path,
             "sha256": self.image_sha256,
+            "md5": self.image_md5,
             "state": str(self.state),
             "reason": self.reason,
             "message": self.message,
@@ -188,9 +189,21 @@ def owner_alive(directory: Path, owner: str | None) -> bool:
     return False
 
 
+def _read_only_fs(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path.parent).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
 def _unusable(path: Path, exc: BaseException) -> JournalError:
+    """One line saying why `path` cannot be the job journal, for the user to fix."""
     if isinstance(exc, IsADirectoryError) or path.is_dir():
         return JournalError(f"{path} is a directory, not a job journal file")
+    if _read_only_fs(path):
+        return JournalError(
+            f"{path} cannot be used as the job journal: Read-only file system at {path.parent}"
+        )
     if isinstance(exc, OSError) and exc.strerror:
         return JournalError(f"{path} cannot be used as the job journal ({exc.strerror})")
     return JournalError(f"{path} is not a usable job journal ({exc})")

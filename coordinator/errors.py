@@ -108,8 +108,8 @@ class Unavailable(Problem, store.Unavailable):
     title = "Service unavailable"
 
 
-def problem_response(problem: Problem) -> web.Response:
-    headers = {}
+def problem_response(problem: Problem, headers: dict[str, str] | None = None) -> web.Response:
+    headers = dict(headers or {})
     if isinstance(problem, Unauthorized):
         headers["WWW-Authenticate"] = 'Bearer realm="burnstand"'
     if isinstance(problem, TooManyRequests):
@@ -159,7 +159,9 @@ def _render(request: web.Request, exc: Exception) -> web.StreamResponse:
         cls = _HTTP_MAP.get(exc.status, BadRequest)
         problem = cls(f"{request.method} {request.path}: {exc.reason}")
         problem.status = exc.status
-        return problem_response(problem)
+        # RFC 9110: a 405 says which methods the resource does allow.
+        allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return problem_response(problem, allow)
     log.exception("unhandled error", extra={"method": request.method, "path": request.path})
     body = {
         "type": PROBLEM_BASE + "internal",

@@ -4,7 +4,8 @@ The job drives any `Drive` backend, records each state in the journal before ent
 power cut mid-write reads as failed on the next start), fans its progress out to any number of
 listeners (callbacks or async iterators) and turns every way a burn can end — a `BurnError`,
 a cancelled task, an unexpected bug — into one `JobResult`; it never reports a pass it did not
-verify. `burn_many` runs one job per target in parallel; block targets share one mmap.
+verify. `burn_many` runs one job per target in parallel. A journal that refuses a step ends
+the job as a failed `journal-error` result too, never as an exception out of its task.
 """
 
 from __future__ import annotations

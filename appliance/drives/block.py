@@ -26,6 +26,7 @@ import struct
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +40,6 @@ from appliance.drives.base import (
     DriveKind,
     DrivePulled,
     DriveState,
-    ImageChanged,
     MediaTooSmall,
     NoMedia,
     Phase,
@@ -441,8 +441,21 @@ class BlockDrive:
             raise CorruptImage(f"{image.path} is empty")
         first_len = min(chunk, size)
         zeros = _AlignedBuffer(chunk)
-        data = _AlignedBuffer(chunk)
-        sha_thread: threading.Thread | None = None
+        first = _AlignedBuffer(chunk)
+        # Two buffers in turn: chunk n+1 is read and written while chunk n is still hashed.
+        data = (_AlignedBuffer(chunk), _AlignedBuffer(chunk))
+        views = [memoryview(b.mm) for b in data]
+        hashing: list[Future[None] | None] = [None, None]
+        # Source integrity: SHA-256 for an unproven image, XXH3-128 for one the cache proved.
+        # The digest is taken from the very buffer each chunk is written from, in a thread
+        # beside the device writes (both release the GIL), so every byte is read once.
+        want: str | None = None
+        hasher: Any = None
+        if image.sha256 and not image.proven:
+            want, hasher = image.sha256.lower(), hashlib.sha256()
+        elif image.xxh3_128:
+            want, hasher = image.xxh3_128.lower(), xxhash.xxh3_128()
+        digest = ThreadPoolExecutor(1, thread_name_prefix=f"hash-{path}") if hasher else None
         try:
             # 1. The target's first chunk becomes zeros before anything else lands, so a job that
             #    stops anywhere after this leaves a target with no partition table or boot code.
@@ -455,33 +468,12 @@ class BlockDrive:
             os.fsync(fd)
             shared.done = 0
 
-            # 2. Source integrity, in a thread beside the writer so hashing overlaps the device
-            #    writes: SHA-256 for an unproven image, XXH3-128 for one the cache proved.
-            sha_result: list[str] = []
-            sha_stop = threading.Event()
-            want: str | None = None
-            hasher: Any = None
-            if image.sha256 and not image.proven:
-                want, hasher = image.sha256.lower(), hashlib.sha256()
-            elif image.xxh3_128:
-                want, hasher = image.xxh3_128.lower(), xxhash.xxh3_128()
-            if hasher is not None:
-
-                def hash_all() -> None:
-                    piece = bytearray(chunk)
-                    for off in range(0, size, chunk):
-                        if stop.is_set() or sha_stop.is_set():
-                            return
-                        with memoryview(piece)[: min(chunk, size - off)] as part:
-                            try:
-                                src.read_into(part, off)
-                            except (ImageChanged, OSError):
-                                return  # no digest: the write fails as not matching
-                            hasher.update(part)
-                    sha_result.append(hasher.hexdigest())
-
-                sha_thread = threading.Thread(target=hash_all, name=f"hash-{path}", daemon=True)
-                sha_thread.start()
+            # 2. The image's first chunk is read now (the digest starts there) and written last,
+            #    from this same buffer, so what is written is what was hashed.
+            with first.view(first_len) as head:
+                src.read_into(head, 0)
+                if digest is not None:
+                    digest.submit(hasher.update, head).result()
 
             # 3. The body, chunk 1..n in order; all-zero chunks may become BLKZEROOUT.
             self.zeroed_bytes = 0
@@ -490,8 +482,14 @@ class BlockDrive:
             for n, off in enumerate(range(first_len, size, chunk), start=1):
                 _check(stop)
                 end = min(off + chunk, size)
-                with data.view(end - off) as part:
+                turn = n % 2
+                if (earlier := hashing[turn]) is not None:
+                    earlier.result()  # the hasher is done with this buffer: refill it
+                with views[turn][: end - off] as part:
                     src.read_into(part, off)
+                    if digest is not None:
+                        # Its own slice, which lives as long as the hash needs it.
+                        hashing[turn] = digest.submit(hasher.update, views[turn][: end - off])
                     is_zero = self._sparse and end - off == chunk and zero_cmp == part
                     if is_zero and _zero_out(fd, off, chunk):
                         self.zeroed_bytes += chunk
@@ -504,26 +502,21 @@ class BlockDrive:
                 if self._hooks.after_chunk is not None:
                     self._hooks.after_chunk(n)
 
-            # 4. Only a source that proved itself gets its first chunk written.
-            if sha_thread is not None:
-                while sha_thread.is_alive():
-                    _check(stop)
-                    sha_thread.join(0.1)
-                got = sha_result[0] if sha_result else None
-            else:
-                got = None
-            # A file rewritten under the burn gets no first chunk either, digest or not.
+            # 4. Only a source that proved itself, and did not change meanwhile (digest or
+            #    not), gets its first chunk written.
+            for pending in hashing:
+                if pending is not None:
+                    pending.result()
             src.check()
+            got = None if hasher is None else hasher.hexdigest()
             if want is not None and got != want:
                 raise CorruptImage(
                     f"{image.path} does not match its digest (expected {want}, got {got});"
                     " the target was left blank at its start"
                 )
             _check(stop)
-            with data.view(first_len) as part:
-                src.read_into(part, 0)
-                src.check()
-                self._write_range(fd, part, 0, first_len, sector, chunk, shared, stop, final=True)
+            with first.view(first_len) as head:
+                self._write_range(fd, head, 0, first_len, sector, chunk, shared, stop, final=True)
             shared.done = size
             os.fsync(fd)
         except _Cancel:
@@ -531,11 +524,15 @@ class BlockDrive:
         except OSError as exc:
             raise _io_error(path, exc, size, "write", shared.done) from exc
         finally:
-            if sha_thread is not None:
-                sha_stop.set()
-                sha_thread.join()
+            if digest is not None:
+                digest.shutdown(wait=True)  # no hash still reads a buffer closed below
+            hashing.clear()
+            for v in views:
+                v.release()
             zeros.close()
-            data.close()
+            first.close()
+            for b in data:
+                b.close()
 
     def _write_range(
         self,

@@ -277,6 +277,10 @@ class _Feeder:
     source: ImageFile
     fd: int
     chunk: int
+    # A pseudo-drive is a plain file: its first chunk is fed as zeros and patched in once the
+    # whole image is there, so a burn killed mid-way never leaves a file that reads as a
+    # complete disc with the image's label (a real disc is written once, in order).
+    blank_head: bool = False
     stop: threading.Event = field(default_factory=threading.Event)
     fed: int = 0
     error: BurnError | None = None
@@ -326,16 +330,38 @@ class _Feeder:
                             f"expected {hasher[2]}); burn stopped before the last block"
                         )
                         return
+                out = memoryview(bytes(n)) if self.blank_head and off == 0 else piece
                 sent = 0
                 while sent < n:
                     try:
-                        sent += os.write(self.fd, piece[sent:])
+                        sent += os.write(self.fd, out[sent:])
                     except (BrokenPipeError, ConnectionResetError):
                         # The tool died; its exit status tells why. Some kernels report a
                         # socket peer that closed with unread input as a reset.
                         return
             off += n
             self.fed = off
+
+
+def _write_head(target: str, source: ImageFile, length: int) -> None:
+    """Put the image's first `length` bytes at the start of a pseudo-drive file, last of all
+    (worker thread); a source changed since it was hashed is refused first."""
+    head = bytearray(length)
+    with memoryview(head) as view:
+        source.read_into(view, 0)
+    source.check()
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            if os.pwrite(fd, head, 0) != length:
+                raise OSError(errno.EIO, "short write")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise BurnError(
+            f"{target}: could not write the image's first bytes: {exc.strerror}"
+        ) from exc
 
 
 def _open_target(target: str) -> tuple[int, bool]:
@@ -695,7 +721,7 @@ class OpticalDrive:
             asyncio.create_task(pump(proc.stdout, "out")),
             asyncio.create_task(pump(proc.stderr, "err")),
         ]
-        feeder = _Feeder(image, source, wfd, self._chunk)
+        feeder = _Feeder(image, source, wfd, self._chunk, blank_head=self.emulated)
         feed_task = asyncio.create_task(asyncio.to_thread(feeder.run))
         wait_task = asyncio.create_task(proc.wait())
         wfd_open = True
@@ -735,6 +761,10 @@ class OpticalDrive:
                 raise ToolFailed(
                     f"{choice.name} stopped after {feeder.fed} of {image.size} bytes; "
                     + _tail_text(tails)
+                )
+            if feeder.blank_head:
+                await asyncio.to_thread(
+                    _write_head, self.target, source, min(self._chunk, image.size)
                 )
             log.info("burn done drive=%s seconds=%.2f", dev, time.monotonic() - start)
             yield est.finished(time.monotonic(), start)

@@ -82,7 +82,7 @@ async def body(request: web.Request, schema: Schema) -> dict[str, Any]:
         value = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadRequest(f"request body is not valid JSON: {exc}") from exc
-    validate(value, schema)
+    value = validate(value, schema)
     assert isinstance(value, dict)  # noqa: S101  # every body schema is an object
     return value
 
@@ -99,8 +99,10 @@ def page(request: web.Request) -> Page:
             raise BadRequest(f"query parameter {key!r} must be an integer", field=key) from None
     if not 1 <= values["limit"] <= MAX_PAGE:
         raise BadRequest(f"limit must be between 1 and {MAX_PAGE}", field="limit")
-    if not 0 <= values["offset"] <= MAX_ID:
+    if values["offset"] < 0:
         raise BadRequest("offset must not be negative", field="offset")
+    if values["offset"] > MAX_ID:
+        raise BadRequest(f"offset is too large (at most {MAX_ID})", field="offset")
     return Page(values["limit"], values["offset"])
 
 

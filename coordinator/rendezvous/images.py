@@ -208,7 +208,7 @@ ENDPOINTS = [
         errors=(200, 400, 404, 408, 422, 507),
         tag="images",
         seed_flow="push/get: contributor pushes an image",
-        extra_doc={"description": _UPLOAD_DOC},
+        extra_doc={"description": _UPLOAD_DOC, "request": "application/octet-stream"},
     ),
     Endpoint(
         "GET",
@@ -232,7 +232,10 @@ ENDPOINTS = [
         errors=(200, 400, 404, 408, 422, 507),
         tag="images",
         seed_flow="push/get: appliance pushes an image",
-        extra_doc={"description": _UPLOAD_DOC.replace("the take", "the show's take")},
+        extra_doc={
+            "description": _UPLOAD_DOC.replace("the take", "the show's take"),
+            "request": "application/octet-stream",
+        },
     ),
 ]
 

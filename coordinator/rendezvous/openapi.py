@@ -36,7 +36,7 @@ _REASONS = {
 def _parameters(ep: Endpoint) -> list[dict[str, Any]]:
     params: list[dict[str, Any]] = []
     for name, regex in re.findall(r"\{(\w+)(?::([^}]+))?\}", ep.route):
-        schema = schemas.ID if regex else {"type": "string", "minLength": 1}
+        schema = schemas.ID if regex else schemas.PATH_PARAMS.get(name, schemas.PATH_TEXT)
         params.append({"name": name, "in": "path", "required": True, "schema": schema})
     if ep.paged:
         params += [
@@ -50,7 +50,12 @@ def _parameters(ep: Endpoint) -> list[dict[str, Any]]:
                 "name": "offset",
                 "in": "query",
                 "required": False,
-                "schema": {"type": "integer", "minimum": 0, "default": 0},
+                "schema": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "maximum": schemas.MAX_ID,
+                    "default": 0,
+                },
             },
         ]
     return params
@@ -88,6 +93,13 @@ def _operation(ep: Endpoint) -> dict[str, Any]:
         op["security"] = []
     if ep.body is not None:
         op["requestBody"] = {"required": True, "content": {"application/json": {"schema": ep.body}}}
+    elif "request" in ep.extra_doc:
+        # A raw upload: bytes of the media type named, never empty (a take is at least 1 byte).
+        raw = {"type": "string", "format": "binary", "minLength": 1}
+        op["requestBody"] = {
+            "required": True,
+            "content": {ep.extra_doc["request"]: {"schema": raw}},
+        }
     return op
 
 

@@ -11,10 +11,23 @@ from coordinator.rendezvous.validation import Schema
 MAX_ID = 2**63 - 1
 
 NAME: Schema = {"type": "string", "minLength": 1, "maxLength": 200}
+SHA256_HEX: Schema = {
+    "type": "string",
+    "pattern": r"^[0-9a-fA-F]{64}$",
+    "description": "64 hex digits",
+}
+PATH_TEXT: Schema = {"type": "string", "minLength": 1}
+# Path parameters that are not numeric ids, by name, with what the handlers enforce.
+PATH_PARAMS: dict[str, Schema] = {"sha256": SHA256_HEX}
+# Patterns spell out the characters they refuse instead of \s / \S: Python's \s also matches
+# the C0 separators \x1c-\x1f and JSON Schema's (ECMA-262) does not, so the served pattern
+# and the enforced one would disagree on them.
+_NO_SPACE = r"[^\x00-\x20\x7f@]"
+_VISIBLE = r"[^\x00-\x20\x7f]"
 EMAIL: Schema = {
     "type": "string",
     "maxLength": 254,
-    "pattern": r"^[^@\s]+@[^@\s]+$",
+    "pattern": rf"^{_NO_SPACE}+@{_NO_SPACE}+$",
     "description": "an email address (name@host)",
 }
 TAGS: Schema = {
@@ -28,13 +41,13 @@ TEXT: Schema = {"type": "string", "maxLength": 10_000}
 MASTER_URL: Schema = {
     "type": "string",
     "maxLength": 2000,
-    "pattern": r"^(https?|wss?)://\S+$",
+    "pattern": rf"^(https?|wss?)://{_VISIBLE}+$",
     "description": "an http(s):// or ws(s):// URL",
 }
 IMAGE_URL: Schema = {
     "type": "string",
     "maxLength": 2000,
-    "pattern": r"^https?://\S+$",
+    "pattern": rf"^https?://{_VISIBLE}+$",
     "description": "an http(s):// URL",
 }
 
@@ -84,11 +97,7 @@ TAKE_IN = _obj(
             "maximum": MAX_ID,
             "description": "image size in bytes",
         },
-        "sha256": {
-            "type": "string",
-            "pattern": r"^[0-9a-fA-F]{64}$",
-            "description": "64 hex digits",
-        },
+        "sha256": SHA256_HEX,
         "md5": {"type": "string", "pattern": r"^[0-9a-fA-F]{32}$", "description": "32 hex digits"},
         "url": IMAGE_URL,
         "extracted_size": {

@@ -9,9 +9,11 @@ blkio cgroup write limit on its target (the kernel throttles it; nothing sleeps)
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import uuid
@@ -20,6 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from appliance.journal import JobState, JournalDB
 
 if TYPE_CHECKING:
     from tests.appliance.conftest import ImageMaker, LoopFactory
@@ -95,7 +99,12 @@ def throttle() -> Iterator[Throttle]:
 
 
 def start_burn(
-    img: Path, dev: str, journal: Path, preexec: Callable[[], None] | None = None
+    img: Path,
+    dev: str,
+    journal: Path,
+    preexec: Callable[[], None] | None = None,
+    *,
+    own_group: bool = False,
 ) -> subprocess.Popen[str]:
     argv = [sys.executable, "-m", "appliance.cli", "burn", "--image", str(img)]
     argv += ["--target", dev, "--json", "--journal", str(journal)]
@@ -106,6 +115,7 @@ def start_burn(
         stderr=subprocess.PIPE,
         text=True,
         preexec_fn=preexec,  # only writes our pid into a cgroup file
+        start_new_session=own_group,
     )
 
 
@@ -151,7 +161,7 @@ def test_jobs_and_a_second_burn_leave_a_running_burn_alone(
         looked = agent("jobs", "--json", "--journal", str(journal))
         assert looked.returncode == 0, looked.stderr
         [running] = [j for j in events(looked.stdout) if j["id"] == job_id]
-        assert running["state"] == "writing"
+        assert running["state"] == "writing"  # the kernel holds it to 4 MiB/s: 8 s of writing
         # ... and a second burn opens the same journal as a writer, burns and passes.
         second = agent(
             "burn",
@@ -278,3 +288,133 @@ def test_a_partition_needs_partition_ok(
         journal,
     )
     assert run.returncode == 0, run.stderr
+
+
+# --------------------------------------------------------------------------- cases 5 and 6
+
+
+def read_only_tmpfs_at(path: Path) -> Callable[[], None]:
+    """A preexec_fn: in the child's own mount namespace, `path` is a read-only tmpfs."""
+
+    def enter() -> None:
+        for ok in (
+            _libc.unshare(CLONE_NEWNS) == 0,
+            _libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None) == 0,
+            _libc.mount(b"tmpfs", str(path).encode(), b"tmpfs", 1, None) == 0,  # MS_RDONLY
+        ):
+            if not ok:
+                raise OSError(ctypes.get_errno(), "mount namespace setup failed")
+
+    return enter
+
+
+@pytest.mark.parametrize("where", ["directory", "read-only"])
+def test_an_unusable_journal_path_is_one_line(
+    tmp_path: Path, loop_devices: LoopFactory, make_test_image: ImageMaker, where: str
+):
+    img = make_test_image(MiB)
+    dev = loop_devices(4 * MiB, fill=b"\x5a")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    journal = tmp_path if where == "directory" else ro / "journal.db"
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "appliance.cli",
+            "burn",
+            "--image",
+            str(img),
+            "--target",
+            dev.path,
+            "--journal",
+            str(journal),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        preexec_fn=read_only_tmpfs_at(ro),
+    )
+    assert run.returncode == 1
+    assert "Traceback" not in run.stderr
+    assert run.stderr.count("\n") == 1, run.stderr
+    assert str(journal) in run.stderr
+    said = "is a directory" if where == "directory" else "Read-only file system"
+    assert said in run.stderr
+    assert dev.read(0, MiB) == b"\x5a" * MiB  # nothing burned without a journal
+
+
+def test_md5_and_the_absolute_image_path_are_journaled(
+    tmp_path: Path, loop_devices: LoopFactory, make_test_image: ImageMaker
+):
+    img = make_test_image(2 * MiB)
+    dev = loop_devices(4 * MiB)
+    journal = tmp_path / "j.db"
+    md5 = hashlib.md5(img.read_bytes(), usedforsecurity=False).hexdigest()
+    argv = [sys.executable, "-m", "appliance.cli", "burn", "--image", img.name, "--md5", md5]
+    argv += ["--target", dev.path, "--journal", str(journal)]
+    run = subprocess.run(
+        argv,
+        cwd=img.parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert run.returncode == 0, run.stderr
+    [job] = events(agent("jobs", "--json", "--journal", str(journal)).stdout)
+    assert (job["image"], job["md5"]) == (str(img), md5)
+    bad = agent("burn", "--image", str(img), "--md5", "xyz", "--target", dev.path)
+    assert bad.returncode == 2
+    assert "not an MD5" in bad.stderr
+
+
+def test_an_interrupted_job_reads_interrupted_once(tmp_path: Path):
+    path = tmp_path / "j.db"
+    db = JournalDB(path)
+    db.create("gone", "u", "/dev/sdz", "/i.img", None, None)
+    db.transition("gone", JobState.WRITING)
+    db.close()  # its owner is gone, the job never finished
+    run = agent("jobs", "--journal", str(path))
+    assert run.returncode == 0, run.stderr
+    assert "(interrupted: the burn stopped mid-way: power loss or crash)" in run.stdout
+    assert "interrupted: interrupted" not in run.stdout
+
+
+def test_a_killed_optical_burn_leaves_no_disc_that_looks_complete(
+    tmp_path: Path, make_test_image: ImageMaker
+):
+    """A pseudo-drive is a plain file: killed mid-burn, its start must not be the image's (an
+    ISO's label and directory live there), so nothing mistakes it for a finished disc."""
+    img = make_test_image(320 * MiB)
+    disc = tmp_path / "disc.iso"
+    proc = start_burn(img, f"stdio:{disc}", tmp_path / "journal.db", own_group=True)
+    try:
+        assert proc.stdout is not None
+        for _ in range(1000):  # bounded: a few lines per 0.2 s
+            line = proc.stdout.readline()
+            assert line, "the burn ended before it was mid-write"
+            ev = json.loads(line)
+            # Past the tool's 32 MiB fifo, so the file holds the start of the image, and short
+            # of the end, so the first chunk cannot have been put in place yet.
+            mid = ev["event"] == "progress" and ev["phase"] == "write"
+            if mid and 64 * MiB <= ev["done"] < ev["total"]:
+                break
+        # Like a power cut: the CLI and its burn tool die at once, mid-image.
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait(10)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+    with open(img, "rb") as f:
+        head = f.read(MiB)
+    assert disc.stat().st_size >= 32 * MiB  # the tool had written a good part of the image
+    with open(disc, "rb") as f:
+        start = f.read(MiB)
+    assert start != head
+    assert start == bytes(MiB)
