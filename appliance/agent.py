@@ -476,6 +476,10 @@ class Agent:
             elif isinstance(event, MediaChanged) and (slot := self.slots.get(info.uid)):
                 await self._refresh(slot)
 
+    async def media_changed(self, uid: str) -> None:
+        """Someone changed the medium in drive `uid` by hand: tell the kiosk and the room."""
+        await self._refresh(self._slot(uid))
+
     async def _refresh(self, slot: _Slot) -> None:
         if not slot.busy:
             slot.state = await slot.drive.state()
