@@ -138,6 +138,17 @@ class Master:
             self._apply(room)
         return room
 
+    async def history(self, session_id: str, span: int, since: int = 0) -> dict[str, object]:
+        """The session's burned/failed counts per bucket of `span` seconds since `since`, with
+        the room's totals they were read at (None when the room is not loaded here)."""
+        key = session_id.lower()
+        room = self._rooms.get(key)
+        # Taken before the read is queued: every result in these totals was written before it
+        # (writes and reads run in order on one thread), and none after them is in the rows.
+        totals = room.totals() if room is not None else None
+        rows = await self.db.history(key, span, since)
+        return {"session": key, "span": span, "since": since, "totals": totals, "rows": rows}
+
     async def suspend(self, session_id: str) -> None:
         room = self._room(session_id)
         room.suspend("suspended")

@@ -383,7 +383,19 @@ class KioskRecord:
     cache_max: int | None = None
 
 
-Write = QueueSnapshot | BurnerRecord | KioskRecord
+@dataclass(frozen=True, slots=True)
+class HistoryTick:
+    """One counted result, added to the per-minute and per-hour history of its burner and of its
+    kiosk (None for a burner of no kiosk). `at` is wall-clock Unix seconds."""
+
+    session_id: str
+    uid: str
+    kiosk_id: int | None
+    at: float
+    passed: bool
+
+
+Write = QueueSnapshot | BurnerRecord | KioskRecord | HistoryTick
 
 
 @dataclass(slots=True)
@@ -606,12 +618,16 @@ class Room:
         self._to_watchers(self.status_list())
         self._announce(channels.burner_status(self.session_id, burner.uid), burner.as_dict())
 
-    def _stats_changed(self, burner: Burner) -> None:
+    def _stats_changed(self, burner: Burner, *, at: float | None = None) -> None:
         self._dirty_burners.add(burner.uid)
-        self._announce(
-            channels.stats(self.session_id),
-            {"uid": burner.uid, "burner": burner.stats.as_dict(), "totals": self.totals()},
-        )
+        data: dict[str, object] = {
+            "uid": burner.uid,
+            "burner": burner.stats.as_dict(),
+            "totals": self.totals(),
+        }
+        if at is not None:
+            data["at"] = at  # when the result was counted, for the dashboard's history chart
+        self._announce(channels.stats(self.session_id), data)
 
     def _record(self, burner: Burner) -> BurnerRecord:
         s = burner.stats
@@ -1061,7 +1077,13 @@ class Room:
                 # The disc asked for was not made: try again, first.
                 self._requeue(job)
                 self._queue_changed()
-        self._stats_changed(burner)
+        at = self._wall()
+        kiosk = next((k.id for k in self._kiosks.values() if burner.uid in k.burners), None)
+        # Written in the same transaction as the burner's statistics (see `drain`).
+        self._effects.writes.append(
+            HistoryTick(self.session_id, burner.uid, kiosk, at, passed=passed)
+        )
+        self._stats_changed(burner, at=at)
 
     def _requeue(self, md5: str) -> None:
         if self._queue and self._queue[0].md5 == md5:

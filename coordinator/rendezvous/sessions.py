@@ -3,11 +3,17 @@ leave suspends), plus explicit suspend and resume."""
 
 from __future__ import annotations
 
+import csv
+import io
 import sqlite3
+import time
 from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 
+from coordinator.errors import BadRequest, Unavailable
+from coordinator.keys import HISTORY
 from coordinator.rendezvous import schemas
 from coordinator.rendezvous.endpoint import Endpoint, Handler
 from coordinator.rendezvous.http import authorized, body, now, ok, page, read, write
@@ -16,6 +22,10 @@ from coordinator.store.records import Principal, Record, Role
 
 CONTRIBUTOR: tuple[Role, ...] = ("contributor",)
 MEMBERS: tuple[Role, ...] = ("contributor", "appliance")
+# Who watches a live session in the dashboard, and so may read and export its history.
+WATCHERS: tuple[Role, ...] = ("admin", "show_admin", "contributor")
+SPANS = {"minute": 60, "hour": 3600}
+HISTORY_COLUMNS = ("start", "span", "kind", "id", "name", "burned", "failed")
 
 
 async def list_sessions(request: web.Request) -> web.Response:
@@ -37,6 +47,63 @@ async def get_session(request: web.Request) -> web.Response:
     return ok(await read(request, lambda c: store.get_session(c, who, sid)))
 
 
+async def _history(request: web.Request) -> dict[str, Any]:
+    who = await authorized(request, WATCHERS, "reading a session's history")
+    sid = request.match_info["session_id"]
+    session = await read(request, lambda c: store.watched_session(c, who, sid))
+    span_name = request.query.get("span", "minute")
+    if span_name not in SPANS:
+        raise BadRequest(f"span must be one of {', '.join(SPANS)}, got {span_name!r}")
+    since_text = request.query.get("since", "0")
+    if not since_text.isdigit() or len(since_text) > 12:
+        raise BadRequest(f"since must be Unix seconds (a whole number >= 0), got {since_text!r}")
+    found = await request.app[HISTORY](str(session["id"]), SPANS[span_name], int(since_text))
+    if found is None:
+        raise Unavailable(
+            "this node hosts no session master; read the history on the session's WebSocket "
+            "(action history) or from the node that hosts its master"
+        )
+    return {"name": session["name"], **found}
+
+
+async def session_history(request: web.Request) -> web.Response:
+    return ok(await _history(request))
+
+
+def _cell(value: object) -> object:
+    # A name typed by a person must not turn into a formula when the file is opened.
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+async def session_history_csv(request: web.Request) -> web.Response:
+    found = await _history(request)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(HISTORY_COLUMNS)
+    for row in found["rows"]:
+        start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(row["start"]))
+        writer.writerow(
+            [
+                start,
+                found["span"],
+                row["kind"],
+                row["id"],
+                _cell(row["name"]),
+                row["burned"],
+                row["failed"],
+            ]
+        )
+    name = f"burnstand-{found['session']}-{'hour' if found['span'] == 3600 else 'minute'}.csv"
+    return web.Response(
+        text=out.getvalue(),
+        content_type="text/csv",
+        charset="utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
 def _action(
     roles: tuple[Role, ...],
     flow: str,
@@ -53,6 +120,27 @@ def _action(
 
 _ONE = "/sessions/{session_id}"
 _ERRS = (404, 409)
+
+_HISTORY_QUERY: tuple[dict[str, Any], ...] = (
+    {
+        "name": "span",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string", "enum": list(SPANS), "default": "minute"},
+    },
+    {
+        "name": "since",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "integer", "minimum": 0, "default": 0},
+        "description": "Unix seconds: buckets that ended before it are left out",
+    },
+)
+_HISTORY_DOC = (
+    "One row per bucket (start in Unix seconds, UTC) and burner, and per bucket and kiosk, "
+    "oldest first, kept by the session's master; `totals` are the session's totals when the "
+    "rows were read. Answered by a node that hosts a session master (503 elsewhere)."
+)
 
 ENDPOINTS = [
     Endpoint(
@@ -89,6 +177,31 @@ ENDPOINTS = [
         response=schemas.SESSION,
         errors=(404,),
         tag="sessions",
+    ),
+    Endpoint(
+        "GET",
+        _ONE + "/history",
+        session_history,
+        "Burned and failed discs per minute or per hour, per burner and per kiosk",
+        WATCHERS,
+        errors=(400, 404, 503),
+        tag="sessions",
+        query=_HISTORY_QUERY,
+        extra_doc={"description": _HISTORY_DOC},
+    ),
+    Endpoint(
+        "GET",
+        _ONE + "/history.csv",
+        session_history_csv,
+        "The session's history as CSV (the dashboard's export)",
+        WATCHERS,
+        errors=(400, 404, 503),
+        tag="sessions",
+        query=_HISTORY_QUERY,
+        extra_doc={
+            "content": "text/csv",
+            "description": "Columns: " + ", ".join(HISTORY_COLUMNS) + ". " + _HISTORY_DOC,
+        },
     ),
     Endpoint(
         "POST",

@@ -92,7 +92,7 @@ def clock() -> FakeClock:
 
 
 def make(clock: FakeClock, *records: BurnerRecord, policy: DispatchPolicy | None = None) -> Harness:
-    return Harness(Room("S", policy=policy, clock=clock, burners=records))
+    return Harness(Room("S", policy=policy, clock=clock, wall=clock, burners=records))
 
 
 def test_rare_image_goes_to_the_reliable_burner_not_the_first_one(clock: FakeClock) -> None:
@@ -324,6 +324,7 @@ def test_mean_speed_uses_image_size_and_burn_time(clock: FakeClock) -> None:
         "uid": uid(1),
         "burner": h.room.stats()[uid(1)],
         "totals": {"burned": 1, "failed": 0},
+        "at": clock.t,  # when it was counted, for the history chart
     }
 
 
