@@ -16,7 +16,7 @@ from coordinator.errors import BadRequest, Unavailable
 from coordinator.keys import HISTORY
 from coordinator.rendezvous import schemas
 from coordinator.rendezvous.endpoint import Endpoint, Handler
-from coordinator.rendezvous.http import authorized, body, now, ok, page, read, write
+from coordinator.rendezvous.http import authorized, body, now, ok, page, read, require, write
 from coordinator.store import sessions as store
 from coordinator.store.records import Principal, Record, Role
 
@@ -24,6 +24,7 @@ CONTRIBUTOR: tuple[Role, ...] = ("contributor",)
 MEMBERS: tuple[Role, ...] = ("contributor", "appliance")
 # Who watches a live session in the dashboard, and so may read and export its history.
 WATCHERS: tuple[Role, ...] = ("admin", "show_admin", "contributor")
+READERS: tuple[Role, ...] = ("admin", "show_admin", "contributor", "appliance")
 SPANS = {"minute": 60, "hour": 3600}
 HISTORY_COLUMNS = ("start", "span", "kind", "id", "name", "burned", "failed")
 
@@ -42,15 +43,26 @@ async def create_session(request: web.Request) -> web.Response:
 
 
 async def get_session(request: web.Request) -> web.Response:
-    who = await authorized(request, MEMBERS, "reading a session")
+    who = await authorized(request, READERS, "reading a session")
     sid = request.match_info["session_id"]
-    return ok(await read(request, lambda c: store.get_session(c, who, sid)))
+    if who.role in MEMBERS:
+        return ok(await read(request, lambda c: store.get_session(c, who, sid)))
+    # Admins and show admins watch sessions without joining them: the page shows their name.
+    return ok(await _watched(request, who, READERS, "reading a session"))
+
+
+async def _watched(
+    request: web.Request, who: Principal, roles: tuple[Role, ...], flow: str
+) -> Record:
+    sid = request.match_info["session_id"]
+    session = await read(request, lambda c: store.watched_session(c, who, sid))
+    require(who, roles, flow, int(session["show_id"]))
+    return session
 
 
 async def _history(request: web.Request) -> dict[str, Any]:
-    who = await authorized(request, WATCHERS, "reading a session's history")
-    sid = request.match_info["session_id"]
-    session = await read(request, lambda c: store.watched_session(c, who, sid))
+    flow = "reading a session's history"
+    session = await _watched(request, await authorized(request, WATCHERS, flow), WATCHERS, flow)
     span_name = request.query.get("span", "minute")
     if span_name not in SPANS:
         raise BadRequest(f"span must be one of {', '.join(SPANS)}, got {span_name!r}")
@@ -172,8 +184,8 @@ ENDPOINTS = [
         "GET",
         _ONE,
         get_session,
-        "Read one session",
-        MEMBERS,
+        "Read one session (admins and show admins, who watch without joining, see no `member`)",
+        READERS,
         response=schemas.SESSION,
         errors=(404,),
         tag="sessions",

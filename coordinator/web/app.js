@@ -670,6 +670,7 @@ const STATE_TEXT = {
   AVAIL: "Blank disc ready",
   EMPTY: "No disc",
 };
+const PAGE_TITLE = "burnstand dashboard";
 const CHART_MINUTES = 20;
 // Minutes of history the view keeps: "discs per hour" counts the last hour's discs.
 const HOUR_MINUTES = 60;
@@ -705,9 +706,8 @@ class LiveView {
         this.takes.set(t.md5.toLowerCase(), { ...t, path: `${e.name} › ${q.name}` });
       }
     });
-    if (role === "contributor") {
-      tasks.push(auth.get(`/sessions/${this.sid}`).then((s) => (this.name = s.name), () => null));
-    }
+    // The session's name heads the page and the browser tab; its id is small print.
+    tasks.push(auth.get(`/sessions/${encodeURIComponent(this.sid)}`).then((s) => (this.name = s.name), () => null));
     await Promise.all(tasks);
     this.build();
     for (const kind of ["snapshot", "burner", "kiosk", "queue", "stats", "room"]) {
@@ -719,6 +719,7 @@ class LiveView {
   }
 
   dispose() {
+    document.title = PAGE_TITLE;
     this.session.stop();
     clearInterval(this.ticker);
   }
@@ -763,7 +764,7 @@ class LiveView {
       h(
         "div",
         { class: "live-head" },
-        h("h1", {}, this.name || `Session ${sid}`),
+        h("h1", {}, this.name || "Live session", " ", h("small", { class: "uid", id: "session-id", title: "Session id" }, sid)),
         this.conn,
         this.tabs,
       ),
@@ -789,6 +790,7 @@ class LiveView {
         ),
       ),
     );
+    document.title = `${this.name || `Session ${sid}`} · ${PAGE_TITLE}`;
     this.setTab(this.tab);
     this.renderQueue();
     this.renderStats();

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_pages import WAIT_MS, open_live_view, screenshot
+from e2e_pages import WAIT_MS, open_live_view, screenshot, sign_in_with_credential
 from playwright.sync_api import Browser, Page, expect
 from stand import FakeBurner, Process, Rest, demo, free_port, serve
 
@@ -33,6 +33,7 @@ BURN_WAIT_MS = 30_000  # a fake burner takes new work when it next says IDLE (ev
 class HistoryStand:
     url: str
     state: dict[str, Any]
+    session: str
     burners: list[FakeBurner]
     process: Process
 
@@ -66,7 +67,7 @@ def stand(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HistoryStand]:
     for b in burners:
         b.start()
     try:
-        yield HistoryStand(f"http://127.0.0.1:{port}", state, burners, process)
+        yield HistoryStand(f"http://127.0.0.1:{port}", state, session["id"], burners, process)
     finally:
         for b in burners:
             b.stop()
@@ -104,6 +105,10 @@ def test_chart_and_totals_survive_a_reload_and_match_a_second_browser(
     page: Page, browser: Browser, stand: HistoryStand
 ) -> None:
     open_live_view(page, stand.url, stand.state, SESSION)
+    # The session's name heads the page and names the browser tab; the id is small print.
+    expect(page).to_have_title(f"{SESSION} · burnstand dashboard")
+    expect(page.locator(".live-head h1")).to_contain_text(SESSION)
+    expect(page.locator("#session-id")).to_have_text(stand.session)
     page.get_by_role("link", name="Command").click()
     _queue(page, stand, 2)
     expect(page.locator("#total-burned")).to_have_text("2", timeout=BURN_WAIT_MS)
@@ -120,11 +125,16 @@ def test_chart_and_totals_survive_a_reload_and_match_a_second_browser(
     assert _figures(page) == first
     assert page.locator("#throughput svg").inner_html() == bars
 
-    # Another operator, in a browser of their own, signs in and sees the same numbers.
+    # The admin, on the wall screen's browser, opens the session by its link: same name, same
+    # numbers (an admin watches without joining).
     other = browser.new_context(viewport={"width": 1280, "height": 860}).new_page()
     other.set_default_timeout(WAIT_MS)
     try:
-        open_live_view(other, stand.url, stand.state, SESSION)
+        sign_in_with_credential(other, stand.url, stand.state["admin_credential"])
+        expect(other.locator("#who")).to_contain_text("admin")
+        other.goto(f"{stand.url}/#/live/{stand.session}/display")
+        expect(other.locator("#conn")).to_have_text("Live")
+        expect(other).to_have_title(f"{SESSION} · burnstand dashboard")
         expect(other.locator("#chart-cap")).to_have_text(caption)
         assert _figures(other) == first
         assert other.locator("#throughput svg").inner_html() == bars
