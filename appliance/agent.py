@@ -483,8 +483,17 @@ class Agent:
     async def _refresh(self, slot: _Slot) -> None:
         if not slot.busy:
             slot.state = await slot.drive.state()
+            if slot.state is not DriveState.TRAY_OPEN:
+                self._disc_taken(slot)
         self._emit_drive(slot)
         await self._send_status(slot)
+
+    def _disc_taken(self, slot: _Slot) -> None:
+        """The finished disc left the drive (the tray closed empty or on a new blank): the
+        result lights go out, so the next visitor is not told about the last one's disc."""
+        panel, path = self.panel, slot.info.path
+        if panel is not None and panel.state(path) in (LedState.PASSED, LedState.FAILED):
+            panel.show(path, LedState.IDLE)
 
     def _slot(self, uid: str) -> _Slot:
         slot = self.slots.get(uid)

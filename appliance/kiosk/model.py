@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from appliance.control import AgentStatus, DriveView, ImageView, ResultView, fits
+from wire import failures
 
 
 @dataclass
@@ -106,20 +107,6 @@ class KioskModel:
 
 MEDIA_NAMES = {"CDR": "CD", "DVDR": "DVD", "BDR": "Blu-ray", "BLOCK": "USB/SD"}
 
-REASONS = {
-    "no-media": "There is no blank disc in the burner.",
-    "media-too-small": "The disc is too small for this image.",
-    "write-protected": "The disc or stick is write-protected.",
-    "drive-pulled": "The burner or stick was unplugged.",
-    "verify-mismatch": "The disc did not read back correctly.",
-    "corrupt-image": "The image on the kiosk is damaged; an operator will fix it.",
-    "disk-full": "The kiosk ran out of space.",
-    "tool-failed": "The burner reported an error.",
-    "tool-missing": "The kiosk is missing a burning tool; please call an operator.",
-    "cancelled": "The burn was cancelled.",
-    "burn-failed": "The burn failed.",
-}
-
 STATE_NAMES = {
     "idle": "ready",
     "empty": "no disc",
@@ -130,9 +117,8 @@ STATE_NAMES = {
 
 
 def reason_text(result: ResultView) -> str:
-    base = REASONS.get(result["reason"] or "", "The burn failed.")
-    detail = result["message"].strip()
-    return f"{base} ({detail})" if detail and detail not in base else base
+    """What happened and what to do, in one sentence (the table in `wire.failures`)."""
+    return failures.sentence(result["reason"])
 
 
 def human_size(n: float) -> str:

@@ -1,4 +1,8 @@
-"""Pass or fail, in words a visitor can act on: take your disc, or try another one and why."""
+"""Pass or fail, in words a visitor can act on: take your disc, or try another one and why.
+
+A failure is one sentence from `wire.failures` (what happened, what to do); what the burning
+tool itself said is one tap away behind "Details", for the operator the visitor calls over.
+"""
 
 from __future__ import annotations
 
@@ -46,8 +50,18 @@ class ResultScreen(Screen[None]):
             else:
                 yield Button("Try another disc", id="retry", variant="warning")
                 yield Button("Start over", id="done")
+                if r["message"].strip():
+                    yield Button("Details", id="details")
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()
+        if event.button.id == "details":
+            shown = self.query("#tool-detail")
+            if shown:
+                shown.remove()
+            else:
+                tool = Label(self.result["message"].strip(), id="tool-detail")
+                self.query_one("#verdict", Vertical).mount(tool)
+            return
         retry = event.button.id == "retry"
         self.post_message(ResultAcknowledged(retry=retry, image=self.image if retry else None))
