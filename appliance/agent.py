@@ -66,6 +66,7 @@ from appliance.images.cache import DownloadFailed, ImageCache
 from appliance.journal import JobRecord, JobState, Journal
 from appliance.leds import LedConfig, LedState, Panel
 from appliance.leds import LinkState as LedLink
+from wire.agentmsg import MAX_NOTES
 
 log = logging.getLogger(__name__)
 
@@ -877,6 +878,7 @@ class Agent:
 
     async def _result_payload(self, record: JobRecord) -> dict[str, Any]:
         take = self.catalog.get(record.image_sha256 or "")
+        passed = record.state is JobState.PASSED
         size = take.size if take is not None else await asyncio.to_thread(_size, record.image_path)
         return {
             "type": "result",
@@ -887,6 +889,8 @@ class Agent:
             "reason": record.reason,
             "bytes": size if record.state is JobState.PASSED else 0,
             "seconds": round(max(0.0, record.updated_at - record.created_at), 3),
+            # The tool's words for a failure, for the operator's "details" on the dashboard.
+            **({"detail": record.message[:MAX_NOTES]} if record.message and not passed else {}),
         }
 
     async def _on_message(self, message: dict[str, Any]) -> None:

@@ -209,13 +209,19 @@ class Master:
         self._apply(room)
 
     async def handle(
-        self, session_id: str, member_id: str, message: bp.Message, *, job: str | None = None
+        self,
+        session_id: str,
+        member_id: str,
+        message: bp.Message,
+        *,
+        job: str | None = None,
+        failure: tuple[str | None, str] | None = None,
     ) -> None:
         """Apply one message from a member; replies reach it through its `deliver`.
 
         `job` names the result this message reports (a burner's final status): it is remembered
         with the statistics the message changed, in the same write, so `counted` knows it after a
-        restart too.
+        restart too. `failure` is why that result failed: (reason code, the tool's detail).
         """
         room = self._room(session_id)
         match message:
@@ -227,8 +233,10 @@ class Master:
                 pass
         if member_id not in room.members:  # it left while the catalog was asked
             return
-        room.handle(member_id, message)
         uid = room.members[member_id].uid
+        if failure is not None and uid is not None:
+            room.reporting(uid, *failure)
+        room.handle(member_id, message)
         if job is not None and uid is not None:
             room.note_job(uid, job)
         self._apply(room)

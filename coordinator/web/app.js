@@ -1031,6 +1031,7 @@ class LiveView {
       capabilities: data.capabilities || [],
       images: data.images || [],
       commonOnly: Boolean(data.common_only),
+      failure: data.failure || null, // the last burn's failure: a sentence, the tool's detail
     });
     if (stats) b.stats = stats;
     if (!b.stats) b.stats = { burned: 0, failed: 0, recent_failures: 0, mean_speed: null };
@@ -1165,6 +1166,15 @@ class LiveView {
       const r = b.lastResult;
       c.result.textContent = `${r.ok ? "✓ Verified" : "✗ Verify failed"}${r.job ? ` — ${this.imageName(r.job)}` : ""}${r.at ? ` at ${clock(r.at)}` : ""}`;
       c.result.className = r.ok ? "ok" : "bad";
+      const f = b.failure;
+      if (!r.ok && f) {
+        // One sentence an operator can act on; what the tool said is one tap away.
+        replace(
+          c.result,
+          h("span", { class: "sentence" }, `✗ ${f.sentence}`),
+          h("details", { class: "tool" }, h("summary", {}, "Details"), h("code", {}, f.detail ? `${f.reason}: ${f.detail}` : f.reason)),
+        );
+      }
     } else {
       c.result.textContent = "—";
       c.result.className = "";

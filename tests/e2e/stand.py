@@ -165,6 +165,7 @@ class FakeBurner(threading.Thread):
         self.images = images
         self.stopping = threading.Event()
         self.tray_opened = threading.Event()
+        self.fail_next = threading.Event()  # set: the next burn fails its verify (MD5FAIL)
         self.burned: list[str] = []
         self.connections = 0
         self._sock: socket.socket | None = None
@@ -220,7 +221,11 @@ class FakeBurner(threading.Thread):
                 self.stopping.wait(self.STEP)  # the simulated drive's writing pace
                 percent += 10
                 self.send(bp.Status(bp.StatusValue.progress(percent)))
-                if percent >= 100:
+                if percent >= 100 and self.fail_next.is_set():
+                    self.fail_next.clear()
+                    self.send(bp.Status(bp.StatusValue(bp.StatusKind.MD5FAIL)))
+                    job = None
+                elif percent >= 100:
                     self.send(bp.Status(bp.StatusValue(bp.StatusKind.MD5PASS)))
                     self.burned.append(job)
                     job = None

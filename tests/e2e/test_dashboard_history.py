@@ -173,3 +173,22 @@ def test_queue_eta_appears_and_grows_when_a_burner_goes_offline(
     assert _eta_minutes(eta.inner_text()) >= 1.5 * _eta_minutes(both), (both, eta.inner_text())
     page.get_by_role("button", name="Clear queue").click()
     expect(page.locator("#queue li")).to_have_count(0)
+
+
+def test_a_failed_disc_reads_as_a_sentence_with_the_detail_one_tap_away(
+    page: Page, stand: HistoryStand
+) -> None:
+    open_live_view(page, stand.url, stand.state, SESSION)
+    burner = stand.burners[0]
+    burner.fail_next.set()
+    page.get_by_role("link", name="Command").click()
+    _queue(page, stand, 1)
+    card = page.locator(f'.burner[data-uid="{burner.uid}"]')
+    sentence = "✗ The disc did not read back correctly. Take another blank and try again."
+    expect(card.locator(".sentence")).to_have_text(sentence, timeout=BURN_WAIT_MS)
+    expect(card.locator(".tool code")).to_be_hidden()
+    card.locator(".tool summary").click()
+    expect(card.locator(".tool code")).to_have_text("verify-mismatch")
+    expect(page.locator("#total-failed")).to_have_text("1")
+    expect(page.locator("#throughput rect.bad")).to_have_count(1)  # the failure, in red
+    page.get_by_role("button", name="Clear queue").click()

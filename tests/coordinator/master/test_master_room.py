@@ -391,3 +391,19 @@ def test_askcapab_over_a_large_catalog_still_fits_one_frame(clock: FakeClock) ->
     assert cap.images == images[: len(cap.images)]
     assert len(cap.images) > 1500
     assert len(bp.encode(cap)) <= bp.MAX_FRAME
+
+
+def test_a_burn_protocol_md5fail_reads_as_a_disc_that_did_not_verify(clock: FakeClock) -> None:
+    h = make(clock)
+    h.burner(1, (COMMON,))
+    h.room.handle(h.command(), bp.Queue(COMMON))
+    h.room.handle("b1", bp.Status(bp.StatusValue(bp.StatusKind.MD5FAIL)))
+    h.pump()
+    status = [d for ch, d in h.changes if ch == f"session.s.burner.{uid(1)}.status"][-1]
+    assert isinstance(status, dict)
+    assert status["failure"] == {
+        "reason": "verify-mismatch",
+        "sentence": "The disc did not read back correctly. Take another blank and try again.",
+        "detail": "",
+        "at": clock.t,
+    }
