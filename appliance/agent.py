@@ -625,6 +625,7 @@ class Agent:
             "cache_used": cache.used_bytes if cache is not None else 0,
             "cache_max": self.config.cache_size,
             "drives": len(self.slots),
+            "language": self.config.kiosk_language,
         }
 
     # ---- events -------------------------------------------------------------------------------

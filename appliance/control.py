@@ -23,7 +23,7 @@ import stat
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Protocol, TypedDict
+from typing import Any, Final, NotRequired, Protocol, TypedDict
 
 from appliance.drives.base import BurnError
 
@@ -106,6 +106,7 @@ class AgentStatus(TypedDict):
     cache_used: int
     cache_max: int
     drives: int
+    language: NotRequired[str]  # the kiosk's default language (config [kiosk] language)
 
 
 class BurnAccepted(TypedDict):

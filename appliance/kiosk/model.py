@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from appliance.control import AgentStatus, DriveView, ImageView, ResultView, fits
+from appliance.kiosk.i18n import N_, _
 from wire import failures
 
 
@@ -105,20 +106,25 @@ class KioskModel:
 
 # --- wording ---------------------------------------------------------------------------------
 
-MEDIA_NAMES = {"CDR": "CD", "DVDR": "DVD", "BDR": "Blu-ray", "BLOCK": "USB/SD"}
+MEDIA_NAMES = {"CDR": N_("CD"), "DVDR": N_("DVD"), "BDR": N_("Blu-ray"), "BLOCK": N_("USB/SD")}
 
 STATE_NAMES = {
-    "idle": "ready",
-    "empty": "no disc",
-    "trayopen": "tray open",
-    "busy": "busy",
-    "gone": "unplugged",
+    "idle": N_("ready"),
+    "empty": N_("no disc"),
+    "trayopen": N_("tray open"),
+    "busy": N_("busy"),
+    "gone": N_("unplugged"),
 }
+
+
+def state_name(state: str) -> str:
+    """A drive state as the visitor reads it, in the kiosk's language."""
+    return _(STATE_NAMES[state]) if state in STATE_NAMES else state
 
 
 def reason_text(result: ResultView) -> str:
     """What happened and what to do, in one sentence (the table in `wire.failures`)."""
-    return failures.sentence(result["reason"])
+    return _(failures.sentence(result["reason"]))
 
 
 def human_size(n: float) -> str:
@@ -131,12 +137,12 @@ def human_size(n: float) -> str:
 
 def human_eta(seconds: float | None) -> str:
     if seconds is None:
-        return "estimating…"
+        return _("estimating…")
     s = max(0, round(seconds))
     if s >= 3600:
-        return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d} left"
-    return f"{s // 60}:{s % 60:02d} left"
+        return _("{time} left").format(time=f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}")
+    return _("{time} left").format(time=f"{s // 60}:{s % 60:02d}")
 
 
 def media_text(image: ImageView) -> str:
-    return " · ".join(MEDIA_NAMES.get(m, m) for m in image["media"])
+    return " · ".join(_(MEDIA_NAMES[m]) if m in MEDIA_NAMES else m for m in image["media"])

@@ -9,6 +9,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Button, Label
 
+from appliance.kiosk.i18n import _
 from appliance.kiosk.messages import OperatorUnlocked, PinEntered
 from appliance.kiosk.widgets.keypad import Keypad
 
@@ -22,11 +23,11 @@ class PinScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="pin-box"):
-            yield Label("Operator PIN", classes="screen-title")
+            yield Label(_("Operator PIN"), classes="screen-title")
             yield Keypad(id="keypad")
             yield Label("", id="pin-error")
         with Horizontal(classes="actions"):
-            yield Button("Cancel", id="cancel")
+            yield Button(_("Cancel"), id="cancel")
 
     def on_pin_entered(self, message: PinEntered) -> None:
         message.stop()
@@ -35,7 +36,7 @@ class PinScreen(Screen[None]):
             self.post_message(OperatorUnlocked())
             return
         self.query_one(Keypad).clear()
-        self.query_one("#pin-error", Label).update("Wrong PIN — try again")
+        self.query_one("#pin-error", Label).update(_("Wrong PIN — try again"))
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "cancel":

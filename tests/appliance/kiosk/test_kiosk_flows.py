@@ -194,7 +194,7 @@ async def test_operator_pin_wrong_then_right_then_operator_actions(
     await wait_for(pilot, lambda: "Renamed to Front burner" in screen_text(pilot), "report")
 
     await pilot.click("#eject-all")
-    await wait_for(pilot, lambda: "Ejected 3 drive(s)" in screen_text(pilot), "eject all")
+    await wait_for(pilot, lambda: "Ejected 3 drives" in screen_text(pilot), "eject all")
     assert {d.state.value for d in agent.handler.drive_list} == {"trayopen"}
 
     await pilot.click("#close")
