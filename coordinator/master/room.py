@@ -1077,15 +1077,15 @@ class Room:
         stats = burner.stats
         job, started = burner.job, burner.job_started
         burner.job = burner.job_started = None
+        at = self._wall()
         reason, detail = burner.reporting or ("verify-mismatch", "")
-        burner.reporting = None
         burner.failure = None
         if not passed:
             burner.failure = {
                 "reason": reason or failures.UNKNOWN,
                 "sentence": failures.sentence(reason),
                 "detail": detail,
-                "at": self._wall(),
+                "at": at,
             }
         if passed:
             stats.burned += 1
@@ -1103,7 +1103,6 @@ class Room:
                 # The disc asked for was not made: try again, first.
                 self._requeue(job)
                 self._queue_changed()
-        at = self._wall()
         kiosk = next((k.id for k in self._kiosks.values() if burner.uid in k.burners), None)
         # Written in the same transaction as the burner's statistics (see `drain`).
         self._effects.writes.append(

@@ -1164,18 +1164,26 @@ class LiveView {
     c.speed.textContent = b.speedNow ? speed(b.speedNow) : b.stats && b.stats.mean_speed ? `${speed(b.stats.mean_speed)} avg` : "—";
     if (b.lastResult) {
       const r = b.lastResult;
-      c.result.textContent = `${r.ok ? "✓ Verified" : "✗ Verify failed"}${r.job ? ` — ${this.imageName(r.job)}` : ""}${r.at ? ` at ${clock(r.at)}` : ""}`;
-      c.result.className = r.ok ? "ok" : "bad";
       const f = b.failure;
+      c.result.className = r.ok ? "ok" : "bad";
       if (!r.ok && f) {
-        // One sentence an operator can act on; what the tool said is one tap away.
-        replace(
-          c.result,
-          h("span", { class: "sentence" }, `✗ ${f.sentence}`),
-          h("details", { class: "tool" }, h("summary", {}, "Details"), h("code", {}, f.detail ? `${f.reason}: ${f.detail}` : f.reason)),
-        );
+        // One sentence an operator can act on; what the tool said is one tap away. Drawn once
+        // per failure, so "Details" stays open while the card updates.
+        const key = `${f.reason}|${f.detail}|${f.at}`;
+        if (c.result.dataset.failure !== key) {
+          c.result.dataset.failure = key;
+          replace(
+            c.result,
+            h("span", { class: "sentence" }, `✗ ${f.sentence}`),
+            h("details", { class: "tool" }, h("summary", {}, "Details"), h("code", {}, f.detail ? `${f.reason}: ${f.detail}` : f.reason)),
+          );
+        }
+      } else {
+        delete c.result.dataset.failure;
+        c.result.textContent = `${r.ok ? "✓ Verified" : "✗ Verify failed"}${r.job ? ` — ${this.imageName(r.job)}` : ""}${r.at ? ` at ${clock(r.at)}` : ""}`;
       }
     } else {
+      delete c.result.dataset.failure;
       c.result.textContent = "—";
       c.result.className = "";
     }
