@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from coordinator.master.room import BurnerRecord, HistoryTick, KioskRecord, QueueSnapshot, Write
+from wire.clientmsg import Span
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ def _v5(conn: sqlite3.Connection) -> None:
 
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2, _v3, _v4, _v5)
 # Bucket widths the history keeps, in seconds.
-SPANS = (60, 3600)
+SPANS = tuple(int(span) for span in Span)
 
 
 def _count(conn: sqlite3.Connection, tick: HistoryTick) -> None:

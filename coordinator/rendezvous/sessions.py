@@ -19,13 +19,13 @@ from coordinator.rendezvous.endpoint import Endpoint, Handler
 from coordinator.rendezvous.http import authorized, body, now, ok, page, read, require, write
 from coordinator.store import sessions as store
 from coordinator.store.records import Principal, Record, Role
+from wire.clientmsg import SPANS
 
 CONTRIBUTOR: tuple[Role, ...] = ("contributor",)
 MEMBERS: tuple[Role, ...] = ("contributor", "appliance")
 # Who watches a live session in the dashboard, and so may read and export its history.
 WATCHERS: tuple[Role, ...] = ("admin", "show_admin", "contributor")
 READERS: tuple[Role, ...] = ("admin", "show_admin", "contributor", "appliance")
-SPANS = {"minute": 60, "hour": 3600}
 HISTORY_COLUMNS = ("start", "span", "kind", "id", "name", "burned", "failed")
 
 
@@ -69,7 +69,8 @@ async def _history(request: web.Request) -> dict[str, Any]:
     since_text = request.query.get("since", "0")
     if not since_text.isdigit() or len(since_text) > 12:
         raise BadRequest(f"since must be Unix seconds (a whole number >= 0), got {since_text!r}")
-    found = await request.app[HISTORY](str(session["id"]), SPANS[span_name], int(since_text))
+    span = int(SPANS[span_name])
+    found = await request.app[HISTORY](str(session["id"]), span, int(since_text))
     if found is None:
         raise Unavailable(
             "this node hosts no session master; read the history on the session's WebSocket "
