@@ -184,7 +184,9 @@ def test_result_failed(snap_compare: SnapCompare, threaded_agent: DemoAgent) -> 
 # The visitor's screens in each translated language, at the kiosk's 800x480.
 @pytest.mark.parametrize("language", ["de", "es"])
 @pytest.mark.parametrize(
-    "steps", [_nothing, _to_images, _failed], ids=["attract", "pick_image", "result_failed"]
+    "steps",
+    [_nothing, _to_images, _to_drives, _failed],
+    ids=["attract", "pick_image", "pick_drive", "result_failed"],
 )
 def test_visitor_screens_in(
     snap_compare: SnapCompare, threaded_agent: DemoAgent, steps: Steps, language: str
