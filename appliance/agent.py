@@ -66,6 +66,7 @@ from appliance.images.cache import DownloadFailed, ImageCache
 from appliance.journal import JobRecord, JobState, Journal
 from appliance.leds import LedConfig, LedState, Panel
 from appliance.leds import LinkState as LedLink
+from wire.agentmsg import MAX_NOTES
 
 log = logging.getLogger(__name__)
 
@@ -503,11 +504,24 @@ class Agent:
             elif isinstance(event, MediaChanged) and (slot := self.slots.get(info.uid)):
                 await self._refresh(slot)
 
+    async def media_changed(self, uid: str) -> None:
+        """Someone changed the medium in drive `uid` by hand: tell the kiosk and the room."""
+        await self._refresh(self._slot(uid))
+
     async def _refresh(self, slot: _Slot) -> None:
         if not slot.busy:
             slot.state = await slot.drive.state()
+            if slot.state is not DriveState.TRAY_OPEN:
+                self._disc_taken(slot)
         self._emit_drive(slot)
         await self._send_status(slot)
+
+    def _disc_taken(self, slot: _Slot) -> None:
+        """The finished disc left the drive (the tray closed empty or on a new blank): the
+        result lights go out, so the next visitor is not told about the last one's disc."""
+        panel, path = self.panel, slot.info.path
+        if panel is not None and panel.state(path) in (LedState.PASSED, LedState.FAILED):
+            panel.show(path, LedState.IDLE)
 
     def _slot(self, uid: str) -> _Slot:
         slot = self.slots.get(uid)
@@ -642,6 +656,7 @@ class Agent:
             "cache_used": cache.used_bytes if cache is not None else 0,
             "cache_max": self.config.cache_size,
             "drives": len(self.slots),
+            "language": self.config.kiosk_language,
         }
 
     # ---- events -------------------------------------------------------------------------------
@@ -909,6 +924,7 @@ class Agent:
 
     async def _result_payload(self, record: JobRecord) -> dict[str, Any]:
         take = self.catalog.get(record.image_sha256 or "")
+        passed = record.state is JobState.PASSED
         size = take.size if take is not None else await asyncio.to_thread(_size, record.image_path)
         return {
             "type": "result",
@@ -919,6 +935,8 @@ class Agent:
             "reason": record.reason,
             "bytes": size if record.state is JobState.PASSED else 0,
             "seconds": round(max(0.0, record.updated_at - record.created_at), 3),
+            # The tool's words for a failure, for the operator's "details" on the dashboard.
+            **({"detail": record.message[:MAX_NOTES]} if record.message and not passed else {}),
         }
 
     async def _on_message(self, message: dict[str, Any]) -> None:

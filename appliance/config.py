@@ -77,6 +77,8 @@ class AgentConfig:
     leds: LedPins = field(default_factory=LedPins)
     socket: Path = DEFAULT_SOCKET
     kiosk_pin: str | None = None
+    # The language the kiosk speaks to a visitor until they pick another (a shipped one).
+    kiosk_language: str = "en"
     # Used only while there is no credential: the kiosk asks the coordinator to be accepted.
     enrollment_code: str | None = None
 
@@ -286,6 +288,11 @@ def parse_config(text: str, file: str = "agent.toml") -> AgentConfig:
     if pin is not None and not pin.isdigit():
         raise kiosk.fail("pin", "must be digits only (it is typed on a keypad)")
     kiosk.string("socket")  # the kiosk's own key; accepted so one file serves both
+    language = kiosk.text("language", "en")
+    if language not in KIOSK_LANGUAGES:
+        raise kiosk.fail(
+            "language", f"{language!r} is not a kiosk language ({', '.join(KIOSK_LANGUAGES)})"
+        )
     kiosk.done()
 
     return AgentConfig(
@@ -305,9 +312,13 @@ def parse_config(text: str, file: str = "agent.toml") -> AgentConfig:
         leds=leds,
         socket=socket,
         kiosk_pin=pin,
+        kiosk_language=language,
         enrollment_code=enrollment_code,
     )
 
+
+# The languages the kiosk ships complete catalogs for (appliance/kiosk/locale).
+KIOSK_LANGUAGES: Final = ("en", "de", "es")
 
 SAVED_CREDENTIAL: Final = "credential"
 """The file in `state_dir` where an enrolled kiosk keeps the credential it was handed."""

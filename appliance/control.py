@@ -117,6 +117,7 @@ class AgentStatus(TypedDict):
     cache_used: int
     cache_max: int
     drives: int
+    language: NotRequired[str]  # the kiosk's default language (config [kiosk] language)
 
 
 class BurnAccepted(TypedDict):
@@ -187,10 +188,17 @@ def why_not_offered(drive: DriveView, image: ImageView) -> str | None:
     content = image.get("content")
     block = "BLOCK" in drive["capabilities"]
     if content == "disk" and not block:
-        return "a disk image boots from USB sticks and SD cards, not from discs"
+        return WHY_NOT_OFFERED["disk-on-disc"]
     if content == "iso" and block:
-        return "this ISO has no partition table, so it boots from discs only"
+        return WHY_NOT_OFFERED["iso-on-block"]
     return None
+
+
+# Why media sense keeps a burner off an image card, in English; the kiosk shows them translated.
+WHY_NOT_OFFERED: Final[dict[str, str]] = {
+    "disk-on-disc": "a disk image boots from USB sticks and SD cards, not from discs",
+    "iso-on-block": "this ISO has no partition table, so it boots from discs only",
+}
 
 
 # --- errors --------------------------------------------------------------------------------

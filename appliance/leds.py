@@ -1,8 +1,9 @@
 """The kiosk's status lights and eject buttons, driven with gpiozero.
 
 Each drive has a pair of LEDs, green and red: both off when idle, both blinking (amber) while
-writing, both lit while verifying, green alone for a verified burn and red alone for a failure,
-so a visitor can read the result from across the booth. One more LED shows the coordinator link:
+writing, both lit while verifying, green alone for a verified burn and red alone, blinking, for a
+failure, so a visitor can read the result from across the booth; the agent puts them out when the
+disc is taken from the drive. One more LED shows the coordinator link:
 off when down, blinking while reconnecting, lit when connected. An optional button per drive
 ejects its disc. Every class takes a gpiozero pin factory, so tests (and machines with no GPIO)
 pass `gpiozero.pins.mock.MockFactory`; anything with on/off/blink satisfies `Light`.
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 
 WRITE_BLINK = 0.5  # seconds on, seconds off
 RECONNECT_BLINK = 0.25
+FAIL_BLINK = 0.3  # a failed disc's red LED blinks until the disc is taken out
 
 
 class Light(Protocol):
@@ -77,11 +79,14 @@ class DriveLeds:
             self.green.blink(WRITE_BLINK, WRITE_BLINK)
             self.red.blink(WRITE_BLINK, WRITE_BLINK)
             return
+        if state is LedState.FAILED:
+            self.green.off()
+            self.red.blink(FAIL_BLINK, FAIL_BLINK)
+            return
         lit = {
             LedState.IDLE: (False, False),
             LedState.VERIFYING: (True, True),
             LedState.PASSED: (True, False),
-            LedState.FAILED: (False, True),
         }[state]
         for light, on in ((self.green, lit[0]), (self.red, lit[1])):
             if on:
@@ -205,6 +210,11 @@ class Panel:
         leds = self.drives.get(drive_path)
         if leds is not None:
             leds.show(state)
+
+    def state(self, drive_path: str) -> LedState | None:
+        """What a drive's pair shows now; None for a drive without LEDs."""
+        leds = self.drives.get(drive_path)
+        return None if leds is None else leds.state
 
     def bind_eject(
         self,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -19,3 +19,6 @@ REVOCATIONS = web.AppKey("revocations", RevocationWatcher)
 OPENAPI = web.AppKey[dict[str, Any]]("openapi")
 # Live-plane health report (coordinator/live.py); the health endpoint uses it when present.
 HEALTH = web.AppKey[Callable[[], dict[str, Any]]]("health")
+# A session's history as this node's session master keeps it (session id, span seconds, since),
+# or None when this node hosts no master (coordinator/live.py sets it).
+HISTORY = web.AppKey[Callable[[str, int, int], Awaitable[dict[str, Any] | None]]]("history")

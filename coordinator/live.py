@@ -32,7 +32,7 @@ from coordinator.balancer.host import HostLink, MasterHost
 from coordinator.balancer.remote import Connector, RelayServer
 from coordinator.burnlistener import BurnListener, start_burn_listener
 from coordinator.config import CoordinatorConfig
-from coordinator.keys import CONFIG, EXPIRY, HEALTH, REVOCATIONS, STORE
+from coordinator.keys import CONFIG, EXPIRY, HEALTH, HISTORY, REVOCATIONS, STORE
 from coordinator.links import LINKS, setup_links
 from coordinator.master import ImageInfo, Master
 from coordinator.pubsub import PubSub, make_pubsub
@@ -355,6 +355,12 @@ def setup(app: web.Application) -> None:
     app.middlewares.append(_session_events)
     app.router.add_get("/ws/{session_id}", _ws)
     app[HEALTH] = _health(app)
+
+    async def history(session_id: str, span: int, since: int) -> dict[str, Any] | None:
+        master = _master_of(app)
+        return None if master is None else await master.history(session_id, span, since)
+
+    app[HISTORY] = history
     app.cleanup_ctx.append(_live_ctx)
     app.on_shutdown.append(_on_shutdown)
     if app[CONFIG].serve_links and app[CONFIG].role in ("all", "master"):

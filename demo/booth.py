@@ -7,6 +7,9 @@ appliance in the show; later runs reuse the same folder. It then runs that kiosk
 same process — two simulated drives, plus a real `stdio:` pseudo-drive burned by cdrskin/xorriso
 where one is installed — linked to the coordinator and serving its control socket in the data
 folder, prints the URLs, the socket and how to open the kiosk, and stops it all on Ctrl-C.
+A simulated visitor takes each finished disc out a few seconds later and puts a blank in (now
+and then a bad one that fails its verify), and the demo queues more discs whenever the queue
+runs dry, so the dashboard always shows a kiosk at work.
 """
 
 from __future__ import annotations
@@ -17,12 +20,13 @@ import contextlib
 import hashlib
 import importlib.util
 import json
+import logging
 import os
 import shutil
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +40,8 @@ from coordinator.config import CoordinatorConfig
 from coordinator.store import Store
 from coordinator.store.people import create_admin, create_appliance
 
+log = logging.getLogger(__name__)
+
 STATE_FILE = "demo.json"
 IMAGES_ROUTE = "/demo-images/"
 AGENT_SOCKET = "agent.sock"
@@ -43,6 +49,12 @@ KIOSK_NAME = "demo kiosk"
 # Discs of the first take queued when the demo starts with an empty queue, so the dashboard
 # shows the kiosk at work; at the simulated burners' speeds they keep it busy for a minute or so.
 DEMO_BURNS = 12
+# Seconds the simulated visitor waits before taking a finished disc out and putting a blank in.
+VISITOR_PAUSE = 4.0
+# Every this-many blanks the visitor puts in is a bad one that fails its verify.
+BAD_DISC_EVERY = 5
+# How long one operator sign-in of the demo's queue keeper lasts before it signs in afresh.
+OPERATOR_SECONDS = 540
 
 
 @dataclass(frozen=True)
@@ -222,12 +234,10 @@ def _take_entries(data: Path, base: str, state: dict[str, Any]) -> list[dict[str
     return takes
 
 
-async def _queue_demo_burns(base: str, data: Path, state: dict[str, Any]) -> str | None:
-    """Queue `DEMO_BURNS` discs of the first take when the session's queue is empty, the way an
-    operator does it (sign in, the session's WebSocket, `queue`); returns the take's name, or
-    None when something was queued already (a restarted demo keeps its queue)."""
-    first = state["takes"][0]
-    md5 = await asyncio.to_thread(_md5_of, data / "images" / first["name"])
+@contextlib.asynccontextmanager
+async def _operator(base: str, state: dict[str, Any]) -> AsyncIterator[Any]:
+    """The demo's contributor on the session's WebSocket, signed in the way a browser is (a fresh
+    credential joins the session, then authenticates on the socket)."""
     person = state["contributor"]
     async with aiohttp.ClientSession() as http:
         api = _Api(http, base + "/api/v1")
@@ -237,7 +247,7 @@ async def _queue_demo_burns(base: str, data: Path, state: dict[str, Any]) -> str
             {
                 "user": person["email"],
                 "show": state["show_id"],
-                "duration": 600,
+                "duration": OPERATOR_SECONDS + 60,
                 "secret": person["secret"],
             },
         )
@@ -245,13 +255,96 @@ async def _queue_demo_burns(base: str, data: Path, state: dict[str, Any]) -> str
         await api.post(f"/sessions/{state['session_id']}/join", entered["credential"], {})
         async with http.ws_connect(f"{base}/ws/{state['session_id']}") as ws:
             await ws.send_json({"action": "auth", "token": entered["credential"]})
-            snapshot = await _ask(ws, {"action": "snapshot"})
-            if snapshot.get("result", {}).get("queue"):
-                return None
-            answer = await _ask(ws, {"action": "queue", "md5": md5, "count": DEMO_BURNS})
-            if answer.get("status") is not True:
-                raise RuntimeError(f"could not queue the demo burns: {answer.get('error')}")
+            yield ws
+
+
+async def _queue_demo_burns(base: str, data: Path, state: dict[str, Any]) -> str | None:
+    """Queue `DEMO_BURNS` discs of the first take when the session's queue is empty, the way an
+    operator does it (sign in, the session's WebSocket, `queue`); returns the take's name, or
+    None when something was queued already (a restarted demo keeps its queue)."""
+    first = state["takes"][0]
+    md5 = await asyncio.to_thread(_md5_of, data / "images" / first["name"])
+    async with _operator(base, state) as ws:
+        snapshot = await _ask(ws, {"action": "snapshot"})
+        if snapshot.get("result", {}).get("queue"):
+            return None
+        answer = await _ask(ws, {"action": "queue", "md5": md5, "count": DEMO_BURNS})
+        if answer.get("status") is not True:
+            raise RuntimeError(f"could not queue the demo burns: {answer.get('error')}")
     return str(first["name"])
+
+
+async def _keep_queue_filled(base: str, data: Path, state: dict[str, Any]) -> None:
+    """Queue another `DEMO_BURNS` discs whenever the queue runs dry, so the demo keeps burning for
+    as long as it runs. Each watch lasts at most `OPERATOR_SECONDS` (the credential's life), then
+    signs in afresh."""
+    channel = f"session.{state['session_id'].lower()}.queue"
+    while True:
+        empty = False
+        async with _operator(base, state) as ws:
+            await _ask(ws, {"action": "subscribe", "pattern": channel})
+            snapshot = await _ask(ws, {"action": "snapshot"})
+            empty = not snapshot.get("result", {}).get("queue")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(OPERATOR_SECONDS):
+                    while not empty:
+                        msg = await ws.receive()
+                        if msg.type is not aiohttp.WSMsgType.TEXT:
+                            raise RuntimeError(f"the session socket closed: {msg.type.name}")
+                        frame = json.loads(msg.data)
+                        if frame.get("action") == "message" and frame.get("channel") == channel:
+                            empty = frame["data"].get("length") == 0
+        if empty:
+            await _queue_demo_burns(base, data, state)
+
+
+class Visitor:
+    """Plays the people at the stand: `pause` seconds after a burner hands out a disc, they take
+    it and put a blank in; every `bad_every`-th blank is a bad one (a simulated drive writes it
+    but its verify fails), so the dashboard shows the odd red failure."""
+
+    def __init__(self, agent: Any, pause: float, bad_every: int = BAD_DISC_EVERY) -> None:
+        self.agent, self.pause, self.bad_every = agent, pause, bad_every
+        self.blanks = 0  # blanks put into simulated drives so far
+
+    async def run(self) -> None:
+        finished: asyncio.Queue[str] = asyncio.Queue()
+
+        def on_event(event: dict[str, Any]) -> None:
+            if event.get("event") == "finished":
+                finished.put_nowait(str(event["drive"]))
+
+        remove = self.agent.add_listener(on_event)
+        swaps: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                uid = await finished.get()
+                task = asyncio.create_task(self._swap(uid), name=f"visitor-{uid}")
+                swaps.add(task)
+                task.add_done_callback(swaps.discard)
+        finally:
+            remove()
+            for task in swaps:
+                task.cancel()
+            await asyncio.gather(*swaps, return_exceptions=True)
+
+    async def _swap(self, uid: str) -> None:
+        from appliance.drives.base import BurnError
+        from appliance.drives.simulated import SimulatedDrive
+
+        await asyncio.sleep(self.pause)  # a person looks at the disc before taking it
+        slot = self.agent.slots.get(uid)
+        if slot is None or slot.busy:
+            return
+        try:
+            if isinstance(slot.drive, SimulatedDrive):
+                self.blanks += 1  # only a simulated drive can be handed a bad disc
+                await slot.drive.swap_disc(bad=self.blanks % self.bad_every == 0)
+            else:
+                await slot.drive.close_tray()  # the pseudo-drive's file is blank to cdrskin
+            await self.agent.media_changed(uid)
+        except BurnError as exc:
+            log.warning("the demo visitor could not swap the disc drive=%s error=%s", uid, exc)
 
 
 async def _ask(ws: aiohttp.ClientWebSocketResponse, frame: dict[str, Any]) -> dict[str, Any]:
@@ -361,6 +454,7 @@ async def run(
     *,
     kiosk: bool = True,
     burns: bool = True,
+    visitor_pause: float = VISITOR_PAUSE,
 ) -> None:
     """Serve until `stop` is set; `data` must exist and be absolute."""
     config = CoordinatorConfig(data_dir=data, host=host, port=port)
@@ -385,15 +479,31 @@ async def run(
         credential = await _enroll_kiosk(data, state)
         agent = await _start_agent(data, base, state, credential)
         try:
+            agent.extra.append(asyncio.create_task(Visitor(agent.agent, visitor_pause).run()))
             queued = await _queue_demo_burns(base, data, state) if burns else None
             print(_banner(base, data, state), flush=True)
             if queued is not None:
                 print(f"Queued {DEMO_BURNS} discs of {queued} for the demo kiosk.\n", flush=True)
-            await stop.wait()
+            if burns:
+                agent.extra.append(asyncio.create_task(_keep_queue_filled(base, data, state)))
+            await _until_stopped(stop, agent.extra)
         finally:
             await agent.stop()
     finally:
         await runner.cleanup()
+
+
+async def _until_stopped(stop: asyncio.Event, helpers: list[asyncio.Task[None]]) -> None:
+    """Wait for Ctrl-C; a helper task that fails ends the demo with its error instead of leaving
+    a demo that silently stopped burning."""
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        done, _ = await asyncio.wait([stopping, *helpers], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    for task in done:
+        if task is not stopping:
+            task.result()
 
 
 async def _start_agent(data: Path, base: str, state: dict[str, Any], credential: str) -> Any:
@@ -413,6 +523,16 @@ async def _start_agent(data: Path, base: str, state: dict[str, Any], credential:
     return running
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 3600 seconds")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m demo",
@@ -427,7 +547,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--no-burns",
         action="store_true",
-        help=f"do not queue {DEMO_BURNS} discs at start (they are queued when the queue is empty)",
+        help=f"do not queue discs (by default {DEMO_BURNS} whenever the queue runs dry)",
+    )
+    parser.add_argument(
+        "--visitor-pause",
+        type=_seconds,
+        default=VISITOR_PAUSE,
+        metavar="SECONDS",
+        help="seconds the simulated visitor waits before swapping a finished disc for a blank",
     )
     parser.add_argument(
         "--no-kiosk",
@@ -444,7 +571,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await run(
-            data, args.host, args.port, stop, kiosk=not args.no_kiosk, burns=not args.no_burns
+            data,
+            args.host,
+            args.port,
+            stop,
+            kiosk=not args.no_kiosk,
+            burns=not args.no_burns,
+            visitor_pause=args.visitor_pause,
         )
 
     try:

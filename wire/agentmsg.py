@@ -331,6 +331,8 @@ class Result:
     reason: str | None
     bytes: int
     seconds: float
+    # What the burning tool said of a failure (an operator's detail; optional, newer agents).
+    detail: str | None = None
 
     @classmethod
     def from_json(cls, r: _Reader) -> Result:
@@ -342,10 +344,11 @@ class Result:
             reason=r.optional_text("reason", limit=MAX_NOTES),
             bytes=r.integer("bytes"),
             seconds=r.number("seconds"),
+            detail=r.optional_text("detail", limit=MAX_NOTES),
         )
 
     def to_json(self) -> JsonObject:
-        return {
+        out: JsonObject = {
             "type": self.TYPE,
             "job": self.job,
             "uid": self.uid,
@@ -355,6 +358,9 @@ class Result:
             "bytes": self.bytes,
             "seconds": self.seconds,
         }
+        if self.detail is not None:
+            out["detail"] = self.detail
+        return out
 
 
 @dataclass(frozen=True, slots=True)

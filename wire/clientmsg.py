@@ -4,7 +4,7 @@ After the auth-first frame (`wire.relay`), a browser sends JSON objects whose `a
 command: pub/sub `subscribe`/`unsubscribe`, `snapshot` of the room, the burn commands `queue`,
 `qclear`, `open` and `name` that the session master turns into burn-protocol requests, and the
 operator commands with no burn-protocol verb: `cancel` a burn, mark a burner `common_only`, and
-`reorder` the queue.
+`reorder` the queue; and `history`, the session's per-minute or per-hour burned/failed counts.
 `parse_command` validates one decoded frame into a typed command or raises `CommandError` naming
 the bad field; `reply` builds the one answer every command gets,
 `{"action": …, "status": true|false, "error"?: …, "result"?: …}`. The server-pushed frames
@@ -25,6 +25,8 @@ MAX_QUEUE_COUNT: Final = 1024
 MAX_NAME_LENGTH: Final = 100
 # The queue holds at most 1024 discs, hence at most that many runs.
 MAX_QUEUE_POSITION: Final = 1024
+# Latest `since` a history request may name (Unix seconds, the year 9999).
+MAX_SINCE: Final = 253_402_300_799
 _HEX32 = re.compile(r"[0-9a-fA-F]{32}")
 
 
@@ -41,6 +43,7 @@ class Action(enum.StrEnum):
     CANCEL = "cancel"
     COMMON_ONLY = "common_only"
     REORDER = "reorder"
+    HISTORY = "history"
 
 
 ACTIONS: tuple[str, ...] = tuple(a.value for a in Action)
@@ -127,9 +130,44 @@ class Reorder:
     action: Action = Action.REORDER
 
 
+class Span(enum.IntEnum):
+    """The width of one history bucket, in seconds."""
+
+    MINUTE = 60
+    HOUR = 3600
+
+
+# What a client may write for a span (and the CSV export's `span` query parameter).
+SPANS: Final = {"minute": Span.MINUTE, "hour": Span.HOUR}
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """Burned/failed counts per bucket of `span` since `since` (Unix seconds; 0 for all)."""
+
+    span: Span = Span.MINUTE
+    since: int = 0
+    action: Action = Action.HISTORY
+
+
+def parse_span(action: str | None, value: object) -> Span:
+    """`minute` or `hour`, else `CommandError` naming the field."""
+    if not isinstance(value, str) or value not in SPANS:
+        raise CommandError(action, "span", f"must be one of {', '.join(SPANS)}, got {value!r}")
+    return SPANS[value]
+
+
 # Commands the session master answers (the balancer answers pub/sub itself).
 MasterCommand = (
-    Snapshot | QueueImage | ClearQueue | OpenTray | NameBurner | CancelBurn | CommonOnly | Reorder
+    Snapshot
+    | QueueImage
+    | ClearQueue
+    | OpenTray
+    | NameBurner
+    | CancelBurn
+    | CommonOnly
+    | Reorder
+    | History
 )
 Command = PubSubCommand | MasterCommand
 
@@ -207,6 +245,10 @@ def parse_command(msg: Mapping[str, Any]) -> Command:
             if "position" not in msg:
                 raise CommandError(action, "position", "missing")
             return Reorder(md5, _int(msg, action, "position", 0, MAX_QUEUE_POSITION - 1))
+        case Action.HISTORY:
+            span = parse_span(action, msg["span"]) if "span" in msg else Span.MINUTE
+            since = _int(msg, action, "since", 0, MAX_SINCE) if "since" in msg else 0
+            return History(span, since)
     raise CommandError(action, "action", f"unknown action {action!r}")  # pragma: no cover
 
 

@@ -100,6 +100,8 @@ class SimulatedDrive:
         self.pulled = False
         self.busy = False
         self.written: str | None = None  # name of the image last fully written
+        # A bad blank in the tray: it takes the write but reads back wrong (a scratched disc).
+        self.bad_disc = False
 
     @property
     def info(self) -> DriveInfo:
@@ -117,6 +119,13 @@ class SimulatedDrive:
 
     async def close_tray(self) -> None:
         self._check_present()
+        self.tray_open = False
+
+    async def swap_disc(self, *, bad: bool = False) -> None:
+        """A visitor takes the disc out and puts a blank in (`bad`: one that will fail its
+        verify), then closes the tray."""
+        self._check_present()
+        self.media, self.written, self.bad_disc = True, None, bad
         self.tray_open = False
 
     async def state(self) -> DriveState:
@@ -150,7 +159,8 @@ class SimulatedDrive:
         else:
             if self.written != (image.name or str(image.path)):
                 raise VerifyMismatch(f"{self._info.path} does not hold this image")
-            stops = [(f.verify_mismatch_at, "mismatch")]
+            mismatch_at = 50.0 if self.bad_disc else f.verify_mismatch_at
+            stops = [(mismatch_at, "mismatch")]
         total = image.size
         start = self.clock.now()
         done = 0

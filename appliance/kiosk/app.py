@@ -27,13 +27,16 @@ from textual.screen import Screen
 
 from appliance.config import DEFAULT_STATE_DIR
 from appliance.control import DEFAULT_SOCKET, AgentUnavailable, ControlClient, RequestFailed
+from appliance.kiosk import i18n
 from appliance.kiosk.enrollment import read_enrollment_code
+from appliance.kiosk.i18n import _, ngettext
 from appliance.kiosk.messages import (
     BurnFinished,
     BurnRefused,
     BurnStarted,
     DrivePicked,
     ImagePicked,
+    LanguageChosen,
     OperatorCommanded,
     OperatorRequested,
     OperatorUnlocked,
@@ -65,9 +68,17 @@ class KioskApp(App[None]):
     revision: reactive[int] = reactive(0, init=False)
 
     def __init__(
-        self, socket_path: Path = DEFAULT_SOCKET, *, pin: str = "", state_dir: Path | None = None
+        self,
+        socket_path: Path = DEFAULT_SOCKET,
+        *,
+        pin: str = "",
+        state_dir: Path | None = None,
+        language: str | None = None,
     ) -> None:
         super().__init__()
+        # The language a visitor is greeted in: given here, else the agent's config says.
+        self.default_language = language
+        i18n.set_language(language or i18n.SOURCE)
         self.model = KioskModel()
         self.client = ControlClient(socket_path, timeout=5.0)
         self.pin = pin
@@ -104,6 +115,9 @@ class KioskApp(App[None]):
                 images = await self.client.request("images")
                 status = await self.client.request("status")
                 missed = self.model.load(drives, images, status)
+                if self.default_language is None:
+                    self.default_language = i18n.checked(status.get("language", i18n.SOURCE))
+                    await self._speak(self.default_language)
                 await self._read_enrollment_code()
                 delay = RECONNECT_FIRST
                 self._bump()
@@ -190,7 +204,7 @@ class KioskApp(App[None]):
         if burn is None:
             return
         drive = self.model.drives.get(burn.drive)
-        name = drive["name"] if drive else "burner"
+        name = drive["name"] if drive else _("burner")
         thing = "USB stick" if drive and "BLOCK" in drive["capabilities"] else "disc"
         await self._reset_to(
             ProgressScreen(self.model),
@@ -205,6 +219,19 @@ class KioskApp(App[None]):
             )
         else:
             await self._reset_to()
+            # The next visitor is greeted in the kiosk's own language again.
+            await self._speak(self.default_language or i18n.SOURCE)
+
+    async def on_language_chosen(self, message: LanguageChosen) -> None:
+        await self._speak(message.language)
+
+    async def _speak(self, language: str) -> None:
+        """Speak `language` from now on; the screen on show is drawn again in it."""
+        if language == i18n.language():
+            return
+        i18n.set_language(language)
+        for screen in list(self.screen_stack):
+            await screen.recompose()
 
     # --- operator ------------------------------------------------------------------------------
 
@@ -227,7 +254,7 @@ class KioskApp(App[None]):
         try:
             result = await self.client.request(command.cmd, **args)
         except RequestFailed as exc:
-            text = f"Refused: {exc.message}"
+            text = _("Refused: {why}").format(why=exc.message)
         except AgentUnavailable:
             return
         else:
@@ -238,17 +265,18 @@ class KioskApp(App[None]):
 
 def _operator_report(command: OperatorCommanded, result: Any, model: KioskModel) -> str:
     drive = model.drives.get(command.drive or "")
-    name = drive["name"] if drive else "the drive"
+    name = drive["name"] if drive else _("the drive")
     match command.cmd:
         case "eject_all":
-            return f"Ejected {len(result['ejected'])} drive(s)"
+            n = len(result["ejected"])
+            return ngettext("Ejected {n} drive", "Ejected {n} drives", n).format(n=n)
         case "name":
-            return f"Renamed to {result['name']}"
+            return _("Renamed to {name}").format(name=result["name"])
         case "cancel":
-            return f"Cancelled the burn on {name}"
+            return _("Cancelled the burn on {drive}").format(drive=name)
         case "eject":
-            return f"Ejected {name}"
-    return "Done"
+            return _("Ejected {drive}").format(drive=name)
+    return _("Done")
 
 
 # --- command line ---------------------------------------------------------------------------

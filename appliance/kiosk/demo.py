@@ -157,6 +157,7 @@ class DemoHandler:
     cache_used: int = 9_150_000_000
     cache_max: int = 32_000_000_000
     version: str = "0.1.0"
+    language: str = "en"  # the kiosk's default language, as an agent's config sets it
     reload_after: float | None = None  # virtual seconds until an ejected tray gets a new blank
     _listeners: Listeners = field(default_factory=Listeners)
     _job_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -288,6 +289,7 @@ class DemoHandler:
             "cache_used": self.cache_used,
             "cache_max": self.cache_max,
             "drives": len(self.drive_list),
+            "language": self.language,
         }
 
     def _image(self, sha256: str) -> ImageView:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Final
 
 from appliance.config import DEFAULT_STATE_DIR, SAVED_CREDENTIAL, normalize_enrollment_code
+from appliance.kiosk.i18n import _
 
 log = logging.getLogger(__name__)
 
@@ -65,13 +66,15 @@ def enrollment_notice(link: str | None, code: str | None) -> str | None:
     if code is None or link == "online":
         return None
     if link == "pending":
-        return (
-            f"Waiting for acceptance · enrollment code {code}\n"
+        return _(
+            "Waiting for acceptance · enrollment code {code}\n"
             "A show admin accepts this kiosk in the dashboard under Pending kiosks."
-        )
+        ).format(code=code)
     if link == "rejected":
-        return (
-            f"Enrollment {code} was refused (rejected, or the code is already used).\n"
-            "This kiosk burns offline; the operator gives it a new code (docs/troubleshooting.md)."
-        )
-    return f"Not enrolled yet · enrollment code {code}\nConnecting to the coordinator…"
+        return _(
+            "Enrollment {code} was refused (rejected, or the code is already used).\n"
+            "This kiosk burns offline; the operator gives it a new code."
+        ).format(code=code)
+    return _("Not enrolled yet · enrollment code {code}\nConnecting to the coordinator…").format(
+        code=code
+    )

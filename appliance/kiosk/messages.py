@@ -19,6 +19,13 @@ class VisitorArrived(Message):
 
 
 @dataclass
+class LanguageChosen(Message):
+    """The visitor tapped the language button; `language` is the code to speak now."""
+
+    language: str
+
+
+@dataclass
 class ImagePicked(Message):
     image: ImageView
 

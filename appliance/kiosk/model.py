@@ -20,6 +20,8 @@ from appliance.control import (
     unpacked_size,
     why_not_offered,
 )
+from appliance.kiosk.i18n import N_, _
+from wire import failures
 
 
 @dataclass
@@ -121,37 +123,25 @@ class KioskModel:
 
 # --- wording ---------------------------------------------------------------------------------
 
-MEDIA_NAMES = {"CDR": "CD", "DVDR": "DVD", "BDR": "Blu-ray", "BLOCK": "USB/SD"}
-
-REASONS = {
-    "no-media": "There is no blank disc, stick or card in the drive.",
-    "media-too-small": "The disc is too small for this image.",
-    "write-protected": "The disc or stick is write-protected.",
-    "drive-pulled": "The burner, stick or card was unplugged during the burn.",
-    "image-changed": "The image changed on the kiosk during the burn; please try again.",
-    "journal-error": "The kiosk could not record the burn; please call an operator.",
-    "verify-mismatch": "The disc did not read back correctly.",
-    "corrupt-image": "The image on the kiosk is damaged; an operator will fix it.",
-    "disk-full": "The kiosk ran out of space.",
-    "tool-failed": "The burner reported an error.",
-    "tool-missing": "The kiosk is missing a burning tool; please call an operator.",
-    "cancelled": "The burn was cancelled.",
-    "burn-failed": "The burn failed.",
-}
+MEDIA_NAMES = {"CDR": N_("CD"), "DVDR": N_("DVD"), "BDR": N_("Blu-ray"), "BLOCK": N_("USB/SD")}
 
 STATE_NAMES = {
-    "idle": "ready",
-    "empty": "no disc",
-    "trayopen": "tray open",
-    "busy": "busy",
-    "gone": "unplugged",
+    "idle": N_("ready"),
+    "empty": N_("no disc"),
+    "trayopen": N_("tray open"),
+    "busy": N_("busy"),
+    "gone": N_("unplugged"),
 }
+
+
+def state_name(state: str) -> str:
+    """A drive state as the visitor reads it, in the kiosk's language."""
+    return _(STATE_NAMES[state]) if state in STATE_NAMES else state
 
 
 def reason_text(result: ResultView) -> str:
-    base = REASONS.get(result["reason"] or "", "The burn failed.")
-    detail = result["message"].strip()
-    return f"{base} ({detail})" if detail and detail not in base else base
+    """What happened and what to do, in one sentence (the table in `wire.failures`)."""
+    return _(failures.sentence(result["reason"]))
 
 
 def human_size(n: float) -> str:
@@ -164,11 +154,11 @@ def human_size(n: float) -> str:
 
 def human_eta(seconds: float | None) -> str:
     if seconds is None:
-        return "estimating…"
+        return _("estimating…")
     s = max(0, round(seconds))
     if s >= 3600:
-        return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d} left"
-    return f"{s // 60}:{s % 60:02d} left"
+        return _("{time} left").format(time=f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}")
+    return _("{time} left").format(time=f"{s // 60}:{s % 60:02d}")
 
 
 def size_text(image: ImageView) -> str:
@@ -176,8 +166,10 @@ def size_text(image: ImageView) -> str:
     unpacked = unpacked_size(image)
     if unpacked == image["size"]:
         return human_size(unpacked)
-    return f"{human_size(unpacked)} ({human_size(image['size'])} compressed)"
+    return _("{size} ({compressed} compressed)").format(
+        size=human_size(unpacked), compressed=human_size(image["size"])
+    )
 
 
 def media_text(image: ImageView) -> str:
-    return " · ".join(MEDIA_NAMES.get(m, m) for m in image["media"])
+    return " · ".join(_(MEDIA_NAMES[m]) if m in MEDIA_NAMES else m for m in image["media"])

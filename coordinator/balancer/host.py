@@ -256,6 +256,12 @@ class HostLink:
                 master.reorder(member.room, member.conn_id, md5, position)
                 self._answer(member, command.action)
                 return None
+            case cm.History(span=span, since=since):
+                return self._history(member, int(span), since)
+
+    async def _history(self, member: _Member, span: int, since: int) -> None:
+        result = await self.host.master.history(member.room, span, since)
+        self.reply(member, cm.reply(cm.Action.HISTORY.value, True, result=result))
 
     async def _via_master(self, member: _Member, action: str, request: bp.Message) -> None:
         member.pending = []

@@ -323,7 +323,13 @@ class ApplianceBridge:
             )
 
     async def _handle(
-        self, agent: _Agent, uid: str, message: bp.Message, *, job: str | None = None
+        self,
+        agent: _Agent,
+        uid: str,
+        message: bp.Message,
+        *,
+        job: str | None = None,
+        failure: tuple[str | None, str] | None = None,
     ) -> bool:
         master = self._master()
         if master is None or agent.session is None:
@@ -341,7 +347,7 @@ class ApplianceBridge:
             # join the drive now (the room remembers what it can burn) so nothing is lost.
             room = await master.load(agent.session)
             member = self._join(master, room.session_id, agent, uid)
-        await master.handle(agent.session, member, message, job=job)
+        await master.handle(agent.session, member, message, job=job, failure=failure)
         return True
 
     def _join(self, master: Master, session: str, agent: _Agent, uid: str) -> str:
@@ -374,7 +380,10 @@ class ApplianceBridge:
             agent, result.uid, bp.Status(bp.StatusValue.progress(100))
         ):
             return
-        await self._handle(agent, result.uid, bp.Status(bp.StatusValue(kind)), job=result.job)
+        failure = None if result.ok else (result.reason, result.detail or "")
+        await self._handle(
+            agent, result.uid, bp.Status(bp.StatusValue(kind)), job=result.job, failure=failure
+        )
 
     def _burning(self, agent: _Agent, uid: str) -> bool:
         """Whether the room sees a burn on this drive, so a pass or fail now would count."""

@@ -4,8 +4,11 @@ The master keeps what must survive a restart here, apart from the rendezvous sto
 queue (as runs of md5 and count), each burner's friendly name, capabilities, images held,
 statistics (cancelled burns included), its "common images only" mark and the job it was
 burning, and each kiosk's name, version, link state and since when, burners and cached images
-(so "offline since" outlives a restart). The file is in WAL mode, its schema is a list of plain
-migration functions numbered by `PRAGMA user_version`, and every statement runs on one
+(so "offline since" outlives a restart), and the history of counted results: burned and failed
+per minute and per hour, per burner and per kiosk, written in the transaction that changes the
+statistics, so the dashboard's chart and totals agree after a reload. The file is in WAL mode,
+its schema is a list of plain migration functions numbered by `PRAGMA user_version`, and every
+statement runs on one
 dedicated thread with its own connection, so the event loop never waits on the disk. Writes
 are queued in order and can be awaited together with `flush`.
 """
@@ -21,8 +24,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from coordinator.master.room import BurnerRecord, KioskRecord, QueueSnapshot, Write
+from coordinator.master.room import BurnerRecord, HistoryTick, KioskRecord, QueueSnapshot, Write
 from coordinator.store.private import private_file
+from wire.clientmsg import Span
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +92,72 @@ def _v4(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE burners ADD COLUMN jobs TEXT NOT NULL DEFAULT '[]'")
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2, _v3, _v4)
+def _v5(conn: sqlite3.Connection) -> None:
+    # Counted results per bucket: `span` is its width in seconds, `start` a multiple of it.
+    conn.execute(
+        """CREATE TABLE history (
+            session_id TEXT NOT NULL,
+            span INTEGER NOT NULL CHECK (span IN (60, 3600)),
+            start INTEGER NOT NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('burner', 'kiosk')),
+            key TEXT NOT NULL,
+            burned INTEGER NOT NULL DEFAULT 0,
+            failed INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (session_id, span, start, kind, key)
+        )"""
+    )
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2, _v3, _v4, _v5)
+# Bucket widths the history keeps, in seconds.
+SPANS = tuple(int(span) for span in Span)
+
+
+def _count(conn: sqlite3.Connection, tick: HistoryTick) -> None:
+    keys = [("burner", tick.uid)]
+    if tick.kiosk_id is not None:
+        keys.append(("kiosk", str(tick.kiosk_id)))
+    burned, failed = (1, 0) if tick.passed else (0, 1)
+    conn.executemany(
+        """INSERT INTO history (session_id, span, start, kind, key, burned, failed)
+        VALUES (?, ?, ?, ?, ?, ?, ?)
+        ON CONFLICT (session_id, span, start, kind, key)
+        DO UPDATE SET burned = burned + excluded.burned, failed = failed + excluded.failed""",
+        [
+            (tick.session_id, span, int(tick.at // span) * span, kind, key, burned, failed)
+            for span in SPANS
+            for kind, key in keys
+        ],
+    )
+
+
+def _history(
+    conn: sqlite3.Connection, session_id: str, span: int, since: int
+) -> list[dict[str, object]]:
+    """The buckets of `span` seconds that end after `since`, oldest first, with the names a
+    person reads (the burner's friendly name, the kiosk's name) beside the ids."""
+    rows = conn.execute(
+        """SELECT h.start, h.kind, h.key, COALESCE(b.name, k.name, ''), h.burned, h.failed
+        FROM history h
+        LEFT JOIN burners b
+            ON h.kind = 'burner' AND b.session_id = h.session_id AND b.uid = h.key
+        LEFT JOIN kiosks k
+            ON h.kind = 'kiosk' AND k.session_id = h.session_id AND CAST(k.id AS TEXT) = h.key
+        WHERE h.session_id = ? AND h.span = ? AND h.start + h.span > ?
+        ORDER BY h.start, h.kind, h.key""",
+        (session_id, span, since),
+    )
+    return [
+        {
+            "start": int(start),
+            "kind": kind,
+            "id": int(key) if kind == "kiosk" else key,
+            "name": name,
+            "burned": int(burned),
+            "failed": int(failed),
+        }
+        for start, kind, key, name, burned, failed in rows
+    ]
 
 
 def migrate(conn: sqlite3.Connection) -> None:
@@ -115,6 +184,8 @@ def _apply(conn: sqlite3.Connection, writes: list[Write]) -> None:
                     "INSERT INTO queue (session_id, position, md5, count) VALUES (?, ?, ?, ?)",
                     [(write.session_id, i, md5, n) for i, (md5, n) in enumerate(write.runs)],
                 )
+            elif isinstance(write, HistoryTick):
+                _count(conn, write)
             elif isinstance(write, KioskRecord):
                 conn.execute(
                     """INSERT OR REPLACE INTO kiosks (session_id, id, name, version, link, since,
@@ -257,6 +328,10 @@ class MasterDB:
 
     async def load_kiosks(self, session_id: str) -> list[KioskRecord]:
         return await self._call(lambda: _load_kiosks(self._connection(), session_id))
+
+    async def history(self, session_id: str, span: int, since: int) -> list[dict[str, object]]:
+        """History rows of a session (see `_history`); runs after every write submitted before."""
+        return await self._call(lambda: _history(self._connection(), session_id, span, since))
 
     def submit(self, writes: list[Write]) -> None:
         """Queue writes without waiting; they run in order on the worker thread."""

@@ -138,6 +138,17 @@ class Master:
             self._apply(room)
         return room
 
+    async def history(self, session_id: str, span: int, since: int = 0) -> dict[str, object]:
+        """The session's burned/failed counts per bucket of `span` seconds since `since`, with
+        the room's totals they were read at (None when the room is not loaded here)."""
+        key = session_id.lower()
+        room = self._rooms.get(key)
+        # Taken before the read is queued: every result in these totals was written before it
+        # (writes and reads run in order on one thread), and none after them is in the rows.
+        totals = room.totals() if room is not None else None
+        rows = await self.db.history(key, span, since)
+        return {"session": key, "span": span, "since": since, "totals": totals, "rows": rows}
+
     async def suspend(self, session_id: str) -> None:
         room = self._room(session_id)
         room.suspend("suspended")
@@ -198,13 +209,19 @@ class Master:
         self._apply(room)
 
     async def handle(
-        self, session_id: str, member_id: str, message: bp.Message, *, job: str | None = None
+        self,
+        session_id: str,
+        member_id: str,
+        message: bp.Message,
+        *,
+        job: str | None = None,
+        failure: tuple[str | None, str] | None = None,
     ) -> None:
         """Apply one message from a member; replies reach it through its `deliver`.
 
         `job` names the result this message reports (a burner's final status): it is remembered
         with the statistics the message changed, in the same write, so `counted` knows it after a
-        restart too.
+        restart too. `failure` is why that result failed: (reason code, the tool's detail).
         """
         room = self._room(session_id)
         match message:
@@ -216,8 +233,10 @@ class Master:
                 pass
         if member_id not in room.members:  # it left while the catalog was asked
             return
-        room.handle(member_id, message)
         uid = room.members[member_id].uid
+        if failure is not None and uid is not None:
+            room.reporting(uid, *failure)
+        room.handle(member_id, message)
         if job is not None and uid is not None:
             room.note_job(uid, job)
         self._apply(room)

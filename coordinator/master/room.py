@@ -33,6 +33,7 @@ from typing import ClassVar
 
 from coordinator.master import channels
 from wire import burnproto as bp
+from wire import failures
 
 log = logging.getLogger(__name__)
 
@@ -217,6 +218,10 @@ class Burner:
     # replayed after a drop or a crash is recognised. Written with the statistics it changed,
     # in one transaction, so a crash cannot keep one without the other.
     jobs: tuple[str, ...] = ()
+    # The last burn's failure as a person reads it (None after a pass), and what the transport
+    # said of the result being reported now: (reason code, tool detail).
+    failure: dict[str, object] | None = None
+    reporting: tuple[str | None, str] | None = None
 
     @property
     def connected(self) -> bool:
@@ -243,6 +248,7 @@ class Burner:
             "capabilities": sorted(c.value for c in self.capabilities),
             "images": sorted(self.images),
             "common_only": self.common_only,
+            "failure": self.failure,
         }
 
 
@@ -383,7 +389,19 @@ class KioskRecord:
     cache_max: int | None = None
 
 
-Write = QueueSnapshot | BurnerRecord | KioskRecord
+@dataclass(frozen=True, slots=True)
+class HistoryTick:
+    """One counted result, added to the per-minute and per-hour history of its burner and of its
+    kiosk (None for a burner of no kiosk). `at` is wall-clock Unix seconds."""
+
+    session_id: str
+    uid: str
+    kiosk_id: int | None
+    at: float
+    passed: bool
+
+
+Write = QueueSnapshot | BurnerRecord | KioskRecord | HistoryTick
 
 
 @dataclass(slots=True)
@@ -606,12 +624,16 @@ class Room:
         self._to_watchers(self.status_list())
         self._announce(channels.burner_status(self.session_id, burner.uid), burner.as_dict())
 
-    def _stats_changed(self, burner: Burner) -> None:
+    def _stats_changed(self, burner: Burner, *, at: float | None = None) -> None:
         self._dirty_burners.add(burner.uid)
-        self._announce(
-            channels.stats(self.session_id),
-            {"uid": burner.uid, "burner": burner.stats.as_dict(), "totals": self.totals()},
-        )
+        data: dict[str, object] = {
+            "uid": burner.uid,
+            "burner": burner.stats.as_dict(),
+            "totals": self.totals(),
+        }
+        if at is not None:
+            data["at"] = at  # when the result was counted, for the dashboard's history chart
+        self._announce(channels.stats(self.session_id), data)
 
     def _record(self, burner: Burner) -> BurnerRecord:
         s = burner.stats
@@ -822,6 +844,14 @@ class Room:
         burner = self._burners.get(uid)
         return burner is not None and job in burner.jobs
 
+    def reporting(self, uid: str, reason: str | None, detail: str) -> None:
+        """The next result of burner `uid` failed for `reason` (a `wire.failures` code), the
+        tool saying `detail`; a burn-protocol MD5FAIL, which says nothing more, is a verify
+        that did not match."""
+        burner = self._burners.get(uid)
+        if burner is not None:
+            burner.reporting = (reason, detail)
+
     def note_job(self, uid: str, job: str) -> None:
         """Remember that result `job` of burner `uid` was counted (see `Burner.jobs`)."""
         burner = self._burners.get(uid)
@@ -1031,6 +1061,8 @@ class Room:
             self._finished(burner, passed=True)
         elif kind is bp.StatusKind.MD5FAIL and burning:
             self._finished(burner, passed=False)
+        if kind in (bp.StatusKind.MD5PASS, bp.StatusKind.MD5FAIL):
+            burner.reporting = None  # said of this result only (a cancelled one is not counted)
         # Progress is transient: announce it but do not write it to disk every percent.
         self._burner_changed(burner, persist=kind is not bp.StatusKind.PROGRESS)
         self._dispatch()
@@ -1045,6 +1077,16 @@ class Room:
         stats = burner.stats
         job, started = burner.job, burner.job_started
         burner.job = burner.job_started = None
+        at = self._wall()
+        reason, detail = burner.reporting or ("verify-mismatch", "")
+        burner.failure = None
+        if not passed:
+            burner.failure = {
+                "reason": reason or failures.UNKNOWN,
+                "sentence": failures.sentence(reason),
+                "detail": detail,
+                "at": at,
+            }
         if passed:
             stats.burned += 1
             stats.recent_failures = 0
@@ -1061,7 +1103,12 @@ class Room:
                 # The disc asked for was not made: try again, first.
                 self._requeue(job)
                 self._queue_changed()
-        self._stats_changed(burner)
+        kiosk = next((k.id for k in self._kiosks.values() if burner.uid in k.burners), None)
+        # Written in the same transaction as the burner's statistics (see `drain`).
+        self._effects.writes.append(
+            HistoryTick(self.session_id, burner.uid, kiosk, at, passed=passed)
+        )
+        self._stats_changed(burner, at=at)
 
     def _requeue(self, md5: str) -> None:
         if self._queue and self._queue[0].md5 == md5:

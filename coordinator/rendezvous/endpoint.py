@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 
@@ -36,6 +37,7 @@ class Endpoint:
     tag: str = "rendezvous"
     seed_flow: str | None = None
     extra_doc: dict[str, str] = field(default_factory=dict)
+    query: tuple[dict[str, Any], ...] = ()  # OpenAPI query parameters beyond paging
 
     @property
     def path(self) -> str:

@@ -38,6 +38,7 @@ def _parameters(ep: Endpoint) -> list[dict[str, Any]]:
     for name, regex in re.findall(r"\{(\w+)(?::([^}]+))?\}", ep.route):
         schema = schemas.ID if regex else schemas.PATH_PARAMS.get(name, schemas.PATH_TEXT)
         params.append({"name": name, "in": "path", "required": True, "schema": schema})
+    params += ep.query
     if ep.paged:
         params += [
             {

@@ -3,19 +3,30 @@ leave suspends), plus explicit suspend and resume."""
 
 from __future__ import annotations
 
+import csv
+import io
 import sqlite3
+import time
 from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 
+from coordinator.errors import BadRequest, Unavailable
+from coordinator.keys import HISTORY
 from coordinator.rendezvous import schemas
 from coordinator.rendezvous.endpoint import Endpoint, Handler
-from coordinator.rendezvous.http import authorized, body, now, ok, page, read, write
+from coordinator.rendezvous.http import authorized, body, now, ok, page, read, require, write
 from coordinator.store import sessions as store
 from coordinator.store.records import Principal, Record, Role
+from wire.clientmsg import SPANS
 
 CONTRIBUTOR: tuple[Role, ...] = ("contributor",)
 MEMBERS: tuple[Role, ...] = ("contributor", "appliance")
+# Who watches a live session in the dashboard, and so may read and export its history.
+WATCHERS: tuple[Role, ...] = ("admin", "show_admin", "contributor")
+READERS: tuple[Role, ...] = ("admin", "show_admin", "contributor", "appliance")
+HISTORY_COLUMNS = ("start", "span", "kind", "id", "name", "burned", "failed")
 
 
 async def list_sessions(request: web.Request) -> web.Response:
@@ -32,9 +43,78 @@ async def create_session(request: web.Request) -> web.Response:
 
 
 async def get_session(request: web.Request) -> web.Response:
-    who = await authorized(request, MEMBERS, "reading a session")
+    who = await authorized(request, READERS, "reading a session")
     sid = request.match_info["session_id"]
-    return ok(await read(request, lambda c: store.get_session(c, who, sid)))
+    if who.role in MEMBERS:
+        return ok(await read(request, lambda c: store.get_session(c, who, sid)))
+    # Admins and show admins watch sessions without joining them: the page shows their name.
+    return ok(await _watched(request, who, READERS, "reading a session"))
+
+
+async def _watched(
+    request: web.Request, who: Principal, roles: tuple[Role, ...], flow: str
+) -> Record:
+    sid = request.match_info["session_id"]
+    session = await read(request, lambda c: store.watched_session(c, who, sid))
+    require(who, roles, flow, int(session["show_id"]))
+    return session
+
+
+async def _history(request: web.Request) -> dict[str, Any]:
+    flow = "reading a session's history"
+    session = await _watched(request, await authorized(request, WATCHERS, flow), WATCHERS, flow)
+    span_name = request.query.get("span", "minute")
+    if span_name not in SPANS:
+        raise BadRequest(f"span must be one of {', '.join(SPANS)}, got {span_name!r}")
+    since_text = request.query.get("since", "0")
+    if not since_text.isdigit() or len(since_text) > 12:
+        raise BadRequest(f"since must be Unix seconds (a whole number >= 0), got {since_text!r}")
+    span = int(SPANS[span_name])
+    found = await request.app[HISTORY](str(session["id"]), span, int(since_text))
+    if found is None:
+        raise Unavailable(
+            "this node hosts no session master; read the history on the session's WebSocket "
+            "(action history) or from the node that hosts its master"
+        )
+    return {"name": session["name"], **found}
+
+
+async def session_history(request: web.Request) -> web.Response:
+    return ok(await _history(request))
+
+
+def _cell(value: object) -> object:
+    # A name typed by a person must not turn into a formula when the file is opened.
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+async def session_history_csv(request: web.Request) -> web.Response:
+    found = await _history(request)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(HISTORY_COLUMNS)
+    for row in found["rows"]:
+        start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(row["start"]))
+        writer.writerow(
+            [
+                start,
+                found["span"],
+                row["kind"],
+                row["id"],
+                _cell(row["name"]),
+                row["burned"],
+                row["failed"],
+            ]
+        )
+    name = f"burnstand-{found['session']}-{'hour' if found['span'] == 3600 else 'minute'}.csv"
+    return web.Response(
+        text=out.getvalue(),
+        content_type="text/csv",
+        charset="utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
 
 
 def _action(
@@ -53,6 +133,27 @@ def _action(
 
 _ONE = "/sessions/{session_id}"
 _ERRS = (404, 409)
+
+_HISTORY_QUERY: tuple[dict[str, Any], ...] = (
+    {
+        "name": "span",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string", "enum": list(SPANS), "default": "minute"},
+    },
+    {
+        "name": "since",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "integer", "minimum": 0, "default": 0},
+        "description": "Unix seconds: buckets that ended before it are left out",
+    },
+)
+_HISTORY_DOC = (
+    "One row per bucket (start in Unix seconds, UTC) and burner, and per bucket and kiosk, "
+    "oldest first, kept by the session's master; `totals` are the session's totals when the "
+    "rows were read. Answered by a node that hosts a session master (503 elsewhere)."
+)
 
 ENDPOINTS = [
     Endpoint(
@@ -84,11 +185,36 @@ ENDPOINTS = [
         "GET",
         _ONE,
         get_session,
-        "Read one session",
-        MEMBERS,
+        "Read one session (admins and show admins, who watch without joining, see no `member`)",
+        READERS,
         response=schemas.SESSION,
         errors=(404,),
         tag="sessions",
+    ),
+    Endpoint(
+        "GET",
+        _ONE + "/history",
+        session_history,
+        "Burned and failed discs per minute or per hour, per burner and per kiosk",
+        WATCHERS,
+        errors=(400, 404, 503),
+        tag="sessions",
+        query=_HISTORY_QUERY,
+        extra_doc={"description": _HISTORY_DOC},
+    ),
+    Endpoint(
+        "GET",
+        _ONE + "/history.csv",
+        session_history_csv,
+        "The session's history as CSV (the dashboard's export)",
+        WATCHERS,
+        errors=(400, 404, 503),
+        tag="sessions",
+        query=_HISTORY_QUERY,
+        extra_doc={
+            "content": "text/csv",
+            "description": "Columns: " + ", ".join(HISTORY_COLUMNS) + ". " + _HISTORY_DOC,
+        },
     ),
     Endpoint(
         "POST",

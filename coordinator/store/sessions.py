@@ -164,6 +164,20 @@ def _session_row(conn: sqlite3.Connection, principal: Principal, session_id: str
     )
 
 
+def watched_session(conn: sqlite3.Connection, principal: Principal, session_id: str) -> Record:
+    """A session to watch: looked up by id alone for an admin or a show admin (the caller checks
+    the show, so another show's admin is told why), in the caller's own show for anyone else."""
+    if principal.role not in ("admin", "show_admin"):
+        return _session(_session_row(conn, principal, session_id))
+    row = one(
+        conn,
+        _SESSION_SQL + " WHERE s.id = ?",
+        (session_id.lower(),),
+        f"session {session_id!r} not found",
+    )
+    return _session(row)
+
+
 def list_sessions(conn: sqlite3.Connection, principal: Principal, page: Page) -> Record:
     def render(row: sqlite3.Row) -> Record:
         member = conn.execute(

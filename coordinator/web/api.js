@@ -224,6 +224,18 @@ export class Auth extends EventTarget {
   }
 
   /** Every item of a list endpoint (pages of 500). */
+  /** A file the API serves (a CSV export) as a Blob, with the credential. */
+  async blob(path) {
+    let resp;
+    try {
+      resp = await fetch(API + path, { headers: { Authorization: `Bearer ${this.token}` }, cache: "no-store" });
+    } catch {
+      throw new ApiError(0, "Coordinator not reachable", "The coordinator is not reachable; check the network and try again.", null);
+    }
+    if (!resp.ok) throw await problem(resp);
+    return resp.blob();
+  }
+
   async all(path) {
     const items = [];
     const sep = path.includes("?") ? "&" : "?";

@@ -728,7 +728,10 @@ const STATE_TEXT = {
   AVAIL: "Blank disc ready",
   EMPTY: "No disc",
 };
+const PAGE_TITLE = "burnstand dashboard";
 const CHART_MINUTES = 20;
+// Minutes of history the view keeps: "discs per hour" counts the last hour's discs.
+const HOUR_MINUTES = 60;
 const CACHE_SHOWN = 12;
 
 class LiveView {
@@ -742,7 +745,12 @@ class LiveView {
     this.groups = new Map(); // appliance id -> group elements
     this.queue = [];
     this.totals = { burned: 0, failed: 0 };
-    this.buckets = new Map(); // minute -> {burned, failed}
+    this.buckets = new Map(); // minute (server time) -> {burned, failed}
+    // Totals the chart has counted up to (those the history was read at, then each `stats`
+    // message); null until the history arrives. The last `stats` message, for the race of a
+    // result counted after the history was read but told before it arrived.
+    this.chartTotals = null;
+    this.lastStats = null;
     this.takes = new Map(); // md5 -> take
     this.name = null;
   }
@@ -756,9 +764,8 @@ class LiveView {
         this.takes.set(t.md5.toLowerCase(), { ...t, path: `${e.name} › ${q.name}` });
       }
     });
-    if (role === "contributor") {
-      tasks.push(auth.get(`/sessions/${this.sid}`).then((s) => (this.name = s.name), () => null));
-    }
+    // The session's name heads the page and the browser tab; its id is small print.
+    tasks.push(auth.get(`/sessions/${encodeURIComponent(this.sid)}`).then((s) => (this.name = s.name), () => null));
     await Promise.all(tasks);
     this.build();
     for (const kind of ["snapshot", "burner", "kiosk", "queue", "stats", "room"]) {
@@ -770,6 +777,7 @@ class LiveView {
   }
 
   dispose() {
+    document.title = PAGE_TITLE;
     this.session.stop();
     clearInterval(this.ticker);
   }
@@ -800,6 +808,9 @@ class LiveView {
     this.empty = h("p", { class: "muted", id: "no-burners" }, "No burners in this session yet. They appear here as kiosks connect.");
     this.queueList = h("ol", { class: "queue", id: "queue" });
     this.queueEmpty = h("p", { class: "muted" }, "The queue is empty.");
+    this.etaLine = h("p", { class: "eta", id: "queue-eta", "aria-live": "polite" });
+    this.perHour = h("p", { class: "per-hour", id: "per-hour" });
+    const exportCsv = h("button", { type: "button", id: "export-csv", onclick: () => this.exportCsv() }, "Export CSV");
     this.statsBody = h("tbody", {});
     this.statsFoot = h("tfoot", {});
     this.chart = h("figure", { class: "chart", id: "throughput" });
@@ -811,7 +822,7 @@ class LiveView {
       h(
         "div",
         { class: "live-head" },
-        h("h1", {}, this.name || `Session ${sid}`),
+        h("h1", {}, this.name || "Live session", " ", h("small", { class: "uid", id: "session-id", title: "Session id" }, sid)),
         this.conn,
         this.tabs,
       ),
@@ -824,17 +835,20 @@ class LiveView {
         h(
           "aside",
           { class: "side" },
-          h("section", { "aria-labelledby": "queue-h" }, h("h2", { id: "queue-h" }, "Queue"), this.queueEmpty, this.queueList),
+          h("section", { "aria-labelledby": "queue-h" }, h("h2", { id: "queue-h" }, "Queue"), this.queueEmpty, this.etaLine, this.queueList),
           h(
             "section",
             { "aria-labelledby": "stats-h" },
             h("h2", { id: "stats-h" }, "Statistics"),
             h("table", { class: "data stats", id: "stats" }, h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Burner"), h("th", { scope: "col", class: "num" }, "Burned"), h("th", { scope: "col", class: "num" }, "Failed"), h("th", { scope: "col", class: "num" }, "Mean speed"))), this.statsBody, this.statsFoot),
+            this.perHour,
             this.chart,
+            h("div", { class: "actions" }, exportCsv),
           ),
         ),
       ),
     );
+    document.title = `${this.name || `Session ${sid}`} · ${PAGE_TITLE}`;
     this.setTab(this.tab);
     this.renderQueue();
     this.renderStats();
@@ -940,11 +954,62 @@ class LiveView {
     if (room.suspended) this.on_room({ state: "suspended" });
     this.renderQueue();
     this.renderStats();
+    this.loadHistory();
+  }
+
+  async loadHistory() {
+    // The chart and "discs per hour" start from the master's history, so a reload, a second
+    // operator or the wall screen shows what the first browser saw; `stats` messages add to it.
+    const since = (Math.floor(Date.now() / 60_000) - HOUR_MINUTES) * 60;
+    let hist;
+    try {
+      hist = await this.session.command("history", { span: "minute", since });
+    } catch {
+      return; // the chart keeps what it has; the next snapshot asks again
+    }
+    this.buckets = new Map();
+    for (const r of hist.rows) {
+      if (r.kind === "burner") this.addToChart(r.start, r.burned, r.failed); // kiosk rows count the same discs again
+    }
+    const base = hist.totals || this.totals;
+    const last = this.lastStats;
+    if (last && last.totals.burned + last.totals.failed > base.burned + base.failed) {
+      // Counted after the rows were read, but told to this page before they arrived.
+      this.addToChart(last.at, last.totals.burned - base.burned, last.totals.failed - base.failed);
+      this.chartTotals = last.totals;
+    } else {
+      this.chartTotals = base;
+    }
+    this.renderChart();
+  }
+
+  addToChart(at, burned, failed) {
+    if (burned <= 0 && failed <= 0) return;
+    const minute = Math.floor(at / 60);
+    const bucket = this.buckets.get(minute) || { burned: 0, failed: 0 };
+    bucket.burned += Math.max(0, burned);
+    bucket.failed += Math.max(0, failed);
+    this.buckets.set(minute, bucket);
+  }
+
+  async exportCsv() {
+    try {
+      const blob = await auth.blob(`/sessions/${encodeURIComponent(this.sid)}/history.csv?span=minute`);
+      const url = URL.createObjectURL(blob);
+      const a = h("a", { href: url, download: `burnstand-${this.sid}-minute.csv` });
+      document.body.appendChild(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 10_000);
+    } catch (err) {
+      toast(err.message, "error");
+    }
   }
 
   on_burner(data) {
     this.updateBurner(data, null);
     this.renderStats();
+    this.renderQueue(); // a burner that comes or goes moves the queue's ETA
   }
 
   on_kiosk(data) {
@@ -966,19 +1031,19 @@ class LiveView {
     const b = this.burners.get(data.uid);
     if (b && data.burner) b.stats = data.burner;
     if (data.totals) {
-      const dBurned = Math.max(0, data.totals.burned - this.totals.burned);
-      const dFailed = Math.max(0, data.totals.failed - this.totals.failed);
-      if (dBurned || dFailed) {
-        const minute = Math.floor(Date.now() / 60_000);
-        const bucket = this.buckets.get(minute) || { burned: 0, failed: 0 };
-        bucket.burned += dBurned;
-        bucket.failed += dFailed;
-        this.buckets.set(minute, bucket);
+      // The master says when it counted the result: every browser puts it in the same minute.
+      const at = typeof data.at === "number" ? data.at : Date.now() / 1000;
+      const seen = this.chartTotals;
+      if (seen) {
+        this.addToChart(at, data.totals.burned - seen.burned, data.totals.failed - seen.failed);
+        this.chartTotals = { burned: Math.max(seen.burned, data.totals.burned), failed: Math.max(seen.failed, data.totals.failed) };
       }
+      this.lastStats = { totals: data.totals, at };
       this.totals = data.totals;
     }
     if (b) this.renderCard(data.uid);
     this.renderStats();
+    this.renderQueue(); // a new measured speed moves the queue's ETA
     this.renderChart();
   }
 
@@ -1024,6 +1089,7 @@ class LiveView {
       capabilities: data.capabilities || [],
       images: data.images || [],
       commonOnly: Boolean(data.common_only),
+      failure: data.failure || null, // the last burn's failure: a sentence, the tool's detail
     });
     if (stats) b.stats = stats;
     if (!b.stats) b.stats = { burned: 0, failed: 0, recent_failures: 0, mean_speed: null };
@@ -1156,9 +1222,26 @@ class LiveView {
     c.speed.textContent = b.speedNow ? speed(b.speedNow) : b.stats && b.stats.mean_speed ? `${speed(b.stats.mean_speed)} avg` : "—";
     if (b.lastResult) {
       const r = b.lastResult;
-      c.result.textContent = `${r.ok ? "✓ Verified" : "✗ Verify failed"}${r.job ? ` — ${this.imageName(r.job)}` : ""}${r.at ? ` at ${clock(r.at)}` : ""}`;
+      const f = b.failure;
       c.result.className = r.ok ? "ok" : "bad";
+      if (!r.ok && f) {
+        // One sentence an operator can act on; what the tool said is one tap away. Drawn once
+        // per failure, so "Details" stays open while the card updates.
+        const key = `${f.reason}|${f.detail}|${f.at}`;
+        if (c.result.dataset.failure !== key) {
+          c.result.dataset.failure = key;
+          replace(
+            c.result,
+            h("span", { class: "sentence" }, `✗ ${f.sentence}`),
+            h("details", { class: "tool" }, h("summary", {}, "Details"), h("code", {}, f.detail ? `${f.reason}: ${f.detail}` : f.reason)),
+          );
+        }
+      } else {
+        delete c.result.dataset.failure;
+        c.result.textContent = `${r.ok ? "✓ Verified" : "✗ Verify failed"}${r.job ? ` — ${this.imageName(r.job)}` : ""}${r.at ? ` at ${clock(r.at)}` : ""}`;
+      }
     } else {
+      delete c.result.dataset.failure;
       c.result.textContent = "—";
       c.result.className = "";
     }
@@ -1289,8 +1372,30 @@ class LiveView {
     box.replaceChildren(svg("svg", { viewBox: `0 0 ${w} ${hgt}`, width: w, height: hgt }, svg("polyline", { points: pts.join(" "), fill: "none", class: "line" })));
   }
 
+  queueEta() {
+    // Seconds until the queue is burned, from the measured speed (image bytes per second of
+    // write and verify) of the connected burners that hold each image; null when a queued
+    // image has no such burner yet, or its size is unknown.
+    let seconds = 0;
+    for (const q of this.queue) {
+      const take = this.takes.get(q.md5.toLowerCase());
+      const able = [...this.burners.values()].filter((b) => b.connected && b.images.includes(q.md5) && b.stats.mean_speed);
+      if (!take || !able.length) return null;
+      const rate = able.reduce((n, b) => n + b.stats.mean_speed, 0);
+      seconds += (q.count * take.size) / rate;
+    }
+    return seconds;
+  }
+
   renderQueue() {
     this.queueEmpty.hidden = this.queue.length > 0;
+    const discs = this.queue.reduce((n, q) => n + q.count, 0);
+    const eta = discs ? this.queueEta() : null;
+    this.etaLine.hidden = !discs;
+    const many = `${discs} disc${discs === 1 ? "" : "s"}`;
+    this.etaLine.textContent = eta === null
+      ? `${many} waiting; no time estimate yet (no connected burner that can take them has finished a disc)`
+      : `${many} waiting, done in about ${duration(Math.max(60, eta))} at the burners' measured speed`;
     replace(
       this.queueList,
       this.queue.map((q, i) =>
@@ -1340,7 +1445,10 @@ class LiveView {
       data.push(b);
       max = Math.max(max, b.burned + b.failed);
     }
-    for (const key of [...this.buckets.keys()]) if (key < now - CHART_MINUTES) this.buckets.delete(key);
+    for (const key of [...this.buckets.keys()]) if (key <= now - HOUR_MINUTES) this.buckets.delete(key);
+    let hour = 0;
+    for (const [key, b] of this.buckets) if (key > now - HOUR_MINUTES) hour += b.burned;
+    replace(this.perHour, h("strong", { id: "discs-per-hour" }, String(hour)), ` disc${hour === 1 ? "" : "s"} per hour (burned in the last ${HOUR_MINUTES} minutes)`);
     const bars = [];
     data.forEach((b, i) => {
       const x = i * barW + 1;

@@ -23,6 +23,7 @@ from appliance.config import AgentConfig, LedPins, SimulatedDriveConfig
 from appliance.control import ControlClient, RequestFailed
 from appliance.drives.uid import drive_uid
 from appliance.journal import JobState, Journal
+from appliance.leds import LedState
 from wire.agentmsg import parse_from_agent
 
 REPO = Path(__file__).resolve().parents[2]
@@ -457,3 +458,40 @@ async def test_jobs_command_asks_the_running_agent(running: Running, tmp_path: P
     assert code == 0, err
     [job] = [json.loads(line) for line in out.splitlines()]
     assert (job["id"], job["state"], job["uid"]) == (result["job_id"], "passed", LEFT_UID)
+
+
+async def test_a_failed_disc_blinks_red_until_it_is_taken_out(tmp_path: Path) -> None:
+    from appliance.drives.simulated import SimulatedDrive
+    from tests.appliance.test_leds import toggles, wait_until
+
+    factory = MockFactory()
+    r = await serve(make_config(tmp_path), pin_factory=factory)
+    try:
+        agent = r.agent
+        take = make_image(tmp_path / "live.iso")
+        await cache_and_catalog(agent, tmp_path / "live.iso", take)
+        drive = agent.slots[LEFT_UID].drive
+        assert isinstance(drive, SimulatedDrive)
+        await drive.swap_disc(bad=True)  # a scratched blank: it will fail its verify
+        async with ControlClient(r.server.path) as client:
+            result = await burn_and_wait(client, take["sha256"], LEFT_UID)
+        assert (result["ok"], result["reason"]) == (False, "verify-mismatch")
+        green, red = 5, 6  # sim:left's pair in make_config
+        mark = len(factory.pin(red).states)
+        assert await asyncio.to_thread(wait_until, lambda: toggles(factory, red, mark) >= 3)
+        assert not factory.pin(green).state
+        # The tray is open with the disc still in it: the light keeps telling.
+        await agent.media_changed(LEFT_UID)
+        mark = len(factory.pin(red).states)
+        assert await asyncio.to_thread(wait_until, lambda: toggles(factory, red, mark) >= 2)
+        # The visitor takes the disc and puts a blank in: the red light goes out and stays out.
+        await drive.swap_disc()
+        await agent.media_changed(LEFT_UID)
+        assert not factory.pin(red).state
+        mark = len(factory.pin(red).states)
+        assert agent.panel is not None
+        assert agent.panel.state("sim:left") is LedState.IDLE
+        assert toggles(factory, red, mark) == 0
+    finally:
+        await r.stop()
+        factory.reset()

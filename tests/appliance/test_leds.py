@@ -67,8 +67,12 @@ def test_drive_leds_through_a_passing_and_a_failing_job(panel: Panel, factory: M
     # Solid: the blink thread is gone, nothing toggles any more.
     assert toggles(factory, GREEN, mark) <= 1
 
+    # A failure: red alone, blinking, so it is seen from across the booth.
+    mark_r = len(factory.pin(RED).states)
     panel.show("/dev/sr0", LedState.FAILED)
-    assert (lit(factory, GREEN), lit(factory, RED)) == (False, True)
+    assert not lit(factory, GREEN)
+    assert wait_until(lambda: toggles(factory, RED, mark_r) >= 3)
+    assert panel.state("/dev/sr0") is LedState.FAILED
     panel.show("/dev/sr0", LedState.IDLE)
     assert (lit(factory, GREEN), lit(factory, RED)) == (False, False)
 

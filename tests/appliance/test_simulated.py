@@ -114,3 +114,20 @@ async def test_generic_failure_is_a_burn_error():
     drive, _ = sim(failures=SimFailures(fail_write_at=0))
     with pytest.raises(BurnError):
         await drain(drive.write(IMAGE))
+
+
+async def test_a_visitor_swaps_in_a_blank_and_a_bad_blank_fails_its_verify():
+    drive, _ = sim()
+    await drain(drive.write(IMAGE))
+    await drain(drive.verify(IMAGE))
+    await drive.eject()
+    await drive.swap_disc(bad=True)
+    assert await drive.state() is DriveState.IDLE  # tray closed on a blank
+    with pytest.raises(VerifyMismatch):
+        await drain(drive.verify(IMAGE))  # the blank holds nothing yet
+    await drain(drive.write(IMAGE))
+    with pytest.raises(VerifyMismatch, match="differs"):
+        await drain(drive.verify(IMAGE))
+    await drive.swap_disc()
+    await drain(drive.write(IMAGE))
+    assert (await drain(drive.verify(IMAGE)))[-1].percent == 100.0

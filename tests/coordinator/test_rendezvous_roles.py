@@ -148,7 +148,14 @@ FLOWS = [
         "read session",
         "GET",
         _w("/sessions/{session}"),
-        ("contributor", "appliance"),
+        ("admin", "show_admin", "contributor", "appliance"),
+        needs_session=True,
+    ),
+    Flow(
+        "read session history",
+        "GET",
+        _w("/sessions/{session}/history?span=hour"),
+        ("admin", "show_admin", "contributor"),
         needs_session=True,
     ),
     Flow(

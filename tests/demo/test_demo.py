@@ -15,9 +15,18 @@ import aiohttp
 from tests.conftest import free_port
 
 
-def _start(data: Path, port: int) -> subprocess.Popen[str]:
+def _start(data: Path, port: int, *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "demo", "--data", str(data), "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "demo",
+            "--data",
+            str(data),
+            "--port",
+            str(port),
+            *extra,
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -126,3 +135,71 @@ def test_demo_serves_a_seeded_show_and_reuses_its_folder(tmp_path: Path) -> None
         assert len(shows["items"]) == 1
     finally:
         _stop(proc)
+
+
+async def _watch_queue_drain(
+    port: int, state: dict[str, object]
+) -> tuple[list[int], dict[str, int]]:
+    """Follow the demo session until its kiosk has burned more discs than it has burners and
+    one disc failed; returns the queue lengths seen and the totals at that point."""
+    sid = state["session_id"]
+    url = f"ws://127.0.0.1:{port}/ws/{sid}"
+    lengths: list[int] = []
+    async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
+        await ws.send_json({"action": "auth", "token": state["admin_credential"]})
+        await ws.send_json({"action": "subscribe", "pattern": f"session.{sid}.queue"})
+        await ws.send_json({"action": "subscribe", "pattern": f"session.{sid}.stats"})
+        await ws.send_json({"action": "snapshot"})
+        totals = {"burned": 0, "failed": 0}
+        async with asyncio.timeout(180):
+            for _ in range(100_000):  # bounded: frames of a three-minute window
+                frame = json.loads((await ws.receive()).data)
+                if frame.get("action") == "snapshot":
+                    totals = frame["result"]["totals"]
+                    lengths.append(sum(r["count"] for r in frame["result"]["queue"]))
+                elif frame.get("action") == "message":
+                    data = frame["data"]
+                    if "length" in data:
+                        lengths.append(data["length"])
+                    if "totals" in data:
+                        totals = data["totals"]
+                # Three burners: without a visitor swapping discs, three burns are all there is.
+                if totals["burned"] >= 6 and totals["failed"] >= 1:
+                    return lengths, totals
+    raise AssertionError(f"the demo queue stood still: totals {totals}, queue {lengths}")
+
+
+def test_demo_visitor_swaps_discs_so_the_queue_drains_with_some_failures(tmp_path: Path) -> None:
+    data = tmp_path / "demo-data"
+    port = free_port()
+    proc = _start(data, port, "--visitor-pause", "0.2")
+    try:
+        _wait_banner(proc)
+        _until(proc, "Queued")
+        state = json.loads((data / "demo.json").read_text())
+        lengths, totals = asyncio.run(_watch_queue_drain(port, state))
+        # The queue went down as the discs were made, further than one disc per burner.
+        assert min(lengths) <= 12 - 6, lengths
+        assert totals["failed"] >= 1  # a bad blank failed its verify
+    finally:
+        assert "demo stopped." in _stop(proc)
+
+
+def test_demo_refuses_a_negative_visitor_pause(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "demo",
+            "--data",
+            str(tmp_path),
+            "--visitor-pause",
+            "-1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "-1 is not between 0 and 3600 seconds" in proc.stderr

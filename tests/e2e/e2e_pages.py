@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from playwright.sync_api import ConsoleMessage, Page
+from playwright.sync_api import ConsoleMessage, Page, expect
 from stand import ROOT, Process, Rest
 
 IMAGES = ROOT / "docs" / "images"
@@ -69,6 +69,17 @@ def enter_system(page: Page, url: str, person: dict[str, str], show: int) -> Non
     form.get_by_label("Secret").fill(person["secret"])
     form.get_by_label("Show", exact=True).fill(str(show))
     form.get_by_role("button", name="Enter system").click()
+
+
+def open_live_view(page: Page, url: str, state: dict[str, Any], session_name: str) -> None:
+    """Enter as the demo's contributor, join the session named `session_name` and open it live."""
+    enter_system(page, url, state["contributor"], state["show_id"])
+    page.get_by_role("link", name="Sessions").click()
+    row = page.locator("#sessions tbody tr", has_text=session_name)
+    # A fresh credential is not a member yet: join, then open the live view.
+    row.get_by_role("button", name="Join").click()
+    row.get_by_role("link", name="Open").click()
+    expect(page.locator("#conn")).to_have_text("Live")
 
 
 def screenshot(page: Page, name: str) -> Path:

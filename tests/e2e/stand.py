@@ -165,6 +165,7 @@ class FakeBurner(threading.Thread):
         self.images = images
         self.stopping = threading.Event()
         self.tray_opened = threading.Event()
+        self.failing = threading.Event()  # while set, every burn fails its verify (MD5FAIL)
         self.burned: list[str] = []
         self.connections = 0
         self._sock: socket.socket | None = None
@@ -221,9 +222,14 @@ class FakeBurner(threading.Thread):
                 percent += 10
                 self.send(bp.Status(bp.StatusValue.progress(percent)))
                 if percent >= 100:
-                    self.send(bp.Status(bp.StatusValue(bp.StatusKind.MD5PASS)))
-                    self.burned.append(job)
+                    ok = not self.failing.is_set()
+                    kind = bp.StatusKind.MD5PASS if ok else bp.StatusKind.MD5FAIL
+                    self.send(bp.Status(bp.StatusValue(kind)))
+                    if ok:
+                        self.burned.append(job)
                     job = None
+                    # The result stands until the next idle report, a full period later.
+                    idle_due = time.monotonic() + IDLE_EVERY
 
     def stop(self) -> None:
         self.stopping.set()

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_pages import Console, enter_system, screenshot
+from e2e_pages import Console, open_live_view, screenshot
 from playwright.sync_api import Page, expect
 from stand import (
     FakeBurner,
@@ -124,13 +124,7 @@ def live_stand(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStand]:
 
 
 def _open_live_view(page: Page, stand: LiveStand) -> None:
-    enter_system(page, stand.url, stand.state["contributor"], stand.state["show_id"])
-    page.get_by_role("link", name="Sessions").click()
-    row = page.locator("#sessions tbody tr", has_text="Saturday booth")
-    # A fresh credential is not a member yet: join, then open the live view.
-    row.get_by_role("button", name="Join").click()
-    row.get_by_role("link", name="Open").click()
-    expect(page.locator("#conn")).to_have_text("Live")
+    open_live_view(page, stand.url, stand.state, "Saturday booth")
 
 
 def test_operator_watches_and_commands_two_burners(

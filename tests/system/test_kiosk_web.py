@@ -199,7 +199,7 @@ async def test_a_tap_on_an_image_in_the_web_view_starts_a_burn_on_the_kiosk(
                 await page.route("**/*", route)
                 await page.goto(kiosk_url)
                 # The kiosk reached the agent: the attract screen counts its burner.
-                await terminal.wait_text("1 of 1 burners ready")
+                await terminal.wait_text("1 of 1 burner ready")
                 await terminal.tap("Tap to start")
                 await terminal.tap(IMAGE_NAME)
                 await terminal.tap("Pick a burner for me")

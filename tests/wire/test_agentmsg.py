@@ -262,6 +262,7 @@ STRATEGIES: dict[str, st.SearchStrategy[Any]] = {
         reason=st.none() | st.text(max_size=300),
         bytes=counts,
         seconds=st.floats(min_value=0, allow_nan=False, allow_infinity=False),
+        detail=st.none() | st.text(max_size=300),
     ),
     "drive_gone": st.builds(DriveGone, hex32),
     "welcome": st.builds(

@@ -56,6 +56,10 @@ VALID: dict[str, tuple[dict[str, Any], cm.Command]] = {
     "cancel": ({"action": "cancel", "uid": UID}, CancelBurn(UID)),
     "common_only": ({"action": "common_only", "uid": UID, "on": True}, CommonOnly(UID, True)),
     "reorder": ({"action": "reorder", "md5": MD5, "position": 2}, Reorder(MD5, 2)),
+    "history": (
+        {"action": "history", "span": "hour", "since": 1_700_000_000},
+        cm.History(cm.Span.HOUR, 1_700_000_000),
+    ),
 }
 
 
@@ -105,6 +109,9 @@ def test_only_pub_sub_is_left_to_the_balancer(action: str) -> None:
         ({"action": "reorder", "md5": MD5.upper(), "position": 0}, Reorder(MD5, 0)),
         ({"action": "reorder", "md5": MD5, "position": 1023}, Reorder(MD5, 1023)),
         ({"action": "cancel", "uid": UID.upper()}, CancelBurn(UID)),
+        # history: minutes since the start by default
+        ({"action": "history"}, cm.History(cm.Span.MINUTE, 0)),
+        ({"action": "history", "span": "minute", "since": 0}, cm.History(cm.Span.MINUTE, 0)),
         # a pattern is passed on as sent, up to 4096 characters; pub/sub judges it
         (
             {"action": "subscribe", "pattern": "s" * 4096},
@@ -388,6 +395,21 @@ BAD: list[tuple[dict[str, Any], str | None, str, str]] = [
         "position",
         "must be 0..1023, got 1024",
     ),
+    # history: a span by name, a since of whole non-negative seconds
+    (
+        {"action": "history", "span": "day"},
+        "history",
+        "span",
+        "must be one of minute, hour, got 'day'",
+    ),
+    ({"action": "history", "span": 60}, "history", "span", "must be one of minute, hour, got 60"),
+    (
+        {"action": "history", "since": -1},
+        "history",
+        "since",
+        "must be 0..253402300799, got -1",
+    ),
+    ({"action": "history", "since": 1.5}, "history", "since", "must be an integer, got 1.5"),
 ]
 
 

@@ -12,18 +12,24 @@ from textual.screen import Screen
 from textual.widgets import Button, Label
 
 from appliance.kiosk.enrollment import enrollment_notice
-from appliance.kiosk.messages import OperatorRequested, VisitorArrived
+from appliance.kiosk.i18n import LANGUAGES, _, language, next_language, ngettext
+from appliance.kiosk.messages import LanguageChosen, OperatorRequested, VisitorArrived
 from appliance.kiosk.model import KioskModel
 
 
 def _summary(model: KioskModel) -> str:
     if not model.drives:
-        return "Waiting for the burners…"
+        return _("Waiting for the burners…")
     ready = sum(1 for d in model.drives.values() if d["state"] == "idle" and d["job"] is None)
     busy = len(model.busy_drives())
-    parts = [f"{ready} of {len(model.drives)} burners ready"]
+    total = len(model.drives)
+    parts = [
+        ngettext(
+            "{ready} of {total} burner ready", "{ready} of {total} burners ready", total
+        ).format(ready=ready, total=total)
+    ]
     if busy:
-        parts.append(f"{busy} burning")
+        parts.append(_("{busy} burning").format(busy=busy))
     return " · ".join(parts)
 
 
@@ -43,9 +49,10 @@ class AttractScreen(Screen[None]):
         with Vertical(id="attract"):
             yield Label("Burnstand", id="brand")
             yield Label(
-                "Linux on a disc or USB stick — burned and verified while you wait.", id="tagline"
+                _("Linux on a disc or USB stick — burned and verified while you wait."),
+                id="tagline",
             )
-            yield Button("Tap to start", id="start", variant="primary")
+            yield Button(_("Tap to start"), id="start", variant="primary")
             yield Label(_summary(self.model), id="summary")
             # Until the show admin accepts this kiosk they compare this code with the dashboard's.
             notice = _enrollment(self.model)
@@ -53,7 +60,9 @@ class AttractScreen(Screen[None]):
             enrollment.display = notice is not None
             yield enrollment
         with Horizontal(id="corner"):
-            yield Button("Operator", id="operator", classes="small")
+            # The next language, named in itself, so a visitor finds theirs by tapping.
+            yield Button(LANGUAGES[next_language(language())], id="language", classes="small")
+            yield Button(_("Operator"), id="operator", classes="small")
 
     def on_mount(self) -> None:
         self.watch(self.app, "revision", self._sync, init=False)
@@ -71,3 +80,5 @@ class AttractScreen(Screen[None]):
             self.post_message(VisitorArrived())
         elif event.button.id == "operator":
             self.post_message(OperatorRequested())
+        elif event.button.id == "language":
+            self.post_message(LanguageChosen(next_language(language())))

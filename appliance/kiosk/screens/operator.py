@@ -8,6 +8,7 @@ from textual.screen import Screen
 from textual.widgets import Button, Input, Label
 
 from appliance.control import MAX_NAME, AgentStatus, DriveView
+from appliance.kiosk.i18n import N_, _
 from appliance.kiosk.messages import OperatorCommanded
 from appliance.kiosk.model import KioskModel, human_size
 from appliance.kiosk.widgets.drive_progress import progress_line
@@ -15,22 +16,26 @@ from appliance.kiosk.widgets.drive_progress import progress_line
 # One human label per link state the agent reports (appliance.agent.LinkState, which includes
 # appliance.link's); tests/appliance/kiosk fails when a new state has none.
 LINK_NAMES = {
-    "online": "online",
-    "connecting": "connecting…",
-    "offline": "offline — burning from the cache",
-    "pending": "waiting for a show admin to accept this kiosk",
-    "rejected": "enrollment refused — burning offline; this kiosk needs a new code",
+    "online": N_("online"),
+    "connecting": N_("connecting…"),
+    "offline": N_("offline — burning from the cache"),
+    "pending": N_("waiting for a show admin to accept this kiosk"),
+    "rejected": N_("enrollment refused — burning offline; this kiosk needs a new code"),
 }
 
 
 def status_text(status: AgentStatus | None, enrollment_code: str | None = None) -> str:
     if status is None:
-        return "Agent status unknown"
-    link = LINK_NAMES.get(status["link"], status["link"])
+        return _("Agent status unknown")
+    link = _(LINK_NAMES[status["link"]]) if status["link"] in LINK_NAMES else status["link"]
     if enrollment_code is not None and status["link"] != "online":
-        link += f" (enrollment code {enrollment_code})"
-    cache = f"{human_size(status['cache_used'])} of {human_size(status['cache_max'])}"
-    return f"Coordinator: {link}   ·   Cache: {cache}   ·   Agent {status['version']}"
+        link += " " + _("(enrollment code {code})").format(code=enrollment_code)
+    return _("Coordinator: {link}   ·   Cache: {used} of {size}   ·   Agent {version}").format(
+        link=link,
+        used=human_size(status["cache_used"]),
+        size=human_size(status["cache_max"]),
+        version=status["version"],
+    )
 
 
 class DriveRow(Horizontal):
@@ -42,13 +47,13 @@ class DriveRow(Horizontal):
         yield Input(
             self.drive["name"],
             max_length=MAX_NAME,
-            placeholder="Friendly name",
+            placeholder=_("Friendly name"),
             classes="name",
         )
-        yield Button("Save", classes="save")
+        yield Button(_("Save"), classes="save")
         yield Label(progress_line(self.drive), classes="state")
-        yield Button("Cancel", classes="cancel", variant="error")
-        yield Button("Eject", classes="eject")
+        yield Button(_("Cancel"), classes="cancel", variant="error")
+        yield Button(_("Eject"), classes="eject")
 
     def on_mount(self) -> None:
         self.show(self.drive)
@@ -80,15 +85,15 @@ class OperatorScreen(Screen[None]):
         self._uids = list(model.drives)
 
     def compose(self) -> ComposeResult:
-        yield Label("Operator", classes="screen-title")
+        yield Label(_("Operator"), classes="screen-title")
         yield Label(status_text(self.model.status, self.model.enrollment_code), id="agent-status")
         with VerticalScroll(id="drive-rows"):
             for n, drive in enumerate(self.model.drives.values()):
                 yield DriveRow(drive, n)
         yield Label("", id="operator-message")
         with Horizontal(classes="actions"):
-            yield Button("Eject all", id="eject-all", variant="warning")
-            yield Button("Close", id="close")
+            yield Button(_("Eject all"), id="eject-all", variant="warning")
+            yield Button(_("Close"), id="close")
 
     def on_mount(self) -> None:
         self.watch(self.app, "revision", self._sync, init=False)

@@ -8,8 +8,9 @@ from textual.screen import Screen
 from textual.widgets import Button, Label
 
 from appliance.control import DriveView, ImageView
+from appliance.kiosk.i18n import _
 from appliance.kiosk.messages import BurnRefused, DrivePicked
-from appliance.kiosk.model import STATE_NAMES, KioskModel, human_size
+from appliance.kiosk.model import KioskModel, human_size, state_name
 
 
 def _free(drive: DriveView) -> bool:
@@ -17,7 +18,7 @@ def _free(drive: DriveView) -> bool:
 
 
 def _label(drive: DriveView) -> str:
-    state = "burning" if drive["job"] is not None else STATE_NAMES.get(drive["state"], "")
+    state = _("burning") if drive["job"] is not None else state_name(drive["state"])
     return f"{drive['name']} — {state}"
 
 
@@ -31,17 +32,17 @@ class PickDriveScreen(Screen[None]):
         self._uids = [d["uid"] for d in model.drives_for(image)]
 
     def compose(self) -> ComposeResult:
-        yield Label("Where should it go?", classes="screen-title")
+        yield Label(_("Where should it go?"), classes="screen-title")
         yield Label(
             f"{self.image['name']} · {human_size(self.image['size'])}", classes="screen-sub"
         )
         with VerticalScroll(id="drive-buttons"):
-            yield Button("Pick a burner for me", id="auto", variant="primary")
+            yield Button(_("Pick a burner for me"), id="auto", variant="primary")
             for n, uid in enumerate(self._uids):
                 yield Button(_label(self.model.drives[uid]), id=f"drive-{n}", name=uid)
         yield Label("", id="refusal")
         with Horizontal(classes="actions"):
-            yield Button("Back", id="back")
+            yield Button(_("Back"), id="back")
 
     def on_mount(self) -> None:
         self.watch(self.app, "revision", self._sync)
@@ -67,4 +68,4 @@ class PickDriveScreen(Screen[None]):
 
     def on_burn_refused(self, message: BurnRefused) -> None:
         message.stop()
-        self.query_one("#refusal", Label).update(f"Sorry — {message.message}")
+        self.query_one("#refusal", Label).update(_("Sorry — {why}").format(why=message.message))

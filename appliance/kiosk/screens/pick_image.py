@@ -7,6 +7,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, Label
 
+from appliance.kiosk.i18n import _
 from appliance.kiosk.model import KioskModel
 from appliance.kiosk.widgets.image_card import ImageCard
 
@@ -27,10 +28,10 @@ class PickImageScreen(Screen[None]):
         )
 
     def compose(self) -> ComposeResult:
-        yield Label("Pick an image", classes="screen-title")
+        yield Label(_("Pick an image"), classes="screen-title")
         with VerticalScroll(id="cards"):
             if not self.model.images:
-                yield Label("The catalog is empty. Please ask an operator.", classes="empty")
+                yield Label(_("The catalog is empty. Please ask an operator."), classes="empty")
             for n, image in enumerate(self.model.images):
                 yield ImageCard(
                     image,
@@ -39,7 +40,7 @@ class PickImageScreen(Screen[None]):
                     id=f"image-{n}",
                 )
         with Horizontal(classes="actions"):
-            yield Button("Back", id="back")
+            yield Button(_("Back"), id="back")
 
     def on_mount(self) -> None:
         self.watch(self.app, "revision", self._sync, init=False)

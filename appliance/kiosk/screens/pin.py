@@ -10,6 +10,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Button, Label
 
+from appliance.kiosk.i18n import _
 from appliance.kiosk.messages import OperatorUnlocked, PinEntered
 from appliance.kiosk.pinlock import PinLock
 from appliance.kiosk.widgets.keypad import Keypad
@@ -25,11 +26,11 @@ class PinScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="pin-box"):
-            yield Label("Operator PIN", classes="screen-title")
+            yield Label(_("Operator PIN"), classes="screen-title")
             yield Keypad(id="keypad")
             yield Label("", id="pin-error")
         with Horizontal(classes="actions"):
-            yield Button("Cancel", id="cancel")
+            yield Button(_("Cancel"), id="cancel")
 
     def on_pin_entered(self, message: PinEntered) -> None:
         message.stop()
@@ -37,7 +38,7 @@ class PinScreen(Screen[None]):
         error = self.query_one("#pin-error", Label)
         wait = self._lock.wait()
         if wait:  # not even compared: a right PIN inside a lock tells nothing
-            error.update(f"Too many wrong PINs — locked for {wait} s")
+            error.update(_("Too many wrong PINs — locked for {seconds} s").format(seconds=wait))
             return
         # An empty configured PIN locks the operator screen rather than opening it to anyone.
         if self._pin and hmac.compare_digest(message.pin.encode(), self._pin.encode()):
@@ -46,9 +47,9 @@ class PinScreen(Screen[None]):
             return
         locked = self._lock.missed()
         if locked:
-            error.update(f"Too many wrong PINs — locked for {locked} s")
+            error.update(_("Too many wrong PINs — locked for {seconds} s").format(seconds=locked))
         else:
-            error.update("Wrong PIN — try again")
+            error.update(_("Wrong PIN — try again"))
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "cancel":

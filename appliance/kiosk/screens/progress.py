@@ -7,6 +7,7 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Label
 
+from appliance.kiosk.i18n import _
 from appliance.kiosk.model import KioskModel
 from appliance.kiosk.widgets.drive_progress import DriveProgress
 
@@ -19,10 +20,10 @@ class ProgressScreen(Screen[None]):
         self.model = model
 
     def compose(self) -> ComposeResult:
-        name = self.model.burn.image["name"] if self.model.burn else "your image"
-        yield Label(f"Burning {name}", classes="screen-title")
+        name = self.model.burn.image["name"] if self.model.burn else _("your image")
+        yield Label(_("Burning {name}").format(name=name), classes="screen-title")
         yield Label(
-            "Please wait. The tray opens by itself when your disc is written and checked.",
+            _("Please wait. The tray opens by itself when your disc is written and checked."),
             classes="screen-sub",
         )
         mine = self.model.burn.drive if self.model.burn else None

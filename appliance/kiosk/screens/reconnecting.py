@@ -7,6 +7,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Label
 
+from appliance.kiosk.i18n import _
+
 
 class ReconnectingScreen(ModalScreen[None]):
     AUTO_FOCUS = None
@@ -17,6 +19,10 @@ class ReconnectingScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="reconnecting"):
-            text = "Connecting to the burner…" if self.first else "Reconnecting to the burner…"
+            text = (
+                _("Connecting to the burner…") if self.first else _("Reconnecting to the burner…")
+            )
             yield Label(text, id="reconnecting-text")
-            yield Label("Burns in progress keep going. This takes a moment.", id="reconnecting-sub")
+            yield Label(
+                _("Burns in progress keep going. This takes a moment."), id="reconnecting-sub"
+            )

@@ -7,7 +7,8 @@ from textual.containers import Vertical
 from textual.widgets import Label, ProgressBar
 
 from appliance.control import DriveView
-from appliance.kiosk.model import STATE_NAMES, human_eta, human_size
+from appliance.kiosk.i18n import _
+from appliance.kiosk.model import human_eta, human_size, state_name
 
 
 def progress_line(drive: DriveView) -> str:
@@ -15,11 +16,12 @@ def progress_line(drive: DriveView) -> str:
     if job is None:
         last = drive["last_result"]
         if last is not None:
-            return "Done — verified" if last["ok"] else "Failed"
-        return STATE_NAMES.get(drive["state"], drive["state"]).capitalize()
-    verb = "Verifying" if job["phase"] == "verify" else "Writing"
+            return _("Done — verified") if last["ok"] else _("Failed")
+        return state_name(drive["state"]).capitalize()
+    verb = _("Verifying {percent}%") if job["phase"] == "verify" else _("Writing {percent}%")
     speed = f"{human_size(job['speed'])}/s"
-    return f"{verb} {job['percent']:.0f}% · {speed} · {human_eta(job['eta'])}"
+    done = verb.format(percent=f"{job['percent']:.0f}")
+    return f"{done} · {speed} · {human_eta(job['eta'])}"
 
 
 class DriveProgress(Vertical):
@@ -29,7 +31,7 @@ class DriveProgress(Vertical):
         self.set_class(mine, "mine")
 
     def compose(self) -> ComposeResult:
-        title = self.drive["name"] + ("  (your disc)" if self.has_class("mine") else "")
+        title = self.drive["name"] + ("  " + _("(your disc)") if self.has_class("mine") else "")
         yield Label(title, classes="drive-name")
         # No built-in ETA: it reads the wall clock; the agent's ETA is what we show.
         yield ProgressBar(total=100, show_eta=False, show_percentage=False)

@@ -8,6 +8,7 @@ from textual.containers import Vertical
 from textual.widgets import Label
 
 from appliance.control import DriveView, ImageView
+from appliance.kiosk.i18n import _
 from appliance.kiosk.messages import ImagePicked
 from appliance.kiosk.model import media_text, size_text
 
@@ -29,13 +30,17 @@ class ImageCard(Vertical, can_focus=True):
     def compose(self) -> ComposeResult:
         img = self.image
         yield Label(img["name"], classes="card-title")
-        yield Label(f"{size_text(img)} · fits on {media_text(img)}", classes="card-meta")
+        fits_on = _("fits on {media}").format(media=media_text(img))
+        yield Label(f"{size_text(img)} · {fits_on}", classes="card-meta")
         if img["notes"]:
             yield Label(img["notes"], classes="card-notes")
-        names = ", ".join(d["name"] for d in self.drives) or "no burner here can take it"
-        yield Label(f"Burners: {names}", classes="card-drives")
+        names = ", ".join(d["name"] for d in self.drives) or _("no burner here can take it")
+        yield Label(_("Burners: {names}").format(names=names), classes="card-drives")
         for drive, why in self.refused:
-            yield Label(f"Not on {drive['name']}: {why}", classes="card-why-not")
+            yield Label(
+                _("Not on {burner}: {why}").format(burner=drive["name"], why=_(why)),
+                classes="card-why-not",
+            )
 
     def on_click(self, event: events.Click) -> None:
         event.stop()

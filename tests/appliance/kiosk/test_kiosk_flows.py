@@ -102,8 +102,12 @@ async def test_a_failed_verify_says_why_and_offers_another_disc(
     await wait_for(pilot, lambda: isinstance(app.screen, ResultScreen), "the result")
     text = screen_text(pilot)
     assert "That didn't work" in text
-    assert "The disc did not read back correctly. (sector 1234 differs)" in text
+    assert "The disc did not read back correctly. Take another blank and try again." in text
     assert "Try another disc" in text
+    # What the tool said is one tap away, not in the visitor's face.
+    assert "sector 1234 differs" not in text
+    await pilot.click("#details")
+    await wait_for(pilot, lambda: "sector 1234 differs" in screen_text(pilot), "the tool detail")
 
     agent.handler.load_media(RIGHT)
     await pilot.click("#retry")
@@ -190,7 +194,7 @@ async def test_operator_pin_wrong_then_right_then_operator_actions(
     await wait_for(pilot, lambda: "Renamed to Front burner" in screen_text(pilot), "report")
 
     await pilot.click("#eject-all")
-    await wait_for(pilot, lambda: "Ejected 3 drive(s)" in screen_text(pilot), "eject all")
+    await wait_for(pilot, lambda: "Ejected 3 drives" in screen_text(pilot), "eject all")
     assert {d.state.value for d in agent.handler.drive_list} == {"trayopen"}
 
     await pilot.click("#close")

@@ -13,11 +13,13 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, cast
 
+import pytest
 from kiosk_helpers import LEFT, PIN, RIGHT, screen_text, wait_for
 from textual.pilot import Pilot
 from textual.widgets import Button
 
 from appliance.drives.base import Phase
+from appliance.kiosk import i18n
 from appliance.kiosk.app import KioskApp
 from appliance.kiosk.demo import DemoAgent, DemoHandler
 from appliance.kiosk.screens.attract import AttractScreen
@@ -41,14 +43,20 @@ def _shoot(
     steps: Steps,
     size: Any = SMALL,
     state_dir: Path | None = None,
+    language: str = "en",
 ) -> bool:
+    agent.handler.language = language  # the agent's config sets the kiosk's language
     app = KioskApp(agent.path, pin=PIN, state_dir=state_dir)
 
     async def run_before(pilot: Pilot[None]) -> None:
         await pilot.pause()
         await wait_for(
             pilot,
-            lambda: app.model.connected and isinstance(app.screen, AttractScreen),
+            lambda: (
+                app.model.connected
+                and isinstance(app.screen, AttractScreen)
+                and i18n.language() == language
+            ),
             "the kiosk to connect",
         )
         await steps(pilot, agent)
@@ -87,11 +95,12 @@ async def _burning(pilot: Pilot[None], agent: DemoAgent) -> None:
     await wait_for(pilot, lambda: isinstance(pilot.app.screen, ProgressScreen), "progress")
 
 
-def test_attract(snap_compare: SnapCompare, threaded_agent: DemoAgent) -> None:
-    async def steps(pilot: Pilot[None], agent: DemoAgent) -> None:
-        return None
+async def _nothing(pilot: Pilot[None], agent: DemoAgent) -> None:
+    return None
 
-    assert _shoot(snap_compare, threaded_agent, steps)
+
+def test_attract(snap_compare: SnapCompare, threaded_agent: DemoAgent) -> None:
+    assert _shoot(snap_compare, threaded_agent, _nothing)
 
 
 def test_attract_waiting_for_acceptance(
@@ -158,17 +167,32 @@ def test_result_passed(snap_compare: SnapCompare, threaded_agent: DemoAgent) -> 
     assert _shoot(snap_compare, threaded_agent, steps)
 
 
+async def _failed(pilot: Pilot[None], agent: DemoAgent) -> None:
+    async def fail(h: DemoHandler) -> None:
+        h.fail_next(LEFT, "verify-mismatch", "sector 1234 differs", phase=Phase.VERIFY)
+
+    await asyncio.to_thread(agent.call, fail)
+    await _burning(pilot, agent)
+    await _advance(agent, 200.0)
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, ResultScreen), "result")
+
+
 def test_result_failed(snap_compare: SnapCompare, threaded_agent: DemoAgent) -> None:
-    async def steps(pilot: Pilot[None], agent: DemoAgent) -> None:
-        async def fail(h: DemoHandler) -> None:
-            h.fail_next(LEFT, "verify-mismatch", "sector 1234 differs", phase=Phase.VERIFY)
+    assert _shoot(snap_compare, threaded_agent, _failed)
 
-        await asyncio.to_thread(agent.call, fail)
-        await _burning(pilot, agent)
-        await _advance(agent, 200.0)
-        await wait_for(pilot, lambda: isinstance(pilot.app.screen, ResultScreen), "result")
 
-    assert _shoot(snap_compare, threaded_agent, steps)
+# The visitor's screens in each translated language, at the kiosk's 800x480.
+@pytest.mark.parametrize("language", ["de", "es"])
+@pytest.mark.parametrize(
+    "steps",
+    [_nothing, _to_images, _to_drives, _failed],
+    ids=["attract", "pick_image", "pick_drive", "result_failed"],
+)
+def test_visitor_screens_in(
+    snap_compare: SnapCompare, threaded_agent: DemoAgent, steps: Steps, language: str
+) -> None:
+    assert _shoot(snap_compare, threaded_agent, steps, language=language)
+    assert i18n.missing() == set()
 
 
 def test_pin_after_a_wrong_pin(snap_compare: SnapCompare, threaded_agent: DemoAgent) -> None:

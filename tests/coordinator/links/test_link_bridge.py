@@ -425,3 +425,32 @@ async def test_an_old_link_expiring_after_a_restart_does_not_mark_the_kiosk_offl
         assert kiosk_links(live)[-1] == "online"
     finally:
         await new.close()
+
+
+async def test_a_failed_result_shows_its_sentence_and_the_tools_detail(
+    live: Live, agent: AgentLink, inbox: list[dict[str, Any]]
+) -> None:
+    await agent.send(hello())
+    await live.signal.until(lambda: burner_status(live) == "IDLE")
+    room = live.master.room(live.session)
+    assert room is not None
+    live.master.join(live.session, "desk", MemberKind.COMMAND, lambda _: None)
+    await live.master.handle(live.session, "desk", bp.Queue(MD5))
+    await live.signal.until(lambda: bool(of_type(inbox, "burn")))
+    failed = result("job-9", ok=False) | {
+        "reason": "write-protected",
+        "detail": "cdrskin: FATAL : Drive is write protected",
+    }
+    await agent.send(failed)
+    await live.signal.until(lambda: room.burners[UID].stats.failed == 1)
+    shown = room.burners[UID].as_dict()["failure"]
+    assert isinstance(shown, dict)
+    assert shown["reason"] == "write-protected"
+    assert shown["sentence"] == "The disc or stick is write-protected. Take another one."
+    assert shown["detail"] == "cdrskin: FATAL : Drive is write protected"
+    # The disc is made on the next try: the failure is no longer the burner's news.
+    await agent.send({"type": "status", "uid": UID, "status": "IDLE"})
+    await live.signal.until(lambda: room.burners[UID].job is not None)
+    await agent.send(result("job-10"))
+    await live.signal.until(lambda: room.burners[UID].stats.burned == 1)
+    assert room.burners[UID].as_dict()["failure"] is None

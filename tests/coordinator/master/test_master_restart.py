@@ -206,3 +206,53 @@ async def test_a_counted_result_is_known_after_a_crash(tmp_path: Path) -> None:
     assert again.counted("BOOTH", UID1, "job-1")
     assert not again.counted("booth", UID2, "job-1")
     await again.close()
+
+
+async def test_history_counts_per_minute_and_hour_per_burner_and_kiosk_across_restart(
+    tmp_path: Path,
+) -> None:
+    now = [1_800_000_030.0]  # 30 s into a minute, 30 s into an hour
+    master = await open_master(tmp_path, wall=lambda: now[0])
+    await master.load("booth")
+    burner = Inbox()
+    await master.kiosk_hello(
+        "booth", 4, name="Hall C kiosk", version="1", burners=(UID1,), images=(IMG,)
+    )
+    master.join("booth", "b1", MemberKind.BURNER, burner, uid=UID1)
+    master.join("booth", "b2", MemberKind.BURNER, Inbox(), uid=UID2)  # a TCP burner, no kiosk
+    master.join("booth", "c1", MemberKind.COMMAND, Inbox())
+    await master.handle("booth", "b1", bp.Cap((bp.Capability.BURNBDR,), (IMG,)))
+    await master.handle("booth", "c1", bp.Name(UID1, "Left drive"))
+    await master.handle("booth", "c1", bp.Queue(IMG, 5))
+    for kind, minutes in ((bp.StatusKind.MD5PASS, 0), (bp.StatusKind.MD5FAIL, 1)):
+        await master.handle("booth", "b1", status(bp.StatusKind.AVAIL))
+        now[0] += 60 * minutes
+        await master.handle("booth", "b1", status(kind))
+    await master.handle("booth", "b1", status(bp.StatusKind.AVAIL))
+    await master.handle("booth", "b1", status(bp.StatusKind.MD5PASS))
+    minute = await master.history("booth", 60)
+    assert minute["totals"] == {"burned": 2, "failed": 1}
+    start = 1_800_000_000
+    assert [
+        (r["start"], r["kind"], r["id"], r["name"], r["burned"], r["failed"])
+        for r in minute["rows"]
+    ] == [
+        (start, "burner", UID1, "Left drive", 1, 0),
+        (start, "kiosk", 4, "Hall C kiosk", 1, 0),
+        (start + 60, "burner", UID1, "Left drive", 1, 1),
+        (start + 60, "kiosk", 4, "Hall C kiosk", 1, 1),
+    ]
+    # `since` leaves out buckets that ended before it; an hour holds all three.
+    later = await master.history("booth", 60, since=start + 60)
+    assert {r["start"] for r in later["rows"]} == {start + 60}
+    await master.close()
+
+    again = await open_master(tmp_path)
+    hour = await again.history("BOOTH", 3600)
+    assert hour["totals"] is None  # not loaded: the rows alone
+    assert [(r["kind"], r["burned"], r["failed"]) for r in hour["rows"]] == [
+        ("burner", 2, 1),
+        ("kiosk", 2, 1),
+    ]
+    assert {r["start"] for r in hour["rows"]} == {1_800_000_000 - 1_800_000_000 % 3600}
+    await again.close()

@@ -92,7 +92,7 @@ def clock() -> FakeClock:
 
 
 def make(clock: FakeClock, *records: BurnerRecord, policy: DispatchPolicy | None = None) -> Harness:
-    return Harness(Room("S", policy=policy, clock=clock, burners=records))
+    return Harness(Room("S", policy=policy, clock=clock, wall=clock, burners=records))
 
 
 def test_rare_image_goes_to_the_reliable_burner_not_the_first_one(clock: FakeClock) -> None:
@@ -324,6 +324,7 @@ def test_mean_speed_uses_image_size_and_burn_time(clock: FakeClock) -> None:
         "uid": uid(1),
         "burner": h.room.stats()[uid(1)],
         "totals": {"burned": 1, "failed": 0},
+        "at": clock.t,  # when it was counted, for the history chart
     }
 
 
@@ -390,3 +391,19 @@ def test_askcapab_over_a_large_catalog_still_fits_one_frame(clock: FakeClock) ->
     assert cap.images == images[: len(cap.images)]
     assert len(cap.images) > 1500
     assert len(bp.encode(cap)) <= bp.MAX_FRAME
+
+
+def test_a_burn_protocol_md5fail_reads_as_a_disc_that_did_not_verify(clock: FakeClock) -> None:
+    h = make(clock)
+    h.burner(1, (COMMON,))
+    h.room.handle(h.command(), bp.Queue(COMMON))
+    h.room.handle("b1", bp.Status(bp.StatusValue(bp.StatusKind.MD5FAIL)))
+    h.pump()
+    status = [d for ch, d in h.changes if ch == f"session.s.burner.{uid(1)}.status"][-1]
+    assert isinstance(status, dict)
+    assert status["failure"] == {
+        "reason": "verify-mismatch",
+        "sentence": "The disc did not read back correctly. Take another blank and try again.",
+        "detail": "",
+        "at": clock.t,
+    }
