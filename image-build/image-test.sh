@@ -113,7 +113,8 @@ from pathlib import Path
 from appliance.kiosk.enrollment import read_enrollment_code
 code = read_enrollment_code(Path("/var/lib/burnstand"))
 print(f"kiosk shows {code}")
-raise SystemExit(0 if code and open("/var/lib/burnstand/enrollment-code").read().strip() == code.replace("-", "") else 1)'
+shown = code.split()[0] if code else ""  # "ABCD-2345 · confirm: three word phrase"
+raise SystemExit(0 if shown and open("/var/lib/burnstand/enrollment-code").read().strip() == shown.replace("-", "") else 1)'
 agent_link() {
     /opt/burnstand/venv/bin/burnstand-agent status --json 2>/dev/null \
         | $py -c 'import json, sys; print(json.load(sys.stdin)["status"]["link"])'
@@ -145,7 +146,12 @@ print(next(e["id"] for e in items if e["code"] == sys.argv[1] and e["name"] == "
 check "coordinator-health" retry curl -fsS --max-time 5 http://127.0.0.1:8080/api/v1/health
 check "agent-control-socket" retry /opt/burnstand/venv/bin/python -c \
     'import socket; s = socket.socket(socket.AF_UNIX); s.settimeout(5); s.connect("/run/burnstand/agent.sock"); print("connected")'
-check "kiosk-page" retry sh -c 'curl -fsS --max-time 5 http://127.0.0.1:8081/ | grep -c -i "<html"'
+# The page answers only the touchscreen browser's user (burnstand-display), so ask as that user;
+# any other local user gets 403.
+check "kiosk-page" retry setpriv --reuid=burnstand-display --regid=burnstand-display --init-groups \
+    sh -c 'curl -fsS --max-time 5 http://127.0.0.1:8081/ | grep -c -i "<html"'
+check "kiosk-page-refuses-others" sh -c \
+    'test "$(curl -s -o /dev/null -w "%{http_code}" --max-time 5 http://127.0.0.1:8081/)" = 403'
 check "enrollment-pending" wait_link pending
 check "enrollment-accepted" accept_kiosk
 check "link-online-after-accept" wait_link online
