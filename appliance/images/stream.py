@@ -20,12 +20,14 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 import zipfile
 import zlib
 from pathlib import Path
 from typing import IO, Protocol, cast
 
-from appliance.drives.base import CorruptImage, SourceImage, ToolMissing
+from appliance.drives.base import BurnError, CorruptImage, SourceImage, ToolMissing
+from appliance.images.download import GrowingReader, open_image
 from appliance.images.formats import Encoding, UnsupportedImage
 
 _F_SETPIPE_SZ = 1031
@@ -72,16 +74,26 @@ class ProcessDecoder:
 
     def __init__(self, argv: list[str], image: SourceImage) -> None:
         self._image = image
-        self._src = open(image.path, "rb")  # noqa: SIM115 - owned until close()
+        self._src = open_image(Path(image.path))
         self._err = tempfile.TemporaryFile()  # noqa: SIM115 - a pipe could fill and block it
+        # A file still downloading is fed through a pipe, since the program would take the
+        # end of what has arrived for the end of the file.
         try:
             self._proc = subprocess.Popen(  # noqa: S603 - an argument list, nothing interpreted
-                argv, stdin=self._src, stdout=subprocess.PIPE, stderr=self._err
+                argv,
+                stdin=subprocess.PIPE if isinstance(self._src, GrowingReader) else self._src,
+                stdout=subprocess.PIPE,
+                stderr=self._err,
             )
         except OSError:
             self._src.close()
             self._err.close()
             raise
+        self._feeder: threading.Thread | None = None
+        self._feed_error: BurnError | None = None
+        if isinstance(self._src, GrowingReader):
+            self._feeder = threading.Thread(target=self._feed, name="feed-decoder", daemon=True)
+            self._feeder.start()
         if self._proc.stdout is None:  # pragma: no cover - stdout=PIPE always sets it
             raise RuntimeError("decoder started without a stdout pipe")
         self._out = self._proc.stdout
@@ -98,8 +110,27 @@ class ProcessDecoder:
             got += n
         return got
 
+    def _feed(self) -> None:
+        stdin = self._proc.stdin
+        if stdin is None:  # pragma: no cover - stdin=PIPE always sets it
+            return
+        buf = bytearray(1024 * 1024)
+        try:
+            with memoryview(buf) as view:
+                while (n := self._src.readinto(view)) > 0:
+                    stdin.write(view[:n])
+        except BurnError as exc:
+            self._feed_error = exc  # the download failed: that, not the short stream, is news
+        except OSError:
+            pass  # the decoder stopped reading (killed, or it failed and says why)
+        finally:
+            with contextlib.suppress(OSError):
+                stdin.close()
+
     def consumed(self) -> int:
-        # The child reads through our file description, so our offset is its offset.
+        # Without a feeder the child reads through our file description: our offset is its.
+        if isinstance(self._src, GrowingReader):
+            return self._src.tell()
         try:
             return os.lseek(self._src.fileno(), 0, os.SEEK_CUR)
         except (OSError, ValueError):
@@ -107,6 +138,10 @@ class ProcessDecoder:
 
     def finish(self) -> None:
         rc = self._proc.wait()
+        if self._feeder is not None:
+            self._feeder.join()
+        if self._feed_error is not None:
+            raise self._feed_error
         if rc != 0:
             self._err.seek(0)
             text = self._err.read(4096).decode("utf-8", "replace")
@@ -121,6 +156,8 @@ class ProcessDecoder:
     def close(self) -> None:
         self.stop()
         self._proc.wait()
+        if self._feeder is not None:
+            self._feeder.join()
         self._out.close()
         self._src.close()
         self._err.close()
@@ -142,7 +179,8 @@ class FileDecoder:
 
     def __init__(self, image: SourceImage) -> None:
         self._image = image
-        self._raw = open(image.path, "rb")  # noqa: SIM115 - owned until close()
+        # zipfile and the stdlib openers want a file; a GrowingReader reads like one.
+        self._raw = cast(IO[bytes], open_image(Path(image.path)))
         self._zip: zipfile.ZipFile | None = None
         enc = Encoding(image.encoding)
         try:
@@ -173,7 +211,7 @@ class FileDecoder:
 
     def consumed(self) -> int:
         try:
-            return self._raw.tell()
+            return int(self._raw.tell())
         except (OSError, ValueError):
             return 0
 
@@ -216,7 +254,7 @@ class RawReader:
     """A raw image read as it is (an image burned with a bmap goes through the stream path)."""
 
     def __init__(self, image: SourceImage) -> None:
-        self._f = open(image.path, "rb", buffering=0)  # noqa: SIM115 - owned until close()
+        self._f = open_image(Path(image.path))
 
     def readinto(self, view: memoryview) -> int:
         got = 0
