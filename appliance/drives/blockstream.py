@@ -88,7 +88,7 @@ def _file_digest(image: SourceImage, stop: threading.Event) -> tuple[str, str] |
         return None
     buf = bytearray(4 * 1024 * 1024)
     view = memoryview(buf)
-    f = open_image(Path(image.path))
+    f = open_image(Path(image.path), stop)
     try:
         while not stop.is_set():
             n = f.readinto(view)

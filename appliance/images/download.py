@@ -53,11 +53,14 @@ class Download:
 
     # ----------------------------------------------------------------- readers
 
-    def wait_for(self, offset: int) -> int:
-        """Block until byte `offset` arrived or the download ended; returns bytes on disk."""
+    def wait_for(self, offset: int, abort: threading.Event | None = None) -> int:
+        """Block until byte `offset` arrived or the download ended; returns bytes on disk.
+        A reader that is being stopped (`abort`) gets what is there at once."""
         with self.cond:
             while self.have <= offset and not self.done and self.error is None:
-                self.cond.wait(0.5)
+                if abort is not None and abort.is_set():
+                    return self.have
+                self.cond.wait(0.1)
             if self.error is not None and self.have <= offset:
                 raise self.error
             return self.have
@@ -220,15 +223,20 @@ class GrowingReader:
     """A file that is still being downloaded, read as if it were complete: reads block until
     their bytes arrived, and raise the download's error if it failed before then."""
 
-    def __init__(self, dl: Download) -> None:
+    def __init__(self, dl: Download, abort: threading.Event | None = None) -> None:
         self.dl = dl
         self.f = open(dl.path, "rb", buffering=0)  # noqa: SIM115 - owned until close()
         self.pos = 0
+        self.aborted = abort or threading.Event()
+
+    def abort(self) -> None:
+        """Make a blocked read return (with nothing) instead of waiting for the download."""
+        self.aborted.set()
 
     def readinto(self, view: memoryview) -> int:
-        if self.pos >= self.dl.size:
+        if self.pos >= self.dl.size or self.aborted.is_set():
             return 0
-        have = self.dl.wait_for(self.pos)
+        have = self.dl.wait_for(self.pos, self.aborted)
         n = os.preadv(self.f.fileno(), [view[: max(0, have - self.pos)]], self.pos)
         self.pos += n
         return n
@@ -246,11 +254,12 @@ class GrowingReader:
         self.f.close()
 
 
-def open_image(path: Path) -> io.FileIO | GrowingReader:
-    """The image file, or a reader that waits for its bytes while it is being downloaded."""
+def open_image(path: Path, abort: threading.Event | None = None) -> io.FileIO | GrowingReader:
+    """The image file, or a reader that waits for its bytes while it is being downloaded
+    (until `abort` is set)."""
     dl = active(path)
     if dl is not None and not dl.done:
-        return GrowingReader(dl)
+        return GrowingReader(dl, abort)
     return io.FileIO(path, "rb")
 
 

@@ -149,6 +149,8 @@ class ProcessDecoder:
             raise _damaged(self._image, lines[0] if lines else f"decoder exit status {rc}")
 
     def stop(self) -> None:
+        if isinstance(self._src, GrowingReader):
+            self._src.abort()
         if self._proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 self._proc.kill()
@@ -219,7 +221,8 @@ class FileDecoder:
         return None  # the stdlib raises from readinto on damage
 
     def stop(self) -> None:
-        return None  # readinto never blocks for long on a local file
+        if isinstance(self._raw, GrowingReader):
+            self._raw.abort()
 
     def close(self) -> None:
         with contextlib.suppress(*_STDLIB_ERRORS):
@@ -272,7 +275,8 @@ class RawReader:
         return None
 
     def stop(self) -> None:
-        return None
+        if isinstance(self._f, GrowingReader):
+            self._f.abort()
 
     def close(self) -> None:
         self._f.close()
