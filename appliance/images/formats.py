@@ -45,7 +45,6 @@ _OTHER = (
     (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
     (b"Rar!\x1a\x07", "a RAR archive"),
     (b"\x04\x22\x4d\x18", "an LZ4 file"),
-    (b"\x5d\x00\x00", "an LZMA-alone file"),
 )
 
 
