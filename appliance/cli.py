@@ -86,8 +86,8 @@ def _parser() -> argparse.ArgumentParser:
     burn.add_argument(
         "--sha256",
         type=_sha256,
-        help="expected SHA-256 of the image; checked while writing, and no target gets the "
-        "image's first block unless it matches",
+        help="expected SHA-256 of the image file as delivered (of the .xz for an .img.xz); "
+        "checked while writing, and no target gets the image's first block unless it matches",
     )
     burn.add_argument(
         "--extracted-size",
