@@ -239,7 +239,7 @@ def main() -> int:
     sha = subprocess.run(["sha256sum", str(raw)], capture_output=True, text=True, check=True)
     digest = sha.stdout.split()[0]
 
-    startup(raw)
+    startup(make_image(WORK / "random-16.img", 16 * MiB, holes=0.0))
     compare(
         "raw", 0.80,
         {"dd": partial(dd_pipeline, None, raw, size=SIZE), "cli": partial(cli_burn, str(raw))},
