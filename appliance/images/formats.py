@@ -21,7 +21,16 @@ from pathlib import Path
 from appliance.drives.base import BurnError, SourceImage
 from wire.imageformat import HEAD, SUPPORTED, Encoding, sniff
 
-__all__ = ["AUTO", "SUPPORTED", "Encoding", "describe", "require_raw", "resolve", "sniff"]
+__all__ = [
+    "AUTO",
+    "SUPPORTED",
+    "CompressedNotAllowed",
+    "Encoding",
+    "UnsupportedImage",
+    "describe",
+    "require_raw",
+    "resolve",
+]
 
 
 AUTO = "auto"  # SourceImage.encoding: decide from the content when the burn starts
