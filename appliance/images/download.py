@@ -203,12 +203,15 @@ def start_download(url: str, cache: Path, *, timeout: float = 30.0) -> Download:
 
 
 def finish_download(dl: Download) -> Path | None:
-    """After the burn: a complete download is kept as `<cache>/<sha256>`; returns that path."""
-    dl.cancel()
+    """After the burn: a complete download is kept as `<cache>/<sha256>`; returns that path.
+    An unfinished one is told to stop but not waited for (it may sit in a read that only its
+    timeout ends); its partial file stays for the next run to resume."""
     with _active_lock:
         _active.pop(dl.path, None)
     if not dl.done or dl.error is not None:
-        return None  # the partial file stays for the next run to resume
+        dl.stop.set()
+        return None
+    dl.cancel()
     final = dl.path.with_name(dl.sha256.hexdigest())
     os.replace(dl.path, final)
     return final

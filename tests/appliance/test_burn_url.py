@@ -211,3 +211,29 @@ async def test_download_that_stalls_or_changes_fails_blank(
     assert dev.read(0, 8 * MiB) == bytes(8 * MiB)
     rc, out, _ = await agent("jobs", "--journal", str(tmp_path / "j.db"), "--json")
     assert [json.loads(line)["state"] for line in out.splitlines()] == ["failed"]
+
+
+async def test_sigterm_during_a_stalled_download_stops_at_once(
+    tmp_path: Path, disk: Path, server: Server, loop_devices: LoopFactory
+):
+    (server.root / "pi.img.gz").write_bytes(compress(disk, "gzip").read_bytes())
+    dev = loop_devices(64 * MiB, fill=FILL)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "appliance.cli", "burn", "--image",
+        f"{server.url}/stall/pi.img.gz", "--target", dev.path, "--json",
+        "--journal", str(tmp_path / "j.db"), "--cache", str(tmp_path / "cache"),
+        "--download-timeout", "600",
+        cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    async with asyncio.timeout(60):
+        while True:
+            line = await proc.stdout.readline()
+            assert line, "the CLI ended before it started writing"
+            if json.loads(line).get("state") == "writing":
+                break
+        proc.terminate()
+        # With a 600 s stall timeout, only a burn that stops its readers at once ends here.
+        rc = await proc.wait()
+    assert rc == 130
+    assert dev.read(0, 8 * MiB) == bytes(8 * MiB)
