@@ -26,6 +26,7 @@ from appliance.drives.base import BurnError, Drive, SourceImage
 
 if TYPE_CHECKING:
     from appliance.burn.job import JobEvent
+    from appliance.images.download import Download
     from appliance.journal import Journal
 
 # asyncio, the burn engine and the journal are imported when a command needs them, after the
@@ -36,6 +37,7 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 DEFAULT_JOURNAL = Path("/var/lib/burnstand/journal.sqlite3")
+DEFAULT_CACHE = Path("/var/cache/burnstand/downloads")
 _BLOCK_PATTERNS = (r"/dev/sd[a-z]+", r"/dev/mmcblk\d+", r"/dev/loop\d+", r"/dev/nvme\d+n\d+")
 
 
@@ -69,16 +71,29 @@ def _parser() -> argparse.ArgumentParser:
     burn.add_argument(
         "--image",
         required=True,
+        help="image file or http(s) URL to write: raw (.img, .iso) or compressed (xz, gzip, "
+        "bzip2, zstd, or a zip holding one image), told apart by content; compressed images "
+        "are unpacked as they are written, a URL is burned while it downloads",
+    )
+    burn.add_argument(
+        "--cache",
         type=Path,
-        help="image file to write: raw (.img, .iso) or compressed (xz, gzip, bzip2, zstd, or a "
-        "zip holding one image), told apart by content; compressed images are unpacked as "
-        "they are written",
+        metavar="DIR",
+        help=f"where a URL's image is downloaded and kept, named by its SHA-256 "
+        f"(default $BURNSTAND_CACHE or {DEFAULT_CACHE})",
+    )
+    burn.add_argument(
+        "--download-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="a download that sends nothing for this long is resumed, then given up (30)",
     )
     burn.add_argument(
         "--sha256",
         type=_sha256,
-        help="expected SHA-256 of the image; checked while writing, and no target gets the "
-        "image's first block unless it matches",
+        help="expected SHA-256 of the image file as delivered (of the .xz for an .img.xz); "
+        "checked while writing, and no target gets the image's first block unless it matches",
     )
     burn.add_argument(
         "--extracted-size",
@@ -204,19 +219,59 @@ def _image(args: argparse.Namespace) -> SourceImage:
         raise CliError(f"image {path} is empty")
     if not os.access(path, os.R_OK):
         raise CliError(f"cannot read image {path}: permission denied")
+    return _source(args, path, st.st_size, path.name)
+
+
+def _source(args: argparse.Namespace, path: Path, size: int, name: str) -> SourceImage:
     if args.extracted_size is not None and args.extracted_size <= 0:
         raise CliError("--extracted-size must be a positive number of bytes")
     return SourceImage(
         path=path,
-        size=st.st_size,
+        size=size,
         sha256=args.sha256,
         md5=args.md5,
-        name=path.name,
+        name=name,
         encoding="raw" if args.raw else "auto",
         extracted_size=args.extracted_size,
         extracted_sha256=args.extracted_sha256,
         bmap=args.bmap,
     )
+
+
+def _url_image(args: argparse.Namespace) -> tuple[SourceImage, Download | None]:
+    """A URL's image: from the cache when `--sha256` names a file it holds, else downloading
+    (the burn reads it as it arrives). A refused URL (404, no server) is one CLI error."""
+    from appliance.images.download import DownloadError, start_download, wait_for_head
+    from wire.imageformat import HEAD, Encoding, sniff
+
+    url: str = args.image
+    name = url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] or "download"
+    cache = args.cache or Path(os.environ.get("BURNSTAND_CACHE", str(DEFAULT_CACHE)))
+    if args.sha256 and (cache / args.sha256).is_file():
+        kept = cache / args.sha256
+        return _source(args, kept, kept.stat().st_size, name), None
+    try:
+        dl = start_download(url, cache, timeout=args.download_timeout)
+        wait_for_head(dl)
+        with open(dl.path, "rb") as f:
+            head = f.read(HEAD)
+        if sniff(head) is Encoding.ZIP:
+            dl.wait_for(dl.size - 1)  # a zip names its entries at its end
+    except DownloadError as exc:
+        raise CliError(str(exc)) from exc
+    except OSError as exc:
+        raise CliError(f"cannot download into {cache}: {exc.strerror}") from exc
+    return _source(args, dl.path, dl.size, name), dl
+
+
+def _keep_download(dl: Download, args: argparse.Namespace) -> None:
+    """A complete download stays in the cache under its SHA-256, unless it is not the image
+    `--sha256` asked for; a broken one stays as a partial file the next run resumes."""
+    from appliance.images.download import finish_download
+
+    kept = finish_download(dl)
+    if kept is not None and args.sha256 and kept.name != args.sha256:
+        kept.unlink(missing_ok=True)
 
 
 def _uid(path: str) -> str:
@@ -253,18 +308,30 @@ def make_drive(target: str, *, partition_ok: bool = False) -> Drive:
     return BlockDrive(target, _uid(target))
 
 
+def is_url(text: str) -> bool:
+    return text.startswith(("http://", "https://"))
+
+
 def _burn_main(args: argparse.Namespace) -> int:
     targets: list[str] = args.target
     if len(set(targets)) != len(targets):
         raise CliError("the same --target was given twice")
-    image = _image(args)
+    url = is_url(args.image)
+    image = None if url else _image(args)
     if args.json:
         view = _JsonView(sys.stdout)
         for target in targets:
-            view.emit({"event": "start", "target": target, "image": str(image.path)})
+            view.emit({"event": "start", "target": target, "image": str(args.image)})
+    download: Download | None = None
+    if image is None:
+        image, download = _url_image(args)
     import asyncio
 
-    return asyncio.run(_burn(args, image))
+    try:
+        return asyncio.run(_burn(args, image))
+    finally:
+        if download is not None:
+            _keep_download(download, args)
 
 
 async def _burn(args: argparse.Namespace, image: SourceImage) -> int:

@@ -49,9 +49,9 @@ from appliance.drives.base import (
     VerifyMismatch,
     WriteProtected,
 )
-from appliance.drives.blockstream import StreamRecord, verify_stream, write_stream
+from appliance.drives.blockstream import StreamRecord, streams, verify_stream, write_stream
 from appliance.drives.imagefile import ImageFile
-from appliance.images.formats import Encoding, resolve
+from appliance.images.formats import resolve
 
 log = logging.getLogger(__name__)
 
@@ -271,10 +271,11 @@ class BlockDrive:
     def _write_any(
         self, image: SourceImage, shared: _Shared, stop: threading.Event, nudge: Callable[[], None]
     ) -> None:
-        """A compressed image is unpacked onto the target (appliance.drives.blockstream)."""
+        """A compressed image, one with a bmap or one still downloading goes through
+        appliance.drives.blockstream; a plain file through the mmap writer below."""
         self._stream = None
         image = resolve(image)
-        if image.encoding == Encoding.RAW and image.bmap is None:
+        if not streams(image):
             self._write_sync(image, shared, stop, nudge)
         else:
             self._drop_held()
@@ -284,7 +285,7 @@ class BlockDrive:
         self, image: SourceImage, shared: _Shared, stop: threading.Event, nudge: Callable[[], None]
     ) -> None:
         image = resolve(image)
-        if image.encoding == Encoding.RAW and image.bmap is None:
+        if not streams(image):
             self._verify_sync(image, shared, stop, nudge)
         else:
             verify_stream(self, image, self._stream, shared, stop, nudge)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import xxhash
 
 from appliance.drives.base import (
+    BurnError,
     Cancelled,
     CorruptImage,
     MediaTooSmall,
@@ -34,6 +35,8 @@ from appliance.drives.base import (
     WriteProtected,
 )
 from appliance.images.bmap import BadBmap, RangeChecker, load_bmap
+from appliance.images.download import active, open_image
+from appliance.images.formats import Encoding
 from appliance.images.stream import Decoder, open_decoder
 
 if TYPE_CHECKING:
@@ -51,6 +54,15 @@ class StreamRecord:
     size: int
     chunk: int
     digests: tuple[int, ...]  # XXH3-64 of each chunk, in order
+
+
+def streams(image: SourceImage) -> bool:
+    """Whether a (resolved) image is written through here rather than mapped whole."""
+    return (
+        image.encoding != Encoding.RAW.value
+        or image.bmap is not None
+        or active(Path(image.path)) is not None
+    )
 
 
 def _get(q: queue.Queue[Any], stop: threading.Event, halt: threading.Event | None = None) -> Any:
@@ -76,12 +88,15 @@ def _file_digest(image: SourceImage, stop: threading.Event) -> tuple[str, str] |
         return None
     buf = bytearray(4 * 1024 * 1024)
     view = memoryview(buf)
-    with open(image.path, "rb", buffering=0) as f:
+    f = open_image(Path(image.path), stop)
+    try:
         while not stop.is_set():
             n = f.readinto(view)
             if not n:
                 break
             hasher.update(view[:n])
+    finally:
+        f.close()
     return want, hasher.hexdigest()
 
 
@@ -243,7 +258,10 @@ def write_stream(
 
         # 2. The delivered file's digest, beside the writer; the unpacker, beside both.
         def hash_file() -> None:
-            digest_out.append(_file_digest(image, digest_stop))
+            try:
+                digest_out.append(_file_digest(image, digest_stop))
+            except BurnError as exc:  # a download that failed: the reader reports it too
+                digest_out.append(("", f"unreadable: {exc}"))
 
         digest_thread = threading.Thread(target=hash_file, name=f"hash-{path}", daemon=True)
         digest_thread.start()

@@ -43,10 +43,6 @@ class Bmap:
     block_size: int
     ranges: tuple[BmapRange, ...]  # sorted, not overlapping
 
-    @property
-    def mapped_bytes(self) -> int:
-        return sum(r.end - r.start for r in self.ranges)
-
     def first_mapped_at_or_after(self, index: int, offset: int) -> int:
         """The index of the first range that ends after `offset`, searching from `index`."""
         while index < len(self.ranges) and self.ranges[index].end <= offset:

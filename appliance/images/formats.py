@@ -21,7 +21,16 @@ from pathlib import Path
 from appliance.drives.base import BurnError, SourceImage
 from wire.imageformat import HEAD, SUPPORTED, Encoding, sniff
 
-__all__ = ["AUTO", "SUPPORTED", "Encoding", "describe", "require_raw", "resolve", "sniff"]
+__all__ = [
+    "AUTO",
+    "SUPPORTED",
+    "CompressedNotAllowed",
+    "Encoding",
+    "UnsupportedImage",
+    "describe",
+    "require_raw",
+    "resolve",
+]
 
 
 AUTO = "auto"  # SourceImage.encoding: decide from the content when the burn starts
@@ -45,7 +54,6 @@ _OTHER = (
     (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
     (b"Rar!\x1a\x07", "a RAR archive"),
     (b"\x04\x22\x4d\x18", "an LZ4 file"),
-    (b"\x5d\x00\x00", "an LZMA-alone file"),
 )
 
 

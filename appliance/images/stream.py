@@ -20,16 +20,18 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 import zipfile
 import zlib
 from pathlib import Path
 from typing import IO, Protocol, cast
 
-from appliance.drives.base import CorruptImage, SourceImage, ToolMissing
+from appliance.drives.base import BurnError, CorruptImage, SourceImage, ToolMissing
+from appliance.images.download import GrowingReader, open_image
 from appliance.images.formats import Encoding, UnsupportedImage
 
 _F_SETPIPE_SZ = 1031
-_PIPE_SIZE = 1024 * 1024
+_PIPE_SIZE = 8 * 1024 * 1024
 
 # Program candidates per format, fastest first, with the arguments that decode to stdout.
 _PROGRAMS: dict[Encoding, tuple[tuple[str, tuple[str, ...]], ...]] = {
@@ -72,22 +74,38 @@ class ProcessDecoder:
 
     def __init__(self, argv: list[str], image: SourceImage) -> None:
         self._image = image
-        self._src = open(image.path, "rb")  # noqa: SIM115 - owned until close()
+        self._src = open_image(Path(image.path))
         self._err = tempfile.TemporaryFile()  # noqa: SIM115 - a pipe could fill and block it
+        # A file still downloading is fed through a pipe, since the program would take the
+        # end of what has arrived for the end of the file.
         try:
             self._proc = subprocess.Popen(  # noqa: S603 - an argument list, nothing interpreted
-                argv, stdin=self._src, stdout=subprocess.PIPE, stderr=self._err
+                argv,
+                stdin=subprocess.PIPE if isinstance(self._src, GrowingReader) else self._src,
+                stdout=subprocess.PIPE,
+                stderr=self._err,
             )
         except OSError:
             self._src.close()
             self._err.close()
             raise
+        self._feeder: threading.Thread | None = None
+        self._feed_error: BurnError | None = None
+        if isinstance(self._src, GrowingReader):
+            self._feeder = threading.Thread(target=self._feed, name="feed-decoder", daemon=True)
+            self._feeder.start()
         if self._proc.stdout is None:  # pragma: no cover - stdout=PIPE always sets it
             raise RuntimeError("decoder started without a stdout pipe")
         self._out = self._proc.stdout
         self._fd = self._out.fileno()
-        with contextlib.suppress(OSError):
-            fcntl.fcntl(self._fd, _F_SETPIPE_SZ, _PIPE_SIZE)
+        # A bigger pipe means fewer hand-offs between decoder and reader (each one a context
+        # switch on a busy 2-core Pi); root may exceed pipe-max-size, others get 1 MiB.
+        for size in (_PIPE_SIZE, 1024 * 1024):
+            try:
+                fcntl.fcntl(self._fd, _F_SETPIPE_SZ, size)
+                break
+            except OSError:
+                continue
 
     def readinto(self, view: memoryview) -> int:
         got = 0
@@ -98,8 +116,27 @@ class ProcessDecoder:
             got += n
         return got
 
+    def _feed(self) -> None:
+        stdin = self._proc.stdin
+        if stdin is None:  # pragma: no cover - stdin=PIPE always sets it
+            return
+        buf = bytearray(1024 * 1024)
+        try:
+            with memoryview(buf) as view:
+                while (n := self._src.readinto(view)) > 0:
+                    stdin.write(view[:n])
+        except BurnError as exc:
+            self._feed_error = exc  # the download failed: that, not the short stream, is news
+        except OSError:
+            pass  # the decoder stopped reading (killed, or it failed and says why)
+        finally:
+            with contextlib.suppress(OSError):
+                stdin.close()
+
     def consumed(self) -> int:
-        # The child reads through our file description, so our offset is its offset.
+        # Without a feeder the child reads through our file description: our offset is its.
+        if isinstance(self._src, GrowingReader):
+            return self._src.tell()
         try:
             return os.lseek(self._src.fileno(), 0, os.SEEK_CUR)
         except (OSError, ValueError):
@@ -107,6 +144,10 @@ class ProcessDecoder:
 
     def finish(self) -> None:
         rc = self._proc.wait()
+        if self._feeder is not None:
+            self._feeder.join()
+        if self._feed_error is not None:
+            raise self._feed_error
         if rc != 0:
             self._err.seek(0)
             text = self._err.read(4096).decode("utf-8", "replace")
@@ -114,6 +155,8 @@ class ProcessDecoder:
             raise _damaged(self._image, lines[0] if lines else f"decoder exit status {rc}")
 
     def stop(self) -> None:
+        if isinstance(self._src, GrowingReader):
+            self._src.abort()
         if self._proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 self._proc.kill()
@@ -121,6 +164,8 @@ class ProcessDecoder:
     def close(self) -> None:
         self.stop()
         self._proc.wait()
+        if self._feeder is not None:
+            self._feeder.join()
         self._out.close()
         self._src.close()
         self._err.close()
@@ -142,7 +187,8 @@ class FileDecoder:
 
     def __init__(self, image: SourceImage) -> None:
         self._image = image
-        self._raw = open(image.path, "rb")  # noqa: SIM115 - owned until close()
+        # zipfile and the stdlib openers want a file; a GrowingReader reads like one.
+        self._raw = cast(IO[bytes], open_image(Path(image.path)))
         self._zip: zipfile.ZipFile | None = None
         enc = Encoding(image.encoding)
         try:
@@ -173,7 +219,7 @@ class FileDecoder:
 
     def consumed(self) -> int:
         try:
-            return self._raw.tell()
+            return int(self._raw.tell())
         except (OSError, ValueError):
             return 0
 
@@ -181,7 +227,8 @@ class FileDecoder:
         return None  # the stdlib raises from readinto on damage
 
     def stop(self) -> None:
-        return None  # readinto never blocks for long on a local file
+        if isinstance(self._raw, GrowingReader):
+            self._raw.abort()
 
     def close(self) -> None:
         with contextlib.suppress(*_STDLIB_ERRORS):
@@ -216,7 +263,7 @@ class RawReader:
     """A raw image read as it is (an image burned with a bmap goes through the stream path)."""
 
     def __init__(self, image: SourceImage) -> None:
-        self._f = open(image.path, "rb", buffering=0)  # noqa: SIM115 - owned until close()
+        self._f = open_image(Path(image.path))
 
     def readinto(self, view: memoryview) -> int:
         got = 0
@@ -234,7 +281,8 @@ class RawReader:
         return None
 
     def stop(self) -> None:
-        return None
+        if isinstance(self._f, GrowingReader):
+            self._f.abort()
 
     def close(self) -> None:
         self._f.close()
