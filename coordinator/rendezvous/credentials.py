@@ -6,7 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from coordinator.backoff import Backoff
-from coordinator.errors import TooManyRequests, Unauthorized
+from coordinator.errors import TooManyRequests
 from coordinator.keys import CONFIG
 from coordinator.rendezvous import schemas
 from coordinator.rendezvous.endpoint import PUBLIC, Endpoint
@@ -23,6 +23,7 @@ from coordinator.rendezvous.http import (
     write,
 )
 from coordinator.store import credentials as store
+from coordinator.store.errors import Unauthorized
 from coordinator.store.records import ROLES, Role
 
 JOINERS: tuple[Role, ...] = ("show_admin", "contributor")
