@@ -35,6 +35,7 @@ from appliance.drives.base import (
 from appliance.drives.block import BlockDrive, BlockHooks
 from appliance.journal import JobState, Journal
 from appliance.kiosk.model import reason_text
+from wire import failures
 
 if TYPE_CHECKING:
     from tests.appliance.conftest import ImageMaker, LoopFactory
@@ -422,4 +423,5 @@ async def test_a_target_detached_mid_write_is_drive_pulled_everywhere(
         "message": result.message,
         "image_name": img.name,
     }
-    assert reason_text(view).startswith("The burner, stick or card was unplugged")
+    assert reason_text(view) == failures.sentence("drive-pulled")
+    assert reason_text(view).startswith("The burner or stick was unplugged")
