@@ -24,7 +24,7 @@ from e2e_pages import WAIT_MS, open_live_view, screenshot, sign_in_with_credenti
 from playwright.sync_api import Browser, Page, expect
 from stand import FakeBurner, Process, Rest, demo, free_port, serve
 
-TOKEN = "e2e-history-token"
+TOKEN = "e2e-history-token-7d41b9c02fa8e6153b2d"  # strong enough for serve (128 bits)
 SESSION = "Sunday booth"
 BURN_WAIT_MS = 30_000  # a fake burner takes new work when it next says IDLE (every 10 s)
 
