@@ -69,7 +69,12 @@ class Process:
             text=True,
         )
         threading.Thread(target=self._read, daemon=True).start()
-        self.wait_for(self.ready)
+        try:
+            self.wait_for(self.ready)
+        except AssertionError:
+            self.stop()  # a process that never came up is reaped, not left to a later test
+            self.proc.wait(timeout=5)
+            raise
 
     def _read(self) -> None:
         assert self.proc is not None
