@@ -522,10 +522,19 @@ class Room:
             "session": self.session_id,
             "suspended": self.suspended,
             "queue": [{"md5": md5, "count": count} for md5, count in self.queue],
-            "burners": [b.as_dict() | {"stats": b.stats.as_dict()} for b in self._burners.values()],
+            "burners": [
+                self.burner_dict(b) | {"stats": b.stats.as_dict()}
+                for b in sorted(self._burners.values(), key=lambda b: (b.name, b.uid))
+            ],
             "kiosks": [self.kiosk_dict(k) for _, k in sorted(self._kiosks.items())],
             "totals": self.totals(),
         }
+
+    def burner_dict(self, burner: Burner) -> dict[str, object]:
+        """A burner, JSON-ready, with the name of the image it burns where the room knows it
+        (so no screen has to show a digest while a disc burns)."""
+        info = None if burner.job is None else self._images.get(burner.job.lower())
+        return burner.as_dict() | {"image": None if info is None else info.name}
 
     def kiosk_dict(self, kiosk: Kiosk) -> dict[str, object]:
         """A kiosk, JSON-ready; its cached images carry the name and size the room knows."""
@@ -604,7 +613,9 @@ class Room:
         if persist:
             self._dirty_burners.add(burner.uid)
         self._to_watchers(self.status_list())
-        self._announce(channels.burner_status(self.session_id, burner.uid), burner.as_dict())
+        self._announce(
+            channels.burner_status(self.session_id, burner.uid), self.burner_dict(burner)
+        )
 
     def _stats_changed(self, burner: Burner) -> None:
         self._dirty_burners.add(burner.uid)
@@ -924,7 +935,7 @@ class Room:
             raise BadName(f"a friendly name is at most {MAX_NAME} characters, one line, no tabs")
         burner.name = name
         self._to_watchers(bp.Name(uid, name))
-        self._announce(channels.burner_status(self.session_id, uid), burner.as_dict())
+        self._announce(channels.burner_status(self.session_id, uid), self.burner_dict(burner))
         self._dirty_burners.add(uid)
 
     def open_tray(self, uid: str) -> None:

@@ -16,10 +16,13 @@ from coordinator.store.records import Principal, Record, Role
 
 CONTRIBUTOR: tuple[Role, ...] = ("contributor",)
 MEMBERS: tuple[Role, ...] = ("contributor", "appliance")
+# Who may list and read sessions: members, and those who oversee them (an admin every show's,
+# a show admin their show's) for the fleet overview.
+READERS: tuple[Role, ...] = ("admin", "show_admin", *MEMBERS)
 
 
 async def list_sessions(request: web.Request) -> web.Response:
-    who = await authorized(request, MEMBERS, "listing sessions")
+    who = await authorized(request, READERS, "listing sessions")
     p = page(request)
     return ok(await read(request, lambda c: store.list_sessions(c, who, p)))
 
@@ -32,7 +35,7 @@ async def create_session(request: web.Request) -> web.Response:
 
 
 async def get_session(request: web.Request) -> web.Response:
-    who = await authorized(request, MEMBERS, "reading a session")
+    who = await authorized(request, READERS, "reading a session")
     sid = request.match_info["session_id"]
     return ok(await read(request, lambda c: store.get_session(c, who, sid)))
 
@@ -59,8 +62,9 @@ ENDPOINTS = [
         "GET",
         "/sessions",
         list_sessions,
-        "List the sessions of the credential's show (with whether it is a member)",
-        MEMBERS,
+        "List the sessions of the credential's show (with whether it is a member); "
+        "an admin sees every show's sessions, a show admin those of their show",
+        READERS,
         response=schemas.page_of(schemas.SESSION),
         paged=True,
         tag="sessions",
@@ -85,7 +89,7 @@ ENDPOINTS = [
         _ONE,
         get_session,
         "Read one session",
-        MEMBERS,
+        READERS,
         response=schemas.SESSION,
         errors=(404,),
         tag="sessions",

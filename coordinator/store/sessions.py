@@ -156,6 +156,14 @@ def _session(row: sqlite3.Row, member: bool | None = None) -> Record:
 
 def _session_row(conn: sqlite3.Connection, principal: Principal, session_id: str) -> sqlite3.Row:
     # Room ids are case-insensitive; other shows' sessions do not exist for this credential.
+    # An admin (no show) oversees every show's sessions.
+    if principal.show_id is None:
+        return one(
+            conn,
+            _SESSION_SQL + " WHERE s.id = ?",
+            (session_id.lower(),),
+            f"session {session_id!r} not found",
+        )
     return one(
         conn,
         _SESSION_SQL + " WHERE s.id = ? AND s.show_id = ?",
@@ -172,6 +180,8 @@ def list_sessions(conn: sqlite3.Connection, principal: Principal, page: Page) ->
         ).fetchone()
         return _session(row, member is not None)
 
+    if principal.show_id is None:  # an admin: every show's sessions
+        return paged(conn, _SESSION_SQL + " ORDER BY s.created_at, s.id", (), page, render)
     return paged(
         conn,
         _SESSION_SQL + " WHERE s.show_id = ? ORDER BY s.created_at, s.id",

@@ -6,6 +6,7 @@
 import { ApiError, Auth } from "./api.js";
 import { LiveSession } from "./live.js";
 import { pendingKiosksView } from "./enroll.js";
+import { fleetView } from "./fleet.js";
 import { bytes, clock, duration, field, form, h, option, replace, speed, svg, toast, when } from "./ui.js";
 
 const auth = new Auth();
@@ -26,7 +27,9 @@ const ROLE_NAMES = {
 
 function navLinks() {
   const role = auth.role;
-  const links = [["#/shows", role === "admin" ? "Shows" : "Catalog"]];
+  const links = [];
+  if (role === "admin" || role === "show_admin") links.push(["#/fleet", "Fleet"]);
+  links.push(["#/shows", role === "admin" ? "Shows" : "Catalog"]);
   if (role === "admin" || role === "show_admin") links.push(["#/people", "People"]);
   if (role === "admin" || role === "show_admin") links.push(["#/kiosks", "Pending kiosks"]);
   if (role === "admin") links.push(["#/pool", "Masters"]);
@@ -96,6 +99,9 @@ async function route() {
   }
   const [page, id, tab] = parseRoute();
   switch (page) {
+    case "fleet":
+      show("fleet", () => fleetView(auth));
+      return;
     case "shows":
       if (id) show(`catalog:${id}`, () => catalogView(Number(id)));
       else show("shows", () => showsView());
@@ -121,7 +127,8 @@ async function route() {
     default:
       break;
   }
-  location.replace(auth.role === "admin" ? "#/shows" : auth.role === "contributor" ? "#/sessions" : "#/shows");
+  // Overseers land on the fleet (what every kiosk is doing), contributors on their sessions.
+  location.replace(auth.role === "contributor" ? "#/sessions" : "#/fleet");
 }
 
 /** Replace the main view (disposing the old one); `build` returns {el, dispose?} or an element. */
@@ -557,11 +564,26 @@ function openByIdForm() {
 
 async function sessionsView() {
   if (auth.role !== "contributor") {
+    const sessions = await auth.all("/sessions");
     return h(
       "section",
       { class: "panel" },
       h("h1", {}, "Sessions"),
-      h("p", { class: "hint" }, "Contributors create, join and suspend sessions. As an overseer you may watch and command any session of your show by its id."),
+      h("p", { class: "hint" }, "Contributors create, join and suspend sessions. As an overseer you may watch and command any session of the shows you manage; the Fleet page shows them all at work."),
+      h(
+        "ul",
+        { class: "list", id: "sessions" },
+        sessions.map((s) =>
+          h(
+            "li",
+            { dataset: { session: s.id } },
+            s.state === "live" ? h("a", { href: `#/live/${s.id}/display` }, s.name) : s.name,
+            h("span", { class: "muted" }, ` ${s.state} · ${s.members} member${s.members === 1 ? "" : "s"} · `),
+            h("code", { class: "muted" }, s.id),
+          ),
+        ),
+      ),
+      sessions.length ? null : h("p", { class: "muted" }, "No sessions yet."),
       openByIdForm(),
     );
   }
