@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
@@ -628,8 +628,10 @@ class Agent:
         assert cache is not None  # noqa: S101 - set in start()
         source = await cache.get(take.sha256)
         if source is None:
-            session = self._session_for(take.url)
-            source = await cache.fetch(take.url, take.sha256, take.size, session, take.name)
+            # A take uploaded to the coordinator names its image store by a relative URL.
+            url = urljoin(self.config.coordinator_url or "", take.url)
+            session = self._session_for(url)
+            source = await cache.fetch(url, take.sha256, take.size, session, take.name)
         return dataclasses.replace(source, md5=take.md5 or None, name=take.name)
 
     def _session_for(self, url: str) -> aiohttp.ClientSession:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from coordinator import __version__, live
+from coordinator import __version__, imagecli, live
 from coordinator.app import make_app
 from coordinator.config import CoordinatorConfig
 from coordinator.errors import Problem
@@ -48,8 +48,10 @@ def _port(text: str) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="burnstand-coordinator",
-        description="The burnstand coordinator: rendezvous REST API on SQLite (and, later, the "
-        "live plane). Start with `admin create` for a credential, then `serve`.",
+        description="The burnstand coordinator: the rendezvous REST API on SQLite, the live "
+        "plane (dashboards' WebSockets, kiosks' links, session masters) and the dashboard. "
+        "Start with `admin create` for a credential, then `serve`; `image add` puts an image "
+        "file in the catalog.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -127,6 +129,7 @@ def _parser() -> argparse.ArgumentParser:
         help="create a show named SHOW if there is none (asset root: this coordinator's "
         "image store)",
     )
+    imagecli.add_arguments(sub)
     return parser
 
 
@@ -295,6 +298,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(args)
+        if args.command == "image":
+            return imagecli.run(args)
         if args.command == "appliance":
             _check_appliance(args.show, args.name)
             enrolled = asyncio.run(
@@ -310,7 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             _check_person(args.name, args.email)
             token = asyncio.run(_admin_create(args.data, args.name.strip(), args.email.strip()))
-    except CliError as exc:
+    except (CliError, imagecli.ImageCliError) as exc:
         print(f"burnstand-coordinator: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except Problem as exc:

@@ -29,6 +29,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from coordinator.errors import NotFound
+from coordinator.images.blobs import ImageStore
+from coordinator.images.catalog import images_for
 from coordinator.links.hub import Appliance, Link
 from coordinator.master import (
     CancelBurn,
@@ -70,7 +72,20 @@ def _live_session(conn: sqlite3.Connection, show_id: int, wanted: str | None) ->
     return None if row is None else str(row["id"])
 
 
-def _takes(conn: sqlite3.Connection, show_id: int) -> list[am.Take]:
+IMAGE_PATH = "/api/v1/images/"
+
+
+def _url(row: sqlite3.Row, images: ImageStore) -> str:
+    """Where an agent fetches a take's image: its URL, or for a take added by upload (no URL)
+    this coordinator's image store, relative (the agent joins it to the coordinator's URL),
+    and "" while its upload is pending (a stat: called on the store's reader threads)."""
+    if row["url"]:
+        return str(row["url"])
+    sha256 = str(row["sha256"]).lower()
+    return IMAGE_PATH + sha256 if images.has(sha256) else ""
+
+
+def _takes(conn: sqlite3.Connection, show_id: int, images: ImageStore) -> list[am.Take]:
     rows = conn.execute(
         "SELECT md5, sha256, size, name, notes, url FROM takes WHERE show_id = ? "
         "ORDER BY id LIMIT ?",
@@ -84,12 +99,19 @@ def _takes(conn: sqlite3.Connection, show_id: int) -> list[am.Take]:
             continue  # several takes of one image: the oldest describes it
         seen.add(md5)
         out.append(
-            am.Take(md5, row["sha256"].lower(), row["size"], row["name"], row["notes"], row["url"])
+            am.Take(
+                md5,
+                row["sha256"].lower(),
+                row["size"],
+                row["name"],
+                row["notes"],
+                _url(row, images),
+            )
         )
     return out
 
 
-def _take(conn: sqlite3.Connection, show_id: int, md5: str) -> am.Take | None:
+def _take(conn: sqlite3.Connection, show_id: int, md5: str, images: ImageStore) -> am.Take | None:
     row = conn.execute(
         "SELECT md5, sha256, size, name, notes, url FROM takes "
         "WHERE show_id = ? AND lower(md5) = ? ORDER BY id LIMIT 1",
@@ -98,7 +120,12 @@ def _take(conn: sqlite3.Connection, show_id: int, md5: str) -> am.Take | None:
     if row is None:
         return None
     return am.Take(
-        md5.lower(), row["sha256"].lower(), row["size"], row["name"], row["notes"], row["url"]
+        md5.lower(),
+        row["sha256"].lower(),
+        row["size"],
+        row["name"],
+        row["notes"],
+        _url(row, images),
     )
 
 
@@ -154,6 +181,9 @@ class ApplianceBridge:
         # Appliance id -> merged token of its newest link, the one whose state the kiosk shows.
         self._newest: dict[int, str] = {}
 
+    def _images(self) -> ImageStore:
+        return images_for(self._store())
+
     # ---- LinkHandler
 
     async def admit(self, appliance: Appliance) -> str | None:
@@ -177,7 +207,7 @@ class ApplianceBridge:
         agent = _Agent(link, link.session, self._deliver_one)
         self._agents[link.token] = agent
         show = link.appliance.show_id
-        takes = await self._store().read(lambda conn: _takes(conn, show))
+        takes = await self._store().read(lambda conn: _takes(conn, show, self._images()))
         self._send(agent, am.Welcome(agent.session, show, link.appliance.name))
         self._send(agent, am.Catalog(tuple(takes)))
         await self._kiosk_link(agent, LinkState.ONLINE)
@@ -255,7 +285,7 @@ class ApplianceBridge:
         # What a drive can burn: what its box holds, and every take the box can fetch from a
         # URL when told to burn it (a fresh kiosk holds nothing, yet can burn the whole catalog).
         show = agent.link.appliance.show_id
-        takes = await self._store().read(lambda conn: _takes(conn, show))
+        takes = await self._store().read(lambda conn: _takes(conn, show, self._images()))
         fetchable = {t.md5 for t in takes if t.url}
         present = {d.uid for d in hello.drives}
         for uid in [u for u in agent.drives if u not in present]:
@@ -411,7 +441,7 @@ class ApplianceBridge:
         match payload:
             case bp.Burn(md5=md5):
                 show = agent.link.appliance.show_id
-                take = await self._store().read(lambda conn: _take(conn, show, md5))
+                take = await self._store().read(lambda conn: _take(conn, show, md5, self._images()))
                 if take is None:
                     return am.Burn(uid, md5, None, None, None, md5)
                 return am.Burn(uid, md5, take.sha256, take.size, take.url, take.name)

@@ -74,7 +74,7 @@ def _take(row: sqlite3.Row) -> Record:
         "size": row["size"],
         "sha256": row["sha256"],
         "md5": row["md5"],
-        "url": row["url"],
+        "url": row["url"] or None,  # "" is a take added for upload
         "notes": row["notes"],
         "tags": loads(row["tags"]),
         "created_at": iso(row["created_at"]),
@@ -211,7 +211,7 @@ LEVELS: dict[str, Level] = {
             "size": b["size"],
             "sha256": b["sha256"].lower(),
             "md5": b["md5"].lower(),
-            "url": b["url"],
+            "url": b.get("url", ""),
             "notes": b.get("notes", ""),
             "tags": dumps(b.get("tags", [])),
         },

@@ -212,3 +212,31 @@ def test_readme_operator_section_is_the_tested_walkthrough() -> None:
     section = readme.split("## Operator quick start", 1)[1]
     blocks = re.findall(r"```sh\n(.*?)```", section, flags=re.S)
     assert [b.strip() for b in blocks[:2]] == [serve_cmd, script.strip()]
+
+
+def test_a_failed_walkthrough_step_shows_its_problem_and_stops(tmp_path: Path) -> None:
+    """The walkthrough's curl steps print the coordinator's problem and stop the script, instead
+    of handing an empty id to the next call (which went to /takes//image)."""
+    serve_cmd, script = _walkthrough_blocks()
+    port = _free_port()
+    serve_argv = [a if a != "8080" else str(port) for a in shlex.split(serve_cmd)]
+    script = script.replace("127.0.0.1:8080", f"127.0.0.1:{port}")
+    # The admin credential is mistyped: the first curl step fails.
+    script = re.sub(r"^ADMIN=\$\(.*\)$", "ADMIN=not-a-credential", script, count=1, flags=re.M)
+    server = Server(serve_argv, tmp_path)
+    try:
+        server.wait_ready()
+        result = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", script],
+            cwd=tmp_path,
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        assert server.stop() == 0
+    assert result.returncode != 0
+    assert "unknown credential" in result.stderr
+    assert result.stdout == ""  # nothing ran after the failed step
