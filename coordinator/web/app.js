@@ -7,6 +7,7 @@ import { ApiError, Auth } from "./api.js";
 import { LiveSession } from "./live.js";
 import { pendingKiosksView } from "./enroll.js";
 import { fleetView } from "./fleet.js";
+import { dropZone } from "./upload.js";
 import { bytes, clock, duration, field, form, h, option, replace, speed, svg, toast, when } from "./ui.js";
 
 const auth = new Auth();
@@ -344,8 +345,9 @@ async function catalogView(showId) {
       s.direction_notes ? h("span", { class: "muted" }, ` — ${s.direction_notes}`) : null,
       contributor ? dangerButton("Remove", async () => { await auth.del(`/shots/${s.id}`); after(`Removed shot “${s.name}”.`); }, s.name) : null,
       h("ul", {}, s.takes.map(takeItem)),
+      contributor ? dropZone(auth, s, after) : null,
       contributor
-        ? miniForm(`add-take-${s.id}`, "Add a take", "Add take", [
+        ? miniForm(`add-take-${s.id}`, "Add a take by its URL", "Add take", [
             field("File name", { name: "name", required: true }),
             field("Size (bytes)", { name: "size", type: "number", min: 1, required: true }),
             field("SHA-256", { name: "sha256", required: true, pattern: "[0-9a-fA-F]{64}" }),
