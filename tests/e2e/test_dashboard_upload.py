@@ -35,7 +35,8 @@ def test_a_dropped_file_becomes_a_take_with_the_right_digest(
         """() => {
         window.seen = [];
         new MutationObserver(() => {
-          for (const s of document.querySelectorAll('.drop-status')) window.seen.push(s.textContent);
+          const shown = document.querySelectorAll('.drop-status');
+          for (const s of shown) window.seen.push(s.textContent);
         }).observe(document.body, {subtree: true, childList: true, characterData: true});
       }"""
     )
