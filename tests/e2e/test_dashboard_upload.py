@@ -21,9 +21,7 @@ def _content() -> bytes:
     return bytes((i * 7 + 3) % 251 for i in range(SIZE))
 
 
-def test_a_dropped_file_becomes_a_take_with_the_right_digest(
-    page: Page, demo_stand: Demo
-) -> None:
+def test_a_dropped_file_becomes_a_take_with_the_right_digest(page: Page, demo_stand: Demo) -> None:
     state = demo_stand.state
     enter_system(page, demo_stand.url, state["contributor"], state["show_id"])
     page.get_by_role("link", name="Catalog").click()
