@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import dataclasses
 import enum
-import importlib.metadata
 import itertools
 import json
 import logging
@@ -33,6 +32,7 @@ from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
+from appliance import __version__
 from appliance.burn.job import BurnJob, JobProgress, JobResult, JobStateChanged
 from appliance.config import AgentConfig, SimulatedDriveConfig
 from appliance.control import (
@@ -74,13 +74,6 @@ CATALOG_FILE = "catalog.json"
 _WIRE_CAPS = {"CDR": "BURNCDR", "DVDR": "BURNDVDR", "BDR": "BURNBDR", "BLOCK": "BLOCK"}
 JOURNAL_FILE = "journal.sqlite3"
 FETCH_FAILED = "download-failed"
-
-
-def _version() -> str:
-    try:
-        return importlib.metadata.version("burnstand")
-    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - run from a checkout
-        return "0.0.0"
 
 
 # --- the link, as the agent needs it ------------------------------------------------------------
@@ -249,7 +242,7 @@ class Agent:
         self.config = config
         # (first, longest) seconds between enrollment polls; tests shorten them.
         self._enroll_interval = enroll_interval
-        self.version = _version()
+        self.version = __version__
         self._extra_drives = list(drives or [])
         self._link_factory = link_factory
         self._pin_factory = pin_factory

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from appliance import __version__
 from appliance.burn.job import JobEvent, JobProgress, JobResult, JobStateChanged, burn_many
 from appliance.drives.base import Drive, SourceImage
 from appliance.journal import JobRecord, Journal, JournalError
@@ -51,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="burnstand-agent", description="Burn and verify images on this kiosk's drives."
     )
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     burn = sub.add_parser(
         "burn",

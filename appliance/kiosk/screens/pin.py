@@ -1,4 +1,5 @@
-"""The operator door: a PIN typed on an on-screen keypad; a wrong PIN says so and clears."""
+"""The operator door: a PIN typed on an on-screen keypad; a wrong PIN says so and clears, and a
+kiosk with no PIN configured says its operator screen is locked."""
 
 from __future__ import annotations
 
@@ -12,6 +13,11 @@ from textual.widgets import Button, Label
 from appliance.kiosk.messages import OperatorUnlocked, PinEntered
 from appliance.kiosk.widgets.keypad import Keypad
 
+LOCKED = (
+    "Locked: this kiosk has no operator PIN. Set kiosk.pin in its config "
+    "(or BURNSTAND_KIOSK_PIN) to open the operator screen."
+)
+
 
 class PinScreen(Screen[None]):
     AUTO_FOCUS = None
@@ -24,7 +30,8 @@ class PinScreen(Screen[None]):
         with Vertical(id="pin-box"):
             yield Label("Operator PIN", classes="screen-title")
             yield Keypad(id="keypad")
-            yield Label("", id="pin-error")
+            # With no PIN configured, say so at once rather than "wrong" to every PIN typed.
+            yield Label("" if self._pin else LOCKED, id="pin-error")
         with Horizontal(classes="actions"):
             yield Button("Cancel", id="cancel")
 
@@ -35,7 +42,7 @@ class PinScreen(Screen[None]):
             self.post_message(OperatorUnlocked())
             return
         self.query_one(Keypad).clear()
-        self.query_one("#pin-error", Label).update("Wrong PIN — try again")
+        self.query_one("#pin-error", Label).update("Wrong PIN — try again" if self._pin else LOCKED)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "cancel":
