@@ -316,8 +316,9 @@ class _TextView(_View):
             if not self.tty:
                 self._plain(event.target, str(event.state))
         elif isinstance(event, JobResult):
-            word = "PASS" if event.ok else "FAIL"
-            line.text = f"{word}: {event.message}"
+            # A failure's message is printed once, on stderr at the end (with its target and
+            # reason); the target's own line only says that it failed and why in one word.
+            line.text = f"PASS: {event.message}" if event.ok else f"FAIL ({event.reason})"
             if not self.tty:
                 self._plain(event.target, line.text)
         if self.tty:
