@@ -29,6 +29,7 @@ from appliance import __version__
 from appliance.burn.job import JobEvent, JobProgress, JobResult, JobStateChanged, burn_many
 from appliance.drives.base import Drive, SourceImage
 from appliance.journal import JobRecord, Journal, JournalError
+from plumbing import logs
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -90,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the agent: drives, burns, cache, link, control socket")
     run.add_argument("--config", required=True, type=Path, help="agent.toml (see docs/agent.md)")
     run.add_argument("--socket", type=Path, help="control socket (default: the config's)")
+    logs.add_arguments(run)
     status = sub.add_parser("status", help="show what a running agent is doing")
     status.add_argument("--socket", type=Path, help="control socket of the agent")
     status.add_argument("--json", action="store_true", help="status and drives as one JSON object")
@@ -435,8 +437,6 @@ def _record_text(r: JobRecord) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import logging
-
     from appliance.agent import run
     from appliance.config import ConfigError, load_config
 
@@ -445,7 +445,7 @@ def _run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"burnstand-agent: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
+    logs.setup(args.log_level, args.log_format)
     try:
         asyncio.run(run(config, socket=args.socket))
     except (OSError, JournalError) as exc:

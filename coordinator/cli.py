@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sqlite3
 import sys
 import time
@@ -26,6 +25,7 @@ from coordinator.store.catalog import add_show
 from coordinator.store.migrations import SchemaTooNew
 from coordinator.store.people import create_admin, create_appliance
 from coordinator.store.records import Record
+from plumbing import logs
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -79,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
         default=12.0,
         help="cap on the duration of credentials from /api/v1/join (default: 12)",
     )
+    logs.add_arguments(serve)
     _live_arguments(serve)
 
     admin = sub.add_parser(
@@ -211,7 +212,7 @@ def _live_config(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.setup(args.log_level, args.log_format)
     config = CoordinatorConfig(
         data_dir=args.data,
         host=args.host,

@@ -246,6 +246,12 @@ class Burner:
         }
 
 
+def media_name(capability: bp.Capability) -> str:
+    """A medium as people and the agent name it (CDR, DVDR, BDR, BLOCK), not the burn
+    protocol's capability word (BURNCDR)."""
+    return capability.value.removeprefix("BURN")
+
+
 class LinkState(enum.StrEnum):
     """How a kiosk's link stands, as the dashboard shows it."""
 
@@ -617,11 +623,25 @@ class Room:
             channels.burner_status(self.session_id, burner.uid), self.burner_dict(burner)
         )
 
-    def _stats_changed(self, burner: Burner) -> None:
+    def _stats_changed(self, burner: Burner, result: str, md5: str | None) -> None:
+        """A burn ended (`result` passed, failed or cancelled): the burner's statistics, the
+        session's totals, and what metrics label it by (its kiosk, the medium it made)."""
         self._dirty_burners.add(burner.uid)
+        kiosk = next((k for k in self._kiosks.values() if burner.uid in k.burners), None)
+        info = self._images.get(md5) if md5 else None
+        made = burner.capabilities & (
+            info.required_media() if info is not None else frozenset(bp.Capability)
+        )
         self._announce(
             channels.stats(self.session_id),
-            {"uid": burner.uid, "burner": burner.stats.as_dict(), "totals": self.totals()},
+            {
+                "uid": burner.uid,
+                "burner": burner.stats.as_dict(),
+                "totals": self.totals(),
+                "result": result,
+                "kiosk": None if kiosk is None else kiosk.name,
+                "media": media_name(min(made)) if made else None,
+            },
         )
 
     def _record(self, burner: Burner) -> BurnerRecord:
@@ -971,7 +991,7 @@ class Room:
         burner.stats.cancelled += 1
         log.info("burn cancelled", extra={"session": self.session_id, "uid": uid, "md5": md5})
         self._burner_changed(burner)
-        self._stats_changed(burner)
+        self._stats_changed(burner, "cancelled", md5)
         return md5
 
     def set_common_only(self, uid: str, on: bool) -> None:
@@ -1072,7 +1092,7 @@ class Room:
                 # The disc asked for was not made: try again, first.
                 self._requeue(job)
                 self._queue_changed()
-        self._stats_changed(burner)
+        self._stats_changed(burner, "passed" if passed else "failed", job)
 
     def _requeue(self, md5: str) -> None:
         if self._queue and self._queue[0].md5 == md5:
