@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from coordinator import __version__, imagecli, live
+from coordinator import __version__, configfile, imagecli, live
 from coordinator.app import make_app
 from coordinator.config import CoordinatorConfig
 from coordinator.errors import Problem
@@ -61,6 +61,13 @@ def _parser() -> argparse.ArgumentParser:
         help="run the coordinator API",
         description="Run the rendezvous REST API on DIR/coordinator.db (created if missing). "
         "With no session master in the pool, this process registers itself as one.",
+    )
+    serve.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help='TOML file with any of these flags as keys (data = "/var/lib/...", port = '
+        "8080, burn_public_display = true); flags given here win (docs/deployment.md)",
     )
     serve.add_argument(
         "--data",
@@ -295,7 +302,15 @@ def _check_person(name: str, email: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    words = list(sys.argv[1:] if argv is None else argv)
+    try:
+        configfile.apply(parser, words)
+    except configfile.ConfigFileError as exc:
+        for line in exc.lines:
+            print(f"burnstand-coordinator: error: {line}", file=sys.stderr)
+        return EXIT_USAGE
+    args = parser.parse_args(words)
     try:
         if args.command == "serve":
             return _serve(args)
