@@ -8,7 +8,7 @@ and the CLIs all follow this one rule.
 
 from __future__ import annotations
 
-UNITS = ("B", "kB", "MB", "GB", "TB")
+UNITS = ("B", "KB", "MB", "GB", "TB")
 
 
 def size_text(n: float) -> str:

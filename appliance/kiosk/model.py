@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from appliance.control import AgentStatus, DriveView, ImageView, ResultView, fits
+from plumbing.units import size_text
 
 
 @dataclass
@@ -135,12 +136,8 @@ def reason_text(result: ResultView) -> str:
     return f"{base} ({detail})" if detail and detail not in base else base
 
 
-def human_size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(n) < 1000:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
+# Decimal units, the same rule as the dashboard and the CLIs (plumbing/units.py says why).
+human_size = size_text
 
 
 def human_eta(seconds: float | None) -> str:

@@ -8,7 +8,7 @@ import { LiveSession } from "./live.js";
 import { pendingKiosksView } from "./enroll.js";
 import { fleetView } from "./fleet.js";
 import { dropZone } from "./upload.js";
-import { bytes, clock, duration, field, form, h, option, replace, speed, svg, toast, when } from "./ui.js";
+import { bytes, clock, duration, field, form, h, mediaName, option, replace, speed, svg, toast, when } from "./ui.js";
 
 const auth = new Auth();
 const main = document.getElementById("main");
@@ -990,6 +990,7 @@ class LiveView {
       capabilities: data.capabilities || [],
       images: data.images || [],
       commonOnly: Boolean(data.common_only),
+      image: data.image || null,
     });
     if (stats) b.stats = stats;
     if (!b.stats) b.stats = { burned: 0, failed: 0, recent_failures: 0, mean_speed: null };
@@ -1103,8 +1104,14 @@ class LiveView {
     }
     const k = this.kioskOf(uid);
     const group = k ? this.groups.get(String(k.id)) : this.other;
-    if (group && c.root.parentNode !== group.body) {
-      group.body.appendChild(c.root);
+    if (group && (c.root.parentNode !== group.body || c.root.dataset.label !== this.label(b))) {
+      // Burners in a stable order within their kiosk: by name, then uid, whatever order they
+      // joined or were renamed in.
+      c.root.dataset.label = this.label(b);
+      const key = (el) => `${el.dataset.label}\u0000${el.dataset.uid || ""}`;
+      const mine = key(c.root);
+      const next = [...group.body.children].find((el) => el !== c.root && key(el) > mine);
+      group.body.insertBefore(c.root, next || null);
       this.refreshGroups();
     }
     this.empty.hidden = this.burners.size > 0 || this.kiosks.size > 0;
@@ -1118,7 +1125,8 @@ class LiveView {
     c.bar.setAttribute("aria-label", `Progress of ${this.label(b)}`);
     c.fill.style.width = `${pct}%`;
     c.pct.textContent = `${pct}%`;
-    c.job.textContent = b.job ? this.imageName(b.job) : "—";
+    // The room names the image it burns; the catalog (or the digest) only when it does not.
+    c.job.textContent = b.job ? b.image || this.imageName(b.job) : "—";
     c.speed.textContent = b.speedNow ? speed(b.speedNow) : b.stats && b.stats.mean_speed ? `${speed(b.stats.mean_speed)} avg` : "—";
     if (b.lastResult) {
       const r = b.lastResult;
@@ -1137,7 +1145,7 @@ class LiveView {
           : b.offlineSince
             ? `offline since ${clock(b.offlineSince)}`
             : "offline";
-    c.media.textContent = b.capabilities.length ? b.capabilities.join(", ") : "—";
+    c.media.textContent = b.capabilities.length ? b.capabilities.map(mediaName).join(", ") : "—";
     c.openBtn.disabled = !b.connected;
     c.openBtn.setAttribute("aria-label", `Open the tray of ${this.label(b)}`);
     c.cancelBtn.disabled = !b.connected || !b.job;
