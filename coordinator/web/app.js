@@ -309,6 +309,13 @@ export async function loadCatalog(showId) {
   return episodes;
 }
 
+/** A catalog level in a volunteer's words, with the API's name beside it for scripts
+ * (docs/operator.md: show = campaign, episode = release, sequence = edition, shot = medium to
+ * produce, take = image build). */
+function catalogKind(meaning, api) {
+  return h("span", { class: "kind", title: `called “${api}” in the API` }, meaning, h("small", { class: "api-name" }, ` ${api}`));
+}
+
 function miniForm(id, label, submit, fields, action) {
   return h(
     "details",
@@ -331,7 +338,7 @@ async function catalogView(showId) {
     h(
       "li",
       { class: "node take" },
-      h("span", { class: "kind" }, "Take"),
+      catalogKind("Image build", "take"),
       h("strong", {}, t.name),
       h("span", { class: "muted" }, ` ${bytes(t.size)} · md5 ${t.md5}`),
       contributor ? dangerButton("Remove", async () => { await auth.del(`/takes/${t.id}`); after(`Removed take “${t.name}”.`); }, t.name) : null,
@@ -340,7 +347,7 @@ async function catalogView(showId) {
     h(
       "li",
       { class: "node shot" },
-      h("span", { class: "kind" }, "Shot"),
+      catalogKind("Medium", "shot"),
       h("strong", {}, s.name),
       s.direction_notes ? h("span", { class: "muted" }, ` — ${s.direction_notes}`) : null,
       contributor ? dangerButton("Remove", async () => { await auth.del(`/shots/${s.id}`); after(`Removed shot “${s.name}”.`); }, s.name) : null,
@@ -363,7 +370,7 @@ async function catalogView(showId) {
     h(
       "li",
       { class: "node sequence" },
-      h("span", { class: "kind" }, "Sequence"),
+      catalogKind("Edition", "sequence"),
       h("strong", {}, q.name),
       showAdmin ? dangerButton("Remove", async () => { await auth.del(`/sequences/${q.id}`); after(`Removed sequence “${q.name}”.`); }, q.name) : null,
       h("ul", {}, q.shots.map(shotItem)),
@@ -381,7 +388,7 @@ async function catalogView(showId) {
     h(
       "li",
       { class: "node episode" },
-      h("span", { class: "kind" }, "Episode"),
+      catalogKind("Release", "episode"),
       h("strong", {}, e.name),
       showAdmin ? dangerButton("Remove", async () => { await auth.del(`/episodes/${e.id}`); after(`Removed episode “${e.name}”.`); }, e.name) : null,
       h("ul", {}, e.sequences.map(sequenceItem)),
