@@ -93,30 +93,40 @@ class Metrics:
 
     def middleware(self) -> Callable[..., Awaitable[web.StreamResponse]]:
         @web.middleware
-        async def timed(
+        def timed(
             request: web.Request,
             handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
-        ) -> web.StreamResponse:
+        ) -> Awaitable[web.StreamResponse]:
+            # A plain function, not `async def`: a WebSocket gets its handler's own awaitable
+            # back, so no middleware frame lives as long as the socket (the per-connection
+            # memory target), and its life is not a "latency".
             if request.headers.get("Upgrade", "").lower() == "websocket":
-                return await handler(request)
-            started = time.perf_counter()
-            status = 500
-            try:
-                response = await handler(request)
-            except web.HTTPException as exc:
-                status = exc.status
-                raise
-            else:
-                status = response.status
-                return response
-            finally:
-                info = request.match_info.route.resource
-                route = info.canonical if info is not None else "unmatched"
-                self.requests.labels(
-                    method=request.method, route=route, status=str(status)
-                ).observe(time.perf_counter() - started)
+                return handler(request)
+            return self._timed(request, handler)
 
         return timed
+
+    async def _timed(
+        self,
+        request: web.Request,
+        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    ) -> web.StreamResponse:
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        else:
+            status = response.status
+            return response
+        finally:
+            resource = request.match_info.route.resource
+            route = resource.canonical if resource is not None else "unmatched"
+            self.requests.labels(method=request.method, route=route, status=str(status)).observe(
+                time.perf_counter() - started
+            )
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
