@@ -6,7 +6,7 @@
 import { ApiError, Auth } from "./api.js";
 import { LiveSession } from "./live.js";
 import { pendingKiosksView } from "./enroll.js";
-import { fleetView } from "./fleet.js";
+import { STATE_TEXT, fleetView, linkText } from "./fleet.js";
 import { dropZone } from "./upload.js";
 import { bytes, clock, duration, field, form, h, mediaName, option, replace, speed, svg, toast, when } from "./ui.js";
 
@@ -693,14 +693,6 @@ function liveView(sid, tab) {
   });
 }
 
-const STATE_TEXT = {
-  IDLE: "Idle",
-  MD5PASS: "Verified",
-  MD5FAIL: "Verify failed",
-  TRAYOPEN: "Tray open",
-  AVAIL: "Blank disc ready",
-  EMPTY: "No disc",
-};
 const CHART_MINUTES = 20;
 const CACHE_SHOWN = 12;
 
@@ -1026,9 +1018,7 @@ class LiveView {
   }
 
   linkText(k) {
-    if (k.link === "online") return "online";
-    if (k.link === "reconnecting") return "reconnecting";
-    return k.since ? `offline since ${clock(k.since * 1000)}` : "offline";
+    return linkText(k);
   }
 
   makeGroup(id, title) {

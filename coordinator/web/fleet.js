@@ -7,7 +7,8 @@
 import { LiveSession } from "./live.js";
 import { bytes, clock, h, replace } from "./ui.js";
 
-const STATE_TEXT = {
+/** A burner's status in words (the live view's cards use the same). */
+export const STATE_TEXT = {
   IDLE: "Idle",
   MD5PASS: "Verified",
   MD5FAIL: "Verify failed",
