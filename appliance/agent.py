@@ -31,6 +31,7 @@ from typing import Any, Protocol
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
+from aiohttp import web
 
 from appliance import __version__
 from appliance.burn.job import BurnJob, JobProgress, JobResult, JobStateChanged
@@ -66,6 +67,7 @@ from appliance.images.cache import DownloadFailed, ImageCache
 from appliance.journal import JobRecord, JobState, Journal
 from appliance.leds import LedConfig, LedState, Panel
 from appliance.leds import LinkState as LedLink
+from appliance.metrics import AgentMetrics, start_server
 
 log = logging.getLogger(__name__)
 
@@ -595,6 +597,13 @@ class Agent:
     def add_listener(self, listener: EventListener) -> Callable[[], None]:
         return self._listeners.add(listener)
 
+    def status_now(self) -> AgentStatus:
+        """The status, without waiting (for the metrics' scrape)."""
+        return self._status_now()
+
+    def drive_views(self) -> list[DriveView]:
+        return [slot.view() for slot in self.slots.values()]
+
     def _status_now(self) -> AgentStatus:
         cache = self.cache
         return {
@@ -978,11 +987,14 @@ class Running:
     agent: Agent
     server: ControlServer
     extra: list[asyncio.Task[Any]] = field(default_factory=list)
+    metrics: web.AppRunner | None = None
 
     async def stop(self) -> None:
         for task in self.extra:
             task.cancel()
         await asyncio.gather(*self.extra, return_exceptions=True)
+        if self.metrics is not None:
+            await self.metrics.cleanup()
         await self.server.close()
         await self.agent.close()
 
@@ -997,7 +1009,14 @@ async def serve(config: AgentConfig, *, socket: Path | None = None, **agent_args
     except BaseException:
         await agent.close()
         raise
-    return Running(agent, server)
+    running = Running(agent, server)
+    if config.metrics_port is not None:
+        try:
+            running.metrics = await start_server(AgentMetrics(agent), config.metrics_port)
+        except BaseException:
+            await running.stop()
+            raise
+    return running
 
 
 async def run(config: AgentConfig, *, socket: Path | None = None) -> None:

@@ -75,6 +75,8 @@ class AgentConfig:
     deny: tuple[str, ...] = ()
     leds: LedPins = field(default_factory=LedPins)
     socket: Path = DEFAULT_SOCKET
+    # Prometheus metrics on 127.0.0.1:metrics_port (appliance/metrics.py); None = not served.
+    metrics_port: int | None = None
     kiosk_pin: str | None = None
     # Used only while there is no credential: the kiosk asks the coordinator to be accepted.
     enrollment_code: str | None = None
@@ -205,6 +207,13 @@ def parse_config(text: str, file: str = "agent.toml") -> AgentConfig:
     name = agent.text("name", "burnstand kiosk")
     state_dir = agent.path("state_dir", DEFAULT_STATE_DIR)
     socket = agent.path("socket", DEFAULT_SOCKET)
+    metrics_port = agent.get("metrics_port")
+    if metrics_port is not None and (
+        not isinstance(metrics_port, int)
+        or isinstance(metrics_port, bool)
+        or not 0 < metrics_port < 65536
+    ):
+        raise agent.fail("metrics_port", "must be a port number, 1..65535")
     agent.done()
 
     coord = _Reader(file, "coordinator", data.get("coordinator", {}))
@@ -281,6 +290,7 @@ def parse_config(text: str, file: str = "agent.toml") -> AgentConfig:
         deny=deny,
         leds=leds,
         socket=socket,
+        metrics_port=metrics_port,
         kiosk_pin=pin,
         enrollment_code=enrollment_code,
     )
