@@ -58,9 +58,11 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser(
         "serve",
-        help="run the coordinator API",
-        description="Run the rendezvous REST API on DIR/coordinator.db (created if missing). "
-        "With no session master in the pool, this process registers itself as one.",
+        help="run the coordinator: REST API, live plane, dashboard and /metrics",
+        description="Run the coordinator on DIR/coordinator.db (created if missing): the REST "
+        "API under /api/v1, the dashboards' and kiosks' WebSockets, the dashboard at / and "
+        "Prometheus metrics at /metrics. With no session master in the pool, this process "
+        "registers itself as one. Every flag may also be a key of --config FILE.",
     )
     serve.add_argument(
         "--config",

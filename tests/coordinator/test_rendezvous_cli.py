@@ -36,7 +36,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.mark.parametrize("argv", [[], ["serve"], ["admin"], ["admin", "create"]])
+@pytest.mark.parametrize(
+    "argv", [[], ["serve"], ["admin"], ["admin", "create"], ["image"], ["image", "add"]]
+)
 def test_help_everywhere(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main([*argv, "--help"])
@@ -47,6 +49,12 @@ def test_help_everywhere(argv: list[str], capsys: pytest.CaptureFixture[str]) ->
         assert "--email" in out
     if argv == ["serve"]:
         assert "--port" in out
+        assert "--config" in out
+        assert "--log-format" in out
+    if argv == ["image", "add"]:
+        assert "--credential-file" in out
+    if argv == []:
+        assert "later" not in out  # the live plane is here, not "later"
 
 
 def test_admin_create_prints_only_a_credential(
