@@ -721,9 +721,8 @@ class LiveView {
         this.takes.set(t.md5.toLowerCase(), { ...t, path: `${e.name} › ${q.name}` });
       }
     });
-    if (role === "contributor") {
-      tasks.push(auth.get(`/sessions/${this.sid}`).then((s) => (this.name = s.name), () => null));
-    }
+    // Every person's role may read the session now (overseers too), so the title is its name.
+    tasks.push(auth.get(`/sessions/${this.sid}`).then((s) => (this.name = s.name), () => null));
     await Promise.all(tasks);
     this.build();
     for (const kind of ["snapshot", "burner", "kiosk", "queue", "stats", "room"]) {
