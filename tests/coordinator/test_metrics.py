@@ -101,3 +101,26 @@ async def test_metrics_count_a_simulated_burn_and_time_requests(
     relayed = after["burnstand_relay_messages"]
     assert value(relayed, "burnstand_relay_messages_total", kind="stats") == 1
     assert value(relayed, "burnstand_relay_messages_total", kind="burner") >= 2
+
+
+def test_the_grafana_dashboard_and_alert_rules_name_only_series_we_export() -> None:
+    """docs' dashboard and alert rules query series this coordinator really exports."""
+    import json
+    import re
+    from pathlib import Path
+
+    from coordinator.metrics import Metrics
+
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    exported = {m.name for m in Metrics().registry.collect()}
+    exported |= {f"{n}_total" for n in exported} | {
+        f"{n}_{s}" for n in exported for s in ("bucket", "count", "sum")
+    }
+    dashboard = json.loads((docs / "grafana-dashboard.json").read_text(encoding="utf-8"))
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    rules = re.findall(
+        r"expr: (?:\|\n)?(.*?)(?:\n\s+\w+:)", (docs / "monitoring.md").read_text(), re.S
+    )
+    used = set(re.findall(r"\b(burnstand_[a-z_]+)", " ".join(exprs + rules)))
+    assert used, "no series found in the dashboard or the rules"
+    assert used <= exported, used - exported
