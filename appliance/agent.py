@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import dataclasses
 import enum
-import importlib.metadata
 import itertools
 import json
 import logging
@@ -29,10 +28,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
+from aiohttp import web
 
+from appliance import __version__
 from appliance.burn.job import BurnJob, JobProgress, JobResult, JobStateChanged
 from appliance.config import AgentConfig, SimulatedDriveConfig
 from appliance.control import (
@@ -66,6 +67,7 @@ from appliance.images.cache import DownloadFailed, ImageCache
 from appliance.journal import JobRecord, JobState, Journal
 from appliance.leds import LedConfig, LedState, Panel
 from appliance.leds import LinkState as LedLink
+from appliance.metrics import AgentMetrics, start_server
 from wire.agentmsg import MAX_NOTES
 
 log = logging.getLogger(__name__)
@@ -75,13 +77,6 @@ CATALOG_FILE = "catalog.json"
 _WIRE_CAPS = {"CDR": "BURNCDR", "DVDR": "BURNDVDR", "BDR": "BURNBDR", "BLOCK": "BLOCK"}
 JOURNAL_FILE = "journal.sqlite3"
 FETCH_FAILED = "download-failed"
-
-
-def _version() -> str:
-    try:
-        return importlib.metadata.version("burnstand")
-    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - run from a checkout
-        return "0.0.0"
 
 
 # --- the link, as the agent needs it ------------------------------------------------------------
@@ -276,7 +271,7 @@ class Agent:
         self.config = config
         # (first, longest) seconds between enrollment polls; tests shorten them.
         self._enroll_interval = enroll_interval
-        self.version = _version()
+        self.version = __version__
         self._extra_drives = list(drives or [])
         self._link_factory = link_factory
         self._pin_factory = pin_factory
@@ -647,6 +642,13 @@ class Agent:
     def add_listener(self, listener: EventListener) -> Callable[[], None]:
         return self._listeners.add(listener)
 
+    def status_now(self) -> AgentStatus:
+        """The status, without waiting (for the metrics' scrape)."""
+        return self._status_now()
+
+    def drive_views(self) -> list[DriveView]:
+        return [slot.view() for slot in self.slots.values()]
+
     def _status_now(self) -> AgentStatus:
         cache = self.cache
         return {
@@ -674,8 +676,10 @@ class Agent:
         assert cache is not None  # noqa: S101 - set in start()
         source = await cache.get(take.sha256)
         if source is None:
-            session = self._session_for(take.url)
-            source = await cache.fetch(take.url, take.sha256, take.size, session, take.name)
+            # A take uploaded to the coordinator names its image store by a relative URL.
+            url = urljoin(self.config.coordinator_url or "", take.url)
+            session = self._session_for(url)
+            source = await cache.fetch(url, take.sha256, take.size, session, take.name)
         return dataclasses.replace(
             source,
             md5=take.md5 or None,
@@ -1046,11 +1050,14 @@ class Running:
     agent: Agent
     server: ControlServer
     extra: list[asyncio.Task[Any]] = field(default_factory=list)
+    metrics: web.AppRunner | None = None
 
     async def stop(self) -> None:
         for task in self.extra:
             task.cancel()
         await asyncio.gather(*self.extra, return_exceptions=True)
+        if self.metrics is not None:
+            await self.metrics.cleanup()
         await self.server.close()
         await self.agent.close()
 
@@ -1065,7 +1072,14 @@ async def serve(config: AgentConfig, *, socket: Path | None = None, **agent_args
     except BaseException:
         await agent.close()
         raise
-    return Running(agent, server)
+    running = Running(agent, server)
+    if config.metrics_port is not None:
+        try:
+            running.metrics = await start_server(AgentMetrics(agent), config.metrics_port)
+        except BaseException:
+            await running.stop()
+            raise
+    return running
 
 
 async def run(config: AgentConfig, *, socket: Path | None = None) -> None:

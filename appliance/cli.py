@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from appliance import __version__
 from appliance.drives.base import BurnError, Drive, SourceImage
+from plumbing import logs
 
 if TYPE_CHECKING:
     from appliance.burn.job import JobEvent
@@ -61,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="burnstand-agent", description="Burn and verify images on this kiosk's drives."
     )
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     burn = sub.add_parser(
         "burn",
@@ -158,6 +161,7 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the agent: drives, burns, cache, link, control socket")
     run.add_argument("--config", required=True, type=Path, help="agent.toml (see docs/agent.md)")
     run.add_argument("--socket", type=Path, help="control socket (default: the config's)")
+    logs.add_arguments(run)
     status = sub.add_parser("status", help="show what a running agent is doing")
     status.add_argument("--socket", type=Path, help="control socket of the agent")
     status.add_argument("--json", action="store_true", help="status and drives as one JSON object")
@@ -484,8 +488,9 @@ class _TextView(_View):
             if not self.tty:
                 self._plain(event.target, str(event.state))
         elif isinstance(event, JobResult):
-            word = "PASS" if event.ok else "FAIL"
-            line.text = f"{word}: {event.message}"
+            # A failure's message is printed once, on stderr at the end (with its target and
+            # reason); the target's own line only says that it failed and why in one word.
+            line.text = f"PASS: {event.message}" if event.ok else f"FAIL ({event.reason})"
             if not self.tty:
                 self._plain(event.target, line.text)
         if self.tty:
@@ -621,7 +626,6 @@ def _job_text(job: dict[str, Any]) -> str:
 
 def _run(args: argparse.Namespace) -> int:
     import asyncio
-    import logging
 
     from appliance.agent import run
     from appliance.config import ConfigError, load_config
@@ -632,7 +636,7 @@ def _run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"burnstand-agent: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
+    logs.setup(args.log_level, args.log_format)
     try:
         asyncio.run(run(config, socket=args.socket))
     except (OSError, JournalError) as exc:

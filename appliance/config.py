@@ -76,6 +76,8 @@ class AgentConfig:
     deny: tuple[str, ...] = ()
     leds: LedPins = field(default_factory=LedPins)
     socket: Path = DEFAULT_SOCKET
+    # Prometheus metrics on 127.0.0.1:metrics_port (appliance/metrics.py); None = not served.
+    metrics_port: int | None = None
     kiosk_pin: str | None = None
     # The language the kiosk speaks to a visitor until they pick another (a shipped one).
     kiosk_language: str = "en"
@@ -222,6 +224,13 @@ def parse_config(text: str, file: str = "agent.toml") -> AgentConfig:
     name = agent.text("name", "burnstand kiosk")
     state_dir = agent.path("state_dir", DEFAULT_STATE_DIR)
     socket = agent.path("socket", DEFAULT_SOCKET)
+    metrics_port = agent.get("metrics_port")
+    if metrics_port is not None and (
+        not isinstance(metrics_port, int)
+        or isinstance(metrics_port, bool)
+        or not 0 < metrics_port < 65536
+    ):
+        raise agent.fail("metrics_port", "must be a port number, 1..65535")
     agent.done()
 
     coord = _Reader(file, "coordinator", data.get("coordinator", {}))
@@ -311,6 +320,7 @@ def parse_config(text: str, file: str = "agent.toml") -> AgentConfig:
         deny=deny,
         leds=leds,
         socket=socket,
+        metrics_port=metrics_port,
         kiosk_pin=pin,
         kiosk_language=language,
         enrollment_code=enrollment_code,

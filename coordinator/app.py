@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from coordinator import live, rendezvous
+from coordinator import live, metrics, rendezvous
 from coordinator import web as web_dashboard
 from coordinator.config import CoordinatorConfig
 from coordinator.errors import problem_middleware
@@ -74,6 +74,7 @@ def make_app(config: CoordinatorConfig) -> web.Application:
     app = web.Application(middlewares=[problem_middleware])
     app.on_response_prepare.append(_security_headers)
     store = Store(config.db_path, read_threads=config.read_threads)
+    metrics.setup(app)  # GET /metrics, and request timing around every other middleware
     app[CONFIG] = config
     app[STORE] = store
     app[EXPIRY] = ExpiryWatcher(store, config)

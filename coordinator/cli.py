@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ipaddress
-import logging
 import math
 import os
 import sqlite3
@@ -21,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from coordinator import __version__, live
+from coordinator import __version__, configfile, imagecli, live
 from coordinator.app import make_app
 from coordinator.config import CoordinatorConfig
 from coordinator.store import Store
@@ -37,6 +36,7 @@ from coordinator.store.people import (
     remove_appliance,
 )
 from coordinator.store.records import Page, Record
+from plumbing import logs
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -59,17 +59,28 @@ def _port(text: str) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="burnstand-coordinator",
-        description="The burnstand coordinator: rendezvous REST API on SQLite (and, later, the "
-        "live plane). Start with `admin create` for a credential, then `serve`.",
+        description="The burnstand coordinator: the rendezvous REST API on SQLite, the live "
+        "plane (dashboards' WebSockets, kiosks' links, session masters) and the dashboard. "
+        "Start with `admin create` for a credential, then `serve`; `image add` puts an image "
+        "file in the catalog.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = sub.add_parser(
         "serve",
-        help="run the coordinator API",
-        description="Run the rendezvous REST API on DIR/coordinator.db (created if missing). "
-        "With no session master in the pool, this process registers itself as one.",
+        help="run the coordinator: REST API, live plane, dashboard and /metrics",
+        description="Run the coordinator on DIR/coordinator.db (created if missing): the REST "
+        "API under /api/v1, the dashboards' and kiosks' WebSockets, the dashboard at / and "
+        "Prometheus metrics at /metrics. With no session master in the pool, this process "
+        "registers itself as one. Every flag may also be a key of --config FILE.",
+    )
+    serve.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help='TOML file with any of these flags as keys (data = "/var/lib/...", port = '
+        "8080, burn_public_display = true); flags given here win (docs/deployment.md)",
     )
     serve.add_argument(
         "--data",
@@ -102,6 +113,7 @@ def _parser() -> argparse.ArgumentParser:
         default=12.0,
         help="cap on the duration of credentials from /api/v1/join (default: 12)",
     )
+    logs.add_arguments(serve)
     _live_arguments(serve)
 
     admin = sub.add_parser(
@@ -155,6 +167,7 @@ def _parser() -> argparse.ArgumentParser:
         "image store)",
     )
     _list_and_revoke(appliance_sub, "appliance")
+    imagecli.add_arguments(sub)
     return parser
 
 
@@ -386,7 +399,7 @@ def _is_loopback(host: str) -> bool:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.setup(args.log_level, args.log_format)
     config = CoordinatorConfig(
         data_dir=args.data,
         host=args.host,
@@ -508,10 +521,20 @@ def _check_person(name: str, email: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    words = list(sys.argv[1:] if argv is None else argv)
+    try:
+        configfile.apply(parser, words)
+    except configfile.ConfigFileError as exc:
+        for line in exc.lines:
+            print(f"burnstand-coordinator: error: {line}", file=sys.stderr)
+        return EXIT_USAGE
+    args = parser.parse_args(words)
     try:
         if args.command == "serve":
             return _serve(args)
+        if args.command == "image":
+            return imagecli.run(args)
         sub_action = getattr(args, f"{args.command}_command", None)
         if sub_action in ("list", "revoke"):
             out = _list_or_revoke(args.command, sub_action, args.data, getattr(args, "id", None))
@@ -533,7 +556,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             _check_person(args.name, args.email)
             token = asyncio.run(_admin_create(args.data, args.name.strip(), args.email.strip()))
-    except CliError as exc:
+    except (CliError, imagecli.ImageCliError) as exc:
         print(f"burnstand-coordinator: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except StoreError as exc:

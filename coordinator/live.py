@@ -35,6 +35,7 @@ from coordinator.config import CoordinatorConfig
 from coordinator.keys import CONFIG, EXPIRY, HEALTH, HISTORY, REVOCATIONS, STORE
 from coordinator.links import LINKS, setup_links
 from coordinator.master import ImageInfo, Master
+from coordinator.metrics import METRICS, Metrics
 from coordinator.pubsub import PubSub, make_pubsub
 from coordinator.store import Store
 from coordinator.store.credentials import ExpiringCredential
@@ -51,11 +52,14 @@ _SESSION_PATH = re.compile(r"^/api/v1/sessions(?:/([^/]+)/(join|leave|suspend|re
 class Live:
     """Everything live in this process; absent parts are None for roles that do not run them."""
 
-    def __init__(self, config: CoordinatorConfig, store: Store) -> None:
+    def __init__(
+        self, config: CoordinatorConfig, store: Store, metrics: Metrics | None = None
+    ) -> None:
         if config.role not in ROLES:
             raise ValueError(f"role must be one of {ROLES}, got {config.role!r}")
         self.config = config
         self.store = store
+        self.metrics = metrics
         self.pubsub: PubSub = make_pubsub(config.redis_url)
         self.master: Master | None = None
         self.host: MasterHost | None = None
@@ -194,6 +198,19 @@ class Live:
                 await self.pubsub.publish(channel, data)
             except Exception:  # a Redis outage loses live updates, never the master
                 log.warning("publish failed", extra={"channel": channel}, exc_info=True)
+            if self.metrics is not None:
+                try:
+                    await self.metrics.observe(channel, data, self._show_of)
+                except Exception:  # metrics never take the live plane down
+                    log.warning("metrics update failed", extra={"channel": channel}, exc_info=True)
+
+    async def _show_of(self, session_id: str) -> int | None:
+        row = await self.store.read(
+            lambda conn: conn.execute(
+                "SELECT show_id FROM sessions WHERE id = ?", (session_id,)
+            ).fetchone()
+        )
+        return None if row is None else int(row["show_id"])
 
     async def on_expiring(self, cred: ExpiringCredential) -> None:
         await self.pubsub.publish(
@@ -309,11 +326,20 @@ async def _ws(request: web.Request) -> web.StreamResponse:
 
 
 async def _live_ctx(app: web.Application) -> AsyncIterator[None]:
-    live = Live(app[CONFIG], app[STORE])
+    metrics = app.get(METRICS)
+    live = Live(app[CONFIG], app[STORE], metrics)
     app[LIVE] = live
     app[EXPIRY].add_listener(live.on_expiring)
     unhook = app[REVOCATIONS].add_listener(live.on_revoked)
     await live.start()
+    if metrics is not None:
+        balancer = live.balancer
+        metrics.websocket_clients.set_function(
+            lambda: len(balancer.clients) if balancer is not None else 0
+        )
+        metrics.kiosks_online.set_function(
+            lambda: hub.connected if (hub := app.get(LINKS)) is not None else 0
+        )
     try:
         yield
     finally:
@@ -376,6 +402,11 @@ def serve(app: web.Application, host: str, port: int, ready: Callable[[str], Non
 async def _serve(app: web.Application, host: str, port: int, ready: Callable[[str], None]) -> None:
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
+    # Before the ready line: a supervisor may send SIGTERM the moment it reads it.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     try:
         site = web.TCPSite(runner, host, port)
         await site.start()
@@ -387,10 +418,6 @@ async def _serve(app: web.Application, host: str, port: int, ready: Callable[[st
         except sdnotify.NotifyError as exc:
             log.warning("sd_notify failed", extra={"error": str(exc)})
         watchdog = asyncio.create_task(sdnotify.watchdog_loop(lambda: not _draining(app)))
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         log.info("draining")
         with contextlib.suppress(sdnotify.NotifyError):

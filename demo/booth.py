@@ -46,6 +46,9 @@ STATE_FILE = "demo.json"
 IMAGES_ROUTE = "/demo-images/"
 AGENT_SOCKET = "agent.sock"
 KIOSK_NAME = "demo kiosk"
+KIOSK_CONFIG = "kiosk.toml"
+# The demo kiosk's operator PIN: printed in the banner, written to its kiosk.toml.
+OPERATOR_PIN = "2468"
 # Discs of the first take queued when the demo starts with an empty queue, so the dashboard
 # shows the kiosk at work; at the simulated burners' speeds they keep it busy for a minute or so.
 DEMO_BURNS = 12
@@ -402,20 +405,33 @@ def _agent_config(data: Path, base: str, credential: str) -> Any:
     )
 
 
+def _kiosk_config(data: Path) -> Path:
+    """The demo kiosk's config: its socket and the operator PIN the banner prints."""
+    path = data / KIOSK_CONFIG
+    path.write_text(
+        f'[kiosk]\nsocket = "{data / AGENT_SOCKET}"\npin = "{OPERATOR_PIN}"\n', encoding="utf-8"
+    )
+    path.chmod(0o600)  # it holds the PIN
+    return path
+
+
 def _kiosk_lines(data: Path) -> list[str]:
+    config = data / KIOSK_CONFIG
+    browser = (
+        f"  in a browser      .venv/bin/python -m appliance.kiosk.serve --config {config}"
+        f"  then open http://127.0.0.1:8081/"
+        if importlib.util.find_spec("textual_serve") is not None
+        else "  in a browser      .venv/bin/pip install textual-serve, then "
+        f".venv/bin/python -m appliance.kiosk.serve --config {config}"
+    )
     return [
         "",
         f"  kiosk agent       socket {data / AGENT_SOCKET}",
         "",
         "Open the kiosk:",
-        f"  in a terminal     .venv/bin/burnstand-kiosk --socket {data / AGENT_SOCKET}",
-        (
-            f"  in a browser      .venv/bin/textual serve "
-            f"'.venv/bin/burnstand-kiosk --socket {data / AGENT_SOCKET}'"
-            if importlib.util.find_spec("textual_serve") is not None
-            else "  in a browser      pip install textual-serve, then "
-            f"textual serve '.venv/bin/burnstand-kiosk --socket {data / AGENT_SOCKET}'"
-        ),
+        f"  in a terminal     .venv/bin/burnstand-kiosk --config {config}",
+        browser,
+        f"  operator PIN      {OPERATOR_PIN}  (tap Operator on the kiosk's first screen)",
         f"  agent status      .venv/bin/burnstand-agent status --socket {data / AGENT_SOCKET}",
     ]
 
@@ -477,6 +493,7 @@ async def run(
             await stop.wait()
             return
         credential = await _enroll_kiosk(data, state)
+        await asyncio.to_thread(_kiosk_config, data)
         agent = await _start_agent(data, base, state, credential)
         try:
             agent.extra.append(asyncio.create_task(Visitor(agent.agent, visitor_pause).run()))

@@ -25,6 +25,7 @@ from textual.app import App
 from textual.reactive import reactive
 from textual.screen import Screen
 
+from appliance import __version__
 from appliance.config import DEFAULT_STATE_DIR
 from appliance.control import DEFAULT_SOCKET, AgentUnavailable, ControlClient, RequestFailed
 from appliance.kiosk import i18n
@@ -311,6 +312,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="burnstand-kiosk", description="The burn kiosk's touchscreen app."
     )
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument("--socket", type=Path, help=f"agent control socket (default {DEFAULT_SOCKET})")
     p.add_argument("--config", type=Path, help="TOML file with a [kiosk] table (pin, socket)")
     p.add_argument("--pin", help="operator PIN (digits); prefer --config or BURNSTAND_KIOSK_PIN")

@@ -21,6 +21,7 @@ from appliance.control import (
     why_not_offered,
 )
 from appliance.kiosk.i18n import N_, _
+from plumbing import units
 from wire import failures
 
 
@@ -144,12 +145,8 @@ def reason_text(result: ResultView) -> str:
     return _(failures.sentence(result["reason"]))
 
 
-def human_size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(n) < 1000:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
+# Decimal units, the same rule as the dashboard and the CLIs (plumbing/units.py says why).
+human_size = units.size_text
 
 
 def human_eta(seconds: float | None) -> str:

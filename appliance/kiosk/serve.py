@@ -28,6 +28,7 @@ from typing import Any
 from aiohttp import web
 from textual_serve.server import Server
 
+from appliance import __version__
 from appliance.control import DEFAULT_SOCKET
 from appliance.kiosk.peer import parse, socket_owner
 
@@ -83,9 +84,16 @@ def _only_users(allowed: frozenset[int]) -> Any:
     return only_users
 
 
-def kiosk_command(socket: Path, python: str = sys.executable) -> str:
+def kiosk_command(
+    socket: Path | None, python: str = sys.executable, config: Path | None = None
+) -> str:
     """The shell command textual-serve runs per connection (it starts it through a shell)."""
-    return shlex.join([python, "-m", "appliance.kiosk.app", "--socket", str(socket)])
+    argv = [python, "-m", "appliance.kiosk.app"]
+    if config is not None:
+        argv += ["--config", str(config)]
+    if socket is not None:
+        argv += ["--socket", str(socket)]
+    return shlex.join(argv)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -93,8 +101,14 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m appliance.kiosk.serve",
         description="Serve the kiosk touchscreen app as a web page (textual-serve).",
     )
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument(
-        "--socket", type=Path, default=DEFAULT_SOCKET, help="agent control socket (%(default)s)"
+        "--socket",
+        type=Path,
+        help=f"agent control socket (default: the config's, else {DEFAULT_SOCKET})",
+    )
+    p.add_argument(
+        "--config", type=Path, help="the kiosk's TOML file ([kiosk] pin, socket), passed on"
     )
     p.add_argument("--host", default=DEFAULT_HOST, help="address to listen on (%(default)s)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (%(default)s)")
@@ -114,8 +128,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 0 < args.port < 65536:
         print(f"kiosk-serve: --port must be 1..65535, not {args.port}", file=sys.stderr)
         return 2
+    socket = args.socket if args.socket is not None or args.config else DEFAULT_SOCKET
     server = OfflineServer(
-        kiosk_command(args.socket), host=args.host, port=args.port, title=args.title
+        kiosk_command(socket, config=args.config), host=args.host, port=args.port, title=args.title
     )
     if args.display_user:
         try:

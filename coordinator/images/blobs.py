@@ -6,6 +6,11 @@ event loop, and at most two chunks are in memory). Only when size and both diges
 catalog expects is the file fsynced and renamed to its SHA-256; on any refusal, a full disk, a
 client that goes away or a cancelled handler, the temporary file is removed. Files are never
 rewritten once present, so a reader can serve them while uploads run.
+
+A *resumable* upload (``receive_range``, the REST API's ``Content-Range`` uploads) instead keeps
+what arrived in ``.resume-<sha256>.part`` when the connection breaks, so the client can go on
+from the offset it asks for; the whole file is hashed and checked once its last byte is in.
+Leftovers nobody resumed for ``RESUME_KEEP_SECONDS`` are removed at start.
 """
 
 from __future__ import annotations
@@ -18,12 +23,13 @@ import logging
 import os
 import re
 import secrets
+import time
 from collections.abc import AsyncIterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from coordinator.errors import Invalid, Problem
+from coordinator.errors import Conflict, Invalid, Problem
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +38,8 @@ CHUNK_SIZE = 256 * 1024
 
 PARTIAL_PREFIX = ".upload-"
 PARTIAL_SUFFIX = ".part"
+RESUME_PREFIX = ".resume-"
+RESUME_KEEP_SECONDS = 7 * 24 * 3600
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -125,6 +133,7 @@ class ImageStore:
         self.root = root
         self.chunk_size = chunk_size
         self.stall_seconds = stall_seconds
+        self._resuming: set[str] = set()  # sha256s with a resumable upload running
 
     def path(self, sha256: str) -> Path:
         if not is_sha256(sha256):
@@ -143,7 +152,125 @@ class ImageStore:
             with contextlib.suppress(FileNotFoundError):
                 leftover.unlink()
                 removed += 1
+        too_old = time.time() - RESUME_KEEP_SECONDS
+        for stale in self.root.glob(f"{RESUME_PREFIX}*{PARTIAL_SUFFIX}"):
+            with contextlib.suppress(FileNotFoundError):
+                if stale.stat().st_mtime < too_old:
+                    stale.unlink()
+                    removed += 1
         return removed
+
+    def _resume_path(self, sha256: str) -> Path:
+        if not is_sha256(sha256):
+            raise ValueError(f"not a lowercase SHA-256: {sha256!r}")
+        return self.root / f"{RESUME_PREFIX}{sha256}{PARTIAL_SUFFIX}"
+
+    def resume_offset(self, sha256: str) -> int:
+        """How many bytes of a resumable upload of ``sha256`` are kept (a stat: off the loop)."""
+        try:
+            return self._resume_path(sha256).stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def resuming(self, sha256: str) -> bool:
+        """Whether a resumable upload of ``sha256`` is being received right now."""
+        return sha256 in self._resuming
+
+    async def receive_range(
+        self, chunks: AsyncIterable[bytes], expected: Expected, start: int, end: int
+    ) -> Received | int:
+        """Append bytes ``start``..``end`` (inclusive) of the ``expected`` image to its resumable
+        upload. Returns the new offset while bytes are missing, or the stored image once the
+        last one is in and size, SHA-256 and MD5 match (``Invalid`` otherwise, and the kept
+        bytes are dropped so the next try starts clean). ``start`` must be the kept offset.
+        """
+        sha256 = expected.sha256
+        if sha256 in self._resuming:
+            raise Conflict(f"another upload of image {sha256} is running; try again when it ends")
+        self._resuming.add(sha256)
+        try:
+            return await self._receive_range(chunks, expected, start, end)
+        finally:
+            self._resuming.discard(sha256)
+
+    async def _receive_range(
+        self, chunks: AsyncIterable[bytes], expected: Expected, start: int, end: int
+    ) -> Received | int:
+        loop = asyncio.get_running_loop()
+        path = self._resume_path(expected.sha256)
+        have = await loop.run_in_executor(None, self.resume_offset, expected.sha256)
+        if start != have:
+            raise Conflict(
+                f"this upload holds {have} of {expected.size} bytes; resume from byte {have} "
+                f"(Content-Range: bytes {have}-{expected.size - 1}/{expected.size})",
+                field="offset",
+            )
+        file = await loop.run_in_executor(None, path.open, "ab")
+        size = have
+        try:
+            source = aiter(chunks)
+            while True:
+                try:
+                    async with asyncio.timeout(self.stall_seconds):
+                        chunk = await anext(source)
+                except StopAsyncIteration:
+                    break
+                except TimeoutError as exc:
+                    raise UploadStalled(
+                        f"no data for {self.stall_seconds:g} s after {size} of "
+                        f"{expected.size} bytes; {size} bytes are kept to resume from"
+                    ) from exc
+                if size + len(chunk) > end + 1:
+                    raise Invalid(
+                        f"the body holds more than the {end - start + 1} bytes its "
+                        f"Content-Range names",
+                        field="size",
+                    )
+                await asyncio.shield(loop.run_in_executor(None, file.write, chunk))
+                size += len(chunk)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise InsufficientStorage(
+                    f"the image store is full after {size} of {expected.size} bytes"
+                ) from exc
+            raise
+        finally:
+            # What arrived stays for the next try, whatever ended this one.
+            await asyncio.shield(loop.run_in_executor(None, file.close))
+            log.info(
+                "resumable upload paused" if size < expected.size else "resumable upload complete",
+                extra={"sha256": expected.sha256, "offset": size, "size": expected.size},
+            )
+        if size < expected.size:
+            return size
+        return await loop.run_in_executor(None, self._finish_resumed, path, expected)
+
+    def _finish_resumed(self, path: Path, expected: Expected) -> Received:
+        sha, md5 = hashlib.sha256(), hashlib.md5()  # noqa: S324  # the burn protocol's name
+        count = largest = size = 0
+        with path.open("rb") as f:
+            while chunk := f.read(self.chunk_size):
+                sha.update(chunk)
+                md5.update(chunk)
+                size += len(chunk)
+                count += 1
+                largest = max(largest, len(chunk))
+            try:
+                _check(expected, size, sha.hexdigest(), md5.hexdigest())
+            except Invalid:
+                path.unlink()
+                raise
+        sink = _Sink(path.open("rb+"), path)
+        created = sink.commit(self.path(expected.sha256))
+        return Received(
+            path=self.path(expected.sha256),
+            size=size,
+            sha256=expected.sha256,
+            md5=expected.md5,
+            created=created,
+            chunks=count,
+            largest_chunk=largest,
+        )
 
     def _open_partial(self) -> _Sink:
         path = self.root / f"{PARTIAL_PREFIX}{secrets.token_hex(8)}{PARTIAL_SUFFIX}"

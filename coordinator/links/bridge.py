@@ -29,6 +29,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from coordinator.errors import NotFound
+from coordinator.images.blobs import ImageStore
+from coordinator.images.catalog import images_for
 from coordinator.links.hub import Appliance, Link
 from coordinator.master import (
     CancelBurn,
@@ -70,7 +72,20 @@ def _live_session(conn: sqlite3.Connection, show_id: int, wanted: str | None) ->
     return None if row is None else str(row["id"])
 
 
-def _takes(conn: sqlite3.Connection, show_id: int) -> list[am.Take]:
+IMAGE_PATH = "/api/v1/images/"
+
+
+def _url(row: sqlite3.Row, images: ImageStore) -> str:
+    """Where an agent fetches a take's image: its URL, or for a take added by upload (no URL)
+    this coordinator's image store, relative (the agent joins it to the coordinator's URL),
+    and "" while its upload is pending (a stat: called on the store's reader threads)."""
+    if row["url"]:
+        return str(row["url"])
+    sha256 = str(row["sha256"]).lower()
+    return IMAGE_PATH + sha256 if images.has(sha256) else ""
+
+
+def _takes(conn: sqlite3.Connection, show_id: int, images: ImageStore) -> list[am.Take]:
     rows = conn.execute(
         f"SELECT {_TAKE_COLUMNS} FROM takes WHERE show_id = ? ORDER BY id LIMIT ?",  # noqa: S608
         (show_id, am.MAX_TAKES),
@@ -82,30 +97,30 @@ def _takes(conn: sqlite3.Connection, show_id: int) -> list[am.Take]:
         if md5 in seen:
             continue  # several takes of one image: the oldest describes it
         seen.add(md5)
-        out.append(_as_take(row))
+        out.append(_as_take(row, images))
     return out
 
 
-def _take(conn: sqlite3.Connection, show_id: int, md5: str) -> am.Take | None:
+def _take(conn: sqlite3.Connection, show_id: int, md5: str, images: ImageStore) -> am.Take | None:
     row = conn.execute(
         f"SELECT {_TAKE_COLUMNS} FROM takes "  # noqa: S608 - a constant column list
         "WHERE show_id = ? AND lower(md5) = ? ORDER BY id LIMIT 1",
         (show_id, md5.lower()),
     ).fetchone()
-    return None if row is None else _as_take(row)
+    return None if row is None else _as_take(row, images)
 
 
 _TAKE_COLUMNS = "md5, sha256, size, name, notes, url, extracted_size, extracted_sha256, media"
 
 
-def _as_take(row: sqlite3.Row) -> am.Take:
+def _as_take(row: sqlite3.Row, images: ImageStore) -> am.Take:
     return am.Take(
         row["md5"].lower(),
         row["sha256"].lower(),
         row["size"],
         row["name"],
         row["notes"],
-        row["url"],
+        _url(row, images),
         row["extracted_size"],
         None if row["extracted_sha256"] is None else row["extracted_sha256"].lower(),
         row["media"],
@@ -164,6 +179,9 @@ class ApplianceBridge:
         # Appliance id -> merged token of its newest link, the one whose state the kiosk shows.
         self._newest: dict[int, str] = {}
 
+    def _images(self) -> ImageStore:
+        return images_for(self._store())
+
     # ---- LinkHandler
 
     async def admit(self, appliance: Appliance) -> str | None:
@@ -187,7 +205,7 @@ class ApplianceBridge:
         agent = _Agent(link, link.session, self._deliver_one)
         self._agents[link.token] = agent
         show = link.appliance.show_id
-        takes = await self._store().read(lambda conn: _takes(conn, show))
+        takes = await self._store().read(lambda conn: _takes(conn, show, self._images()))
         self._send(agent, am.Welcome(agent.session, show, link.appliance.name))
         self._send(agent, am.Catalog(tuple(takes)))
         await self._kiosk_link(agent, LinkState.ONLINE)
@@ -265,7 +283,7 @@ class ApplianceBridge:
         # What a drive can burn: what its box holds, and every take the box can fetch from a
         # URL when told to burn it (a fresh kiosk holds nothing, yet can burn the whole catalog).
         show = agent.link.appliance.show_id
-        takes = await self._store().read(lambda conn: _takes(conn, show))
+        takes = await self._store().read(lambda conn: _takes(conn, show, self._images()))
         fetchable = {t.md5 for t in takes if t.url}
         present = {d.uid for d in hello.drives}
         for uid in [u for u in agent.drives if u not in present]:
@@ -430,7 +448,7 @@ class ApplianceBridge:
         match payload:
             case bp.Burn(md5=md5):
                 show = agent.link.appliance.show_id
-                take = await self._store().read(lambda conn: _take(conn, show, md5))
+                take = await self._store().read(lambda conn: _take(conn, show, md5, self._images()))
                 if take is None:
                     return am.Burn(uid, md5, None, None, None, md5)
                 return am.Burn(uid, md5, take.sha256, take.size, take.url, take.name)

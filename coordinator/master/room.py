@@ -252,6 +252,12 @@ class Burner:
         }
 
 
+def media_name(capability: bp.Capability) -> str:
+    """A medium as people and the agent name it (CDR, DVDR, BDR, BLOCK), not the burn
+    protocol's capability word (BURNCDR)."""
+    return capability.value.removeprefix("BURN")
+
+
 class LinkState(enum.StrEnum):
     """How a kiosk's link stands, as the dashboard shows it."""
 
@@ -540,10 +546,19 @@ class Room:
             "session": self.session_id,
             "suspended": self.suspended,
             "queue": [{"md5": md5, "count": count} for md5, count in self.queue],
-            "burners": [b.as_dict() | {"stats": b.stats.as_dict()} for b in self._burners.values()],
+            "burners": [
+                self.burner_dict(b) | {"stats": b.stats.as_dict()}
+                for b in sorted(self._burners.values(), key=lambda b: (b.name, b.uid))
+            ],
             "kiosks": [self.kiosk_dict(k) for _, k in sorted(self._kiosks.items())],
             "totals": self.totals(),
         }
+
+    def burner_dict(self, burner: Burner) -> dict[str, object]:
+        """A burner, JSON-ready, with the name of the image it burns where the room knows it
+        (so no screen has to show a digest while a disc burns)."""
+        info = None if burner.job is None else self._images.get(burner.job.lower())
+        return burner.as_dict() | {"image": None if info is None else info.name}
 
     def kiosk_dict(self, kiosk: Kiosk) -> dict[str, object]:
         """A kiosk, JSON-ready; its cached images carry the name and size the room knows."""
@@ -622,14 +637,28 @@ class Room:
         if persist:
             self._dirty_burners.add(burner.uid)
         self._to_watchers(self.status_list())
-        self._announce(channels.burner_status(self.session_id, burner.uid), burner.as_dict())
+        self._announce(
+            channels.burner_status(self.session_id, burner.uid), self.burner_dict(burner)
+        )
 
-    def _stats_changed(self, burner: Burner, *, at: float | None = None) -> None:
+    def _stats_changed(
+        self, burner: Burner, result: str, md5: str | None, *, at: float | None = None
+    ) -> None:
+        """A burn ended (`result` passed, failed or cancelled): the burner's statistics, the
+        session's totals, and what metrics label it by (its kiosk, the medium it made)."""
         self._dirty_burners.add(burner.uid)
+        kiosk = next((k for k in self._kiosks.values() if burner.uid in k.burners), None)
+        info = self._images.get(md5) if md5 else None
+        made = burner.capabilities & (
+            info.required_media() if info is not None else frozenset(bp.Capability)
+        )
         data: dict[str, object] = {
             "uid": burner.uid,
             "burner": burner.stats.as_dict(),
             "totals": self.totals(),
+            "result": result,
+            "kiosk": None if kiosk is None else kiosk.name,
+            "media": media_name(min(made)) if made else None,
         }
         if at is not None:
             data["at"] = at  # when the result was counted, for the dashboard's history chart
@@ -954,7 +983,7 @@ class Room:
             raise BadName(f"a friendly name is at most {MAX_NAME} characters, one line, no tabs")
         burner.name = name
         self._to_watchers(bp.Name(uid, name))
-        self._announce(channels.burner_status(self.session_id, uid), burner.as_dict())
+        self._announce(channels.burner_status(self.session_id, uid), self.burner_dict(burner))
         self._dirty_burners.add(uid)
 
     def open_tray(self, uid: str) -> None:
@@ -990,7 +1019,7 @@ class Room:
         burner.stats.cancelled += 1
         log.info("burn cancelled", extra={"session": self.session_id, "uid": uid, "md5": md5})
         self._burner_changed(burner)
-        self._stats_changed(burner)
+        self._stats_changed(burner, "cancelled", md5)
         return md5
 
     def set_common_only(self, uid: str, on: bool) -> None:
@@ -1108,7 +1137,7 @@ class Room:
         self._effects.writes.append(
             HistoryTick(self.session_id, burner.uid, kiosk, at, passed=passed)
         )
-        self._stats_changed(burner, at=at)
+        self._stats_changed(burner, "passed" if passed else "failed", job, at=at)
 
     def _requeue(self, md5: str) -> None:
         if self._queue and self._queue[0].md5 == md5:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -44,6 +45,8 @@ PUSHERS: tuple[Role, ...] = ("appliance",)
 IMAGE_ROUTE = "/images/{sha256}"
 
 IMAGE_OUT = schemas.record("sha256", "md5", "size", "created")
+UPLOAD_OUT = schemas.record("take_id", "name", "sha256", "size", "offset", "present")
+_CONTENT_RANGE = re.compile(r"^bytes (\d{1,19})-(\d{1,19})/(\d{1,19})$")
 
 
 def _sha256(request: web.Request) -> str:
@@ -127,8 +130,53 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
-async def upload_take_image(request: web.Request) -> web.Response:
-    flow = "uploading the image of a take"
+def _content_range(text: str, info: ImageInfo) -> tuple[int, int]:
+    match = _CONTENT_RANGE.fullmatch(text.strip())
+    if match is None:
+        raise BadRequest(
+            f"Content-Range {text!r} is not 'bytes START-END/SIZE'", field="Content-Range"
+        )
+    start, end, total = (int(g) for g in match.groups())
+    if total != info.size:
+        raise Invalid(
+            f"Content-Range names a {total}-byte image but the take's size is {info.size}",
+            field="size",
+        )
+    if not start <= end < total:
+        raise BadRequest(
+            f"Content-Range bytes {start}-{end} do not lie within 0-{total - 1}",
+            field="Content-Range",
+        )
+    return start, end
+
+
+async def _store_range(request: web.Request, info: ImageInfo, actor: str) -> web.Response:
+    """A resumable upload: bytes START-END of the image; what arrives is kept across drops."""
+    images = request.app[IMAGES]
+    out = {"take_id": info.take_id, "name": info.name, "sha256": info.sha256, "size": info.size}
+    if info.present:
+        return ok({**out, "offset": info.size, "present": True})
+    start, end = _content_range(request.headers["Content-Range"], info)
+    declared = request.content_length
+    if declared is not None and declared != end - start + 1:
+        raise Invalid(
+            f"Content-Length is {declared} but Content-Range names {end - start + 1} bytes",
+            field="size",
+        )
+    body = request.content.iter_chunked(images.chunk_size)
+    got = await images.receive_range(body, info.expected, start, end)
+    if isinstance(got, int):
+        return ok({**out, "offset": got, "present": False}, 202)
+    if got.created:
+        await _record_contents(request, info, got)
+    log.info(
+        "image stored",
+        extra={"sha256": got.sha256, "size": got.size, "resumed": start > 0, "actor": actor},
+    )
+    return ok({**out, "offset": info.size, "present": True}, 201 if got.created else 200)
+
+
+async def _uploadable(request: web.Request, flow: str) -> tuple[ImageInfo, str]:
     who = await authorized(request, UPLOADERS, flow)
     take_id = path_id(request, "take_id")
     images = request.app[IMAGES]
@@ -136,7 +184,35 @@ async def upload_take_image(request: web.Request) -> web.Response:
     if info is None:
         raise NotFound(f"take {take_id} not found")
     require(who, UPLOADERS, flow, info.show_id)
-    return await _store_upload(request, info, who.actor)
+    return info, who.actor
+
+
+async def upload_take_image(request: web.Request) -> web.Response:
+    info, actor = await _uploadable(request, "uploading the image of a take")
+    if "Content-Range" in request.headers:
+        return await _store_range(request, info, actor)
+    return await _store_upload(request, info, actor)
+
+
+async def upload_progress(request: web.Request) -> web.Response:
+    info, _ = await _uploadable(request, "reading the progress of an upload")
+    images = request.app[IMAGES]
+    if info.present:
+        offset = info.size
+    else:
+        offset = await asyncio.get_running_loop().run_in_executor(
+            None, images.resume_offset, info.sha256
+        )
+    return ok(
+        {
+            "take_id": info.take_id,
+            "name": info.name,
+            "sha256": info.sha256,
+            "size": info.size,
+            "offset": offset,
+            "present": info.present,
+        }
+    )
 
 
 async def push_image(request: web.Request) -> web.Response:
@@ -193,7 +269,11 @@ _UPLOAD_DOC = (
     "unpacked once: its `extracted_size`/`extracted_sha256` are recorded on the take (422 with "
     "`field` naming the one that differs from what the take declared, or when it does not "
     "unpack to one sound image), and its media (disk image, ISO, hybrid ISO) for every image. "
-    "201 when stored, 200 when the image was already present (not rewritten)."
+    "201 when stored, 200 when the image was already present (not rewritten). "
+    "With `Content-Range: bytes START-END/SIZE` the upload is resumable: START must be the "
+    "offset `GET /takes/{take_id}/image/upload` reports (else 409), what arrives is kept when "
+    "the connection breaks, 202 answers the new offset while bytes are missing, and the body "
+    "answers `offset` and `present` instead of `md5` and `created`."
 )
 
 ENDPOINTS = [
@@ -205,10 +285,20 @@ ENDPOINTS = [
         UPLOADERS,
         ok=201,
         response=IMAGE_OUT,
-        errors=(200, 400, 404, 408, 422, 507),
+        errors=(200, 202, 400, 404, 408, 409, 422, 507),
         tag="images",
         seed_flow="push/get: contributor pushes an image",
         extra_doc={"description": _UPLOAD_DOC, "request": "application/octet-stream"},
+    ),
+    Endpoint(
+        "GET",
+        r"/takes/{take_id:\d+}/image/upload",
+        upload_progress,
+        "How much of a take's image a resumable upload holds (where to resume)",
+        UPLOADERS,
+        response=UPLOAD_OUT,
+        errors=(404,),
+        tag="images",
     ),
     Endpoint(
         "GET",

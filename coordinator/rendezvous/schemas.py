@@ -99,7 +99,12 @@ TAKE_IN = _obj(
         },
         "sha256": SHA256_HEX,
         "md5": {"type": "string", "pattern": r"^[0-9a-fA-F]{32}$", "description": "32 hex digits"},
-        "url": IMAGE_URL,
+        "url": IMAGE_URL
+        | {
+            "description": "an http(s):// URL kiosks download the image from; leave it out to "
+            "upload the image to this coordinator (PUT /takes/{take_id}/image) instead: until "
+            "then the take is pending and no kiosk is offered it"
+        },
         "extracted_size": {
             "type": "integer",
             "minimum": 1,
@@ -116,7 +121,7 @@ TAKE_IN = _obj(
         "notes": TEXT,
         "tags": TAGS,
     },
-    ["name", "size", "sha256", "md5", "url"],
+    ["name", "size", "sha256", "md5"],
 )
 JOIN_IN = _obj(
     {

@@ -16,21 +16,23 @@ from coordinator.errors import BadRequest, Unavailable
 from coordinator.keys import HISTORY
 from coordinator.rendezvous import schemas
 from coordinator.rendezvous.endpoint import Endpoint, Handler
-from coordinator.rendezvous.http import authorized, body, now, ok, page, read, require, write
+from coordinator.rendezvous.http import authorized, body, now, ok, page, read, write
 from coordinator.store import sessions as store
 from coordinator.store.records import Principal, Record, Role
 from wire.clientmsg import SPANS
 
 CONTRIBUTOR: tuple[Role, ...] = ("contributor",)
 MEMBERS: tuple[Role, ...] = ("contributor", "appliance")
+# Who may list and read sessions: members, and those who oversee them (an admin every show's,
+# a show admin their show's) for the fleet overview.
+READERS: tuple[Role, ...] = ("admin", "show_admin", *MEMBERS)
 # Who watches a live session in the dashboard, and so may read and export its history.
 WATCHERS: tuple[Role, ...] = ("admin", "show_admin", "contributor")
-READERS: tuple[Role, ...] = ("admin", "show_admin", "contributor", "appliance")
 HISTORY_COLUMNS = ("start", "span", "kind", "id", "name", "burned", "failed")
 
 
 async def list_sessions(request: web.Request) -> web.Response:
-    who = await authorized(request, MEMBERS, "listing sessions")
+    who = await authorized(request, READERS, "listing sessions")
     p = page(request)
     return ok(await read(request, lambda c: store.list_sessions(c, who, p)))
 
@@ -45,24 +47,15 @@ async def create_session(request: web.Request) -> web.Response:
 async def get_session(request: web.Request) -> web.Response:
     who = await authorized(request, READERS, "reading a session")
     sid = request.match_info["session_id"]
-    if who.role in MEMBERS:
-        return ok(await read(request, lambda c: store.get_session(c, who, sid)))
-    # Admins and show admins watch sessions without joining them: the page shows their name.
-    return ok(await _watched(request, who, READERS, "reading a session"))
-
-
-async def _watched(
-    request: web.Request, who: Principal, roles: tuple[Role, ...], flow: str
-) -> Record:
-    sid = request.match_info["session_id"]
-    session = await read(request, lambda c: store.watched_session(c, who, sid))
-    require(who, roles, flow, int(session["show_id"]))
-    return session
+    return ok(await read(request, lambda c: store.get_session(c, who, sid)))
 
 
 async def _history(request: web.Request) -> dict[str, Any]:
     flow = "reading a session's history"
-    session = await _watched(request, await authorized(request, WATCHERS, flow), WATCHERS, flow)
+    who = await authorized(request, WATCHERS, flow)
+    sid = request.match_info["session_id"]
+    # Another show's session does not exist for this credential (404), as for reading it.
+    session = await read(request, lambda c: store.get_session(c, who, sid))
     span_name = request.query.get("span", "minute")
     if span_name not in SPANS:
         raise BadRequest(f"span must be one of {', '.join(SPANS)}, got {span_name!r}")
@@ -160,8 +153,9 @@ ENDPOINTS = [
         "GET",
         "/sessions",
         list_sessions,
-        "List the sessions of the credential's show (with whether it is a member)",
-        MEMBERS,
+        "List the sessions of the credential's show (with whether it is a member); "
+        "an admin sees every show's sessions, a show admin those of their show",
+        READERS,
         response=schemas.page_of(schemas.SESSION),
         paged=True,
         tag="sessions",
@@ -185,7 +179,8 @@ ENDPOINTS = [
         "GET",
         _ONE,
         get_session,
-        "Read one session (admins and show admins, who watch without joining, see no `member`)",
+        "Read one session (admins and show admins, who oversee it without joining, see "
+        "`member` false)",
         READERS,
         response=schemas.SESSION,
         errors=(404,),

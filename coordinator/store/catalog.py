@@ -74,7 +74,7 @@ def _take(row: sqlite3.Row) -> Record:
         "size": row["size"],
         "sha256": row["sha256"],
         "md5": row["md5"],
-        "url": row["url"],
+        "url": row["url"] or None,  # "" is a take added for upload
         "extracted_size": row["extracted_size"],
         "extracted_sha256": row["extracted_sha256"],
         "media": row["media"],
@@ -209,7 +209,7 @@ LEVELS: dict[str, Level] = {
             "size": b["size"],
             "sha256": b["sha256"].lower(),
             "md5": b["md5"].lower(),
-            "url": b["url"],
+            "url": b.get("url", ""),
             "extracted_size": b.get("extracted_size"),
             "extracted_sha256": (b.get("extracted_sha256") or "").lower() or None,
             "notes": b.get("notes", ""),

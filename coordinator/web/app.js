@@ -6,7 +6,9 @@
 import { ApiError, Auth } from "./api.js";
 import { LiveSession } from "./live.js";
 import { pendingKiosksView } from "./enroll.js";
-import { bytes, clock, duration, field, form, h, option, replace, speed, svg, toast, when } from "./ui.js";
+import { STATE_TEXT, fleetView, linkText } from "./fleet.js";
+import { dropZone } from "./upload.js";
+import { bytes, clock, duration, field, form, h, mediaName, option, replace, speed, svg, toast, when } from "./ui.js";
 
 const auth = new Auth();
 const main = document.getElementById("main");
@@ -26,7 +28,9 @@ const ROLE_NAMES = {
 
 function navLinks() {
   const role = auth.role;
-  const links = [["#/shows", role === "admin" ? "Shows" : "Catalog"]];
+  const links = [];
+  if (role === "admin" || role === "show_admin") links.push(["#/fleet", "Fleet"]);
+  links.push(["#/shows", role === "admin" ? "Shows" : "Catalog"]);
   if (role === "admin" || role === "show_admin") links.push(["#/people", "People"]);
   if (role === "admin" || role === "show_admin") links.push(["#/kiosks", "Pending kiosks"]);
   if (role === "admin") links.push(["#/pool", "Masters"]);
@@ -108,6 +112,9 @@ async function route() {
   }
   const [page, id, tab] = parseRoute();
   switch (page) {
+    case "fleet":
+      show("fleet", () => fleetView(auth));
+      return;
     case "shows":
       if (id) show(`catalog:${id}`, () => catalogView(Number(id)));
       else show("shows", () => showsView());
@@ -133,7 +140,8 @@ async function route() {
     default:
       break;
   }
-  location.replace(auth.role === "admin" ? "#/shows" : auth.role === "contributor" ? "#/sessions" : "#/shows");
+  // Overseers land on the fleet (what every kiosk is doing), contributors on their sessions.
+  location.replace(auth.role === "contributor" ? "#/sessions" : "#/fleet");
 }
 
 /** Replace the main view (disposing the old one); `build` returns {el, dispose?} or an element. */
@@ -313,6 +321,13 @@ export async function loadCatalog(showId) {
   return episodes;
 }
 
+/** A catalog level in a volunteer's words, with the API's name beside it for scripts
+ * (docs/operator.md: show = campaign, episode = release, sequence = edition, shot = medium to
+ * produce, take = image build). */
+function catalogKind(meaning, api) {
+  return h("span", { class: "kind", title: `called “${api}” in the API` }, meaning, h("small", { class: "api-name" }, ` ${api}`));
+}
+
 function miniForm(id, label, submit, fields, action) {
   return h(
     "details",
@@ -340,7 +355,7 @@ async function catalogView(showId) {
     h(
       "li",
       { class: "node take" },
-      h("span", { class: "kind" }, "Take"),
+      catalogKind("Image build", "take"),
       h("strong", {}, t.name),
       h("span", { class: "muted" }, ` ${takeSize(t)} · md5 ${t.md5}`),
       contributor ? dangerButton("Remove", async () => { await auth.del(`/takes/${t.id}`); after(`Removed take “${t.name}”.`); }, t.name) : null,
@@ -349,13 +364,14 @@ async function catalogView(showId) {
     h(
       "li",
       { class: "node shot" },
-      h("span", { class: "kind" }, "Shot"),
+      catalogKind("Medium", "shot"),
       h("strong", {}, s.name),
       s.direction_notes ? h("span", { class: "muted" }, ` — ${s.direction_notes}`) : null,
       contributor ? dangerButton("Remove", async () => { await auth.del(`/shots/${s.id}`); after(`Removed shot “${s.name}”.`); }, s.name) : null,
       h("ul", {}, s.takes.map(takeItem)),
+      contributor ? dropZone(auth, s, after) : null,
       contributor
-        ? miniForm(`add-take-${s.id}`, "Add a take", "Add take", [
+        ? miniForm(`add-take-${s.id}`, "Add a take by its URL", "Add take", [
             field("File name", { name: "name", required: true }),
             field("Size (bytes)", { name: "size", type: "number", min: 1, required: true }),
             field("SHA-256", { name: "sha256", required: true, pattern: "[0-9a-fA-F]{64}" }),
@@ -376,7 +392,7 @@ async function catalogView(showId) {
     h(
       "li",
       { class: "node sequence" },
-      h("span", { class: "kind" }, "Sequence"),
+      catalogKind("Edition", "sequence"),
       h("strong", {}, q.name),
       showAdmin ? dangerButton("Remove", async () => { await auth.del(`/sequences/${q.id}`); after(`Removed sequence “${q.name}”.`); }, q.name) : null,
       h("ul", {}, q.shots.map(shotItem)),
@@ -394,7 +410,7 @@ async function catalogView(showId) {
     h(
       "li",
       { class: "node episode" },
-      h("span", { class: "kind" }, "Episode"),
+      catalogKind("Release", "episode"),
       h("strong", {}, e.name),
       showAdmin ? dangerButton("Remove", async () => { await auth.del(`/episodes/${e.id}`); after(`Removed episode “${e.name}”.`); }, e.name) : null,
       h("ul", {}, e.sequences.map(sequenceItem)),
@@ -615,11 +631,26 @@ function openByIdForm() {
 
 async function sessionsView() {
   if (auth.role !== "contributor") {
+    const sessions = await auth.all("/sessions");
     return h(
       "section",
       { class: "panel" },
       h("h1", {}, "Sessions"),
-      h("p", { class: "hint" }, "Contributors create, join and suspend sessions. As an overseer you may watch and command any session of your show by its id."),
+      h("p", { class: "hint" }, "Contributors create, join and suspend sessions. As an overseer you may watch and command any session of the shows you manage; the Fleet page shows them all at work."),
+      h(
+        "ul",
+        { class: "list", id: "sessions" },
+        sessions.map((s) =>
+          h(
+            "li",
+            { dataset: { session: s.id } },
+            s.state === "live" ? h("a", { href: `#/live/${s.id}/display` }, s.name) : s.name,
+            h("span", { class: "muted" }, ` ${s.state} · ${s.members} member${s.members === 1 ? "" : "s"} · `),
+            h("code", { class: "muted" }, s.id),
+          ),
+        ),
+      ),
+      sessions.length ? null : h("p", { class: "muted" }, "No sessions yet."),
       openByIdForm(),
     );
   }
@@ -720,14 +751,6 @@ function liveView(sid, tab) {
   });
 }
 
-const STATE_TEXT = {
-  IDLE: "Idle",
-  MD5PASS: "Verified",
-  MD5FAIL: "Verify failed",
-  TRAYOPEN: "Tray open",
-  AVAIL: "Blank disc ready",
-  EMPTY: "No disc",
-};
 const PAGE_TITLE = "burnstand dashboard";
 const CHART_MINUTES = 20;
 // Minutes of history the view keeps: "discs per hour" counts the last hour's discs.
@@ -1090,6 +1113,7 @@ class LiveView {
       images: data.images || [],
       commonOnly: Boolean(data.common_only),
       failure: data.failure || null, // the last burn's failure: a sentence, the tool's detail
+      image: data.image || null,
     });
     if (stats) b.stats = stats;
     if (!b.stats) b.stats = { burned: 0, failed: 0, recent_failures: 0, mean_speed: null };
@@ -1118,9 +1142,7 @@ class LiveView {
   }
 
   linkText(k) {
-    if (k.link === "online") return "online";
-    if (k.link === "reconnecting") return "reconnecting";
-    return k.since ? `offline since ${clock(k.since * 1000)}` : "offline";
+    return linkText(k);
   }
 
   makeGroup(id, title) {
@@ -1203,8 +1225,14 @@ class LiveView {
     }
     const k = this.kioskOf(uid);
     const group = k ? this.groups.get(String(k.id)) : this.other;
-    if (group && c.root.parentNode !== group.body) {
-      group.body.appendChild(c.root);
+    if (group && (c.root.parentNode !== group.body || c.root.dataset.label !== this.label(b))) {
+      // Burners in a stable order within their kiosk: by name, then uid, whatever order they
+      // joined or were renamed in.
+      c.root.dataset.label = this.label(b);
+      const key = (el) => `${el.dataset.label}\u0000${el.dataset.uid || ""}`;
+      const mine = key(c.root);
+      const next = [...group.body.children].find((el) => el !== c.root && key(el) > mine);
+      group.body.insertBefore(c.root, next || null);
       this.refreshGroups();
     }
     this.empty.hidden = this.burners.size > 0 || this.kiosks.size > 0;
@@ -1218,7 +1246,8 @@ class LiveView {
     c.bar.setAttribute("aria-label", `Progress of ${this.label(b)}`);
     c.fill.style.width = `${pct}%`;
     c.pct.textContent = `${pct}%`;
-    c.job.textContent = b.job ? this.imageName(b.job) : "—";
+    // The room names the image it burns; the catalog (or the digest) only when it does not.
+    c.job.textContent = b.job ? b.image || this.imageName(b.job) : "—";
     c.speed.textContent = b.speedNow ? speed(b.speedNow) : b.stats && b.stats.mean_speed ? `${speed(b.stats.mean_speed)} avg` : "—";
     if (b.lastResult) {
       const r = b.lastResult;
@@ -1254,7 +1283,7 @@ class LiveView {
           : b.offlineSince
             ? `offline since ${clock(b.offlineSince)}`
             : "offline";
-    c.media.textContent = b.capabilities.length ? b.capabilities.join(", ") : "—";
+    c.media.textContent = b.capabilities.length ? b.capabilities.map(mediaName).join(", ") : "—";
     c.openBtn.disabled = !b.connected;
     c.openBtn.setAttribute("aria-label", `Open the tray of ${this.label(b)}`);
     c.cancelBtn.disabled = !b.connected || !b.job;

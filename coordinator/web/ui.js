@@ -98,16 +98,23 @@ export function toast(text, kind = "info") {
   setTimeout(() => item.remove(), kind === "error" ? 8000 : 4000);
 }
 
+/** Sizes in decimal units (1 MB = 1,000,000 bytes), as the kiosk, the CLIs, Raspberry Pi Imager,
+ * balenaEtcher and the label on a disc or a stick say them (plumbing/units.py is the same rule). */
 export function bytes(n) {
   if (n === null || n === undefined) return "—";
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  const units = ["B", "KB", "MB", "GB", "TB"];
   let v = Number(n);
   let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
+  while (Math.abs(v) >= 1000 && i < units.length - 1) {
+    v /= 1000;
     i += 1;
   }
-  return `${v.toFixed(v < 10 && i > 0 ? 1 : 0)} ${units[i]}`;
+  return i === 0 ? `${v.toFixed(0)} B` : `${v.toFixed(1)} ${units[i]}`;
+}
+
+/** A medium as people and the agent name it: CDR, DVDR, BDR, BLOCK (not BURNCDR). */
+export function mediaName(capability) {
+  return String(capability).replace(/^BURN/, "");
 }
 
 export function speed(bps) {

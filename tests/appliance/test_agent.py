@@ -495,3 +495,48 @@ async def test_a_failed_disc_blinks_red_until_it_is_taken_out(tmp_path: Path) ->
     finally:
         await r.stop()
         factory.reset()
+
+
+async def test_the_agent_serves_its_drives_metrics_on_a_local_port(tmp_path: Path) -> None:
+    import socket as sockets
+
+    import aiohttp
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with sockets.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    r = await serve(make_config(tmp_path, metrics_port=port), pin_factory=MockFactory())
+    try:
+
+        async def scrape() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(f"http://127.0.0.1:{port}/metrics") as resp,
+            ):
+                assert resp.status == 200
+                text = await resp.text()
+            return {
+                (s.name, tuple(sorted(s.labels.items()))): s.value
+                for f in text_string_to_metric_families(text)
+                for s in f.samples
+            }
+
+        before = await scrape()
+        assert before[("burnstand_agent_link_up", ())] == 0.0  # offline: no coordinator
+        assert before[("burnstand_agent_cache_max_bytes", ())] == 64 * SIZE
+        assert before[("burnstand_agent_drive_state", (("drive", "Left"), ("state", "idle")))] == 1
+        take = make_image(tmp_path / "live.iso")
+        await cache_and_catalog(r.agent, tmp_path / "live.iso", take)
+        async with ControlClient(r.server.path) as client:
+            result = await burn_and_wait(client, take["sha256"], LEFT_UID)
+        assert result["ok"]
+        after = await scrape()
+        passed = (("drive", "Left"), ("media", "CDR"), ("result", "passed"))
+        assert after[("burnstand_agent_burns_total", passed)] == 1
+        assert after[("burnstand_agent_cache_bytes", ())] == SIZE
+    finally:
+        await r.stop()
+    # Stopped with the agent: nothing listens on the port any more.
+    with pytest.raises(ConnectionRefusedError), sockets.create_connection(("127.0.0.1", port)):
+        pass

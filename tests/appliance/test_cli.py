@@ -120,6 +120,10 @@ def test_too_small_target_exit_1(
     assert run.returncode == 1
     assert "media-too-small" in run.stderr
     assert run.stderr.count("\n") == 1
+    # The failure's message is printed once: on stderr, not again on the target's own line.
+    message = run.stderr.split("media-too-small: ", 1)[1].strip()
+    assert (run.stdout + run.stderr).count(message) == 1
+    assert "FAIL (media-too-small)" in run.stdout
 
 
 def test_kill_mid_write_then_restart_reports_failed(

@@ -98,6 +98,8 @@ def test_credential_can_come_from_a_file(tmp_path: Path) -> None:
     ("text", "message"),
     [
         ("[cache]\nsize = 'lots'", "agent.toml: [cache] size: must be a positive size like '20G'"),
+        ("[agent]\nmetrics_port = 70000", "[agent] metrics_port: must be a port number, 1..65535"),
+        ("[agent]\nmetrics_port = '9101'", "[agent] metrics_port: must be a port number"),
         ("[cache]\nsize = 0", "[cache] size: must be a positive size"),
         ("[cache]\nsize = -5", "[cache] size: must be a positive size"),
         ("[cache]\nsize = true", "[cache] size: must be a positive size"),

@@ -37,7 +37,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.mark.parametrize("argv", [[], ["serve"], ["admin"], ["admin", "create"]])
+@pytest.mark.parametrize(
+    "argv", [[], ["serve"], ["admin"], ["admin", "create"], ["image"], ["image", "add"]]
+)
 def test_help_everywhere(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main([*argv, "--help"])
@@ -48,6 +50,12 @@ def test_help_everywhere(argv: list[str], capsys: pytest.CaptureFixture[str]) ->
         assert "--email" in out
     if argv == ["serve"]:
         assert "--port" in out
+        assert "--config" in out
+        assert "--log-format" in out
+    if argv == ["image", "add"]:
+        assert "--credential-file" in out
+    if argv == []:
+        assert "later" not in out  # the live plane is here, not "later"
 
 
 def test_admin_create_prints_only_a_credential(
@@ -299,3 +307,31 @@ def test_token_entropy_estimate() -> None:
     assert token_bits("fleet-2026-Booth-token") < 128
     assert token_bits("e2e-fleet-token-4f9c2a7be1d03865a0c4") >= 128
     assert token_bits("") == 0
+
+
+def test_a_failed_walkthrough_step_shows_its_problem_and_stops(tmp_path: Path) -> None:
+    """The walkthrough's curl steps print the coordinator's problem and stop the script, instead
+    of handing an empty id to the next call (which went to /takes//image)."""
+    serve_cmd, script = _walkthrough_blocks()
+    port = _free_port()
+    serve_argv = [a if a != "8080" else str(port) for a in shlex.split(serve_cmd)]
+    script = script.replace("127.0.0.1:8080", f"127.0.0.1:{port}")
+    # The admin credential is mistyped: the first curl step fails.
+    script = re.sub(r"^ADMIN=\$\(.*\)$", "ADMIN=not-a-credential", script, count=1, flags=re.M)
+    server = Server(serve_argv, tmp_path)
+    try:
+        server.wait_ready()
+        result = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", script],
+            cwd=tmp_path,
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        assert server.stop() == 0
+    assert result.returncode != 0
+    assert "unknown credential" in result.stderr
+    assert result.stdout == ""  # nothing ran after the failed step

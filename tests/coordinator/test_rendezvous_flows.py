@@ -69,6 +69,43 @@ async def test_session_lifecycle(client: Client, world: World) -> None:
     await call(client, "POST", f"/sessions/{sid}/leave", world.contributor, expect=404)
 
 
+async def test_overseers_list_the_sessions_of_the_shows_they_manage(
+    client: Client, world: World
+) -> None:
+    """The fleet overview's source: an admin lists every show's sessions, a show admin those of
+    their show; neither is a member, and another show's session is 404 to a show admin."""
+    here = await _session(client, world)
+    oz = world.other_show_admin
+    ep = await call(client, "POST", f"/shows/{world.other_show}/episodes", oz, {"name": "1"}, 201)
+    added = await call(
+        client,
+        "POST",
+        f"/shows/{world.other_show}/contributors",
+        oz,
+        {"name": "Olga", "email": "olga@example.org"},
+        201,
+    )
+    olga = await enter(client, "olga@example.org", world.other_show, added["secret"])
+    there = (
+        await call(
+            client, "POST", "/sessions", olga, {"name": "far booth", "episode_id": ep["id"]}, 201
+        )
+    )["id"]
+    everything = await call(client, "GET", "/sessions", world.admin, expect=200)
+    assert {(s["id"], s["show_id"]) for s in everything["items"]} == {
+        (here, world.show),
+        (there, world.other_show),
+    }
+    assert all(s["member"] is False for s in everything["items"])
+    mine = await call(client, "GET", "/sessions", world.show_admin, expect=200)
+    assert [s["id"] for s in mine["items"]] == [here]
+    theirs = await call(client, "GET", "/sessions", oz, expect=200)
+    assert [s["id"] for s in theirs["items"]] == [there]
+    read = await call(client, "GET", f"/sessions/{there}", world.admin, expect=200)
+    assert read["name"] == "far booth"
+    await call(client, "GET", f"/sessions/{there}", world.show_admin, expect=404)
+
+
 async def test_session_scope_must_belong_to_the_show(client: Client, world: World) -> None:
     oz_ep = (
         await call(

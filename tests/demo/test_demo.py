@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shlex
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
 import aiohttp
 
+from appliance.kiosk.app import _config
 from tests.conftest import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _start(data: Path, port: int, *extra: str) -> subprocess.Popen[str]:
@@ -54,6 +59,44 @@ def _until(proc: subprocess.Popen[str], text: str) -> str:
         if text in line:
             return line
     raise AssertionError(f"the demo never printed {text!r}")
+
+
+def _line(banner: str, label: str) -> str:
+    [line] = [ln for ln in banner.splitlines() if ln.strip().startswith(label)]
+    return line.strip().removeprefix(label).strip()
+
+
+def _kiosk_commands_work(banner: str) -> None:
+    """The banner's kiosk commands name programs that exist, its config holds the PIN it
+    prints, and its browser command serves the kiosk page."""
+    pin = _line(banner, "operator PIN").split()[0]
+    terminal = shlex.split(_line(banner, "in a terminal"))
+    assert (ROOT / terminal[0]).is_file(), terminal
+    config = Path(terminal[terminal.index("--config") + 1])
+    assert _config(config)["pin"] == pin
+    browser = shlex.split(_line(banner, "in a browser").split("  then open")[0])
+    assert (ROOT / browser[0]).is_file(), browser
+    port = free_port()
+    page = subprocess.Popen(
+        [str(ROOT / browser[0]), *browser[1:], "--port", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # bounded: until the page answers or the deadline passes
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as resp:
+                    assert resp.status == 200
+                    break
+            except OSError:
+                assert page.poll() is None, "the kiosk page server exited"
+                assert time.monotonic() < deadline, "the kiosk page never answered"
+                time.sleep(0.1)
+    finally:
+        page.terminate()
+        page.wait(timeout=10)
 
 
 def _get(url: str, token: str | None = None) -> object:
@@ -104,6 +147,7 @@ def test_demo_serves_a_seeded_show_and_reuses_its_folder(tmp_path: Path) -> None
         banner = _wait_banner(proc)
         state = json.loads((data / "demo.json").read_text())
         assert state["admin_credential"] in banner
+        _kiosk_commands_work(banner)
         base = f"http://127.0.0.1:{port}/api/v1"
         health = _get(base + "/health")
         assert isinstance(health, dict)

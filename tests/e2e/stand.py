@@ -111,10 +111,12 @@ class Process:
             self.proc.wait(timeout=5)
 
 
-def demo(data: Path, port: int) -> Process:
-    """The README's demo on `data` (seeded on the first run)."""
+def demo(data: Path, port: int, *, kiosk: bool = False) -> Process:
+    """The README's demo on `data` (seeded on the first run); most tests bring their own burners
+    and run it without its simulated kiosk."""
     argv = [sys.executable, "-m", "demo", "--data", str(data), "--port", str(port)]
-    argv.append("--no-kiosk")  # these tests bring their own burners
+    if not kiosk:
+        argv.append("--no-kiosk")
     return Process(argv, "is running.", data.parent / f"demo-{port}.log")
 
 

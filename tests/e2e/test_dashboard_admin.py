@@ -50,6 +50,7 @@ def test_admin_sees_the_demo_catalog_and_the_master_pool(page: Page, demo_stand:
     sign_in_with_credential(page, demo_stand.url, demo_stand.admin)
     expect(page.locator("#who")).to_contain_text("Demo Admin")
     expect(page.locator("#who .role")).to_have_text("admin")
+    page.get_by_role("link", name="Shows").click()
     page.get_by_role("link", name="burnstand demo").click()
     catalog = page.locator("#catalog")
     expect(catalog).to_contain_text("1.0")
@@ -68,6 +69,7 @@ def test_admin_sees_the_demo_catalog_and_the_master_pool(page: Page, demo_stand:
 def test_show_admin_adds_an_episode(page: Page, demo_stand: Demo) -> None:
     enter_system(page, demo_stand.url, demo_stand.state["show_admin"], demo_stand.state["show_id"])
     expect(page.locator("#who .role")).to_have_text("show admin")
+    page.get_by_role("link", name="Catalog").click()
     form = page.locator("#add-episode")
     form.get_by_label("Name").fill("26.04 LTS")
     form.get_by_role("button", name="Add episode").click()

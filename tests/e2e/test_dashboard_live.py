@@ -142,7 +142,7 @@ def test_operator_watches_and_commands_two_burners(
     page.get_by_role("link", name="Command").click()
     take = live_stand.state["takes"][0]["name"]
     queue_form = page.locator("#queue-form")
-    queue_form.get_by_label("Image (take)").select_option(label=f"{take} (3.0 MiB)")
+    queue_form.get_by_label("Image (take)").select_option(label=f"{take} (3.1 MB)")
     queue_form.get_by_label("Copies").fill("2")
     queue_form.get_by_role("button", name="Queue").click()
     expect(page.locator("#total-burned")).to_have_text("2", timeout=20_000)
@@ -253,7 +253,7 @@ def test_kiosks_group_their_burners_and_show_link_state_and_cache(
     expect(cache.locator("li")).to_have_count(1)
     expect(cache.locator("li")).to_contain_text(third)
     expect(hall_a.locator(".cache-head")).to_have_text(
-        "Disc cache: 1 image — 3.0 MiB of 1.0 GiB used"
+        "Disc cache: 1 image — 3.1 MB of 1.1 GB used"
     )
 
     # Hall A's connection is cut (agent and coordinator keep running): reconnecting, then

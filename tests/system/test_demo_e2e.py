@@ -73,7 +73,7 @@ async def test_demo_burns_on_a_simulated_drive_and_stops_on_ctrl_c(tmp_path: Pat
         banner = await _read_banner(proc.stdout)
         sock = data / "agent.sock"
         assert f"socket {sock}" in banner
-        assert f"burnstand-kiosk --socket {sock}" in banner
+        assert f"burnstand-kiosk --config {data / 'kiosk.toml'}" in banner
         # An operator's browser on the demo's live session, watching its statistics.
         state = json.loads((data / "demo.json").read_text(encoding="utf-8"))
         session = state["session_id"]

@@ -1,5 +1,6 @@
-"""The operator door: a PIN typed on an on-screen keypad; a wrong PIN says so and clears, and
-five wrong ones lock the keypad for a while (`appliance.kiosk.pinlock`)."""
+"""The operator door: a PIN typed on an on-screen keypad; a wrong PIN says so and clears, five
+wrong ones lock the keypad for a while (`appliance.kiosk.pinlock`), and a kiosk with no PIN
+configured says its operator screen is locked."""
 
 from __future__ import annotations
 
@@ -10,10 +11,15 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Button, Label
 
-from appliance.kiosk.i18n import _
+from appliance.kiosk.i18n import N_, _
 from appliance.kiosk.messages import OperatorUnlocked, PinEntered
 from appliance.kiosk.pinlock import PinLock
 from appliance.kiosk.widgets.keypad import Keypad
+
+LOCKED = N_(
+    "Locked: this kiosk has no operator PIN. Set kiosk.pin in its config "
+    "(or BURNSTAND_KIOSK_PIN) to open the operator screen."
+)
 
 
 class PinScreen(Screen[None]):
@@ -28,7 +34,8 @@ class PinScreen(Screen[None]):
         with Vertical(id="pin-box"):
             yield Label(_("Operator PIN"), classes="screen-title")
             yield Keypad(id="keypad")
-            yield Label("", id="pin-error")
+            # With no PIN configured, say so at once rather than "wrong" to every PIN typed.
+            yield Label("" if self._pin else _(LOCKED), id="pin-error")
         with Horizontal(classes="actions"):
             yield Button(_("Cancel"), id="cancel")
 
@@ -44,6 +51,9 @@ class PinScreen(Screen[None]):
         if self._pin and hmac.compare_digest(message.pin.encode(), self._pin.encode()):
             self._lock.unlocked()
             self.post_message(OperatorUnlocked())
+            return
+        if not self._pin:
+            error.update(_(LOCKED))
             return
         locked = self._lock.missed()
         if locked:

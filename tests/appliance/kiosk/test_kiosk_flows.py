@@ -154,6 +154,22 @@ async def test_busy_and_open_burners_cannot_be_picked_and_refusals_are_shown(
     assert app.model.burn is None
 
 
+async def test_a_kiosk_without_a_pin_says_its_operator_screen_is_locked(agent: Agent) -> None:
+    app = KioskApp(agent.path, pin="")
+    async with app.run_test(size=SMALL) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, AttractScreen), "the kiosk")
+        await pilot.click("#operator")
+        await wait_for(pilot, lambda: isinstance(app.screen, PinScreen), "the PIN pad")
+        assert "Locked: this kiosk has no operator PIN" in screen_text(pilot)
+        for key in "1234":
+            await pilot.click(f"#key-{key}")
+        await pilot.click("#key-ok")
+        await wait_for(pilot, lambda: "Enter PIN" in screen_text(pilot), "the cleared pad")
+        assert "Wrong PIN" not in screen_text(pilot)
+        assert "Locked: this kiosk has no operator PIN" in screen_text(pilot)
+        assert isinstance(app.screen, PinScreen)
+
+
 async def test_operator_pin_wrong_then_right_then_operator_actions(
     kiosk: tuple[KioskApp, Pilot[None]], agent: Agent
 ) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.master import CancelBurn, Master, MemberKind, Payload, Room
+from coordinator.master import CancelBurn, ImageInfo, Master, MemberKind, Payload, Room
 from coordinator.master.room import (
     CANCEL_GRACE,
     BadRequest,
@@ -266,3 +266,25 @@ async def test_master_refuses_commands_to_members_who_may_not_command(tmp_path: 
         bp.ErrorCode.UNKNOWN_CLIENT.value
     ]
     await master.close()
+
+
+# ---- what screens show of a burner ---------------------------------------------------------
+
+
+def test_a_burning_burner_names_its_image_and_burners_keep_their_order(h: Harness) -> None:
+    """Dashboards show the image's name on a burning card, not a digest, and list burners in
+    the same order on every run (by name, then uid), whatever order they joined in."""
+    h.room.learn_image(ImageInfo(COMMON, "ubuntu-26.04-desktop-amd64.iso", 10))
+    for n, name in ((3, "b left"), (1, "c right"), (2, "a middle")):
+        h.burner(n, (COMMON,))
+        h.room.set_name(uid(n), name)
+    h.room.drain()
+    h.room.queue_image(COMMON)
+    changes = h.room.drain().changes
+    burning = [c.data for c in changes if c.data.get("job") == COMMON]
+    assert burning
+    assert burning[-1]["image"] == "ubuntu-26.04-desktop-amd64.iso"
+    burners = h.room.snapshot()["burners"]
+    assert [b["name"] for b in burners] == ["a middle", "b left", "c right"]  # type: ignore[index,union-attr]
+    idle = [b for b in burners if b["job"] is None]  # type: ignore[index,union-attr]
+    assert all(b["image"] is None for b in idle)  # type: ignore[index]

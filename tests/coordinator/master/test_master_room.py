@@ -325,6 +325,10 @@ def test_mean_speed_uses_image_size_and_burn_time(clock: FakeClock) -> None:
         "burner": h.room.stats()[uid(1)],
         "totals": {"burned": 1, "failed": 0},
         "at": clock.t,  # when it was counted, for the history chart
+        # What metrics label the burn by: its result, its kiosk (none: a TCP burner), its medium.
+        "result": "passed",
+        "kiosk": None,
+        "media": "DVDR",
     }
 
 
