@@ -170,4 +170,4 @@ def test_contributor_adds_a_compressed_take_and_sees_its_unpacked_size(
     add.get_by_label("Unpacked SHA-256 (compressed images)").fill("c" * 64)
     add.get_by_role("button", name="Add take").click()
     take = page.locator("#catalog .take", has_text="raspios-lite.img.xz")
-    expect(take).to_contain_text("2.3 GiB unpacked (477 MiB compressed)")
+    expect(take).to_contain_text("2.5 GB unpacked (500.0 MB compressed)")

@@ -79,7 +79,7 @@ def stand(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HistoryStand]:
 def _queue(page: Page, stand: HistoryStand, copies: int) -> None:
     take = stand.state["takes"][0]["name"]
     form = page.locator("#queue-form")
-    form.get_by_label("Image (take)").select_option(label=f"{take} (3.0 MiB)")
+    form.get_by_label("Image (take)").select_option(label=f"{take} (3.1 MB)")
     form.get_by_label("Copies").fill(str(copies))
     form.get_by_role("button", name="Queue").click()
 
