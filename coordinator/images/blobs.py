@@ -24,7 +24,7 @@ import os
 import re
 import secrets
 import time
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -176,6 +176,22 @@ class ImageStore:
         """Whether a resumable upload of ``sha256`` is being received right now."""
         return sha256 in self._resuming
 
+    async def _next_chunk(
+        self, source: AsyncIterator[bytes], size: int, total: int, *, resumable: bool
+    ) -> bytes | None:
+        """The next chunk of an upload, None at its end; `UploadStalled` (saying what was kept)
+        when none arrives within `stall_seconds`."""
+        try:
+            async with asyncio.timeout(self.stall_seconds):
+                return await anext(source)
+        except StopAsyncIteration:
+            return None
+        except TimeoutError as exc:
+            kept = f"{size} bytes are kept to resume from" if resumable else "nothing was kept"
+            raise UploadStalled(
+                f"no data for {self.stall_seconds:g} s after {size} of {total} bytes; {kept}"
+            ) from exc
+
     async def receive_range(
         self, chunks: AsyncIterable[bytes], expected: Expected, start: int, end: int
     ) -> Received | int:
@@ -210,16 +226,9 @@ class ImageStore:
         try:
             source = aiter(chunks)
             while True:
-                try:
-                    async with asyncio.timeout(self.stall_seconds):
-                        chunk = await anext(source)
-                except StopAsyncIteration:
+                chunk = await self._next_chunk(source, size, expected.size, resumable=True)
+                if chunk is None:
                     break
-                except TimeoutError as exc:
-                    raise UploadStalled(
-                        f"no data for {self.stall_seconds:g} s after {size} of "
-                        f"{expected.size} bytes; {size} bytes are kept to resume from"
-                    ) from exc
                 if size + len(chunk) > end + 1:
                     raise Invalid(
                         f"the body holds more than the {end - start + 1} bytes its "
@@ -294,16 +303,9 @@ class ImageStore:
         source = aiter(chunks)
         try:
             while True:
-                try:
-                    async with asyncio.timeout(self.stall_seconds):
-                        chunk = await anext(source)
-                except StopAsyncIteration:
+                chunk = await self._next_chunk(source, size, expected.size, resumable=False)
+                if chunk is None:
                     break
-                except TimeoutError as exc:
-                    raise UploadStalled(
-                        f"no data for {self.stall_seconds:g} s after {size} of "
-                        f"{expected.size} bytes; nothing was kept"
-                    ) from exc
                 if not chunk:
                     continue
                 size += len(chunk)
