@@ -12,6 +12,7 @@ DEV_LOCK := requirements/dev.txt
 UV_COMPILE = $(VENV)/bin/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes \
 	--custom-compile-command "make lock"
 PYTEST_ARGS ?=
+LOCK_FLAGS ?=
 
 .PHONY: demo test lint fmt bench snapshot-update image-test deps venv clean lock deps-upgrade
 
@@ -64,14 +65,15 @@ image-test: $(DEV_STAMP)
 	$(PY) -m pytest -p no:cacheprovider tests/system/image_check.py
 
 ## Re-make the lock files from pyproject.toml without moving what is already pinned.
+## (LOCK_FLAGS=--upgrade moves them to the newest releases instead: see deps-upgrade.)
 lock: $(DEV_STAMP)
-	$(UV_COMPILE) pyproject.toml requirements/build.in --extra dev --extra udev -o $(DEV_LOCK)
+	$(UV_COMPILE) $(LOCK_FLAGS) pyproject.toml requirements/build.in --extra dev --extra udev \
+		-o $(DEV_LOCK)
 	$(UV_COMPILE) pyproject.toml requirements/build.in -c $(DEV_LOCK) -o $(RUNTIME_LOCK)
 
 ## Move every pin to the newest release pyproject.toml allows, reinstall, and run the tests on it.
-deps-upgrade: $(DEV_STAMP)
-	$(UV_COMPILE) --upgrade pyproject.toml requirements/build.in --extra dev --extra udev -o $(DEV_LOCK)
-	$(UV_COMPILE) pyproject.toml requirements/build.in -c $(DEV_LOCK) -o $(RUNTIME_LOCK)
+deps-upgrade:
+	$(MAKE) lock LOCK_FLAGS=--upgrade
 	$(MAKE) test
 
 clean:
