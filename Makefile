@@ -14,7 +14,7 @@ UV_COMPILE = $(VENV)/bin/uv pip compile --quiet --universal --python-version 3.1
 PYTEST_ARGS ?=
 LOCK_FLAGS ?=
 
-.PHONY: demo test lint fmt bench snapshot-update image-test deps venv clean lock deps-upgrade
+.PHONY: demo test lint fmt bench snapshot-update image image-test rootfs-test deps venv clean lock deps-upgrade
 
 # Every install comes from a lock file in requirements/ (exact versions with hashes; see README,
 # "Dependencies"). A stamp is older than its lock when the lock moved, so the venv follows it.
@@ -59,8 +59,20 @@ bench: deps $(DEV_STAMP)
 snapshot-update: $(DEV_STAMP)
 	$(PY) -m pytest tests/appliance/kiosk --snapshot-update
 
-## Build the appliance rootfs with mmdebstrap and boot it under systemd-nspawn (root, minutes).
+## The flashable kiosk image: dist/burnstand-kiosk-VERSION-arm64.img.xz, .img.xz.sha256, .bmap
+## (root; BURNSTAND_COORDINATOR_URL and BURNSTAND_SHOW_ID set; the Debian bootstrap is cached).
+image:
+	bash .ci/ensure-deps .ci/image-packages
+	bash image-build/build-image.sh
+
+## Boot dist/'s image under qemu-system-aarch64 (and a copy burned by burnstand onto a loop
+## device) and walk a kiosk's enrollment against a coordinator on loopback (root, many minutes).
 image-test: $(DEV_STAMP)
+	bash .ci/ensure-deps .ci/image-packages
+	$(PY) -m pytest -p no:cacheprovider -s tests/system/image_boot_check.py
+
+## Build an amd64 appliance rootfs with mmdebstrap and boot it under systemd-nspawn (root, minutes).
+rootfs-test: $(DEV_STAMP)
 	bash .ci/ensure-deps .ci/image-packages
 	$(PY) -m pytest -p no:cacheprovider tests/system/image_check.py
 

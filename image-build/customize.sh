@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Turn a Debian bookworm / Raspberry Pi OS root filesystem into a burnstand kiosk appliance.
 #
-#   customize.sh ROOT [--source DIR] [--no-display] [--with-coordinator] [--coordinator URL]
+#   customize.sh ROOT|--check [--source DIR] [--no-display] [--with-coordinator] [--coordinator URL]
 #                     [--show ID] [--name NAME]
 #
+# --check only checks the settings below (and says what is wrong) without touching anything.
 # ROOT is the root filesystem to change ("/" when already running inside it, as pi-gen's
 # on_chroot does). For any other ROOT the script copies the burnstand source into
 # ROOT/opt/burnstand/src and runs itself again inside `chroot ROOT`. Safe to run twice: every step
@@ -27,7 +28,7 @@
 # /etc/ssl/certs/ca-certificates.crt), PIP_INDEX_URL, http_proxy/https_proxy are passed through.
 set -euo pipefail
 
-usage() { sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 die() { echo "customize.sh: error: $*" >&2; exit 1; }
 say() { echo "customize.sh: $*" >&2; }
 
@@ -69,6 +70,7 @@ id (a positive whole number like 3)"
 name_re='^[A-Za-z0-9][A-Za-z0-9 ._()#-]{0,63}$'
 [[ "$KIOSK_NAME" =~ $name_re ]] || die "kiosk name (BURNSTAND_KIOSK_NAME) \
 '$KIOSK_NAME' must be 1-64 letters, digits, spaces and . _ - ( ) #, starting with a letter or digit"
+[ "$ROOT" != --check ] || exit 0
 [ "$(id -u)" -eq 0 ] || die "must run as root (it installs packages and users into $ROOT)"
 [ -d "$ROOT" ] || die "$ROOT is not a directory"
 [ -f "$SOURCE/pyproject.toml" ] && [ -d "$SOURCE/appliance" ] \
@@ -126,7 +128,8 @@ if [ "$(cd "$ROOT" && pwd -P)" != / ]; then
     env_in=(PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
         LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive BURNSTAND_IMAGE_BUILD=1)
     [ -z "$ca_inside" ] || env_in+=(PIP_CERT="$ca_inside")
-    for var in PIP_INDEX_URL PIP_DEFAULT_TIMEOUT http_proxy https_proxy no_proxy; do
+    # SOURCE_DATE_EPOCH: the .pyc files pip writes are then hash-checked, not dated.
+    for var in PIP_INDEX_URL PIP_DEFAULT_TIMEOUT http_proxy https_proxy no_proxy SOURCE_DATE_EPOCH; do
         [ -z "${!var:-}" ] || env_in+=("$var=${!var}")
     done
     say "running inside chroot $ROOT"

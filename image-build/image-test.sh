@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make image-test`: build an appliance root filesystem with build-rootfs.sh (host arch, no
+# `make rootfs-test`: build an appliance root filesystem with build-rootfs.sh (host arch, no
 # display stack, with the coordinator), boot it in systemd-nspawn and check from inside that the
 # burnstand units came up. Takes a few minutes (mmdebstrap, pip inside the chroot, one boot).
 #

@@ -1,7 +1,7 @@
-"""`make image-test`: the appliance root filesystem built by image-build/ boots and comes up.
+"""`make rootfs-test`: the appliance root filesystem built by image-build/ boots and comes up.
 
 Not collected by the default run (the file name does not start with `test_`): it takes minutes
-(mmdebstrap, pip inside the chroot, a systemd-nspawn boot). `make image-test` runs it by name:
+(mmdebstrap, pip inside the chroot, a systemd-nspawn boot). `make rootfs-test` runs it by name:
 `pytest tests/system/image_check.py`. image-build/image-test.sh does the work and prints one
 PASS/FAIL line per check made from inside the booted container: the units active, the agent's
 control socket, the kiosk page, and the first-boot enrollment from code to linked kiosk.
