@@ -337,3 +337,30 @@ async def test_a_kiosk_that_cannot_start_names_the_unit_and_shows_the_console(
     assert "failed units: burnstand-agent.service" in message, message
     assert "last 50 console lines" in message, message
     assert len(message.splitlines()) >= 50, message
+
+
+async def test_reduced_boot_reaches_multi_user_with_the_agent_active(
+    image: Path, tmp_path: Path
+) -> None:
+    """What CI runs on every change (the full walk above is `make image-test`): the same image
+    boots to multi-user with the agent ready (`Type=notify`: started means READY=1) and the
+    kiosk UI started, and shuts down cleanly."""
+    disk = tmp_path / "card.img"
+    await asyncio.to_thread(unpack, image, disk)
+    guest = Guest(disk, tmp_path / "qemu")
+    try:
+        deadline = time.monotonic() + BOOT_DEADLINE
+        for pattern in (
+            r"burnstand enrollment code: [A-HJ-NP-Z2-9]{4}-[A-HJ-NP-Z2-9]{4}",
+            r"Reached target .*Multi-User System",
+            r"Started burnstand-agent\.service",
+            r"Started burnstand-kiosk\.service",
+        ):
+            await asyncio.to_thread(guest.wait_for, pattern, deadline)
+        ready = guest.uptime()
+        failed = [u for u in guest.failed_units() if "display" not in u]
+        assert not failed, guest.report("units failed")
+        await asyncio.to_thread(guest.power_off)
+    finally:
+        guest.kill()
+    print(f"reduced boot: multi-user with the agent ready in {ready:.0f} s")

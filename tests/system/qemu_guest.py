@@ -16,6 +16,7 @@ import re
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -132,7 +133,8 @@ class Guest:
         self.work = work
         work.mkdir(parents=True, exist_ok=True)
         self.console = work / "console.log"
-        self.qmp_path = work / "qmp.sock"
+        # A socket path must fit in 108 bytes, which pytest's tmp_path may not.
+        self.qmp_path = Path(tempfile.mkdtemp(prefix="bs-qmp-")) / "qmp.sock"
         kernel, initrd, cmdline = boot_files(disk, work / "boot")
         self.cmdline = virt_cmdline(cmdline, cmdline_extra)
         self.argv = [
@@ -217,6 +219,7 @@ class Guest:
             self.proc.kill()
             self.proc.wait(timeout=60)
         self.log.close()
+        shutil.rmtree(self.qmp_path.parent, ignore_errors=True)
 
 
 def journal(disk: Path, into: Path, *args: str) -> str:

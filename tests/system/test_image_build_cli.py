@@ -4,7 +4,7 @@ That includes the enrollment settings a build needs (coordinator URL, show id, k
 BURNSTAND_* variables or options): a card flashed with a wrong one would wait for an acceptance
 nobody can give. The agent.toml the image writes is parsed with the agent's own loader.
 
-The full build and boot is `make image-test` (tests/system/image_check.py); these checks are the
+The full build and boot is `make rootfs-test` (tests/system/image_check.py); these checks are the
 quick ones a user hits first: a wrong path, an unknown option, a checkout that is not burnstand,
 an output that already exists, an architecture the host cannot build.
 """

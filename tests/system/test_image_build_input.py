@@ -45,13 +45,18 @@ def only_error_line(done: subprocess.CompletedProcess[str]) -> str:
 
 
 @pytest.fixture
-def emulation_ready() -> None:
+def emulation_ready(tmp_path: Path) -> dict[str, str]:
+    """The build's environment on a host with every tool and arm64 emulation registered (a
+    binfmt_misc folder of the test's own, so no test depends on, or changes, the host's)."""
     tools = ("mmdebstrap", "qemu-aarch64-static", "mcopy", "bmaptool", "mkfs.vfat")
     missing = [t for t in tools if shutil.which(t) is None]
     if missing:
-        pytest.skip(f"not installed here: {missing} (make image installs them)")
-    if not Path("/proc/sys/fs/binfmt_misc/qemu-aarch64").exists():
-        pytest.skip("arm64 emulation is not registered in binfmt_misc here")
+        pytest.skip(f"not installed here: {missing} (make test installs them)")
+    binfmt = tmp_path / "binfmt-registered"
+    binfmt.mkdir()
+    (binfmt / "status").write_text("enabled\n")
+    (binfmt / "qemu-aarch64").write_text("enabled\ninterpreter /usr/libexec/qemu-binfmt/aarch64\n")
+    return {**GOOD, "BINFMT_MISC": str(binfmt)}
 
 
 def path_without(tmp_path: Path, tool: str) -> str:
@@ -65,7 +70,7 @@ def path_without(tmp_path: Path, tool: str) -> str:
 
 
 def test_without_qemu_user_static_says_what_to_install(
-    emulation_ready: None, tmp_path: Path
+    emulation_ready: dict[str, str], tmp_path: Path
 ) -> None:
     out = tmp_path / "dist"
     done = build(out, env={**GOOD, "PATH": path_without(tmp_path, "qemu-aarch64-static")})
@@ -74,7 +79,9 @@ def test_without_qemu_user_static_says_what_to_install(
     assert not out.exists() or not any(out.iterdir())
 
 
-def test_without_binfmt_misc_says_how_to_mount_it(emulation_ready: None, tmp_path: Path) -> None:
+def test_without_binfmt_misc_says_how_to_mount_it(
+    emulation_ready: dict[str, str], tmp_path: Path
+) -> None:
     out = tmp_path / "dist"
     empty = tmp_path / "binfmt"
     empty.mkdir()
@@ -84,7 +91,7 @@ def test_without_binfmt_misc_says_how_to_mount_it(emulation_ready: None, tmp_pat
 
 
 def test_without_arm64_emulation_registered_says_what_to_install(
-    emulation_ready: None, tmp_path: Path
+    emulation_ready: dict[str, str], tmp_path: Path
 ) -> None:
     out = tmp_path / "dist"
     binfmt = tmp_path / "binfmt"
@@ -108,11 +115,12 @@ def test_without_arm64_emulation_registered_says_what_to_install(
     ],
 )
 def test_missing_enrollment_settings_stop_before_any_work(
-    emulation_ready: None, tmp_path: Path, env: dict[str, str], says: str
+    emulation_ready: dict[str, str], tmp_path: Path, env: dict[str, str], says: str
 ) -> None:
     out = tmp_path / "dist"
     work = tmp_path / "work"
-    line = only_error_line(build(out, "--work", str(work), env=env))
+    binfmt = {"BINFMT_MISC": emulation_ready["BINFMT_MISC"]}
+    line = only_error_line(build(out, "--work", str(work), env={**env, **binfmt}))
     assert says in line, line
     assert not out.exists()
     assert not work.exists(), "the build started before checking its settings"
@@ -130,7 +138,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_full_disk_leaves_no_half_image(
-    emulation_ready: None, tmp_path: Path, small_disk: Path
+    emulation_ready: dict[str, str], tmp_path: Path, small_disk: Path
 ) -> None:
     tree = tmp_path / "tree"
     tree.mkdir()
@@ -139,7 +147,7 @@ def test_full_disk_leaves_no_half_image(
     subprocess.run(["tar", "-C", str(tree), "-cf", str(tarball), "."], check=True)
     out = small_disk / "dist"
     work = small_disk / "work"
-    done = build(out, "--work", str(work), "--bootstrap", str(tarball))
+    done = build(out, "--work", str(work), "--bootstrap", str(tarball), env=emulation_ready)
     line = only_error_line(done)
     assert "is that disk full?" in line, done.stderr
     assert "nothing was written to" in done.stderr
