@@ -118,7 +118,11 @@ tar --numeric-owner --xattrs --xattrs-include='*' -xpf "$bootstrap" -C "$root" \
 say "board setup (fstab, network, firmware partition)"
 bash "$here/image/board.sh" "$root" "$BOOT_LABEL" "$ROOT_LABEL"
 say "customize.sh (emulated pip install from the lock: minutes)"
+# customize.sh lends the chroot the host's resolv.conf for pip, and takes it back.
+rm -f "$root/etc/resolv.conf"
 BURNSTAND_IMAGE_BUILD=1 bash "$here/customize.sh" "$root" "${extra[@]+"${extra[@]}"}"
+# On the card systemd-resolved's stub answers names (networkd tells it the DHCP servers).
+ln -sfn ../run/systemd/resolve/stub-resolv.conf "$root/etc/resolv.conf"
 
 # --- 4. leave out what differs between builds and is not needed on the card -------------------
 rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/cache/ldconfig/aux-cache \

@@ -38,8 +38,6 @@ Name=eth* en*
 [Network]
 DHCP=yes
 NET
-# systemd-resolved's stub answers names; the link it serves is written by networkd.
-ln -sfn ../run/systemd/resolve/stub-resolv.conf "$root/etc/resolv.conf"
 
 # Grow the root partition and its file system to the whole card, once it is flashed: the image
 # is kept small so it writes fast. Safe on every boot (growpart says NOCHANGE once done).
