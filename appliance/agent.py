@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urljoin, urlsplit
 
-import aiohttp
 from aiohttp import web
 
 from appliance import __version__
@@ -63,7 +62,8 @@ from appliance.drives.base import (
 )
 from appliance.drives.simulated import SimulatedDrive
 from appliance.drives.uid import drive_uid
-from appliance.images.cache import DownloadFailed, ImageCache
+from appliance.images.cache import Fetch, ImageCache
+from appliance.images.sources import DownloadError, HttpSource
 from appliance.journal import JobRecord, JobState, Journal
 from appliance.leds import LedConfig, LedState, Panel
 from appliance.leds import LinkState as LedLink
@@ -285,8 +285,7 @@ class Agent:
         self.cache: ImageCache | None = None
         self.panel: Panel | None = None
         self._listeners = Listeners()
-        self._http: aiohttp.ClientSession | None = None
-        self._http_auth: aiohttp.ClientSession | None = None
+        self._credential: str | None = None  # sent to the coordinator's image store
         self._tasks: set[asyncio.Task[Any]] = set()
         self._report_lock = asyncio.Lock()
         self._ids = itertools.count(1)
@@ -303,11 +302,7 @@ class Agent:
             log.warning("job interrupted by a crash or power cut, recorded failed job=%s", job_id)
         self.cache = await asyncio.to_thread(ImageCache, conf.cache_dir, conf.cache_size)
         self.catalog = await asyncio.to_thread(self._load_catalog)
-        self._http = aiohttp.ClientSession()
-        if conf.credential:
-            self._http_auth = aiohttp.ClientSession(
-                headers={"Authorization": f"Bearer {conf.credential}"}
-            )
+        self._credential = conf.credential or None
         self.panel = self._make_panel()
         loop = asyncio.get_running_loop()
         drives: list[tuple[Drive, str]] = [(_simulated_drive(s), s.name) for s in conf.simulated]
@@ -390,7 +385,7 @@ class Agent:
         log.info("enrolled; credential saved path=%s", path)
         if self._closing:
             return
-        self._http_auth = aiohttp.ClientSession(headers={"Authorization": f"Bearer {credential}"})
+        self._credential = credential
         link_url = self.config.link_url
         assert link_url is not None  # noqa: S101 - url was set to enroll
         await self._start_link(link_url, credential)
@@ -421,9 +416,6 @@ class Agent:
         if self.link is not None:
             with contextlib.suppress(Exception):
                 await self.link.close()
-        for http in (self._http, self._http_auth):
-            if http is not None:
-                await http.close()
         if self.panel is not None:
             self.panel.close()
         if self.journal is not None:
@@ -671,34 +663,52 @@ class Agent:
 
     # ---- jobs ---------------------------------------------------------------------------------
 
-    async def _source(self, take: Take) -> SourceImage:
+    async def _source(self, slot: _Slot, take: Take) -> tuple[SourceImage, Fetch | None]:
+        """The take's image from the cache, or downloading: a block target is written while
+        the image downloads, other drives wait for the proven file."""
+        from appliance.drives.block import BlockDrive
+
         cache = self.cache
         assert cache is not None  # noqa: S101 - set in start()
-        source = await cache.get(take.sha256)
-        if source is None:
-            # A take uploaded to the coordinator names its image store by a relative URL.
-            url = urljoin(self.config.coordinator_url or "", take.url)
-            session = self._session_for(url)
-            source = await cache.fetch(url, take.sha256, take.size, session, take.name)
+        if not take.url and take.sha256 not in cache:  # evicted since the burn was accepted
+            raise DownloadError(f"{take.name} is not in the cache and has no URL")
+        # A take uploaded to the coordinator names its image store by a relative URL.
+        url = urljoin(self.config.coordinator_url or "", take.url)
+        source, fetch = await cache.open_for_burn(
+            HttpSource(url, headers=self._headers_for(url)),
+            take.sha256,
+            take.size,
+            take.name,
+            stream=isinstance(slot.drive, BlockDrive),
+        )
         return dataclasses.replace(
             source,
             md5=take.md5 or None,
             name=take.name,
             extracted_size=take.extracted_size,
             extracted_sha256=take.extracted_sha256,
-        )
+        ), fetch
 
-    def _session_for(self, url: str) -> aiohttp.ClientSession:
+    def _headers_for(self, url: str) -> dict[str, str]:
         """The coordinator's own URLs get the appliance credential; nobody else does."""
-        assert self._http is not None  # noqa: S101 - set in start()
         base = self.config.coordinator_url
         if (
-            self._http_auth is not None
+            self._credential is not None
             and base is not None
             and urlsplit(url).netloc == urlsplit(base).netloc
         ):
-            return self._http_auth
-        return self._http
+            return {"Authorization": f"Bearer {self._credential}"}
+        return {}
+
+    async def _end_fetch(self, fetch: Fetch | None) -> None:
+        """A burn that wrote while downloading let go: a complete download joins the cache."""
+        cache = self.cache
+        if fetch is None or cache is None:
+            return
+        try:
+            await cache.end_fetch(fetch)
+        except BurnError as exc:
+            log.warning("downloaded image not kept sha256=%s error=%s", fetch.sha256, exc)
 
     async def _run_job(self, slot: _Slot, take: Take, job_id: str) -> None:
         cache, journal = self.cache, self.journal
@@ -706,12 +716,13 @@ class Agent:
         assert journal is not None  # noqa: S101 - set in start()
         started = time.monotonic()
         result: ResultView
+        fetch: Fetch | None = None
         try:
             try:
-                source = await self._source(take)
+                source, fetch = await self._source(slot, take)
             except asyncio.CancelledError:
                 result = await self._cancelled_early(job_id, slot, take)
-            except (DownloadFailed, BurnError, aiohttp.ClientError, ValueError) as exc:
+            except (BurnError, ValueError) as exc:
                 reason = exc.code if isinstance(exc, BurnError) else FETCH_FAILED
                 log.warning(
                     "image fetch failed job=%s sha256=%s error=%s", job_id, take.sha256, exc
@@ -740,6 +751,7 @@ class Agent:
                         job_id, take, outcome.ok, outcome.reason, outcome.message
                     )
         finally:
+            await self._end_fetch(fetch)
             cache.unpin(take.sha256)
             slot.job, slot.job_id, slot.job_view, slot.task = None, None, None, None
             if not self._closing:

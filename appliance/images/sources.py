@@ -69,14 +69,14 @@ class HttpSource:
     def __init__(
         self, url: str, *, timeout: float = 30.0, headers: dict[str, str] | None = None
     ) -> None:
-        if not url.startswith(("http://", "https://")):
-            raise DownloadError(f"not an http(s) URL: {url}")
         self.what = url
         self.timeout = timeout
         self.headers = {"User-Agent": "burnstand-agent", **(headers or {})}
         self.validator: str | None = None  # ETag or Last-Modified of the first answer
 
     def open(self, start: int) -> Opened:
+        if not self.what.startswith(("http://", "https://")):
+            raise DownloadError(f"cannot download {self.what!r}: not an http(s) URL")
         req = urllib.request.Request(self.what, headers=self.headers)  # noqa: S310 - http(s) only, checked above
         if start:
             req.add_header("Range", f"bytes={start}-")
