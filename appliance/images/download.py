@@ -286,12 +286,6 @@ def open_image(path: Path, abort: threading.Event | None = None) -> io.FileIO | 
 
 
 def wait_until_readable(dl: Download) -> None:
-    """Block until a burn can start reading: the first bytes (enough to tell the format) are
-    there, and all of a zip, which names its entries at its end."""
-    from wire.imageformat import HEAD, Encoding, sniff
-
+    """Block until a burn can start reading: the first bytes (enough to tell the format and,
+    for a zip, the first entry's header) are there."""
     dl.wait_for(min(HEAD_BYTES, dl.size) - 1)
-    with open(dl.path, "rb") as f:
-        head = f.read(HEAD)
-    if sniff(head) is Encoding.ZIP:
-        dl.wait_for(dl.size - 1)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import shutil
+import subprocess
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -122,11 +124,25 @@ async def wait_until(check: Any, what: str) -> None:
         await asyncio.sleep(0.05)
 
 
+def zipped(tmp_path: Path, data: bytes) -> bytes:
+    """`data` in a zip made by the real `zip` program (its directory at the end)."""
+    if shutil.which("zip") is None:
+        pytest.skip("zip not installed (make test installs it)")
+    (tmp_path / "live.img").write_bytes(data)
+    subprocess.run(["zip", "-q", "live.zip", "live.img"], cwd=tmp_path, check=True)
+    return (tmp_path / "live.zip").read_bytes()
+
+
+@pytest.mark.parametrize("packing", ["raw", "zip"])
 async def test_a_take_not_cached_is_written_while_it_downloads_and_then_kept(
-    tmp_path: Path, loop_devices: LoopFactory, origin_url: tuple[dict[str, Origin], str]
+    tmp_path: Path,
+    loop_devices: LoopFactory,
+    origin_url: tuple[dict[str, Origin], str],
+    packing: str,
 ) -> None:
     origins, base = origin_url
-    data = hashlib.shake_256(b"stream").digest(SIZE)
+    image = hashlib.shake_256(b"stream").digest(SIZE)
+    data = image if packing == "raw" else await asyncio.to_thread(zipped, tmp_path, image)
     origin = origins["live.img"] = Origin(data, hold_at=6 * MiB)
     take = take_of(data, f"{base}/live.img")
     dev = loop_devices(32 * MiB, fill=b"\xaa")
@@ -140,14 +156,14 @@ async def test_a_take_not_cached_is_written_while_it_downloads_and_then_kept(
             async with asyncio.timeout(30):
                 await origin.held.wait()
             await wait_until(
-                lambda: dev.read(CHUNK, 4 * MiB) == data[CHUNK : 5 * MiB], "the first MiBs"
+                lambda: dev.read(CHUNK, 4 * MiB) == image[CHUNK : 5 * MiB], "the first MiBs"
             )
             assert dev.read(0, CHUNK) == bytes(CHUNK)
             assert not burn.done()
             origin.release.set()
             result = await burn
             assert result["ok"], result
-            assert dev.read(0, SIZE) == data
+            assert dev.read(0, SIZE) == image
             assert origin.hits == Counter(whole=1, range=1)  # resumed, not started over
             cache = running.agent.cache
             assert cache is not None
@@ -159,7 +175,7 @@ async def test_a_take_not_cached_is_written_while_it_downloads_and_then_kept(
             again = await burn_and_wait(client, take["sha256"], uid)
         assert again["ok"], again
         assert origin.hits == Counter(whole=1, range=1)
-        assert dev.read(0, SIZE) == data
+        assert dev.read(0, SIZE) == image
     finally:
         await running.stop()
 
