@@ -72,13 +72,17 @@ class Download:
                 raise self.error
             return self.have
 
-    def wait_done(self) -> None:
-        """Block until the whole file is on disk; raise the download's error if it failed."""
+    def wait_done(self, abort: threading.Event | None = None) -> bool:
+        """Block until the whole file is on disk (True) or `abort` is set (False); raise the
+        download's error if it failed."""
         with self.cond:
             while not self.done and self.error is None:
+                if abort is not None and abort.is_set():
+                    return False
                 self.cond.wait(0.1)
             if self.error is not None:
                 raise self.error
+            return True
 
     def cancel(self) -> None:
         self.stop.set()

@@ -338,9 +338,7 @@ def _open_zip(image: SourceImage, abort: threading.Event | None) -> Decoder:
         return ZipStreamDecoder(image, src)
     except NotStreamable:
         src.close()
-    dl = src.dl
-    dl.wait_for(dl.size - 1, abort)
-    if abort is not None and abort.is_set():
+    if not src.dl.wait_done(abort):
         raise Cancelled(f"stopped while waiting for {Path(image.path).name} to download")
     from appliance.images.formats import describe
 

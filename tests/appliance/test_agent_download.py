@@ -124,12 +124,12 @@ async def wait_until(check: Any, what: str) -> None:
         await asyncio.sleep(0.05)
 
 
-def zipped(tmp_path: Path, data: bytes) -> bytes:
+def zipped(tmp_path: Path, data: bytes, *opts: str) -> bytes:
     """`data` in a zip made by the real `zip` program (its directory at the end)."""
     if shutil.which("zip") is None:
         pytest.skip("zip not installed (make test installs it)")
     (tmp_path / "live.img").write_bytes(data)
-    subprocess.run(["zip", "-q", "live.zip", "live.img"], cwd=tmp_path, check=True)
+    subprocess.run(["zip", "-q", *opts, "live.zip", "live.img"], cwd=tmp_path, check=True)
     return (tmp_path / "live.zip").read_bytes()
 
 
@@ -178,6 +178,34 @@ async def test_a_take_not_cached_is_written_while_it_downloads_and_then_kept(
         assert dev.read(0, SIZE) == image
     finally:
         await running.stop()
+
+
+async def test_a_zip_entry_that_cannot_stream_is_burned_once_the_zip_is_whole(
+    tmp_path: Path, loop_devices: LoopFactory, origin_url: tuple[dict[str, Origin], str]
+) -> None:
+    origins, base = origin_url
+    image = hashlib.shake_256(b"bzip2").digest(SIZE)
+    data = await asyncio.to_thread(zipped, tmp_path, image, "-Z", "bzip2")
+    origin = origins["live.img"] = Origin(data, hold_at=6 * MiB)
+    take = take_of(data, f"{base}/live.img")
+    dev = loop_devices(32 * MiB, fill=b"\xaa")
+    running, uid = await stick_agent(tmp_path, dev)
+    try:
+        await running.agent.set_catalog([take])
+        async with ControlClient(running.server.path) as client:
+            burn = asyncio.create_task(burn_and_wait(client, take["sha256"], uid))
+            async with asyncio.timeout(30):
+                await origin.held.wait()
+            # The burn started (its start is blanked) and waits for the whole zip, since a
+            # bzip2 entry is read through the zip's directory.
+            await wait_until(lambda: dev.read(0, CHUNK) == bytes(CHUNK), "the blanked start")
+            assert dev.read(CHUNK, 4 * MiB) == b"\xaa" * (4 * MiB)
+            origin.release.set()
+            result = await burn
+    finally:
+        await running.stop()
+    assert result["ok"], result
+    assert dev.read(0, SIZE) == image
 
 
 async def test_a_download_that_is_not_the_takes_image_fails_and_is_not_kept(
