@@ -291,4 +291,3 @@ async def test_a_zip_of_two_files_from_a_url_is_refused_naming_both(
     # Refused from the directory when the download was quick enough (target untouched), else
     # at the second entry's header, with the start left blank: never the image's boot sector.
     assert dev.read(0, 8 * MiB) in (bytes(8 * MiB), FILL * (8 * MiB))
-
