@@ -14,7 +14,7 @@
 # BURNSTAND_KIOSK_NAME, SOURCE_DATE_EPOCH (default: the time of the last commit; every file
 # time, the file system ids and the partition table follow it, so two builds of one commit give
 # the same bytes), BURNSTAND_IMAGE_CACHE (bootstrap tarballs; default
-# /var/cache/burnstand-image-build), MIRROR, XZ_OPT (default -6 -T2), BINFMT_MISC (where
+# /var/cache/burnstand-image-build), MIRROR, XZ_OPT (default -3 -T2), BINFMT_MISC (where
 # binfmt_misc is mounted, default /proc/sys/fs/binfmt_misc).
 # --bootstrap uses a root tarball of your own instead of the cached Debian bootstrap.
 # Nothing lands in --out (default: dist/) unless the whole build succeeded: the files are made in
@@ -103,6 +103,9 @@ cleanup() {
     [ "$rc" -eq 0 ] || say "failed (exit $rc); nothing was written to $out"
 }
 trap cleanup EXIT
+# Interrupted (Ctrl-C, a CI timeout): still clean up.
+trap 'exit 130' INT
+trap 'exit 143' TERM HUP
 start=$(date +%s)
 
 # --- 1. Debian: the cached bootstrap ----------------------------------------------------------
@@ -145,7 +148,7 @@ mcopy -Q -s -m -i "$fat" "$parts/firmware/"* ::/ || die "the firmware files do n
 used_mib=$(du -s -B1M "$root" | cut -f1)
 # Room for the journal, the inode tables and first-boot writes; the card's free space comes
 # from growing the root on first boot.
-root_mib=$(( (used_mib * 13 / 10 + 300 + 63) / 64 * 64 ))
+root_mib=$(( (used_mib * 12 / 10 + 200 + 63) / 64 * 64 ))
 ext4=$parts/root.img
 say "root file system: ${used_mib} MiB of files in a ${root_mib} MiB ext4"
 E2FSPROGS_FAKE_TIME=$SOURCE_DATE_EPOCH mkfs.ext4 -q -F -L "$ROOT_LABEL" -U "$uuid" -T default \
@@ -181,9 +184,9 @@ dd if="$ext4" of="$img" bs=1M seek="$((first_mib + fat_mib))" conv=notrunc,spars
 rm -rf "$parts"
 
 # --- 6. the artifacts, moved into --out only when all three are complete ----------------------
-say "compressing $(du -h --apparent-size "$img" | cut -f1) image with xz ${XZ_OPT:--6 -T2}"
+say "compressing $(du -h --apparent-size "$img" | cut -f1) image with xz ${XZ_OPT:--3 -T2}"
 bmaptool -q create -o "$work/$name.bmap" "$img"
-xz ${XZ_OPT:--6 -T2} -c "$img" > "$work/$name.img.xz" || die "xz failed (is $work full?)"
+xz ${XZ_OPT:--3 -T2} -c "$img" > "$work/$name.img.xz" || die "xz failed (is $work full?)"
 (cd "$work" && sha256sum "$name.img.xz" > "$name.img.xz.sha256")
 for f in "$name.bmap" "$name.img.xz.sha256" "$name.img.xz"; do
     partials+=("$out/.$f.partial")

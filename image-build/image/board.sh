@@ -53,6 +53,16 @@ ROOTPART="LABEL=$root_label"
 CONSOLES="ttyS1,115200 tty0"
 FIRMWARE
 
+# The hooks below read /dev/null and /proc: lend them for this step only.
+mounted=()
+trap 'for ((i = ${#mounted[@]} - 1; i >= 0; i--)); do umount -l "${mounted[$i]}"; done' EXIT
+for fs in proc dev; do
+    if ! mountpoint -q "$root/$fs"; then
+        mkdir -p "$root/$fs"
+        if [ $fs = proc ]; then mount -t proc proc "$root/proc"; else mount --bind /dev "$root/dev"; fi
+        mounted+=("$root/$fs")
+    fi
+done
 chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 sh -eu -c '
 systemctl enable systemd-networkd.service systemd-resolved.service systemd-timesyncd.service \
     burnstand-grow-root.service
