@@ -281,9 +281,7 @@ async def test_image_burned_by_burnstand_onto_a_card_boots(
     done = await asyncio.to_thread(
         subprocess.run,
         [
-            sys.executable,
-            "-m",
-            "appliance.cli",
+            str(Path(sys.executable).parent / "burnstand-agent"),
             "burn",
             "--image",
             str(image),

@@ -32,6 +32,9 @@ TOOLS = {
     "xz": "xz-utils",
 }
 CONSOLE_TAIL = 50
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+# The console is 80 columns: status lines name units, not descriptions, so no name is cut short.
+STATUS_NAMES = "systemd.status_unit_format=name"
 # Lines systemd prints for a unit that did not come up, on the console and in the journal.
 FAILED_UNIT = re.compile(
     r"Failed to start (\S+)|(\S+\.service): Failed with result|\[FAILED\].* (\S+\.service)"
@@ -136,7 +139,7 @@ class Guest:
         # A socket path must fit in 108 bytes, which pytest's tmp_path may not.
         self.qmp_path = Path(tempfile.mkdtemp(prefix="bs-qmp-")) / "qmp.sock"
         kernel, initrd, cmdline = boot_files(disk, work / "boot")
-        self.cmdline = virt_cmdline(cmdline, cmdline_extra)
+        self.cmdline = virt_cmdline(cmdline, f"{STATUS_NAMES} {cmdline_extra}")
         self.argv = [
             "qemu-system-aarch64",
             *("-M", "virt", "-cpu", "cortex-a72", "-smp", "2", "-m", "2048"),
@@ -155,7 +158,9 @@ class Guest:
     # ---- the console ------------------------------------------------------------------------
 
     def text(self) -> str:
-        return self.console.read_text(errors="replace") if self.console.exists() else ""
+        """The console so far, without the colours systemd's status lines carry."""
+        raw = self.console.read_text(errors="replace") if self.console.exists() else ""
+        return ANSI.sub("", raw)
 
     def failed_units(self, text: str | None = None) -> list[str]:
         found: list[str] = []
