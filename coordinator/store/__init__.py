@@ -103,6 +103,11 @@ class Store:
         self._reader_lock = threading.Lock()
 
     @property
+    def pg_engine(self) -> pg.PgEngine | None:
+        """The PostgreSQL engine, for state kept beside the store's own (the masters')."""
+        return self._pg
+
+    @property
     def engine(self) -> str:
         return "postgresql" if self._pg is not None else "sqlite"
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import logging
 import random
 import time
 import zlib
@@ -35,8 +34,6 @@ from psycopg.rows import RowMaker
 
 from coordinator.store.errors import Unavailable
 from coordinator.store.pg_schema import BASELINE, BASELINE_VERSION
-
-log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -258,7 +255,6 @@ class PgEngine:
         self.size = size
         self.timeout = timeout
         self._pool: psycopg_pool.ConnectionPool[psycopg.Connection[PgRow]] | None = None
-        self.retries = 0  # writes run again after a serialization conflict, since open
 
     def open(self, migrations: Sequence[Callable[[Any], None]], check: Any) -> None:
         # The first connection is made by hand: a wrong URL or password is reported at once,
@@ -311,7 +307,6 @@ class PgEngine:
             except _RETRYABLE:
                 if attempt == WRITE_RETRIES - 1:
                     raise
-                self.retries += 1
                 # A deadlock with a tool holding row locks outside the store: run again.
                 time.sleep(random.uniform(0, 0.002 * 2 ** min(attempt, 5)))  # noqa: S311
         raise AssertionError("unreachable")  # pragma: no cover
@@ -357,10 +352,3 @@ class PgEngine:
                     f"the database does not answer (no connection within {self.timeout:g} s)"
                 ) from exc
         raise DatabaseUnavailable("the database does not answer (every connection was lost)")
-
-    def ping(self) -> None:
-        """Raise `DatabaseUnavailable` unless the server answers a trivial query."""
-        self.run(lambda conn: conn.execute("SELECT 1").fetchone(), write=False)
-
-    def stats(self) -> dict[str, int]:
-        return dict(self._pool.get_stats()) if self._pool is not None else {}
