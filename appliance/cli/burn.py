@@ -68,8 +68,7 @@ def _source(args: argparse.Namespace, path: Path, size: int, name: str) -> Sourc
 def _url_image(args: argparse.Namespace) -> tuple[SourceImage, Download | None]:
     """A URL's image: from the cache when `--sha256` names a file it holds, else downloading
     (the burn reads it as it arrives). A refused URL (404, no server) is one CLI error."""
-    from appliance.images.download import DownloadError, start_download, wait_for_head
-    from wire.imageformat import HEAD, Encoding, sniff
+    from appliance.images.download import DownloadError, start_download, wait_until_readable
 
     url: str = args.image
     name = url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] or "download"
@@ -79,11 +78,7 @@ def _url_image(args: argparse.Namespace) -> tuple[SourceImage, Download | None]:
         return _source(args, kept, kept.stat().st_size, name), None
     try:
         dl = start_download(url, cache, timeout=args.download_timeout)
-        wait_for_head(dl)
-        with open(dl.path, "rb") as f:
-            head = f.read(HEAD)
-        if sniff(head) is Encoding.ZIP:
-            dl.wait_for(dl.size - 1)  # a zip names its entries at its end
+        wait_until_readable(dl)
     except DownloadError as exc:
         raise CliError(str(exc)) from exc
     except OSError as exc:

@@ -266,7 +266,7 @@ def write_stream(
         digest_thread.start()
         limit, why = (stated, "declared") if stated is not None else (capacity, "target")
         checker = None if bmap is None else RangeChecker(bmap, Path(image.path).name)
-        reader = _Reader(open_decoder(image), image, chunk, limit, why, checker)
+        reader = _Reader(open_decoder(image, stop), image, chunk, limit, why, checker)
         reader.start()
 
         # 3. Chunks 1..n in order; chunk 0 is kept back for the end.
@@ -416,7 +416,7 @@ def _record_by_unpacking(
 ) -> StreamRecord:
     chunk = drive.chunk_size
     limit = image.extracted_size if image.extracted_size is not None else 1 << 62
-    reader = _Reader(open_decoder(image), image, chunk, limit, "declared")
+    reader = _Reader(open_decoder(image, stop), image, chunk, limit, "declared")
     reader.start()
     try:
         while True:
