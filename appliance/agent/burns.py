@@ -22,6 +22,7 @@ from appliance.agent.slot import Slot, cancel_job
 from appliance.burn.job import BurnJob, JobProgress, JobResult, JobStateChanged
 from appliance.control import BurnAccepted, ControlError, ResultView, fits
 from appliance.drives.base import BurnError, DriveState, NoMedia, SourceImage
+from appliance.images.bmap import BadBmap
 from appliance.images.cache import Fetch
 from appliance.images.sources import DownloadError, HttpSource
 from appliance.journal import JobState
@@ -94,19 +95,27 @@ class Burns(AgentBase):
             raise DownloadError(f"{take.name} is not in the cache and has no URL")
         # A take uploaded to the coordinator names its image store by a relative URL.
         url = urljoin(self.config.coordinator_url or "", take.url)
+        block = isinstance(slot.drive, BlockDrive)
         source, fetch = await cache.open_for_burn(
             HttpSource(url, headers=self._headers_for(url)),
             take.sha256,
             take.size,
             take.name,
-            stream=isinstance(slot.drive, BlockDrive),
+            stream=block,
         )
+        bmap = None
+        if block and take.bmap:
+            # A USB stick or SD card gets only the mapped ranges written, the rest zeroed.
+            bmap_url = urljoin(self.config.coordinator_url or "", take.bmap)
+            origin = HttpSource(bmap_url, headers=self._headers_for(bmap_url))
+            bmap = await cache.block_map(origin, take.sha256)
         return dataclasses.replace(
             source,
             md5=take.md5 or None,
             name=take.name,
             extracted_size=take.extracted_size,
             extracted_sha256=take.extracted_sha256,
+            bmap=bmap,
         ), fetch
 
     def _headers_for(self, url: str) -> dict[str, str]:
@@ -170,6 +179,8 @@ class Burns(AgentBase):
                     result = self._result_view(
                         job_id, take, outcome.ok, outcome.reason, outcome.message
                     )
+                    if outcome.reason == BadBmap.code:
+                        await cache.forget_block_map(take.sha256)
         finally:
             await self._end_fetch(fetch)
             cache.unpin(take.sha256)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import random
 import shutil
 import subprocess
 import time
@@ -24,6 +25,7 @@ from appliance.config import LedPins
 from appliance.control import ControlClient
 from appliance.drives.block import BlockDrive
 from appliance.drives.uid import drive_uid
+from tests.appliance.diskimages import make_bmap, need_tools
 from tests.appliance.test_agent import burn_and_wait, make_config
 from tests.conftest import free_port
 
@@ -251,3 +253,62 @@ async def test_a_download_of_another_length_is_refused_before_the_target_is_touc
     assert not result["ok"]
     assert f"the take says {SIZE}" in result["message"], result
     assert dev.read(0, MiB) == b"\xaa" * MiB  # refused before it was opened
+
+
+def sparse_image(path: Path) -> bytes:
+    """12 MiB, 70 % empty in runs, written sparsely so `bmaptool create` finds the holes."""
+    rng = random.Random(16)
+    data = bytearray(SIZE)
+    with open(path, "wb") as f:
+        f.truncate(SIZE)
+        for off in range(0, SIZE, MiB):
+            if rng.random() < 0.3 or off == 0:
+                piece = rng.randbytes(MiB)
+                data[off : off + MiB] = piece
+                f.seek(off)
+                f.write(piece)
+    return bytes(data)
+
+
+@pytest.mark.parametrize("matching", [True, False])
+async def test_a_take_with_a_bmap_writes_its_ranges_and_zeroes_the_holes(
+    tmp_path: Path,
+    loop_devices: LoopFactory,
+    origin_url: tuple[dict[str, Origin], str],
+    matching: bool,
+) -> None:
+    need_tools("bmaptool")
+    image = sparse_image(tmp_path / "live.img")
+    if not matching:  # the bmap of another image: same holes, other bytes in the ranges
+        other = bytes(b ^ 0x55 if b else 0 for b in image[:MiB]) + image[MiB:]
+        (tmp_path / "live.img").write_bytes(other)
+    bmap = (await asyncio.to_thread(make_bmap, tmp_path / "live.img")).read_bytes()
+    origins, base = origin_url
+    for name, body in (("live.img", image), ("live.img.bmap", bmap)):
+        origins[name] = Origin(body, hold_at=len(body))
+        origins[name].hits["whole"] = 1  # answer whole at once
+    take = {**take_of(image, f"{base}/live.img"), "bmap": f"{base}/live.img.bmap"}
+    dev = loop_devices(32 * MiB, fill=b"\xaa")
+    drive = BlockDrive(dev.path, drive_uid(dev.path), chunk_size=CHUNK)
+    running = await serve(
+        make_config(tmp_path, simulated=(), leds=LedPins(), cache_size=64 * MiB),
+        pin_factory=MockFactory(),
+        drives=[(drive, "Stick")],
+    )
+    try:
+        await running.agent.set_catalog([take])
+        async with ControlClient(running.server.path) as client:
+            result = await burn_and_wait(client, take["sha256"], drive.info.uid)
+    finally:
+        await running.stop()
+    kept = tmp_path / "cache" / f"{take['sha256']}.bmap"
+    if matching:
+        assert result["ok"], result
+        assert dev.read(0, SIZE) == image  # the holes read as zeros, not as the old 0xaa
+        assert drive.zeroed_bytes >= SIZE // 2  # left to the device, not written
+        assert kept.read_bytes() == bmap
+    else:
+        assert not result["ok"]
+        assert result["reason"] == "bad-bmap", result
+        assert dev.read(0, CHUNK) == bytes(CHUNK)  # the start stays blank
+        assert not kept.exists()  # fetched anew next time
