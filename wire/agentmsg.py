@@ -364,6 +364,35 @@ class Result:
 
 
 @dataclass(frozen=True, slots=True)
+class Extracted:
+    """A kiosk unpacked a compressed take whose catalog entry did not say what it unpacks to,
+    and the burn passed (the file matched its `sha256`): the image inside it, so the take can
+    carry `extracted_size`/`extracted_sha256` from now on."""
+
+    TYPE: ClassVar[str] = "extracted"
+    sha256: str  # the file as delivered, as the take names it
+    extracted_size: int
+    extracted_sha256: str
+
+    @classmethod
+    def from_json(cls, r: _Reader) -> Extracted:
+        sha, unpacked = r.optional_sha256("sha256"), r.optional_sha256("extracted_sha256")
+        if sha is None:
+            raise MissingField(r.at("sha256"), "required field is missing")
+        if unpacked is None:
+            raise MissingField(r.at("extracted_sha256"), "required field is missing")
+        return cls(sha, r.integer("extracted_size", minimum=1), unpacked)
+
+    def to_json(self) -> JsonObject:
+        return {
+            "type": self.TYPE,
+            "sha256": self.sha256,
+            "extracted_size": self.extracted_size,
+            "extracted_sha256": self.extracted_sha256,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class DriveGone:
     """A drive was unplugged (or the agent stopped using it)."""
 
@@ -581,12 +610,12 @@ class Error:
         return cls(exc.code.value, str(exc))
 
 
-FromAgent: TypeAlias = Hello | Status | Result | DriveGone
+FromAgent: TypeAlias = Hello | Status | Result | DriveGone | Extracted
 FromCoordinator: TypeAlias = Welcome | Burn | Open | Name | Catalog | Error | Cancel
 AgentMessage: TypeAlias = FromAgent | FromCoordinator
 
 _FROM_AGENT: dict[str, Callable[[_Reader], FromAgent]] = {
-    c.TYPE: c.from_json for c in (Hello, Status, Result, DriveGone)
+    c.TYPE: c.from_json for c in (Hello, Status, Result, DriveGone, Extracted)
 }
 _FROM_COORDINATOR: dict[str, Callable[[_Reader], FromCoordinator]] = {
     c.TYPE: c.from_json for c in (Welcome, Burn, Open, Name, Catalog, Error, Cancel)

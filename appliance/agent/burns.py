@@ -17,7 +17,7 @@ import uuid
 from urllib.parse import urljoin, urlsplit
 
 from appliance.agent.base import AgentBase
-from appliance.agent.catalog import Take
+from appliance.agent.catalog import Take, save_catalog
 from appliance.agent.slot import Slot, cancel_job
 from appliance.burn.job import BurnJob, JobProgress, JobResult, JobStateChanged
 from appliance.control import BurnAccepted, ControlError, ResultView, fits
@@ -116,6 +116,7 @@ class Burns(AgentBase):
             extracted_size=take.extracted_size,
             extracted_sha256=take.extracted_sha256,
             bmap=bmap,
+            measure_extracted=block and take.extracted_sha256 is None,
         ), fetch
 
     def _headers_for(self, url: str) -> dict[str, str]:
@@ -128,6 +129,30 @@ class Burns(AgentBase):
         ):
             return {"Authorization": f"Bearer {self._credential}"}
         return {}
+
+    async def _report_extracted(self, slot: Slot, take: Take) -> None:
+        """After the first burn that unpacked a take the catalog says nothing of: what it
+        unpacks to, kept in the catalog (the kiosk shows and fits by it) and sent upstream."""
+        from appliance.drives.block import BlockDrive
+
+        found = slot.drive.unpacked if isinstance(slot.drive, BlockDrive) else None
+        if found is None or take.extracted_sha256 is not None:
+            return
+        size, sha = found
+        if take.sha256 in self.catalog:
+            self.catalog[take.sha256] = dataclasses.replace(
+                self.catalog[take.sha256], extracted_size=size, extracted_sha256=sha
+            )
+            await asyncio.to_thread(save_catalog, self.config.state_dir, dict(self.catalog))
+        sent = await self._send_online(
+            {
+                "type": "extracted",
+                "sha256": take.sha256,
+                "extracted_size": size,
+                "extracted_sha256": sha,
+            }
+        )
+        log.info("take unpacks to sha256=%s size=%d reported=%s", take.sha256, size, sent)
 
     async def _end_fetch(self, fetch: Fetch | None) -> None:
         """A burn that wrote while downloading let go: a complete download joins the cache."""
@@ -181,6 +206,8 @@ class Burns(AgentBase):
                     )
                     if outcome.reason == BadBmap.code:
                         await cache.forget_block_map(take.sha256)
+                    if outcome.ok:
+                        await self._report_extracted(slot, take)
         finally:
             await self._end_fetch(fetch)
             cache.unpin(take.sha256)

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 from coordinator.errors import NotFound
 from coordinator.images.blobs import BMAP_SUFFIX, ImageStore
-from coordinator.images.catalog import images_for
+from coordinator.images.catalog import images_for, record_extracted
 from coordinator.links.hub import Appliance, Link
 from coordinator.master import (
     CancelBurn,
@@ -244,6 +244,8 @@ class ApplianceBridge:
                         await self._handle(agent, uid, bp.Status(value))
                 case am.Result():
                     await self._result(agent, message)
+                case am.Extracted():
+                    await self._extracted(agent, message)
                 case am.DriveGone(uid=uid):
                     self._leave(agent, uid)
                     master = self._master()
@@ -388,6 +390,18 @@ class ApplianceBridge:
         )
         agent.drives[uid] = member
         return member
+
+    async def _extracted(self, agent: _Agent, found: am.Extracted) -> None:
+        show = agent.link.appliance.show_id
+        changed = await self._store().write(
+            lambda conn: record_extracted(
+                conn, show, found.sha256, found.extracted_size, found.extracted_sha256
+            )
+        )
+        log.info(
+            "kiosk reported what a take unpacks to",
+            extra={"appliance": agent.link.appliance.id, "sha256": found.sha256, "takes": changed},
+        )
 
     async def _result(self, agent: _Agent, result: am.Result) -> None:
         master = self._master()
