@@ -62,7 +62,9 @@ from appliance.drives.base import (
     SourceImage,
 )
 from appliance.drives.simulated import SimulatedDrive
+from appliance.drives.targets import TargetRefused, make_drive
 from appliance.drives.uid import drive_uid
+from appliance.fileburn import FileBurn, run_file_burn
 from appliance.images.cache import DownloadFailed, ImageCache
 from appliance.journal import JobRecord, JobState, Journal
 from appliance.leds import LedConfig, LedState, Panel
@@ -76,6 +78,8 @@ CATALOG_FILE = "catalog.json"
 # The burn protocol's names for what a drive writes (seed 004's CAP words).
 _WIRE_CAPS = {"CDR": "BURNCDR", "DVDR": "BURNDVDR", "BDR": "BURNBDR", "BLOCK": "BLOCK"}
 JOURNAL_FILE = "journal.sqlite3"
+# What a drive's job id reads while `burnstand-agent burn` runs a file burn on it.
+CLI_JOB = "cli"
 FETCH_FAILED = "download-failed"
 
 
@@ -661,6 +665,48 @@ class Agent:
             "language": self.config.kiosk_language,
         }
 
+    # ---- file burns from the CLI ---------------------------------------------------------------
+
+    async def burn_file(
+        self, image: str, targets: list[Any], options: dict[str, Any], emit: EventListener
+    ) -> list[dict[str, Any]]:
+        """`burnstand-agent burn --image FILE` on this kiosk, run here with this journal. A target
+        that is one of this agent's drives is taken like a kiosk burn takes it (refused while
+        busy, busy while burning); any other target goes through the CLI's target checks."""
+        burn = await asyncio.to_thread(FileBurn.from_request, image, targets, options)
+        journal = self.journal
+        assert journal is not None  # noqa: S101 - set in start()
+        ours = {s.info.path: s for s in self.slots.values()}
+        drives: list[Drive] = []
+        claimed: list[_Slot] = []
+        for target in burn.targets:
+            slot = ours.get(target)
+            if slot is not None:
+                drives.append(slot.drive)
+                claimed.append(slot)
+                continue
+            try:
+                drives.append(
+                    await asyncio.to_thread(make_drive, target, partition_ok=burn.partition_ok)
+                )
+            except TargetRefused as exc:
+                raise ControlError("bad-target", str(exc)) from exc
+        busy = [s.name for s in claimed if s.busy]
+        if busy:
+            raise ControlError("busy", f"{', '.join(busy)} is busy with another burn")
+        for slot in claimed:
+            slot.job_id, slot.take, slot.last_result, slot.job_view = CLI_JOB, None, None, None
+            self._emit_drive(slot)
+        try:
+            return await run_file_burn(burn, drives, journal, emit)
+        finally:
+            for slot in claimed:
+                slot.job_id = None
+                if not self._closing:
+                    with contextlib.suppress(BurnError):
+                        await self._refresh(slot)
+            self._spawn(self.report_results(), "report")
+
     # ---- events -------------------------------------------------------------------------------
 
     def _emit(self, event: dict[str, Any]) -> None:
@@ -1066,7 +1112,7 @@ async def serve(config: AgentConfig, *, socket: Path | None = None, **agent_args
     """Start an agent and its control socket (the kiosk can connect once this returns)."""
     agent = Agent(config, **agent_args)
     await agent.start()
-    server = ControlServer(agent, socket or config.socket)
+    server = ControlServer(agent, socket or config.socket, file_burner=agent)
     try:
         await server.start()
     except BaseException:

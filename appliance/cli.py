@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import re
-import stat
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,11 +22,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from appliance import __version__
-from appliance.drives.base import BurnError, Drive, SourceImage
+from appliance.drives.base import Drive, SourceImage
 from plumbing import logs
 
 if TYPE_CHECKING:
-    from appliance.burn.job import JobEvent
+    from appliance.burn.job import JobEvent, JobResult
+    from appliance.fileburn import FileBurn
     from appliance.images.download import Download
     from appliance.journal import Journal
 
@@ -38,9 +38,11 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
-DEFAULT_JOURNAL = Path("/var/lib/burnstand/journal.sqlite3")
 DEFAULT_CACHE = Path("/var/cache/burnstand/downloads")
-_BLOCK_PATTERNS = (r"/dev/sd[a-z]+", r"/dev/mmcblk\d+", r"/dev/loop\d+", r"/dev/nvme\d+n\d+")
+JOURNAL_HELP = (
+    "$BURNSTAND_JOURNAL, else $XDG_STATE_HOME/burnstand/journal.sqlite3 "
+    "(~/.local/state/burnstand/…; /var/lib/burnstand/… for the service user)"
+)
 
 
 class CliError(Exception):
@@ -147,13 +149,24 @@ def _parser() -> argparse.ArgumentParser:
         help="allow a partition (e.g. /dev/sdb1) as a target; never one of the system disk",
     )
     burn.add_argument("--json", action="store_true", help="JSON-lines events on stdout")
-    burn.add_argument("--journal", type=Path, help=f"job journal (default {DEFAULT_JOURNAL})")
+    burn.add_argument(
+        "--journal",
+        type=Path,
+        help="burn in this process with this job journal, even where an agent runs "
+        f"(without an agent the default is {JOURNAL_HELP})",
+    )
+    burn.add_argument(
+        "--socket",
+        type=Path,
+        help="the agent's control socket: an image file is burned by the agent listening "
+        "there, with its journal (default $BURNSTAND_SOCKET or the agent's)",
+    )
     drives = sub.add_parser("drives", help="list the burners and targets discovery offers")
     drives.add_argument("--json", action="store_true", help="the drives as one JSON array")
     jobs = sub.add_parser(
         "jobs", help="show the job journal (read only; interrupted jobs read as failed)"
     )
-    jobs.add_argument("--journal", type=Path, help=f"job journal (default {DEFAULT_JOURNAL})")
+    jobs.add_argument("--journal", type=Path, help=f"job journal (default {JOURNAL_HELP})")
     jobs.add_argument("--json", action="store_true", help="one JSON object per line")
     jobs.add_argument(
         "--socket", type=Path, help="ask the agent on this control socket (default: the agent's)"
@@ -193,7 +206,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _journal_path(args: argparse.Namespace) -> Path:
     if args.journal is not None:
         return Path(args.journal)
-    return Path(os.environ.get("BURNSTAND_JOURNAL", str(DEFAULT_JOURNAL)))
+    from appliance.userstate import default_journal
+
+    named = os.environ.get("BURNSTAND_JOURNAL")
+    return Path(named) if named else default_journal()
 
 
 async def _open_journal(path: Path, *, read_only: bool = False) -> Journal:
@@ -211,19 +227,13 @@ async def _open_journal(path: Path, *, read_only: bool = False) -> Journal:
 
 
 def _image(args: argparse.Namespace) -> SourceImage:
-    # The journal outlives the shell's working directory: it keeps an absolute path.
-    path: Path = Path(os.path.abspath(args.image))
+    from appliance.fileburn import ImageUnreadable, checked_image
+
     try:
-        st = path.stat()
-    except OSError as exc:
-        raise CliError(f"cannot read image {path}: {exc.strerror}") from exc
-    if not stat.S_ISREG(st.st_mode):
-        raise CliError(f"image {path} is not a regular file")
-    if st.st_size == 0:
-        raise CliError(f"image {path} is empty")
-    if not os.access(path, os.R_OK):
-        raise CliError(f"cannot read image {path}: permission denied")
-    return _source(args, path, st.st_size, path.name)
+        path, size = checked_image(args.image)
+    except ImageUnreadable as exc:
+        raise CliError(str(exc)) from exc
+    return _source(args, path, size, path.name)
 
 
 def _source(args: argparse.Namespace, path: Path, size: int, name: str) -> SourceImage:
@@ -278,38 +288,15 @@ def _keep_download(dl: Download, args: argparse.Namespace) -> None:
         kept.unlink(missing_ok=True)
 
 
-def _uid(path: str) -> str:
-    from appliance.drives.uid import drive_uid
-
-    return drive_uid(path)
-
-
 def make_drive(target: str, *, partition_ok: bool = False) -> Drive:
-    """The backend for a --target: optical for /dev/srN and stdio:, block for the rest. A block
-    target on the system disk is refused, and a partition unless `partition_ok`."""
-    if target.startswith("stdio:") or re.fullmatch(r"/dev/sr\d+", target):
-        try:
-            from appliance.drives.optical import OpticalDrive
-        except ImportError as exc:
-            raise CliError(f"optical targets are not available here ({exc})") from exc
-        return OpticalDrive(target, _uid(target))
-    real = os.path.realpath(target)
-    if not any(re.fullmatch(p, real) for p in _BLOCK_PATTERNS):
-        try:
-            is_block = stat.S_ISBLK(os.stat(real).st_mode)
-        except OSError as exc:
-            raise CliError(f"no such target {target}: {exc.strerror}") from exc
-        if not is_block:
-            raise CliError(f"{target} is not a block device, optical drive or stdio:PATH")
-    from appliance.drives.block import BlockDrive
-    from appliance.drives.systemdisk import refuse_system_target
+    """The backend for a --target (appliance.drives.targets); a refused one is a CLI error."""
+    from appliance.drives.targets import TargetRefused
+    from appliance.drives.targets import make_drive as target_drive
 
     try:
-        refuse_system_target(target, partition_ok=partition_ok)
-    except BurnError as exc:
-        raise CliError(f"{exc.code}: {exc}") from exc
-
-    return BlockDrive(target, _uid(target))
+        return target_drive(target, partition_ok=partition_ok)
+    except TargetRefused as exc:
+        raise CliError(str(exc)) from exc
 
 
 def is_url(text: str) -> bool:
@@ -332,44 +319,34 @@ def _burn_main(args: argparse.Namespace) -> int:
     import asyncio
 
     try:
-        return asyncio.run(_burn(args, image))
+        return asyncio.run(_burn(args, image, url=url))
     finally:
         if download is not None:
             _keep_download(download, args)
 
 
-async def _burn(args: argparse.Namespace, image: SourceImage) -> int:
+async def _burn(args: argparse.Namespace, image: SourceImage, *, url: bool) -> int:
     import asyncio
     import signal
 
-    from appliance.burn.job import burn_many
-
     targets: list[str] = args.target
-    drives = [make_drive(t, partition_ok=args.partition_ok) for t in targets]
-    journal = await _open_journal(_journal_path(args))
     view: _View = _JsonView(sys.stdout) if args.json else _TextView(sys.stdout, targets)
-    for job_id in journal.recovered:
-        view.note(f"job {job_id} was interrupted (power loss or crash) and is recorded as failed")
     task = asyncio.current_task()
     loop = asyncio.get_running_loop()
     if task is not None:
         loop.add_signal_handler(signal.SIGTERM, task.cancel)
     try:
-        results = await burn_many(
-            drives,
-            image,
-            journal=journal,
-            verify=not args.no_verify,
-            eject=not args.no_eject,
-            listener=view.event,
-        )
+        results = None
+        if not url and args.journal is None and "BURNSTAND_JOURNAL" not in os.environ:
+            results = await _burn_in_agent(args, image, view)
+        if results is None:
+            results = await _burn_here(args, image, view)
     except asyncio.CancelledError:
         view.close()
         print("burnstand-agent: cancelled; targets are left blank at their start", file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
         loop.remove_signal_handler(signal.SIGTERM)
-        await journal.close()
     view.close()
     failed = [r for r in results if not r.ok]
     for r in failed:
@@ -377,39 +354,51 @@ async def _burn(args: argparse.Namespace, image: SourceImage) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
-def _event_json(event: JobEvent) -> dict[str, Any]:
-    from appliance.burn.job import JobProgress, JobStateChanged
+def _file_burn(args: argparse.Namespace, image: SourceImage) -> FileBurn:
+    from appliance.fileburn import FileBurn
 
-    if isinstance(event, JobProgress):
-        return {
-            "event": "progress",
-            "job": event.job_id,
-            "target": event.target,
-            "phase": str(event.phase),
-            "done": event.done,
-            "total": event.total,
-            "percent": round(event.percent, 2),
-            "speed": round(event.speed),
-            "eta": None if event.eta is None else round(event.eta, 1),
-        }
-    if isinstance(event, JobStateChanged):
-        return {
-            "event": "state",
-            "job": event.job_id,
-            "target": event.target,
-            "state": str(event.state),
-        }
-    return {
-        "event": "result",
-        "job": event.job_id,
-        "target": event.target,
-        "uid": event.drive_uid,
-        "state": str(event.state),
-        "ok": event.ok,
-        "verified": event.verified,
-        "reason": event.reason,
-        "message": event.message,
-    }
+    return FileBurn(
+        image=image,
+        targets=tuple(args.target),
+        verify=not args.no_verify,
+        eject=not args.no_eject,
+        partition_ok=args.partition_ok,
+    )
+
+
+async def _burn_in_agent(
+    args: argparse.Namespace, image: SourceImage, view: _View
+) -> list[JobResult] | None:
+    """On a kiosk the agent owns the drives and the journal: it runs the burn and streams its
+    events here. None when no agent listens (the CLI then burns by itself)."""
+    from appliance.fileburn import AgentRefused, burn_through_agent
+
+    try:
+        return await burn_through_agent(
+            _socket_path(args.socket), _file_burn(args, image), view.event
+        )
+    except AgentRefused as exc:
+        raise CliError(exc.message) from exc
+
+
+async def _burn_here(args: argparse.Namespace, image: SourceImage, view: _View) -> list[JobResult]:
+    from appliance.burn.job import burn_many
+
+    drives = [make_drive(t, partition_ok=args.partition_ok) for t in args.target]
+    journal = await _open_journal(_journal_path(args))
+    for job_id in journal.recovered:
+        view.note(f"job {job_id} was interrupted (power loss or crash) and is recorded as failed")
+    try:
+        return await burn_many(
+            drives,
+            image,
+            journal=journal,
+            verify=not args.no_verify,
+            eject=not args.no_eject,
+            listener=view.event,
+        )
+    finally:
+        await journal.close()
 
 
 class _View:
@@ -428,7 +417,9 @@ class _JsonView(_View):
         self.out = out
 
     def event(self, event: JobEvent) -> None:
-        self.emit(_event_json(event))
+        from appliance.burn.eventjson import event_json
+
+        self.emit(event_json(event))
 
     def note(self, text: str) -> None:
         self.emit({"event": "note", "message": text})

@@ -227,6 +227,9 @@ ERROR_CODES: Final = (
     "no-media",
     "not-burning",
     "internal",
+    "cancelled",  # a streaming command whose client closed its side
+    "bad-image",  # burn_file: the agent cannot read the image file
+    "bad-target",  # burn_file: a target that cannot be burned (not a device, system disk)
 )
 
 
@@ -266,6 +269,15 @@ class ControlHandler(Protocol):
         ...
 
 
+class FileBurner(Protocol):
+    """What runs `burn_file` for the CLI (the agent; see appliance.fileburn). The arguments are
+    type-checked here and parsed there; `emit` sends one event to the asking client only."""
+
+    async def burn_file(
+        self, image: str, targets: list[Any], options: dict[str, Any], emit: EventListener
+    ) -> Any: ...
+
+
 # --- request validation --------------------------------------------------------------------
 
 
@@ -276,6 +288,8 @@ class _Arg:
 
 
 _STR = _Arg(str, "a string")
+_LIST = _Arg(list, "a list")
+_OBJECT = _Arg(dict, "an object")
 COMMANDS: Final[dict[str, dict[str, _Arg]]] = {
     "drives": {},
     "images": {},
@@ -288,7 +302,14 @@ COMMANDS: Final[dict[str, dict[str, _Arg]]] = {
     "name": {"drive": _STR, "name": _STR},
     "status": {},
     "subscribe": {},
+    "burn_file": {"image": _STR, "targets": _LIST, "options": _OBJECT},
 }
+# Commands that run until their work is done and push events to the asking client meanwhile.
+# Each runs in its own task, so the connection stays readable: a client that closes its side
+# (or goes away) cancels what it asked for.
+STREAMING: Final = frozenset({"burn_file"})
+# How long a cancelled streaming command may take to wind down (a burn blanks its targets).
+STREAM_CANCEL_WAIT: Final = 60.0
 
 
 def _check_args(cmd: str, msg: Mapping[str, Any]) -> dict[str, Any]:
@@ -313,6 +334,18 @@ def _check_args(cmd: str, msg: Mapping[str, Any]) -> dict[str, Any]:
     return args
 
 
+def _streaming_id(line: bytes) -> tuple[object] | None:
+    """(the request id,) when `line` asks for a streaming command; None for anything else,
+    malformed lines included (the ordinary path answers those)."""
+    try:
+        msg = json.loads(line)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if isinstance(msg, dict) and msg.get("cmd") in STREAMING:
+        return (msg.get("id"),)
+    return None
+
+
 def encode(obj: Mapping[str, Any]) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
 
@@ -331,6 +364,7 @@ class _Conn:
     out: asyncio.Queue[bytes | None] = field(default_factory=asyncio.Queue)
     subscribed: bool = False
     closing: bool = False
+    streams: set[asyncio.Task[None]] = field(default_factory=set)
 
 
 class ControlServer:
@@ -343,8 +377,10 @@ class ControlServer:
         *,
         group: str = SOCKET_GROUP,
         event_queue_limit: int = EVENT_QUEUE_LIMIT,
+        file_burner: FileBurner | None = None,
     ) -> None:
         self.handler = handler
+        self.file_burner = file_burner
         self.path = Path(path)
         self.group = group
         self.event_queue_limit = event_queue_limit
@@ -457,6 +493,7 @@ class ControlServer:
         except (ConnectionError, asyncio.IncompleteReadError):
             pass  # the client went away; nothing to answer
         finally:
+            await self._end_streams(conn)
             self._conns.discard(conn)
             if not conn.closing:
                 conn.closing = True
@@ -498,8 +535,38 @@ class ControlServer:
                 conn.closing = True
                 conn.out.put_nowait(None)
                 return
-            if line.strip():
+            if not line.strip():
+                continue
+            streaming = _streaming_id(line)
+            if streaming is None:
                 await self._answer(conn, line)
+            else:
+                task = asyncio.create_task(self._answer_stream(conn, line, streaming[0]))
+                conn.streams.add(task)
+                task.add_done_callback(conn.streams.discard)
+
+    async def _answer_stream(self, conn: _Conn, line: bytes, req_id: object) -> None:
+        try:
+            await self._answer(conn, line)
+        except asyncio.CancelledError:
+            if not conn.closing:
+                conn.out.put_nowait(
+                    encode(error_reply(req_id, "cancelled", "cancelled: the client stopped"))
+                )
+
+    async def _end_streams(self, conn: _Conn) -> None:
+        """The client closed its side or went away: cancel what it was running, and give it
+        time to wind down (a cancelled burn still journals its end)."""
+        tasks = list(conn.streams)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            _, stuck = await asyncio.wait(tasks, timeout=STREAM_CANCEL_WAIT)
+            if stuck:
+                log.warning(
+                    "cancelled control commands did not end",
+                    extra={"peer": conn.peer, "commands": len(stuck)},
+                )
 
     async def _answer(self, conn: _Conn, line: bytes) -> None:
         reply = await self._dispatch(conn, line)
@@ -528,7 +595,7 @@ class ControlServer:
             )
         try:
             args = _check_args(cmd, msg)
-            result = await self._run(conn, cmd, args)
+            result = await self._run(conn, cmd, args, req_id)
         except ControlError as exc:
             return error_reply(req_id, exc.code, exc.message)
         except BurnError as exc:
@@ -538,7 +605,7 @@ class ControlServer:
             return error_reply(req_id, "internal", f"the agent failed to run {cmd}; see its log")
         return {"id": req_id, "ok": True, "result": result}
 
-    async def _run(self, conn: _Conn, cmd: str, args: dict[str, Any]) -> Any:
+    async def _run(self, conn: _Conn, cmd: str, args: dict[str, Any], req_id: object) -> Any:
         h = self.handler
         match cmd:
             case "drives":
@@ -566,6 +633,17 @@ class ControlServer:
             case "subscribe":
                 conn.subscribed = True
                 return {"events": list(EVENTS)}
+            case "burn_file":
+                if self.file_burner is None:
+                    raise ControlError("unknown-command", "this agent does not run file burns")
+
+                def emit(event: Event) -> None:
+                    if not conn.closing:
+                        conn.out.put_nowait(encode({**event, "id": req_id}))
+
+                return await self.file_burner.burn_file(
+                    args["image"], args["targets"], args["options"], emit
+                )
         raise AssertionError(f"command table and dispatch disagree on {cmd}")  # pragma: no cover
 
 
@@ -698,6 +776,51 @@ class ControlClient:
 
     async def request(self, cmd: str, **args: Any) -> Any:
         """Send one command and return its result; raise RequestFailed or AgentUnavailable."""
+        req_id, fut = await self._send(cmd, args)
+        try:
+            return await asyncio.wait_for(fut, self.timeout)
+        except TimeoutError as exc:
+            raise AgentUnavailable(f"the agent did not answer {cmd} in time") from exc
+        finally:
+            self._pending.pop(req_id, None)
+
+    async def stream(self, cmd: str, on_event: EventListener, **args: Any) -> Any:
+        """Run one streaming command (`STREAMING`) to its end and return its result. Events
+        pushed meanwhile go to `on_event` in order; there is no reply timeout (a burn takes
+        as long as it takes). `end_input()` from another task asks the agent to cancel it."""
+        req_id, fut = await self._send(cmd, args)
+        try:
+            while not fut.done():
+                getter = asyncio.ensure_future(self._events.get())
+                try:
+                    await asyncio.wait({getter, fut}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    getter.cancel()
+                if getter.done() and not getter.cancelled():
+                    self._deliver(getter.result(), on_event)
+            # Every event the agent sent before its reply is queued by now.
+            while not self._events.empty() and self._deliver(self._events.get_nowait(), on_event):
+                pass
+            return await fut
+        finally:
+            self._pending.pop(req_id, None)
+
+    def _deliver(self, event: Event, on_event: EventListener) -> bool:
+        """Hand one queued event on; False at the end of the connection."""
+        if event is _CLOSED:
+            self._events.put_nowait(_CLOSED)  # later readers end the same way
+            return False
+        on_event(event)
+        return True
+
+    async def end_input(self) -> None:
+        """Close our sending side: the agent cancels the streaming commands we asked for and
+        still sends their replies."""
+        if self._writer is not None and self._writer.can_write_eof():
+            with contextlib.suppress(OSError, RuntimeError):
+                self._writer.write_eof()
+
+    async def _send(self, cmd: str, args: dict[str, Any]) -> tuple[int, asyncio.Future[Any]]:
         if self._writer is None or not self.connected:
             raise AgentUnavailable("not connected to the agent")
         req_id = next(self._ids)
@@ -706,13 +829,10 @@ class ControlClient:
         try:
             self._writer.write(encode({"id": req_id, "cmd": cmd, **args}))
             await self._writer.drain()
-            return await asyncio.wait_for(fut, self.timeout)
         except (ConnectionError, RuntimeError) as exc:
-            raise AgentUnavailable(f"lost the agent while sending {cmd}: {exc}") from exc
-        except TimeoutError as exc:
-            raise AgentUnavailable(f"the agent did not answer {cmd} in time") from exc
-        finally:
             self._pending.pop(req_id, None)
+            raise AgentUnavailable(f"lost the agent while sending {cmd}: {exc}") from exc
+        return req_id, fut
 
     async def subscribe(self) -> None:
         await self.request("subscribe")
