@@ -328,8 +328,10 @@ def test_an_interrupted_job_reads_interrupted_once(tmp_path: Path):
     db.close()  # its owner is gone, the job never finished
     run = agent("jobs", "--journal", str(path))
     assert run.returncode == 0, run.stderr
-    assert "(interrupted: the burn stopped mid-way: power loss or crash)" in run.stdout
-    assert "interrupted: interrupted" not in run.stdout
+    [row] = [line for line in run.stdout.splitlines() if line.startswith("gone ")]
+    assert "failed (interrupted)" in row
+    assert run.stdout.count("interrupted") == 1
+    assert "gone: the burn stopped mid-way: power loss or crash" in run.stdout.splitlines()
 
 
 def test_a_killed_optical_burn_leaves_no_disc_that_looks_complete(
