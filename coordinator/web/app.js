@@ -8,7 +8,7 @@ import { LiveSession } from "./live.js";
 import { pendingKiosksView } from "./enroll.js";
 import { STATE_TEXT, fleetView, linkText } from "./fleet.js";
 import { dropZone } from "./upload.js";
-import { bytes, clock, duration, field, form, h, mediaName, option, replace, speed, svg, toast, when } from "./ui.js";
+import { bytes, clock, duration, field, form, h, mediaName, option, replace, speed, svg, toast, toastHost, when } from "./ui.js";
 
 const auth = new Auth();
 const main = document.getElementById("main");
@@ -854,7 +854,7 @@ class LiveView {
       h(
         "div",
         { class: "live-grid" },
-        h("section", { class: "burners", "aria-labelledby": "burners-h" }, h("h2", { id: "burners-h" }, "Burners"), this.empty, this.wall),
+        h("section", { class: "burners", "aria-labelledby": "burners-h" }, h("h2", { id: "burners-h" }, "Burners"), this.empty, this.wall, toastHost()),
         h(
           "aside",
           { class: "side" },
