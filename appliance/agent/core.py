@@ -23,8 +23,6 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-import aiohttp
-
 from appliance.agent.burns import Burns
 from appliance.agent.catalog import load_catalog
 from appliance.agent.fileburns import FileBurns
@@ -63,11 +61,7 @@ class Agent(Uplink, Burns, FileBurns):
             log.warning("job interrupted by a crash or power cut, recorded failed job=%s", job_id)
         self.cache = await asyncio.to_thread(ImageCache, conf.cache_dir, conf.cache_size)
         self.catalog = await asyncio.to_thread(load_catalog, conf.state_dir)
-        self._http = aiohttp.ClientSession()
-        if conf.credential:
-            self._http_auth = aiohttp.ClientSession(
-                headers={"Authorization": f"Bearer {conf.credential}"}
-            )
+        self._credential = conf.credential or None
         self.panel = self._make_panel()
         loop = asyncio.get_running_loop()
         drives: list[tuple[Drive, str]] = [(simulated_drive(s), s.name) for s in conf.simulated]
@@ -119,9 +113,6 @@ class Agent(Uplink, Burns, FileBurns):
         if self.link is not None:
             with contextlib.suppress(Exception):
                 await self.link.close()
-        for http in (self._http, self._http_auth):
-            if http is not None:
-                await http.close()
         if self.panel is not None:
             self.panel.close()
         if self.journal is not None:
