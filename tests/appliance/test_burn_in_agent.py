@@ -21,8 +21,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from gpiozero.pins.mock import MockFactory
 
-from appliance.control import ControlClient
+from appliance.agent import serve
+from appliance.config import AgentConfig, SimulatedDriveConfig
+from appliance.control import ControlClient, RequestFailed
 
 if TYPE_CHECKING:
     from tests.appliance.conftest import ImageMaker, LoopFactory, Throttle
@@ -299,13 +302,6 @@ async def test_without_an_agent_the_cli_burns_by_itself(
 
 
 async def test_a_file_burn_the_agent_cannot_run_is_refused_with_a_reason(tmp_path: Path) -> None:
-    from gpiozero.pins.mock import MockFactory
-
-    from appliance.agent import serve
-    from appliance.config import SimulatedDriveConfig
-    from appliance.control import RequestFailed
-    from tests.appliance.test_agent import make_config
-
     slow = SimulatedDriveConfig(
         "Slow", "sim:slow", "optical", 1e5, 4_700_000_000, frozenset({"CDR"})
     )
@@ -325,7 +321,14 @@ async def test_a_file_burn_the_agent_cannot_run_is_refused_with_a_reason(tmp_pat
         ({"options": {"extracted_size": -1}}, "bad-args", "'extracted_size' must be a positive"),
         ({"targets": [str(img)]}, "bad-target", "is not a block device, optical drive"),
     ]
-    running = await serve(make_config(tmp_path, simulated=(slow,)), pin_factory=MockFactory())
+    config = AgentConfig(
+        state_dir=tmp_path / "state",
+        cache_dir=tmp_path / "cache",
+        cache_size=64 * MiB,
+        simulated=(slow,),
+        socket=tmp_path / "agent.sock",
+    )
+    running = await serve(config, pin_factory=MockFactory())
     try:
         async with ControlClient(running.server.path) as client:
             for change, code, text in bad:
