@@ -339,11 +339,11 @@ async def test_a_file_burn_the_agent_cannot_run_is_refused_with_a_reason(tmp_pat
             # A drive the kiosk is burning on is not handed to the CLI as well.
             [drive] = await client.request("drives")
             sha = hashlib.sha256(img.read_bytes()).hexdigest()
-            take = {"sha256": sha, "md5": "", "size": MiB, "name": img.name}
+            take = {"sha256": sha, "md5": "", "size": MiB, "name": img.name, "notes": "", "url": ""}
             assert running.agent.cache is not None
-            await running.agent.cache.add_file(img, take["sha256"], img.name)
-            await running.agent.set_catalog([{**take, "notes": "", "url": ""}])
-            await client.request("burn", image=take["sha256"], drive=drive["uid"])
+            await running.agent.cache.add_file(img, sha, img.name)
+            await running.agent.set_catalog([take])
+            await client.request("burn", image=sha, drive=drive["uid"])
             with pytest.raises(RequestFailed) as busy:
                 await client.request("burn_file", **good)
             assert (busy.value.code, busy.value.message) == (

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -274,15 +274,12 @@ def test_kiosks_group_their_burners_and_show_link_state_and_cache(
     expect(hall_a.locator(".kiosk-link")).to_have_text("online")
 
 
-def _overlap(a: dict[str, float] | None, b: dict[str, float] | None) -> bool:
+def _overlap(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> bool:
     assert a is not None
     assert b is not None
-    return (
-        a["x"] < b["x"] + b["width"]
-        and b["x"] < a["x"] + a["width"]
-        and a["y"] < b["y"] + b["height"]
-        and b["y"] < a["y"] + a["height"]
-    )
+    ax, ay, aw, ah = (float(a[k]) for k in ("x", "y", "width", "height"))
+    bx, by, bw, bh = (float(b[k]) for k in ("x", "y", "width", "height"))
+    return ax < bx + bw and bx < ax + aw and ay < by + bh and by < ay + ah
 
 
 # One notice raised through the dashboard's own module, measured in the same task that raised it
