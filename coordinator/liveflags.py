@@ -55,8 +55,8 @@ def add_live_arguments(serve: argparse.ArgumentParser) -> None:
         "--relay-token-file",
         type=Path,
         metavar="FILE",
-        help="read the relay token from FILE (default: $CREDENTIALS_DIRECTORY/relay-token "
-        "when systemd's LoadCredential= provides it)",
+        help="read the relay token from FILE (default: $BURNSTAND_RELAY_TOKEN_FILE, else "
+        "$CREDENTIALS_DIRECTORY/relay-token when systemd's LoadCredential= provides it)",
     )
     serve.add_argument(
         "--burn-port",
@@ -73,8 +73,8 @@ def add_live_arguments(serve: argparse.ArgumentParser) -> None:
         "--burn-token-file",
         type=Path,
         metavar="FILE",
-        help="read the burn token from FILE (default: $CREDENTIALS_DIRECTORY/burn-token when "
-        "systemd's LoadCredential= provides it)",
+        help="read the burn token from FILE (default: $BURNSTAND_BURN_TOKEN_FILE, else "
+        "$CREDENTIALS_DIRECTORY/burn-token when systemd's LoadCredential= provides it)",
     )
     serve.add_argument(
         "--burn-session", help="session --burn-token and --burn-public-display admit into"
@@ -132,20 +132,34 @@ def _check_token(flag: str, token: str | None) -> None:
         )
 
 
+def secret_file_env(name: str) -> str:
+    """The environment variable that names the file holding secret `name` (a container's
+    secrets are files it is told about by environment: BURNSTAND_BURN_TOKEN_FILE)."""
+    return "BURNSTAND_" + name.upper().replace("-", "_") + "_FILE"
+
+
 def _secret(args: argparse.Namespace, name: str) -> str | None:
-    """A shared token from --NAME-file, --NAME (with a warning), or the systemd credential NAME."""
+    """A shared token from --NAME-file (or its config key), --NAME (with a warning), the file
+    $BURNSTAND_NAME_FILE names, or the systemd credential NAME, in that order."""
     flag = "--" + name
     inline = getattr(args, name.replace("-", "_"))
     path: Path | None = getattr(args, name.replace("-", "_") + "_file")
+    source = f"{flag}-file"
     if inline is not None and path is not None:
         raise LiveFlagError(f"give {flag} or {flag}-file, not both")
     if inline is not None:
         print(
             f"burnstand-coordinator: warning: {flag} on the command line can be read by every "
-            f"local user (/proc/PID/cmdline); use {flag}-file or LoadCredential={name}",
+            f"local user (/proc/PID/cmdline); use {flag}-file, ${secret_file_env(name)} or "
+            f"LoadCredential={name}",
             file=sys.stderr,
         )
         return str(inline)
+    env = secret_file_env(name)
+    if path is None and env in os.environ:
+        if not os.environ[env].strip():
+            raise LiveFlagError(f"${env} is set but empty: name the file holding the {name}")
+        path, source = Path(os.environ[env]), f"${env}"
     if path is None:
         creds = os.environ.get("CREDENTIALS_DIRECTORY")
         if not creds or not (Path(creds) / name).is_file():
@@ -154,9 +168,9 @@ def _secret(args: argparse.Namespace, name: str) -> str | None:
     try:
         token = path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
-        raise LiveFlagError(f"{flag}-file {path}: {exc}") from None
+        raise LiveFlagError(f"{source} {path}: {exc}") from None
     if not token:
-        raise LiveFlagError(f"{flag}-file {path} is empty")
+        raise LiveFlagError(f"{source} {path} is empty")
     return token
 
 

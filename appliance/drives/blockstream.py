@@ -142,7 +142,7 @@ class _Reader(threading.Thread):
         self.full: queue.Queue[tuple[AlignedBuffer, int] | BaseException | None] = queue.Queue()
         self.halt = threading.Event()
         self.digests: list[int] = []
-        self.sha = hashlib.sha256() if image.extracted_sha256 else None
+        self.sha = hashlib.sha256() if image.extracted_sha256 or image.measure_extracted else None
         self.total = 0
 
     def run(self) -> None:
@@ -241,6 +241,7 @@ def write_stream(
                 f"{Path(image.path).name} is {stated}"
             )
         stated = bmap.image_size
+    drive.unpacked = None
     fd = _open_target(path, os.O_RDWR)
     reader: _Reader | None = None
     digest_thread: threading.Thread | None = None
@@ -347,6 +348,8 @@ def write_stream(
         os.fsync(fd)
         shared.total = off
         shared.done = off
+        if reader.sha is not None and image.encoding != Encoding.RAW.value:
+            drive.unpacked = (off, reader.sha.hexdigest())
         return StreamRecord(Path(image.path), off, chunk, tuple(reader.digests))
     except Cancel:
         raise Cancelled(f"write to {path} cancelled; its start is left blank") from None

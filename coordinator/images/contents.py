@@ -19,11 +19,12 @@ import shutil
 import subprocess
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from coordinator.images.bmaps import BmapBuilder
 from wire.imageformat import HEAD, MEDIA_HEAD, Encoding, Media, media_of, sniff
 
 PIECE = 1024 * 1024
@@ -93,8 +94,16 @@ def _pieces_zstd(path: Path) -> Iterator[bytes]:
             proc.stderr.close()
 
 
-def inspect(path: Path, *, limit: int = MAX_EXTRACTED) -> Contents | None:
-    """The unpacked image of a compressed file, or None for a raw file (it is its own image)."""
+def inspect(
+    path: Path,
+    *,
+    limit: int = MAX_EXTRACTED,
+    bmap: BmapBuilder | None = None,
+    on_piece: Callable[[int], None] | None = None,
+) -> Contents | None:
+    """The unpacked image of a compressed file, or None for a raw file (it is its own image).
+    `bmap` is fed the unpacked image on the way; `on_piece` hears the unpacked bytes so far after
+    each piece (a CLI's progress)."""
     with open(path, "rb") as f:
         head = f.read(HEAD)
     encoding = sniff(head)
@@ -112,6 +121,10 @@ def inspect(path: Path, *, limit: int = MAX_EXTRACTED) -> Contents | None:
             if len(start) < MEDIA_HEAD:
                 start += piece[: MEDIA_HEAD - len(start)]
             sha.update(piece)
+            if bmap is not None:
+                bmap.feed(piece)
+            if on_piece is not None:
+                on_piece(size)
     except (lzma.LZMAError, EOFError, zlib.error, OSError, zipfile.BadZipFile) as exc:
         raise NotAnImage(f"not a sound {encoding} file ({exc})") from exc
     finally:

@@ -6,7 +6,7 @@ import { LiveSession } from "./live.js";
 import { auth } from "./shell.js";
 import { loadCatalog } from "./catalog.js";
 import { BurnerWall } from "./wall.js";
-import { bytes, duration, field, form, h, option, replace, speed, svg, toast } from "./ui.js";
+import { bytes, duration, field, form, h, option, replace, speed, svg, toast, toastHost } from "./ui.js";
 
 export const PAGE_TITLE = "burnstand dashboard";
 const CHART_MINUTES = 20;
@@ -111,7 +111,7 @@ export class LiveView extends BurnerWall {
       h(
         "div",
         { class: "live-grid" },
-        h("section", { class: "burners", "aria-labelledby": "burners-h" }, h("h2", { id: "burners-h" }, "Burners"), this.empty, this.wall),
+        h("section", { class: "burners", "aria-labelledby": "burners-h" }, h("h2", { id: "burners-h" }, "Burners"), this.empty, this.wall, toastHost()),
         h(
           "aside",
           { class: "side" },

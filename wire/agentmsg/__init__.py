@@ -1,16 +1,15 @@
-"""The messages an appliance agent and the coordinator exchange over their link, as typed values.
-
-The token-merge link (`wire.link`) carries opaque JSON payloads; this module says what those
-payloads are. Every payload is a JSON object with a `"type"`: the agent sends `hello` (its whole
-state, after every (re)connect), `status`, `result` and `drive_gone`; the coordinator sends
-`welcome`, `burn`, `open`, `name`, `catalog`, `error` and `cancel`. `parse_from_agent` and
-`parse_from_coordinator` turn a received payload into one frozen dataclass or raise an
-`AgentMessageError` subclass whose `field` names the offending field (a dotted path such as
-`drives[1].status`) and whose `code` travels back in an `error` message; `encode` turns a value
-back into the JSON object. Values are checked where they cross the link (parsing), so the
-receiving side refuses what a buggy sender built; senders build from values they already
-validated (drive uids, catalog hashes). No I/O here: the coordinator's `/link` shell and the agent's
-client shell both use it.
+"""The messages an appliance agent and the coordinator exchange over their link, as typed
+values. The token-merge link (`wire.link`) carries opaque JSON payloads; this module says what
+those payloads are. Every payload is a JSON object with a `"type"`: the agent sends `hello` (its
+whole state, after every (re)connect), `status`, `result`, `drive_gone` and `extracted`; the
+coordinator sends `welcome`, `burn`, `open`, `name`, `catalog`, `error` and `cancel`.
+`parse_from_agent` and `parse_from_coordinator` turn a received payload into one frozen
+dataclass or raise an `AgentMessageError` subclass whose `field` names the offending field (a
+dotted path such as `drives[1].status`) and whose `code` travels back in an `error` message;
+`encode` turns a value back into the JSON object. Values are checked where they cross the link
+(parsing), so the receiving side refuses what a buggy sender built; senders build from values
+they already validated (drive uids, catalog hashes). No I/O here: the coordinator's `/link`
+shell and the agent's client shell both use it.
 
 The package: `fields` (limits, errors, field readers), `fromagent` and `fromcoordinator`
 (one frozen dataclass per message type); parsing by type and `encode` are here.
@@ -42,6 +41,7 @@ from wire.agentmsg.fromagent import (
     ApplianceInfo,
     Drive,
     DriveGone,
+    Extracted,
     Hello,
     Result,
     Status,
@@ -57,12 +57,12 @@ from wire.agentmsg.fromcoordinator import (
     Welcome,
 )
 
-FromAgent: TypeAlias = Hello | Status | Result | DriveGone
+FromAgent: TypeAlias = Hello | Status | Result | DriveGone | Extracted
 FromCoordinator: TypeAlias = Welcome | Burn | Open | Name | Catalog | Error | Cancel
 AgentMessage: TypeAlias = FromAgent | FromCoordinator
 
 _FROM_AGENT: dict[str, Callable[[Reader], FromAgent]] = {
-    c.TYPE: c.from_json for c in (Hello, Status, Result, DriveGone)
+    c.TYPE: c.from_json for c in (Hello, Status, Result, DriveGone, Extracted)
 }
 _FROM_COORDINATOR: dict[str, Callable[[Reader], FromCoordinator]] = {
     c.TYPE: c.from_json for c in (Welcome, Burn, Open, Name, Catalog, Error, Cancel)
@@ -123,6 +123,7 @@ __all__ = [
     "DriveGone",
     "Error",
     "ErrorCode",
+    "Extracted",
     "FromAgent",
     "FromCoordinator",
     "Hello",

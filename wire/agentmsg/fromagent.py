@@ -1,5 +1,5 @@
 """What the agent sends the coordinator: `hello` (its whole state after every (re)connect),
-`status`, `result` and `drive_gone`."""
+`status`, `result`, `drive_gone` and `extracted`."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from wire.agentmsg.fields import (
     MAX_JOB,
     MAX_NOTES,
     JsonObject,
+    MissingField,
     Reader,
     capabilities,
     check,
@@ -158,6 +159,35 @@ class Result:
         if self.detail is not None:
             out["detail"] = self.detail
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class Extracted:
+    """A kiosk unpacked a compressed take whose catalog entry did not say what it unpacks to,
+    and the burn passed (the file matched its `sha256`): the image inside it, so the take can
+    carry `extracted_size`/`extracted_sha256` from now on."""
+
+    TYPE: ClassVar[str] = "extracted"
+    sha256: str  # the file as delivered, as the take names it
+    extracted_size: int
+    extracted_sha256: str
+
+    @classmethod
+    def from_json(cls, r: Reader) -> Extracted:
+        sha, unpacked = r.optional_sha256("sha256"), r.optional_sha256("extracted_sha256")
+        if sha is None:
+            raise MissingField(r.at("sha256"), "required field is missing")
+        if unpacked is None:
+            raise MissingField(r.at("extracted_sha256"), "required field is missing")
+        return cls(sha, r.integer("extracted_size", minimum=1), unpacked)
+
+    def to_json(self) -> JsonObject:
+        return {
+            "type": self.TYPE,
+            "sha256": self.sha256,
+            "extracted_size": self.extracted_size,
+            "extracted_sha256": self.extracted_sha256,
+        }
 
 
 @dataclass(frozen=True, slots=True)

@@ -122,7 +122,8 @@ class Cancel:
 class Take:
     """One catalog image. `sha256`/`size` are the file as delivered; a compressed image also
     says what it unpacks to (`extracted_size`, `extracted_sha256`) and, once the image store
-    looked inside, which media it suits (`media`: a `wire.imageformat.Media` value)."""
+    looked inside, which media it suits (`media`: a `wire.imageformat.Media` value) and, for an
+    image with empty space, where its block map is (`bmap`: a URL like `url`)."""
 
     md5: str
     sha256: str
@@ -133,6 +134,7 @@ class Take:
     extracted_size: int | None = None
     extracted_sha256: str | None = None
     media: str | None = None
+    bmap: str | None = None
 
     def to_json(self) -> JsonObject:
         out: JsonObject = {
@@ -150,6 +152,8 @@ class Take:
             out["extracted_sha256"] = self.extracted_sha256
         if self.media is not None:
             out["media"] = self.media
+        if self.bmap is not None:
+            out["bmap"] = self.bmap
         return out
 
 
@@ -185,6 +189,7 @@ class Catalog:
                     extracted_size=t.optional_integer("extracted_size", minimum=1),
                     extracted_sha256=t.optional_sha256("extracted_sha256"),
                     media=_media(t),
+                    bmap=t.optional_text("bmap", limit=2048),
                 )
             )
         return cls(tuple(takes))
