@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from coordinator.images.bmaps import BmapBuilder
 from wire.imageformat import HEAD, MEDIA_HEAD, Encoding, Media, media_of, sniff
 
 PIECE = 1024 * 1024
@@ -94,10 +95,15 @@ def _pieces_zstd(path: Path) -> Iterator[bytes]:
 
 
 def inspect(
-    path: Path, *, limit: int = MAX_EXTRACTED, on_piece: Callable[[int], None] | None = None
+    path: Path,
+    *,
+    limit: int = MAX_EXTRACTED,
+    bmap: BmapBuilder | None = None,
+    on_piece: Callable[[int], None] | None = None,
 ) -> Contents | None:
     """The unpacked image of a compressed file, or None for a raw file (it is its own image).
-    `on_piece` hears the unpacked bytes so far after each piece (a CLI's progress)."""
+    `bmap` is fed the unpacked image on the way; `on_piece` hears the unpacked bytes so far after
+    each piece (a CLI's progress)."""
     with open(path, "rb") as f:
         head = f.read(HEAD)
     encoding = sniff(head)
@@ -115,6 +121,8 @@ def inspect(
             if len(start) < MEDIA_HEAD:
                 start += piece[: MEDIA_HEAD - len(start)]
             sha.update(piece)
+            if bmap is not None:
+                bmap.feed(piece)
             if on_piece is not None:
                 on_piece(size)
     except (lzma.LZMAError, EOFError, zlib.error, OSError, zipfile.BadZipFile) as exc:

@@ -29,8 +29,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from coordinator.errors import NotFound
-from coordinator.images.blobs import ImageStore
-from coordinator.images.catalog import images_for
+from coordinator.images.blobs import BMAP_SUFFIX, ImageStore
+from coordinator.images.catalog import images_for, record_extracted
 from coordinator.links.hub import Appliance, Link
 from coordinator.master import (
     CancelBurn,
@@ -85,6 +85,12 @@ def _url(row: sqlite3.Row, images: ImageStore) -> str:
     return IMAGE_PATH + sha256 if images.has(sha256) else ""
 
 
+def _bmap_url(row: sqlite3.Row, images: ImageStore) -> str | None:
+    """The block map the image store made for the take's image, if it made one (a stat)."""
+    sha256 = str(row["sha256"]).lower()
+    return IMAGE_PATH + sha256 + BMAP_SUFFIX if images.has_bmap(sha256) else None
+
+
 def _takes(conn: sqlite3.Connection, show_id: int, images: ImageStore) -> list[am.Take]:
     rows = conn.execute(
         f"SELECT {_TAKE_COLUMNS} FROM takes WHERE show_id = ? ORDER BY id LIMIT ?",  # noqa: S608
@@ -124,6 +130,7 @@ def _as_take(row: sqlite3.Row, images: ImageStore) -> am.Take:
         row["extracted_size"],
         None if row["extracted_sha256"] is None else row["extracted_sha256"].lower(),
         row["media"],
+        _bmap_url(row, images),
     )
 
 
@@ -237,6 +244,8 @@ class ApplianceBridge:
                         await self._handle(agent, uid, bp.Status(value))
                 case am.Result():
                     await self._result(agent, message)
+                case am.Extracted():
+                    await self._extracted(agent, message)
                 case am.DriveGone(uid=uid):
                     self._leave(agent, uid)
                     master = self._master()
@@ -381,6 +390,18 @@ class ApplianceBridge:
         )
         agent.drives[uid] = member
         return member
+
+    async def _extracted(self, agent: _Agent, found: am.Extracted) -> None:
+        show = agent.link.appliance.show_id
+        changed = await self._store().write(
+            lambda conn: record_extracted(
+                conn, show, found.sha256, found.extracted_size, found.extracted_sha256
+            )
+        )
+        log.info(
+            "kiosk reported what a take unpacks to",
+            extra={"appliance": agent.link.appliance.id, "sha256": found.sha256, "takes": changed},
+        )
 
     async def _result(self, agent: _Agent, result: am.Result) -> None:
         master = self._master()
