@@ -95,6 +95,21 @@ def find_take(conn: Conn, images: ImageStore, take_id: int) -> ImageInfo | None:
     return None if row is None else _info(row, images)
 
 
+def record_extracted(
+    conn: Conn, show_id: int, sha256: str, extracted_size: int, extracted_sha256: str
+) -> int:
+    """What a kiosk of `show_id` found a take's image unpacks to, recorded on that show's takes
+    of this SHA-256 that say nothing of it yet (never over what a take declared or the image
+    store found); returns how many takes changed."""
+    cur = conn.execute(
+        "UPDATE takes SET extracted_size = ?, extracted_sha256 = ? "
+        "WHERE show_id = ? AND lower(sha256) = ? "
+        "AND extracted_size IS NULL AND extracted_sha256 IS NULL",
+        (extracted_size, extracted_sha256, show_id, sha256.lower()),
+    )
+    return cur.rowcount
+
+
 def record_contents(
     conn: Conn,
     sha256: str,

@@ -94,12 +94,16 @@ def list_show_admins(conn: Conn, show_id: int, page: Page) -> Record:
     )
 
 
-def add_show_admin(conn: Conn, now: float, actor: str, show_id: int, body: Record) -> Record:
+def _add_member(
+    conn: Conn, table: str, now: float, show_id: int, body: Record, what: str
+) -> tuple[int, str]:
+    """Insert a membership of show `show_id` into `table` (show_admins or contributors) with a new
+    secret, kept only as its hash; returns the row id and the secret, to be shown this once."""
     _require_show(conn, show_id)
     secret = new_token()
-    sa_id = insert(
+    member_id = insert(
         conn,
-        "show_admins",
+        table,
         {
             "show_id": show_id,
             "name": body["name"],
@@ -108,7 +112,14 @@ def add_show_admin(conn: Conn, now: float, actor: str, show_id: int, body: Recor
             "secret_hash": token_hash(secret),
             "created_at": now,
         },
-        what=f"show admin {body['email']!r} of show {show_id}",
+        what=what,
+    )
+    return member_id, secret
+
+
+def add_show_admin(conn: Conn, now: float, actor: str, show_id: int, body: Record) -> Record:
+    sa_id, secret = _add_member(
+        conn, "show_admins", now, show_id, body, f"show admin {body['email']!r} of show {show_id}"
     )
     audit(conn, now, actor, "show_admin.add", f"show_admin:{sa_id}", {"show_id": show_id})
     row = one(conn, "SELECT * FROM show_admins WHERE id = ?", (sa_id,), "show admin vanished")
@@ -219,20 +230,8 @@ def list_contributors(conn: Conn, show_id: int, page: Page) -> Record:
 
 def add_contributor(conn: Conn, now: float, actor: str, show_id: int, body: Record) -> Record:
     """Add a contributor to a show with a new secret of that membership, shown this once."""
-    _require_show(conn, show_id)
-    secret = new_token()
-    c_id = insert(
-        conn,
-        "contributors",
-        {
-            "show_id": show_id,
-            "name": body["name"],
-            "email": body["email"],
-            "tags": dumps(body.get("tags", [])),
-            "secret_hash": token_hash(secret),
-            "created_at": now,
-        },
-        what=f"contributor {body['email']!r} in show {show_id}",
+    c_id, secret = _add_member(
+        conn, "contributors", now, show_id, body, f"contributor {body['email']!r} in show {show_id}"
     )
     audit(conn, now, actor, "contributor.add", f"contributor:{c_id}", {"show_id": show_id})
     return {**_contributor_out(_contributor_in_show(conn, show_id, c_id)), "secret": secret}

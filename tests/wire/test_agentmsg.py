@@ -85,6 +85,12 @@ VALID_FROM_AGENT: dict[str, dict[str, Any]] = {
         "seconds": 612.4,
     },
     "drive_gone": {"type": "drive_gone", "uid": UID},
+    "extracted": {
+        "type": "extracted",
+        "sha256": SHA,
+        "extracted_size": 2759852032,
+        "extracted_sha256": SHA,
+    },
 }
 VALID_FROM_COORDINATOR: dict[str, dict[str, Any]] = {
     "welcome": {"type": "welcome", "session": "1bbec6d9a475cbd0", "show": 1, "name": "kiosk-1"},
@@ -180,7 +186,7 @@ def test_valid_examples_parse_to_the_expected_values() -> None:
 
 
 def test_the_type_tables_match_the_protocol_document() -> None:
-    assert am.AGENT_TYPES == ("hello", "status", "result", "drive_gone")
+    assert am.AGENT_TYPES == ("hello", "status", "result", "drive_gone", "extracted")
     assert am.COORDINATOR_TYPES == (
         "welcome",
         "burn",
@@ -243,6 +249,7 @@ takes = st.builds(
     extracted_size=st.none() | st.integers(min_value=1, max_value=2**63),
     extracted_sha256=st.none() | hex64,
     media=st.none() | st.sampled_from([m.value for m in Media]),
+    bmap=st.none() | st.text(max_size=300),
 )
 STRATEGIES: dict[str, st.SearchStrategy[Any]] = {
     "hello": st.builds(
@@ -265,6 +272,7 @@ STRATEGIES: dict[str, st.SearchStrategy[Any]] = {
         detail=st.none() | st.text(max_size=300),
     ),
     "drive_gone": st.builds(DriveGone, hex32),
+    "extracted": st.builds(am.Extracted, hex64, st.integers(min_value=1, max_value=2**63), hex64),
     "welcome": st.builds(
         Welcome, st.none() | st.text(max_size=64), st.integers(min_value=0), texts
     ),
