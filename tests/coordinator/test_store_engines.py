@@ -283,3 +283,40 @@ async def test_keyed_writes_of_different_keys_run_alongside_and_unkeyed_ones_alo
         assert count == 3
     finally:
         await store.close()
+
+
+async def test_postgres_database_of_the_previous_release_is_migrated_in_place(
+    postgres_server: PostgresServer,
+) -> None:
+    """A PostgreSQL database as the previous schema left it (one step short), with a session
+    in it: opening it applies the missing step and keeps every row."""
+    from coordinator.store.migrations import check_version
+
+    url = postgres_server.new_database()
+    conn = pg.connect(url)
+    try:
+        pg.migrate(conn, MIGRATIONS[:-1], check_version)
+        conn.execute("INSERT INTO shows (name, asset_root, meta, tags, created_at) "
+                     "VALUES ('s', '/', '{}', '[]', 0)")  # fmt: skip
+        conn.execute("INSERT INTO episodes (show_id, name, created_at) VALUES (1, 'e', 0)")
+        conn.execute("INSERT INTO masters (name, url, capacity, created_at) "
+                     "VALUES ('m', 'http://m:1', 5, 0)")  # fmt: skip
+        conn.execute("INSERT INTO sessions (id, name, show_id, episode_id, master_id, state, "
+                     "created_at) VALUES ('abc', 'x', 1, 1, 1, 'live', 0)")  # fmt: skip
+        before = conn.execute("SELECT version FROM schema_version").fetchone()[0]
+    finally:
+        conn.raw.close()
+    assert before == SCHEMA_VERSION - 1
+    store = Store(url)
+    await store.open()
+    try:
+        version = await store.read(
+            lambda c: c.execute("SELECT version FROM schema_version").fetchone()[0]
+        )
+        sessions = await store.read(
+            lambda c: [tuple(r) for r in c.execute("SELECT id, state FROM sessions")]
+        )
+    finally:
+        await store.close()
+    assert version == SCHEMA_VERSION
+    assert sessions == [("abc", "live")]
