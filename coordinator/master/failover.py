@@ -6,6 +6,10 @@ live sessions of those are moved to live masters (`coordinator.store.failover`, 
 announced on the sessions control channel as "live on master X", which is what a REST resume
 announces too: that master loads the room from the shared tables (queue, burners, statistics,
 counted result ids) and balancers route the reconnecting browsers there.
+
+A watcher only judges others after its own heartbeats have gone through for a whole silence:
+after the database was away (when nobody could heartbeat) or right after its own start, every
+live master has written a fresh heartbeat before anyone is taken for dead.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 
 from coordinator.store import Store
@@ -34,6 +39,7 @@ class FailoverWatcher:
         *,
         interval: float = 2.0,
         silence: float = 10.0,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.url = url
@@ -41,8 +47,10 @@ class FailoverWatcher:
         self.publish = publish
         self.interval = interval
         self.silence = silence
+        self.monotonic = monotonic
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._healthy_since: float | None = None  # monotonic; None while heartbeats fail
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -59,6 +67,7 @@ class FailoverWatcher:
             try:
                 await self.check_once()
             except StoreError as exc:  # the database is away: try again next round
+                self._healthy_since = None
                 log.warning("failover check skipped", extra={"error": exc.detail})
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), self.interval)
@@ -67,6 +76,10 @@ class FailoverWatcher:
         """Heartbeat, then move what silent masters held; returns what was moved."""
         now, url, silence = self.clock(), self.url, self.silence
         await self.store.write(lambda c: heartbeat(c, now, url), lock=f"heartbeat:{url}")
+        if self._healthy_since is None:
+            self._healthy_since = self.monotonic()
+        if self.monotonic() - self._healthy_since < silence:
+            return []  # not watching long enough to tell silence from an outage
         moved = await self.store.write(lambda c: reassign_silent(c, now, silence))
         for session_id, master_url in moved:
             log.warning(

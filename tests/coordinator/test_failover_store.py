@@ -112,3 +112,35 @@ async def test_a_master_state_written_by_one_master_is_read_by_another(
         await a.close()
         await b.close()
         await store.close()
+
+
+async def test_a_watcher_judges_others_only_after_a_whole_silence_of_its_own_heartbeats(
+    target: Path | str,
+) -> None:
+    """Right after a start (or a database outage, when nobody could heartbeat) a master does
+    not take the others for dead; once its own heartbeats went through for the whole silence,
+    it moves what a silent master held and announces it."""
+    from coordinator.master.failover import FailoverWatcher
+
+    store = Store(target)
+    await store.open()
+    try:
+        await store.write(_world)
+        await store.write(lambda c: heartbeat(c, NOW - 30, "http://a:1"))
+        published: list[object] = []
+
+        async def publish(event: object) -> None:
+            published.append(event)
+
+        ticks = [0.0]
+        watcher = FailoverWatcher(
+            store, "http://c:1", lambda: NOW, publish, silence=10.0, monotonic=lambda: ticks[0]
+        )
+        assert await watcher.check_once() == []  # just started: a's silence is not judged yet
+        ticks[0] = 10.0
+        moved = await watcher.check_once()
+        assert sorted(sid for sid, _ in moved) == ["s1", "s2", "s3"]
+        assert all(url == "http://c:1" for _, url in moved)  # b never heartbeat here: not live
+        assert [e["session"] for e in published] == [sid for sid, _ in moved]  # type: ignore[index]
+    finally:
+        await store.close()
