@@ -28,7 +28,7 @@ class CoordinatorConfig:
     database: str | None = None
     # Bounds of the PostgreSQL connection pool, and how long a request waits for a connection
     # before it fails with 503 (the database is down or overloaded).
-    pool_size: int = 10
+    pool_size: int = 20
     pool_timeout: float = 3.0
     host: str = "127.0.0.1"
     port: int = 8080

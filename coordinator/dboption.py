@@ -47,9 +47,9 @@ def add_pool_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--database-pool",
         type=int,
-        default=10,
+        default=20,
         metavar="N",
-        help="with PostgreSQL: at most N connections from this process (default: 10)",
+        help="with PostgreSQL: at most N connections from this process (default: 20)",
     )
     parser.add_argument(
         "--database-timeout",

@@ -221,6 +221,10 @@ def test_serve_refuses_a_bad_database_with_one_line_and_a_failure_exit(
     assert status != 0
     assert "must be a postgresql:// URL" in err
 
+    status, err = _serve(tmp_path, "--database-pool", "0")
+    assert status != 0
+    assert "--database-pool must be 1 to 1000, not 0" in err
+
 
 async def test_serve_refuses_a_database_of_a_newer_schema(
     tmp_path: Path, postgres_server: PostgresServer
