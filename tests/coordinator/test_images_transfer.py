@@ -621,3 +621,21 @@ async def test_an_upload_without_empty_space_has_no_block_map(client: Client, wo
     resp = await client.get(f"/api/v1/images/{sha}/bmap", headers=bearer(world.appliance))
     assert resp.status == 404
     assert "no block map" in (await resp.json())["detail"]
+
+
+async def test_a_zip_with_macos_leftovers_is_read_as_the_kiosk_reads_it(
+    client: Client, world: World, tmp_path: Path
+) -> None:
+    # The kiosk burns the one image of such a zip (plumbing.unpack's rule): the store must agree.
+    raw = disk_image()
+    (tmp_path / "__MACOSX").mkdir()
+    (tmp_path / "__MACOSX" / "._pi.img").write_bytes(b"\0\5\26\7 resource fork")
+    (tmp_path / "pi.img").write_bytes(raw)
+    argv = ["zip", "-q", "pi.zip", "pi.img", "__MACOSX/._pi.img"]
+    await asyncio.to_thread(subprocess.run, argv, cwd=tmp_path, check=True)
+    data = (tmp_path / "pi.zip").read_bytes()
+    take = await add_take(client, world.shot, "pi.zip", digests(data))
+    status, body = await put(client, f"/takes/{take}/image", world.contributor, io.BytesIO(data))
+    assert status == 201, body
+    listed = await listed_take(client, world, take)
+    assert listed["extracted_sha256"] == hashlib.sha256(raw).hexdigest()
