@@ -362,7 +362,8 @@ def test_notices_leave_the_statistics_alone_and_wall_mode_fits_them(
     left, moved = page.evaluate(_NOTICE_MOVES_IN)
     assert (left, moved) == (0, 1)
 
-    # Wall mode's big type: the statistics stay inside their card.
+    # The statistics stay inside their card, headings whole, and so in wall mode's big type.
+    assert page.evaluate(_STATS_FIT) == {"inside": True, "wide": [], "broken": []}
     page.get_by_role("button", name="Wall mode").click()
     expect(page.locator("body.wall")).to_have_count(1)
     fit = page.evaluate(_STATS_FIT)
