@@ -20,10 +20,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from coordinator import __version__, configfile, imagecli, live
+from coordinator import __version__, configfile, dboption, imagecli, live
 from coordinator.app import make_app
 from coordinator.config import CoordinatorConfig
-from coordinator.store import Store
+from coordinator.store import Store, pg
 from coordinator.store.catalog import add_show
 from coordinator.store.errors import StoreError
 from coordinator.store.migrations import SchemaTooNew
@@ -36,6 +36,7 @@ from coordinator.store.people import (
     remove_appliance,
 )
 from coordinator.store.records import Page, Record
+from coordinator.store.sql import Conn
 from plumbing import logs
 
 EXIT_USAGE = 2
@@ -89,6 +90,8 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="data directory holding coordinator.db",
     )
+    dboption.add_arguments(serve)
+    dboption.add_pool_arguments(serve)
     serve.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)"
     )
@@ -133,6 +136,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="data directory holding coordinator.db",
     )
+    dboption.add_arguments(create)
     create.add_argument("--name", required=True, help="the admin's name")
     create.add_argument("--email", required=True, help="the admin's email (unique)")
 
@@ -158,6 +162,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="data directory holding coordinator.db",
     )
+    dboption.add_arguments(enroll)
     enroll.add_argument("--show", required=True, help="the show's id or name")
     enroll.add_argument("--name", required=True, help="the appliance's name (unique in its show)")
     enroll.add_argument(
@@ -185,6 +190,7 @@ def _list_and_revoke(actions: Any, kind: str) -> None:
         metavar="DIR",
         help="data directory holding coordinator.db",
     )
+    dboption.add_arguments(listing)
     revoke = actions.add_parser(
         "revoke",
         help=f"remove an {kind} and revoke every credential of it",
@@ -203,6 +209,7 @@ def _list_and_revoke(actions: Any, kind: str) -> None:
         metavar="DIR",
         help="data directory holding coordinator.db",
     )
+    dboption.add_arguments(revoke)
     revoke.add_argument("id", type=int, help=f"the {kind}'s id (see `{kind} list`)")
 
 
@@ -232,8 +239,8 @@ def _live_arguments(serve: argparse.ArgumentParser) -> None:
         "--relay-token-file",
         type=Path,
         metavar="FILE",
-        help="read the relay token from FILE (default: $CREDENTIALS_DIRECTORY/relay-token "
-        "when systemd's LoadCredential= provides it)",
+        help="read the relay token from FILE (default: $BURNSTAND_RELAY_TOKEN_FILE, else "
+        "$CREDENTIALS_DIRECTORY/relay-token when systemd's LoadCredential= provides it)",
     )
     serve.add_argument(
         "--burn-port",
@@ -250,8 +257,8 @@ def _live_arguments(serve: argparse.ArgumentParser) -> None:
         "--burn-token-file",
         type=Path,
         metavar="FILE",
-        help="read the burn token from FILE (default: $CREDENTIALS_DIRECTORY/burn-token when "
-        "systemd's LoadCredential= provides it)",
+        help="read the burn token from FILE (default: $BURNSTAND_BURN_TOKEN_FILE, else "
+        "$CREDENTIALS_DIRECTORY/burn-token when systemd's LoadCredential= provides it)",
     )
     serve.add_argument(
         "--burn-session", help="session --burn-token and --burn-public-display admit into"
@@ -309,20 +316,34 @@ def _check_token(flag: str, token: str | None) -> None:
         )
 
 
+def secret_file_env(name: str) -> str:
+    """The environment variable that names the file holding secret `name` (a container's
+    secrets are files it is told about by environment: BURNSTAND_BURN_TOKEN_FILE)."""
+    return "BURNSTAND_" + name.upper().replace("-", "_") + "_FILE"
+
+
 def _secret(args: argparse.Namespace, name: str) -> str | None:
-    """A shared token from --NAME-file, --NAME (with a warning), or the systemd credential NAME."""
+    """A shared token from --NAME-file (or its config key), --NAME (with a warning), the file
+    $BURNSTAND_NAME_FILE names, or the systemd credential NAME, in that order."""
     flag = "--" + name
     inline = getattr(args, name.replace("-", "_"))
     path: Path | None = getattr(args, name.replace("-", "_") + "_file")
+    source = f"{flag}-file"
     if inline is not None and path is not None:
         raise CliError(f"give {flag} or {flag}-file, not both")
     if inline is not None:
         print(
             f"burnstand-coordinator: warning: {flag} on the command line can be read by every "
-            f"local user (/proc/PID/cmdline); use {flag}-file or LoadCredential={name}",
+            f"local user (/proc/PID/cmdline); use {flag}-file, ${secret_file_env(name)} or "
+            f"LoadCredential={name}",
             file=sys.stderr,
         )
         return str(inline)
+    env = secret_file_env(name)
+    if path is None and env in os.environ:
+        if not os.environ[env].strip():
+            raise CliError(f"${env} is set but empty: name the file holding the {name}")
+        path, source = Path(os.environ[env]), f"${env}"
     if path is None:
         creds = os.environ.get("CREDENTIALS_DIRECTORY")
         if not creds or not (Path(creds) / name).is_file():
@@ -331,9 +352,9 @@ def _secret(args: argparse.Namespace, name: str) -> str | None:
     try:
         token = path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
-        raise CliError(f"{flag}-file {path}: {exc}") from None
+        raise CliError(f"{source} {path}: {exc}") from None
     if not token:
-        raise CliError(f"{flag}-file {path} is empty")
+        raise CliError(f"{source} {path} is empty")
     return token
 
 
@@ -398,10 +419,14 @@ def _is_loopback(host: str) -> bool:
         return False  # a host name: it may well resolve beyond this machine
 
 
-def _serve(args: argparse.Namespace) -> int:
+def _serve(args: argparse.Namespace, database: str | None) -> int:
     logs.setup(args.log_level, args.log_format)
+    pool_size, pool_timeout = dboption.pool_bounds(args)
     config = CoordinatorConfig(
         data_dir=args.data,
+        database=database,
+        pool_size=pool_size,
+        pool_timeout=pool_timeout,
         host=args.host,
         port=args.port,
         max_credential_seconds=max(1, int(args.max_credential_hours * 3600)),
@@ -418,7 +443,7 @@ def _serve(args: argparse.Namespace) -> int:
         # Printed once the socket is bound, so a supervisor (or a test) can wait for this line.
         print(
             f"burnstand-coordinator {__version__} listening on http://{args.host}:{args.port} "
-            f"(data: {config.db_path})",
+            f"(data: {pg.redact(database) if database else config.db_path})",
             file=sys.stderr,
             flush=True,
         )
@@ -430,8 +455,13 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _admin_create(data: Path, name: str, email: str) -> str:
-    store = Store(data / "coordinator.db", read_threads=1)
+def _store(data: Path, database: str | None) -> Store:
+    """The store a one-shot command works on: the SQLite file in --data, or PostgreSQL."""
+    return Store(database or data / "coordinator.db", read_threads=1, pool_size=2, data_dir=data)
+
+
+async def _admin_create(data: Path, database: str | None, name: str, email: str) -> str:
+    store = _store(data, database)
     await store.open()
     try:
         return await store.write(lambda c: create_admin(c, time.time(), "cli", name, email))
@@ -442,9 +472,7 @@ async def _admin_create(data: Path, name: str, email: str) -> str:
 IMAGE_STORE_ROOT = "/api/v1/images/"
 
 
-def provision_appliance(
-    conn: sqlite3.Connection, now: float, show: str, name: str, create_show: bool
-) -> Record:
+def provision_appliance(conn: Conn, now: float, show: str, name: str, create_show: bool) -> Record:
     """Find the show by id, then by name (or create it), and enroll an appliance in it."""
     row = None
     if show.isdigit():
@@ -462,8 +490,10 @@ def provision_appliance(
     return {**create_appliance(conn, now, "cli", show_id, name), "show_created": created}
 
 
-async def _appliance_create(data: Path, show: str, name: str, create_show: bool) -> Record:
-    store = Store(data / "coordinator.db", read_threads=1)
+async def _appliance_create(
+    data: Path, database: str | None, show: str, name: str, create_show: bool
+) -> Record:
+    store = _store(data, database)
     await store.open()
     try:
         now = time.time()
@@ -472,10 +502,10 @@ async def _appliance_create(data: Path, show: str, name: str, create_show: bool)
         await store.close()
 
 
-async def _on_store(data: Path, write: bool, fn: Any) -> Any:
-    if not (data / "coordinator.db").is_file():
+async def _on_store(data: Path, database: str | None, write: bool, fn: Any) -> Any:
+    if database is None and not (data / "coordinator.db").is_file():
         raise CliError(f"{data}: no coordinator.db here (is --data the serve data directory?)")
-    store = Store(data / "coordinator.db", read_threads=1)
+    store = _store(data, database)
     await store.open()
     try:
         return await (store.write(fn) if write else store.read(fn))
@@ -486,19 +516,23 @@ async def _on_store(data: Path, write: bool, fn: Any) -> Any:
 _ALL = Page(limit=2**31, offset=0)
 
 
-def _list_or_revoke(kind: str, action: str, data: Path, target: int | None) -> str:
+def _list_or_revoke(
+    kind: str, action: str, data: Path, database: str | None, target: int | None
+) -> str:
     """What `admin|appliance list|revoke` prints on stdout."""
     if action == "list":
         lister = list_admins if kind == "admin" else lambda c, p: list_appliances(c, None, p)
-        items = asyncio.run(_on_store(data, False, lambda c: lister(c, _ALL)))["items"]
+        items = asyncio.run(_on_store(data, database, False, lambda c: lister(c, _ALL)))["items"]
         fields = ("id", "name", "email") if kind == "admin" else ("id", "show_id", "name")
         return "\n".join("\t".join(str(item[f]) for f in fields) for item in items)
     assert target is not None  # noqa: S101  # argparse requires it for revoke
     now = time.time()
     if kind == "admin":
-        asyncio.run(_on_store(data, True, lambda c: remove_admin(c, now, "cli", target)))
+        asyncio.run(_on_store(data, database, True, lambda c: remove_admin(c, now, "cli", target)))
     else:
-        asyncio.run(_on_store(data, True, lambda c: remove_appliance(c, now, "cli", target)))
+        asyncio.run(
+            _on_store(data, database, True, lambda c: remove_appliance(c, now, "cli", target))
+        )
     print(
         f"burnstand-coordinator: {kind} {target} removed; its credentials are revoked",
         file=sys.stderr,
@@ -531,20 +565,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     args = parser.parse_args(words)
     try:
+        database = dboption.resolve(args) if args.command != "image" else None
         if args.command == "serve":
-            return _serve(args)
+            return _serve(args, database)
         if args.command == "image":
             return imagecli.run(args)
         sub_action = getattr(args, f"{args.command}_command", None)
         if sub_action in ("list", "revoke"):
-            out = _list_or_revoke(args.command, sub_action, args.data, getattr(args, "id", None))
+            out = _list_or_revoke(
+                args.command, sub_action, args.data, database, getattr(args, "id", None)
+            )
             if out:
                 print(out)
             return 0
         if args.command == "appliance":
             _check_appliance(args.show, args.name)
             enrolled = asyncio.run(
-                _appliance_create(args.data, args.show.strip(), args.name.strip(), args.create_show)
+                _appliance_create(
+                    args.data, database, args.show.strip(), args.name.strip(), args.create_show
+                )
             )
             if enrolled["show_created"]:
                 print(
@@ -555,14 +594,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             token = enrolled["credential"]
         else:
             _check_person(args.name, args.email)
-            token = asyncio.run(_admin_create(args.data, args.name.strip(), args.email.strip()))
-    except (CliError, imagecli.ImageCliError) as exc:
+            token = asyncio.run(
+                _admin_create(args.data, database, args.name.strip(), args.email.strip())
+            )
+    except (CliError, imagecli.ImageCliError, dboption.DatabaseOptionError) as exc:
         print(f"burnstand-coordinator: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except StoreError as exc:
         print(f"burnstand-coordinator: error: {exc.detail}", file=sys.stderr)
         return EXIT_FAILED
-    except (sqlite3.Error, SchemaTooNew, OSError) as exc:
+    except (pg.DatabaseRefused, pg.DatabaseUnavailable) as exc:
+        print(f"burnstand-coordinator: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except SchemaTooNew as exc:
+        where = pg.redact(database) if database else args.data
+        print(f"burnstand-coordinator: error: {where}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except (sqlite3.Error, OSError) as exc:
         print(f"burnstand-coordinator: error: {args.data}: {exc}", file=sys.stderr)
         return EXIT_FAILED
     print(token)

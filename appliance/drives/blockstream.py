@@ -18,7 +18,7 @@ import os
 import queue
 import stat
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -186,6 +186,17 @@ class _Reader(threading.Thread):
             "there and left the target blank at its start"
         )
 
+    def chunks(self, stop: threading.Event) -> Iterator[tuple[AlignedBuffer, int]]:
+        """The unpacked chunks in order, as (buffer, bytes in it); each buffer goes back to
+        `free` once used. What went wrong in the unpacker is raised here."""
+        while True:
+            item = _get(self.full, stop)
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
     def close(self) -> None:
         self.halt.set()
         self.decoder.stop()
@@ -276,13 +287,7 @@ def write_stream(
         off = 0
         zero_cmp = bytearray(chunk)
         n_chunk = 0
-        while True:
-            item = _get(reader.full, stop)
-            if item is None:
-                break
-            if isinstance(item, BaseException):
-                raise item
-            buf, n = item
+        for buf, n in reader.chunks(stop):
             if first is None:
                 first = (buf, n)
                 off = n
@@ -422,13 +427,8 @@ def _record_by_unpacking(
     reader = _Reader(open_decoder(image, stop), image, chunk, limit, "declared")
     reader.start()
     try:
-        while True:
-            item = _get(reader.full, stop)
-            if item is None:
-                break
-            if isinstance(item, BaseException):
-                raise item
-            reader.free.put(item[0])
+        for buf, _ in reader.chunks(stop):
+            reader.free.put(buf)
     except Cancel:
         raise Cancelled(f"verify of {drive.path} cancelled") from None
     finally:

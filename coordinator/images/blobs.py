@@ -286,13 +286,18 @@ class ImageStore:
                 raise
         sink = _Sink(path.open("rb+"), path)
         created = sink.commit(self.path(expected.sha256))
+        return self._received(expected, size, created, count, largest)
+
+    def _received(
+        self, expected: Expected, size: int, created: bool, chunks: int, largest: int
+    ) -> Received:
         return Received(
             path=self.path(expected.sha256),
             size=size,
             sha256=expected.sha256,
             md5=expected.md5,
             created=created,
-            chunks=count,
+            chunks=chunks,
             largest_chunk=largest,
         )
 
@@ -358,15 +363,7 @@ class ImageStore:
                     "image upload abandoned",
                     extra={"sha256": expected.sha256, "received": size, "partial": sink.path},
                 )
-        return Received(
-            path=self.path(expected.sha256),
-            size=size,
-            sha256=expected.sha256,
-            md5=expected.md5,
-            created=created,
-            chunks=count,
-            largest_chunk=largest,
-        )
+        return self._received(expected, size, created, count, largest)
 
 
 async def _discard(

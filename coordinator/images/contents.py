@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,10 +86,15 @@ def _pieces(path: Path, encoding: Encoding) -> Iterator[bytes]:
 
 
 def inspect(
-    path: Path, *, limit: int = MAX_EXTRACTED, bmap: BmapBuilder | None = None
+    path: Path,
+    *,
+    limit: int = MAX_EXTRACTED,
+    bmap: BmapBuilder | None = None,
+    on_piece: Callable[[int], None] | None = None,
 ) -> Contents | None:
     """The unpacked image of a compressed file, or None for a raw file (it is its own image).
-    `bmap` is fed the unpacked image on the way."""
+    `bmap` is fed the unpacked image on the way; `on_piece` hears the unpacked bytes so far after
+    each piece (a CLI's progress)."""
     with open(path, "rb") as f:
         head = f.read(HEAD)
     encoding = sniff(head)
@@ -108,6 +113,8 @@ def inspect(
             sha.update(piece)
             if bmap is not None:
                 bmap.feed(piece)
+            if on_piece is not None:
+                on_piece(size)
     except NotAnImage:
         raise
     except STDLIB_ERRORS as exc:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -45,6 +44,7 @@ from coordinator.master import (
     Superseded,
 )
 from coordinator.store import Store
+from coordinator.store.sql import Conn, Row
 from wire import agentmsg as am
 from wire import burnproto as bp
 from wire import link as wl
@@ -58,11 +58,11 @@ MasterGetter = Callable[[], Master | None]
 
 _LIVE_SQL = """
 SELECT id FROM sessions WHERE show_id = ? AND state = 'live' {extra}
-ORDER BY created_at DESC, rowid DESC LIMIT 1
+ORDER BY created_at DESC, seq DESC LIMIT 1
 """
 
 
-def _live_session(conn: sqlite3.Connection, show_id: int, wanted: str | None) -> str | None:
+def _live_session(conn: Conn, show_id: int, wanted: str | None) -> str | None:
     if wanted is None:
         row = conn.execute(_LIVE_SQL.format(extra=""), (show_id,)).fetchone()
     else:
@@ -75,7 +75,7 @@ def _live_session(conn: sqlite3.Connection, show_id: int, wanted: str | None) ->
 IMAGE_PATH = "/api/v1/images/"
 
 
-def _url(row: sqlite3.Row, images: ImageStore) -> str:
+def _url(row: Row, images: ImageStore) -> str:
     """Where an agent fetches a take's image: its URL, or for a take added by upload (no URL)
     this coordinator's image store, relative (the agent joins it to the coordinator's URL),
     and "" while its upload is pending (a stat: called on the store's reader threads)."""
@@ -85,13 +85,13 @@ def _url(row: sqlite3.Row, images: ImageStore) -> str:
     return IMAGE_PATH + sha256 if images.has(sha256) else ""
 
 
-def _bmap_url(row: sqlite3.Row, images: ImageStore) -> str | None:
+def _bmap_url(row: Row, images: ImageStore) -> str | None:
     """The block map the image store made for the take's image, if it made one (a stat)."""
     sha256 = str(row["sha256"]).lower()
     return IMAGE_PATH + sha256 + BMAP_SUFFIX if images.has_bmap(sha256) else None
 
 
-def _takes(conn: sqlite3.Connection, show_id: int, images: ImageStore) -> list[am.Take]:
+def _takes(conn: Conn, show_id: int, images: ImageStore) -> list[am.Take]:
     rows = conn.execute(
         f"SELECT {_TAKE_COLUMNS} FROM takes WHERE show_id = ? ORDER BY id LIMIT ?",  # noqa: S608
         (show_id, am.MAX_TAKES),
@@ -107,7 +107,7 @@ def _takes(conn: sqlite3.Connection, show_id: int, images: ImageStore) -> list[a
     return out
 
 
-def _take(conn: sqlite3.Connection, show_id: int, md5: str, images: ImageStore) -> am.Take | None:
+def _take(conn: Conn, show_id: int, md5: str, images: ImageStore) -> am.Take | None:
     row = conn.execute(
         f"SELECT {_TAKE_COLUMNS} FROM takes "  # noqa: S608 - a constant column list
         "WHERE show_id = ? AND lower(md5) = ? ORDER BY id LIMIT 1",
@@ -119,7 +119,7 @@ def _take(conn: sqlite3.Connection, show_id: int, md5: str, images: ImageStore) 
 _TAKE_COLUMNS = "md5, sha256, size, name, notes, url, extracted_size, extracted_sha256, media"
 
 
-def _as_take(row: sqlite3.Row, images: ImageStore) -> am.Take:
+def _as_take(row: Row, images: ImageStore) -> am.Take:
     return am.Take(
         row["md5"].lower(),
         row["sha256"].lower(),
