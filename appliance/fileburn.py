@@ -173,10 +173,17 @@ async def run_file_burn(
     drives: Iterable[Drive],
     journal: Journal,
     emit: Callable[[dict[str, Any]], None],
+    watch: Callable[[JobEvent], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """The agent's side: burn, push every job event through `emit`, answer with the results."""
+    """The agent's side: burn, push every job event through `emit` (and to `watch`, the agent's
+    own view of its drives), answer with the results."""
     from appliance.burn.eventjson import to_wire
     from appliance.burn.job import burn_many
+
+    def listener(event: JobEvent) -> None:
+        if watch is not None:
+            watch(event)
+        emit({"event": BURN_EVENT, "job": to_wire(event)})
 
     results = await burn_many(
         drives,
@@ -184,7 +191,7 @@ async def run_file_burn(
         journal=journal,
         verify=burn.verify,
         eject=burn.eject,
-        listener=lambda event: emit({"event": BURN_EVENT, "job": to_wire(event)}),
+        listener=listener,
     )
     return [to_wire(r) for r in results]
 

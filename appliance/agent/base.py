@@ -25,6 +25,9 @@ from appliance.images.cache import ImageCache
 from appliance.journal import Journal
 from appliance.leds import Panel
 
+if TYPE_CHECKING:
+    from appliance.burn.job import JobProgress, JobResult, JobStateChanged
+
 log = logging.getLogger("appliance.agent")
 
 
@@ -142,6 +145,9 @@ class AgentBase:
         async def name(self, drive: str, name: str) -> DriveView: ...
 
         # appliance.agent.burns
+        def _on_job_event(
+            self, slot: Slot, event: JobProgress | JobStateChanged | JobResult
+        ) -> None: ...
         async def start_burn(self, take: Take, drive: str) -> BurnAccepted: ...
         async def cancel(self, drive: str) -> None: ...
 

@@ -14,11 +14,14 @@ import contextlib
 from typing import Any, Final
 
 from appliance.agent.base import AgentBase
+from appliance.agent.catalog import Take
 from appliance.agent.slot import Slot
+from appliance.burn.job import JobEvent, JobResult
 from appliance.control import ControlError, EventListener
 from appliance.drives.base import BurnError, Drive
 from appliance.drives.targets import TargetRefused, make_drive
 from appliance.fileburn import FileBurn, run_file_burn
+from appliance.leds import LedState
 
 # What a drive's job id reads while a file burn from the CLI runs on it.
 CLI_JOB: Final = "cli"
@@ -51,15 +54,51 @@ class FileBurns(AgentBase):
         busy = [s.name for s in claimed if s.busy]
         if busy:
             raise ControlError("busy", f"{', '.join(busy)} is busy with another burn")
+        # The kiosk and the room see the file's name on the drive, and its progress.
+        file = Take(
+            sha256=burn.image.sha256 or "",
+            md5=burn.image.md5 or "",
+            size=burn.image.size,
+            name=burn.image.name,
+        )
         for slot in claimed:
-            slot.job_id, slot.take, slot.last_result, slot.job_view = CLI_JOB, None, None, None
+            slot.job_id, slot.take, slot.last_result, slot.job_view = CLI_JOB, file, None, None
             self._emit_drive(slot)
+        by_path = {s.info.path: s for s in claimed}
+        ended: dict[str, JobResult] = {}
+
+        def watch(event: JobEvent) -> None:
+            slot = by_path.get(event.target)
+            if slot is None:
+                return
+            if isinstance(event, JobResult):
+                ended[event.target] = event
+            else:
+                self._on_job_event(slot, event)
+
         try:
-            return await run_file_burn(burn, drives, journal, emit)
+            return await run_file_burn(burn, drives, journal, emit, watch)
         finally:
             for slot in claimed:
-                slot.job_id = None
+                slot.job_id, slot.job_view = None, None
+                result = ended.get(slot.info.path)
+                if result is not None:
+                    self._finished(slot, file, result)
                 if not self._closing:
                     with contextlib.suppress(BurnError):
                         await self._refresh(slot)
             self._spawn(self.report_results(), "report")
+
+    def _finished(self, slot: Slot, file: Take, result: JobResult) -> None:
+        """What a kiosk burn's end shows: the result on the drive, its lights, `finished`."""
+        slot.last_result = {
+            "job_id": result.job_id,
+            "image": file.sha256,
+            "image_name": file.name,
+            "ok": result.ok,
+            "reason": result.reason,
+            "message": result.message,
+        }
+        if self.panel is not None:
+            self.panel.show(slot.info.path, LedState.PASSED if result.ok else LedState.FAILED)
+        self._emit({"event": "finished", "drive": slot.info.uid, "result": slot.last_result})

@@ -28,9 +28,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from coordinator.errors import NotFound
-from coordinator.images.blobs import BMAP_SUFFIX, ImageStore
+from coordinator.images.blobs import ImageStore
 from coordinator.images.catalog import images_for, record_extracted
 from coordinator.links.hub import Appliance, Link
+from coordinator.links.takes import live_session, show_take, show_takes
 from coordinator.master import (
     CancelBurn,
     CredentialExpiring,
@@ -44,7 +45,6 @@ from coordinator.master import (
     Superseded,
 )
 from coordinator.store import Store
-from coordinator.store.sql import Conn, Row
 from wire import agentmsg as am
 from wire import burnproto as bp
 from wire import link as wl
@@ -55,83 +55,6 @@ log = logging.getLogger(__name__)
 CANCELLED = "cancelled"
 
 MasterGetter = Callable[[], Master | None]
-
-_LIVE_SQL = """
-SELECT id FROM sessions WHERE show_id = ? AND state = 'live' {extra}
-ORDER BY created_at DESC, seq DESC LIMIT 1
-"""
-
-
-def _live_session(conn: Conn, show_id: int, wanted: str | None) -> str | None:
-    if wanted is None:
-        row = conn.execute(_LIVE_SQL.format(extra=""), (show_id,)).fetchone()
-    else:
-        row = conn.execute(
-            _LIVE_SQL.format(extra="AND id = ?"), (show_id, wanted.lower())
-        ).fetchone()
-    return None if row is None else str(row["id"])
-
-
-IMAGE_PATH = "/api/v1/images/"
-
-
-def _url(row: Row, images: ImageStore) -> str:
-    """Where an agent fetches a take's image: its URL, or for a take added by upload (no URL)
-    this coordinator's image store, relative (the agent joins it to the coordinator's URL),
-    and "" while its upload is pending (a stat: called on the store's reader threads)."""
-    if row["url"]:
-        return str(row["url"])
-    sha256 = str(row["sha256"]).lower()
-    return IMAGE_PATH + sha256 if images.has(sha256) else ""
-
-
-def _bmap_url(row: Row, images: ImageStore) -> str | None:
-    """The block map the image store made for the take's image, if it made one (a stat)."""
-    sha256 = str(row["sha256"]).lower()
-    return IMAGE_PATH + sha256 + BMAP_SUFFIX if images.has_bmap(sha256) else None
-
-
-def _takes(conn: Conn, show_id: int, images: ImageStore) -> list[am.Take]:
-    rows = conn.execute(
-        f"SELECT {_TAKE_COLUMNS} FROM takes WHERE show_id = ? ORDER BY id LIMIT ?",  # noqa: S608
-        (show_id, am.MAX_TAKES),
-    ).fetchall()
-    seen: set[str] = set()
-    out = []
-    for row in rows:
-        md5 = row["md5"].lower()
-        if md5 in seen:
-            continue  # several takes of one image: the oldest describes it
-        seen.add(md5)
-        out.append(_as_take(row, images))
-    return out
-
-
-def _take(conn: Conn, show_id: int, md5: str, images: ImageStore) -> am.Take | None:
-    row = conn.execute(
-        f"SELECT {_TAKE_COLUMNS} FROM takes "  # noqa: S608 - a constant column list
-        "WHERE show_id = ? AND lower(md5) = ? ORDER BY id LIMIT 1",
-        (show_id, md5.lower()),
-    ).fetchone()
-    return None if row is None else _as_take(row, images)
-
-
-_TAKE_COLUMNS = "md5, sha256, size, name, notes, url, extracted_size, extracted_sha256, media"
-
-
-def _as_take(row: Row, images: ImageStore) -> am.Take:
-    return am.Take(
-        row["md5"].lower(),
-        row["sha256"].lower(),
-        row["size"],
-        row["name"],
-        row["notes"],
-        _url(row, images),
-        row["extracted_size"],
-        None if row["extracted_sha256"] is None else row["extracted_sha256"].lower(),
-        row["media"],
-        _bmap_url(row, images),
-    )
 
 
 @dataclass(eq=False)
@@ -194,7 +117,7 @@ class ApplianceBridge:
     async def admit(self, appliance: Appliance) -> str | None:
         wanted = appliance.requested_session
         session = await self._store().read(
-            lambda conn: _live_session(conn, appliance.show_id, wanted)
+            lambda conn: live_session(conn, appliance.show_id, wanted)
         )
         if wanted is not None and session is None:
             raise NotFound(
@@ -212,7 +135,7 @@ class ApplianceBridge:
         agent = _Agent(link, link.session, self._deliver_one)
         self._agents[link.token] = agent
         show = link.appliance.show_id
-        takes = await self._store().read(lambda conn: _takes(conn, show, self._images()))
+        takes = await self._store().read(lambda conn: show_takes(conn, show, self._images()))
         self._send(agent, am.Welcome(agent.session, show, link.appliance.name))
         self._send(agent, am.Catalog(tuple(takes)))
         await self._kiosk_link(agent, LinkState.ONLINE)
@@ -279,7 +202,7 @@ class ApplianceBridge:
         if agent.session is None:
             appliance = agent.link.appliance
             agent.session = await self._store().read(
-                lambda conn: _live_session(conn, appliance.show_id, None)
+                lambda conn: live_session(conn, appliance.show_id, None)
             )
             if agent.session is None:
                 return  # nothing to join yet; the agent works from its cache meanwhile
@@ -292,7 +215,7 @@ class ApplianceBridge:
         # What a drive can burn: what its box holds, and every take the box can fetch from a
         # URL when told to burn it (a fresh kiosk holds nothing, yet can burn the whole catalog).
         show = agent.link.appliance.show_id
-        takes = await self._store().read(lambda conn: _takes(conn, show, self._images()))
+        takes = await self._store().read(lambda conn: show_takes(conn, show, self._images()))
         fetchable = {t.md5 for t in takes if t.url}
         present = {d.uid for d in hello.drives}
         for uid in [u for u in agent.drives if u not in present]:
@@ -469,7 +392,9 @@ class ApplianceBridge:
         match payload:
             case bp.Burn(md5=md5):
                 show = agent.link.appliance.show_id
-                take = await self._store().read(lambda conn: _take(conn, show, md5, self._images()))
+                take = await self._store().read(
+                    lambda conn: show_take(conn, show, md5, self._images())
+                )
                 if take is None:
                     return am.Burn(uid, md5, None, None, None, md5)
                 return am.Burn(uid, md5, take.sha256, take.size, take.url, take.name)

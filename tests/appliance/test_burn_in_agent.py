@@ -353,3 +353,63 @@ async def test_a_file_burn_the_agent_cannot_run_is_refused_with_a_reason(tmp_pat
             await client.request("cancel", drive=drive["uid"])
     finally:
         await running.stop()
+
+
+async def test_the_kiosk_sees_a_cli_burn_on_its_own_drive(tmp_path: Path) -> None:
+    """A file burn the CLI hands over onto one of the agent's drives shows on the kiosk like a
+    kiosk burn: busy, progress under the file's name, and how it ended."""
+    fast = SimulatedDriveConfig(
+        "Fast", "sim:fast", "optical", 4e6, 4_700_000_000, frozenset({"CDR"})
+    )
+    img = tmp_path / "live.img"
+    img.write_bytes(os.urandom(MiB))
+    config = AgentConfig(
+        state_dir=tmp_path / "state",
+        cache_dir=tmp_path / "cache",
+        cache_size=64 * MiB,
+        simulated=(fast,),
+        socket=tmp_path / "agent.sock",
+    )
+    running = await serve(config, pin_factory=MockFactory())
+    try:
+        async with (
+            ControlClient(running.server.path) as kiosk,
+            ControlClient(running.server.path) as cli,
+        ):
+            await kiosk.subscribe()
+            streamed: list[dict[str, Any]] = []
+            async with asyncio.timeout(60):
+                results = await cli.stream(
+                    "burn_file",
+                    streamed.append,
+                    image=str(img),
+                    targets=["sim:fast"],
+                    options={},
+                )
+                seen: list[dict[str, Any]] = []
+                async for event in kiosk.events():
+                    seen.append(event)
+                    if event["event"] == "finished":
+                        break
+            [drive] = await kiosk.request("drives")
+            jobs = await kiosk.request("jobs")
+    finally:
+        await running.stop()
+    [result] = results
+    assert (result["state"], result["verified"]) == ("passed", True)
+    assert {e["job"]["kind"] for e in streamed} >= {"state", "progress", "result"}
+    busy = [e for e in seen if e["event"] == "drive" and e["drive"]["state"] == "busy"]
+    assert busy, seen
+    progress = [e["job"] for e in seen if e["event"] == "progress"]
+    assert progress
+    assert {p["image_name"] for p in progress} == {"live.img"}
+    assert progress[-1]["percent"] == 100
+    finished = seen[-1]["result"]
+    assert (finished["ok"], finished["image_name"], finished["job_id"]) == (
+        True,
+        "live.img",
+        result["job_id"],
+    )
+    assert drive["state"] != "busy"
+    assert drive["last_result"] == finished
+    assert [(j["id"], j["state"]) for j in jobs] == [(result["job_id"], "passed")]

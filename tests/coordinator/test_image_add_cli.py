@@ -24,7 +24,7 @@ import pytest
 from rv_helpers import Client, World, bearer, call
 
 from coordinator.keys import STORE
-from coordinator.links import bridge
+from coordinator.links import takes as link_takes
 from coordinator.rendezvous.images import IMAGES
 
 VENV_BIN = Path(sys.executable).parent
@@ -317,7 +317,7 @@ async def test_kiosks_are_offered_an_uploaded_take_from_the_coordinator_not_a_pe
     sha256 = hashlib.sha256(data).hexdigest()
 
     async def url_now() -> str:
-        takes = await store.read(lambda c: bridge._takes(c, world.show, images))
+        takes = await store.read(lambda c: link_takes.show_takes(c, world.show, images))
         return next(t.url for t in takes if t.sha256 == sha256)
 
     # Pending: no URL, so the bridge does not count it among the takes a kiosk can fetch.
