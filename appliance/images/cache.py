@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 READ_CHUNK = 4 << 20
 
+
 @dataclass(eq=False)
 class Fetch:
     """A take's image on its way into the cache, shared by every burn of it."""
