@@ -20,7 +20,7 @@ from pathlib import Path
 from aiohttp import web
 
 from coordinator.errors import BadRequest, Invalid, NotFound
-from coordinator.images.blobs import ImageStore, Received, is_sha256
+from coordinator.images.blobs import MANIFESTS_DIRNAME, ImageStore, Received, is_sha256
 from coordinator.images.catalog import (
     IMAGES_DIRNAME,
     ImageInfo,
@@ -49,7 +49,7 @@ UPLOAD_OUT = schemas.record("take_id", "name", "sha256", "size", "offset", "pres
 _CONTENT_RANGE = re.compile(r"^bytes (\d{1,19})-(\d{1,19})/(\d{1,19})$")
 
 
-def _sha256(request: web.Request) -> str:
+def image_sha256(request: web.Request) -> str:
     text = request.match_info["sha256"]
     if not is_sha256(text.lower()):
         raise BadRequest(f"{text!r} is not a SHA-256 (64 hex digits)", field="sha256")
@@ -128,6 +128,9 @@ async def _record_contents(request: web.Request, info: ImageInfo, received: Rece
 def _remove(path: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
+    with contextlib.suppress(FileNotFoundError):
+        # Its chunk manifest, made on the way in (ImageStore.manifest_path).
+        (path.parent / MANIFESTS_DIRNAME / f"{path.name}.json").unlink()
 
 
 def _content_range(text: str, info: ImageInfo) -> tuple[int, int]:
@@ -218,7 +221,7 @@ async def upload_progress(request: web.Request) -> web.Response:
 async def push_image(request: web.Request) -> web.Response:
     flow = "pushing an image"
     who = await authorized(request, PUSHERS, flow)
-    sha256 = _sha256(request)
+    sha256 = image_sha256(request)
     images = request.app[IMAGES]
     info = await read(request, lambda c: find_by_sha256(c, images, sha256, who.show_id))
     if info is None:
@@ -228,7 +231,7 @@ async def push_image(request: web.Request) -> web.Response:
 
 async def download_image(request: web.Request) -> web.StreamResponse:
     who = await caller(request)
-    sha256 = _sha256(request)
+    sha256 = image_sha256(request)
     images = request.app[IMAGES]
     scope = None if who.role == "admin" else who.show_id
     info = await read(request, lambda c: find_by_sha256(c, images, sha256, scope))
