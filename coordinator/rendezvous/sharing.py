@@ -48,6 +48,11 @@ async def get_manifest(request: web.Request) -> web.Response:
 async def get_swarm(request: web.Request) -> web.Response:
     show_id = path_id(request, "show_id")
     await authorized(request, WATCHERS, "watching the kiosks share images", show_id)
+    known = await read(
+        request, lambda c: c.execute("SELECT 1 FROM shows WHERE id = ?", (show_id,)).fetchone()
+    )
+    if known is None:
+        raise NotFound(f"show {show_id} not found")
     tracker = request.app.get(TRACKER)
     if tracker is None:
         return ok({"images": [], "reports": []})  # a node without appliance links
@@ -88,6 +93,7 @@ ENDPOINTS = [
         "Image sharing among the show's kiosks: progress and where the bytes came from",
         WATCHERS,
         response=schemas.record("images", "reports"),
+        errors=(404,),
         tag="images",
         extra_doc={"description": _SWARM_DOC},
     ),
