@@ -289,6 +289,7 @@ class Picker:
         self.busy: set[int] = set()
         self.elsewhere: frozenset[int] = frozenset()
         self.sources: dict[str, frozenset[int] | None] = {}
+        self.horizon = count  # only chunks below it are handed out (a window ahead of a reader)
         order = list(range(count))
         random.Random(seed).shuffle(order)  # noqa: S311 - spreading load, not a secret
         self._rank = {chunk: rank for rank, chunk in enumerate(order)}
@@ -310,13 +311,13 @@ class Picker:
         return sum(1 for held in self.sources.values() if held is not None and index in held)
 
     def _wanted(self, pool: Iterable[int]) -> list[int]:
-        return [i for i in pool if i not in self.have and i not in self.busy]
+        return [i for i in pool if i < self.horizon and i not in self.have and i not in self.busy]
 
     def next_for(self, name: str, *, eager: bool = False) -> int | None:
         """The chunk `name` should send next (now marked busy), or None if it has none we need."""
         held = self.sources.get(name, frozenset())
         if held is None:
-            wanted = self._wanted(range(self.count))
+            wanted = self._wanted(range(self.horizon))
             spare = [i for i in wanted if i not in self.elsewhere and self._holders(i) == 0]
             candidates = spare or (wanted if eager else [])
         else:

@@ -92,7 +92,15 @@ class Burns(AgentBase):
             # A take uploaded to the coordinator names its image store by a relative URL.
             url = urljoin(self.config.coordinator_url or "", take.url)
             session = self._session_for(url)
-            source = await cache.fetch(url, take.sha256, take.size, session, take.name)
+            if self.sharing is not None:
+                # A `burn` order does not carry the manifest; the catalog's take does.
+                known = self.catalog.get(take.sha256)
+                digest = take.manifest or (known.manifest if known is not None else None)
+                source = await self.sharing.fetch(
+                    take.sha256, take.size, digest, url, session, take.name
+                )
+            if source is None:
+                source = await cache.fetch(url, take.sha256, take.size, session, take.name)
         return dataclasses.replace(
             source,
             md5=take.md5 or None,

@@ -42,6 +42,7 @@ from appliance.drives.uid import drive_uid
 from appliance.images.cache import ImageCache
 from appliance.journal import JobState, Journal
 from appliance.leds import LedConfig, LedState, Panel
+from appliance.swarm.service import Sharing
 
 log = logging.getLogger("appliance.agent")
 
@@ -66,6 +67,15 @@ class Agent(Uplink, Burns):
             self._http_auth = aiohttp.ClientSession(
                 headers={"Authorization": f"Bearer {conf.credential}"}
             )
+        if conf.share.fetch:
+            self.sharing = Sharing(
+                conf.share,
+                self.cache,
+                send=self._send_online,
+                coordinator_url=conf.coordinator_url,
+                auth_session=lambda: self._http_auth,
+            )
+            await self.sharing.start()
         self.panel = self._make_panel()
         loop = asyncio.get_running_loop()
         drives: list[tuple[Drive, str]] = [(simulated_drive(s), s.name) for s in conf.simulated]
@@ -117,6 +127,8 @@ class Agent(Uplink, Burns):
         if self.link is not None:
             with contextlib.suppress(Exception):
                 await self.link.close()
+        if self.sharing is not None:
+            await self.sharing.close()
         for http in (self._http, self._http_auth):
             if http is not None:
                 await http.close()

@@ -232,6 +232,30 @@ class ImageCache:
                 f"{needed} more needed, limit {self.max_bytes}"
             )
 
+    # ---- for the swarm (appliance.swarm) ----------------------------------------------------
+
+    def partial_path(self, sha256: str) -> Path:
+        """Where a download of the image grows (a verified prefix when the swarm writes it)."""
+        return self._partial / f"{_check_sha(sha256)}.part"
+
+    def held(self, sha256: str) -> tuple[Path, int] | None:
+        """Path and size of a cached image, without counting as a use (for serving peers)."""
+        entry = self._entries.get(sha256.lower())
+        return None if entry is None else (self._img(entry.sha256), entry.size)
+
+    def fetching(self, sha256: str) -> asyncio.Lock:
+        """The lock one download of the image holds (`fetch` takes it too)."""
+        return self._lock(_check_sha(sha256))
+
+    def reserve(self, size: int) -> None:
+        """Evict until `size` more bytes fit (`DiskFull` when they cannot)."""
+        self._make_room(size)
+
+    async def admit(self, part: Path, sha256: str, size: int, name: str) -> SourceImage:
+        """Prove a complete download (whole-file SHA-256 and size) and move it into the cache;
+        `CorruptImage` removes it."""
+        return await self._admit(part, _check_sha(sha256), size, name)
+
     # ---- adding ----------------------------------------------------------------------------
 
     def _lock(self, sha: str) -> asyncio.Lock:

@@ -211,3 +211,16 @@ def test_the_origin_waits_for_chunks_others_fetch_unless_eager() -> None:
     picker.elsewhere = frozenset({0, 1, 2})
     assert picker.next_for("origin") is None
     assert picker.next_for("origin", eager=True) in {0, 1, 2}
+
+
+def test_the_picker_stays_below_its_horizon() -> None:
+    picker = sw.Picker(10)
+    picker.set_source("origin", None)
+    picker.set_source("peer", frozenset(range(1, 10)))
+    picker.horizon = 2
+    got = {picker.next_for("origin"), picker.next_for("peer")}
+    assert got == {0, 1}
+    assert picker.next_for("peer") is None
+    assert picker.next_for("origin", eager=True) is None
+    picker.horizon = 3
+    assert picker.next_for("peer") == 2

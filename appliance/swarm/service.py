@@ -1,0 +1,387 @@
+"""The agent's part in sharing images with the other kiosks of its show.
+
+`Sharing` holds the peer token and show key the coordinator sends (`peer_token`), runs the peer
+server (`appliance.swarm.peer`) when the `[share]` table turns sharing on, tells the tracker what
+this kiosk holds (`have`, after every connect and while downloading) and asks it who holds what
+(`want` → `peers`). `Sharing.fetch` downloads a take whose image has a chunk manifest from peers
+and the origin at once (`appliance.swarm.engine`), appending verified chunks to the cache's partial
+file (whose verified prefix it serves to others meanwhile) and admitting the file to the cache,
+which checks the whole-file SHA-256. It answers None when sharing cannot help (off, no manifest,
+a manifest that does not match the take, the swarm gave up): the agent then downloads as before,
+resuming from the same partial file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import hashlib
+import json
+import logging
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import aiohttp
+
+from appliance.config import ShareConfig
+from appliance.drives.base import CorruptImage, DiskFull, SourceImage
+from appliance.images.cache import ImageCache
+from appliance.swarm.engine import ChunkFetch, Counters, PeerInfo, SwarmFailed
+from appliance.swarm.peer import Offer, PeerServer
+from wire import swarm as sw
+
+log = logging.getLogger(__name__)
+
+MANIFEST_PATH = "/api/v1/images/{sha256}/manifest"
+TRACKER_WAIT = 5.0
+
+Send = Callable[[dict[str, Any]], Awaitable[bool]]
+
+
+@dataclass(slots=True)
+class Progress:
+    """One download, as the kiosk and the dashboard show it."""
+
+    sha256: str
+    size: int
+    written: int = 0
+    counters: Counters = field(default_factory=Counters)
+    fetch: ChunkFetch | None = None
+
+
+def _verified_prefix(part: Path, manifest: sw.Manifest) -> int:
+    """Bytes of `part` from the start that are whole, correct chunks; the rest is cut off
+    (worker thread). An earlier run only appended verified chunks, but a crash may tear the
+    last one, so this is checked again rather than trusted."""
+    try:
+        have = part.stat().st_size
+    except FileNotFoundError:
+        return 0
+    good = 0
+    with part.open("rb") as f:
+        for index in range(manifest.count):
+            start, length = manifest.span(index)
+            if start + length > have:
+                break
+            data = f.read(length)
+            try:
+                manifest.check_chunk(index, data)
+            except sw.BadChunk:
+                break
+            good = start + length
+    if good != have:
+        with part.open("rb+") as f:
+            f.truncate(good)
+    return good
+
+
+def lan_address(target: str) -> str:
+    """The local address the kiosk reaches `target` (a URL) from: its LAN address, the one other
+    kiosks of the venue reach it at. A UDP connect sends nothing (blocking: call in a thread)."""
+    parts = urlsplit(target)
+    host = parts.hostname or "127.0.0.1"
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        s.connect((host, parts.port or 80))
+        return str(s.getsockname()[0])
+
+
+class Sharing:
+    def __init__(
+        self,
+        config: ShareConfig,
+        cache: ImageCache,
+        *,
+        send: Send,
+        coordinator_url: str | None,
+        auth_session: Callable[[], aiohttp.ClientSession | None],
+    ) -> None:
+        self.config = config
+        self.cache = cache
+        self.send = send
+        self.coordinator_url = coordinator_url
+        self.auth_session = auth_session
+        self.token: str | None = None
+        self.address: str | None = None
+        self.server: PeerServer | None = None
+        self.downloads: dict[str, Progress] = {}
+        self.manifests: dict[str, sw.Manifest] = {}
+        self._answers: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._peer_http: aiohttp.ClientSession | None = None
+        self._dir = cache.root / "manifests"
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._peer_http = aiohttp.ClientSession()
+        await asyncio.to_thread(self._dir.mkdir, exist_ok=True)
+        if not self.config.serve:
+            return
+        self.server = PeerServer(
+            self._offer,
+            host=self.config.bind,
+            port=self.config.port,
+            max_uploads=self.config.max_uploads,
+            rate=self.config.upload_rate,
+        )
+        port = await self.server.start()
+        host = self.config.address
+        if host is None and self.coordinator_url is not None:
+            try:
+                host = await asyncio.to_thread(lan_address, self.coordinator_url)
+            except OSError as exc:
+                log.warning("cannot tell the LAN address; not serving peers error=%s", exc)
+        self.address = None if host is None else f"{host}:{port}"
+
+    async def close(self) -> None:
+        if self.server is not None:
+            await self.server.close()
+        if self._peer_http is not None:
+            await self._peer_http.close()
+
+    def _offer(self, sha256: str) -> Offer | None:
+        active = self.downloads.get(sha256)
+        if active is not None:
+            part = self.cache.partial_path(sha256)
+            return Offer(part, active.size, lambda: active.written)
+        held = self.cache.held(sha256)
+        if held is None:
+            return None
+        path, size = held
+        return Offer(path, size, lambda: size)
+
+    # ---- the link ----------------------------------------------------------------------------
+
+    def on_message(self, message: dict[str, Any]) -> None:
+        match message.get("type"):
+            case "peer_token":
+                self.token = str(message["token"])
+                if self.server is not None:
+                    self.server.set_key(int(message["show"]), bytes.fromhex(str(message["key"])))
+            case "peers":
+                future = self._answers.pop(str(message.get("sha256")), None)
+                if future is not None and not future.done():
+                    future.set_result(message)
+
+    async def announce(self, takes: dict[str, str]) -> None:
+        """Tell the tracker about every cached image of the catalog with a manifest
+        (`takes`: SHA-256 → manifest digest); called once online."""
+        if self.address is None:
+            return
+        for sha, digest in takes.items():
+            if self.cache.held(sha) is None:
+                continue
+            manifest = await self._manifest(sha, digest)
+            if manifest is not None:
+                await self._have(manifest, manifest.size, frozenset(), Counters())
+
+    async def _have(
+        self, manifest: sw.Manifest, written: int, fetching: frozenset[int], counters: Counters
+    ) -> bool:
+        done = written // manifest.chunk_size if written < manifest.size else manifest.count
+        return await self.send(
+            {
+                "type": "have",
+                "sha256": manifest.sha256,
+                "count": manifest.count,
+                "chunks": sw.encode_have(range(done), manifest.count),
+                "fetching": sw.encode_have(fetching, manifest.count),
+                "address": self.address,
+                "origin_bytes": counters.origin_bytes,
+                "peer_bytes": counters.peer_bytes,
+            }
+        )
+
+    async def _ask(self, manifest: sw.Manifest, progress: Progress) -> list[PeerInfo]:
+        fetching = progress.fetch.fetching if progress.fetch is not None else frozenset()
+        await self._have(manifest, progress.written, fetching, progress.counters)
+        loop = asyncio.get_running_loop()
+        future = self._answers.setdefault(manifest.sha256, loop.create_future())
+        if not await self.send({"type": "want", "sha256": manifest.sha256}):
+            self._answers.pop(manifest.sha256, None)
+            return []
+        try:
+            async with asyncio.timeout(TRACKER_WAIT):
+                answer = await future
+        except TimeoutError:
+            self._answers.pop(manifest.sha256, None)
+            return []
+        peers = []
+        for raw in answer.get("peers") or []:
+            if raw.get("address") == self.address:
+                continue
+            try:
+                peers.append(
+                    PeerInfo(
+                        str(raw["address"]),
+                        sw.decode_have(str(raw["chunks"]), manifest.count),
+                        sw.decode_have(str(raw["fetching"]), manifest.count),
+                    )
+                )
+            except (KeyError, sw.SwarmError) as exc:
+                log.info("tracker entry skipped peer=%s error=%s", raw.get("address"), exc)
+        return peers
+
+    async def _report(self, sha256: str, address: str, reason: str) -> None:
+        await self.send(
+            {"type": "bad_peer", "sha256": sha256, "address": address, "reason": reason[:500]}
+        )
+
+    # ---- manifests ---------------------------------------------------------------------------
+
+    async def _manifest(self, sha256: str, digest: str) -> sw.Manifest | None:
+        """The image's manifest whose canonical digest is `digest`: kept, or fetched from the
+        coordinator; None (and a log line saying why) when there is no good one."""
+        known = self.manifests.get(sha256)
+        if known is not None and known.digest == digest:
+            return known
+        path = self._dir / f"{sha256}.json"
+        raw: bytes | None
+        try:
+            raw = await asyncio.to_thread(path.read_bytes)
+        except FileNotFoundError:
+            raw = await self._download_manifest(sha256)
+        if raw is None:
+            return None
+        if hashlib.sha256(raw).hexdigest() != digest:
+            # A canonical copy hashes to the digest; re-encode in case spacing differs.
+            try:
+                parsed = sw.Manifest.from_json(json.loads(raw))
+            except (ValueError, sw.ManifestError) as exc:
+                log.warning("manifest unreadable sha256=%s error=%s", sha256, exc)
+                return None
+            if parsed.digest != digest:
+                log.warning(
+                    "manifest does not match the catalog sha256=%s digest=%s", sha256, digest
+                )
+                return None
+            raw = parsed.encode()
+        try:
+            manifest = sw.Manifest.from_json(json.loads(raw))
+        except (ValueError, sw.ManifestError) as exc:
+            log.warning("manifest unreadable sha256=%s error=%s", sha256, exc)
+            return None
+        await asyncio.to_thread(path.write_bytes, raw)
+        self.manifests[sha256] = manifest
+        return manifest
+
+    async def _download_manifest(self, sha256: str) -> bytes | None:
+        session = self.auth_session()
+        if session is None or self.coordinator_url is None:
+            return None
+        url = urljoin(self.coordinator_url, MANIFEST_PATH.format(sha256=sha256))
+        try:
+            async with session.get(url) as resp:
+                if resp.status != 200:
+                    log.warning("manifest not served sha256=%s status=%d", sha256, resp.status)
+                    return None
+                return await resp.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("manifest fetch failed sha256=%s error=%s", sha256, exc)
+            return None
+
+    # ---- fetching ----------------------------------------------------------------------------
+
+    async def fetch(
+        self,
+        sha256: str,
+        size: int,
+        digest: str | None,
+        origin_url: str,
+        origin_session: aiohttp.ClientSession,
+        name: str,
+    ) -> SourceImage | None:
+        """The image, fetched from the swarm and proven; None when the caller should download
+        it the plain way. Raises `CorruptImage` (whole-file digest wrong) and `DiskFull`."""
+        if not self.config.fetch or digest is None or self._peer_http is None:
+            return None
+        manifest = await self._manifest(sha256, digest)
+        if manifest is None:
+            return None
+        try:
+            manifest.check_take(sha256, size)
+        except sw.ManifestMismatch as exc:
+            log.warning("manifest refused sha256=%s error=%s", sha256, exc)
+            return None
+        async with self.cache.fetching(sha256):
+            cached = await self.cache.get(sha256)
+            if cached is not None:
+                return cached
+            self.cache.reserve(size)
+            return await self._fetch(manifest, origin_url, origin_session, name)
+
+    async def _fetch(
+        self,
+        manifest: sw.Manifest,
+        origin_url: str,
+        origin_session: aiohttp.ClientSession,
+        name: str,
+    ) -> SourceImage | None:
+        assert self._peer_http is not None  # noqa: S101 - checked by fetch
+        part = self.cache.partial_path(manifest.sha256)
+        written = await asyncio.to_thread(_verified_prefix, part, manifest)
+        progress = Progress(manifest.sha256, manifest.size, written)
+        chunks = ChunkFetch(
+            manifest,
+            origin_url=origin_url,
+            origin_session=origin_session,
+            peer_session=self._peer_http,
+            ask_tracker=lambda: self._ask(manifest, progress),
+            token=lambda: self.token,
+            on_bad_peer=lambda peer, why: self._report(manifest.sha256, peer, why),
+            window=self.config.window,
+            stall=self.config.stall,
+        )
+        progress.fetch, progress.counters = chunks, chunks.counters
+        self.downloads[manifest.sha256] = progress
+        first = written // manifest.chunk_size
+        log.info(
+            "swarm fetch sha256=%s chunks=%d resume_from=%d", manifest.sha256, manifest.count, first
+        )
+        f = await asyncio.to_thread(part.open, "r+b" if written else "wb")
+        try:
+            await asyncio.to_thread(f.truncate, first * manifest.chunk_size)
+            progress.written = first * manifest.chunk_size
+            async for index, data in chunks.chunks(first):
+                start, _ = manifest.span(index)
+                await asyncio.to_thread(_write_at, f, start, data)
+                progress.written = start + len(data)
+        except SwarmFailed as exc:
+            log.warning("swarm fetch gave up sha256=%s error=%s", manifest.sha256, exc)
+            return None
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            await asyncio.to_thread(part.unlink, True)
+            raise DiskFull(f"disk full while fetching {name}; partial file removed") from exc
+        finally:
+            self.downloads.pop(manifest.sha256, None)
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(f.close)
+        log.info(
+            "swarm fetch complete sha256=%s origin_bytes=%d peer_bytes=%d banned=%s",
+            manifest.sha256,
+            chunks.counters.origin_bytes,
+            chunks.counters.peer_bytes,
+            ",".join(sorted(chunks.counters.banned)) or "-",
+        )
+        try:
+            source = await self.cache.admit(part, manifest.sha256, manifest.size, name)
+        except CorruptImage:
+            # Every chunk matched the manifest, yet the whole file does not match the take.
+            self.manifests.pop(manifest.sha256, None)
+            await asyncio.to_thread((self._dir / f"{manifest.sha256}.json").unlink, True)
+            raise
+        await self._have(manifest, manifest.size, frozenset(), chunks.counters)
+        return source
+
+
+def _write_at(f: Any, offset: int, data: bytes) -> None:
+    f.seek(offset)
+    f.write(data)
+    f.flush()  # the peer server reads the file on its own: it must see what `written` says
