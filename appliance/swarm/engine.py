@@ -73,6 +73,7 @@ class ChunkFetch:
         ask_tracker: TrackerAsk,
         token: Callable[[], str | None],
         on_bad_peer: BadPeerReport,
+        on_origin_pick: Callable[[], None] = lambda: None,
         window: int = 8,
         per_peer: int = 2,
         max_peers: int = 6,
@@ -88,6 +89,9 @@ class ChunkFetch:
         self.ask_tracker = ask_tracker
         self.token = token
         self.on_bad_peer = on_bad_peer
+        # Told at once when the origin is asked for a chunk, so the other kiosks hear of it
+        # (the tracker's `fetching`) before they ask the origin for the same one.
+        self.on_origin_pick = on_origin_pick
         self.window = window
         self.per_peer = per_peer
         self.max_peers = max_peers
@@ -112,7 +116,9 @@ class ChunkFetch:
 
     @property
     def fetching(self) -> frozenset[int]:
-        return frozenset(self.picker.busy)
+        """Chunks on their way, and those here but not yet handed out in order: others should
+        wait for this kiosk to hold them rather than ask the origin."""
+        return frozenset(self.picker.busy) | frozenset(self._ready)
 
     async def chunks(self, first: int = 0) -> AsyncIterator[tuple[int, bytes]]:
         """Chunks `first`.. in order, each verified."""
@@ -192,6 +198,8 @@ class ChunkFetch:
                     async with asyncio.timeout(self.patience if name == ORIGIN else self.poll):
                         await self._changed.wait()
                 continue
+            if name == ORIGIN:
+                self.on_origin_pick()
             try:
                 data = await self._get(name, index)
                 self.manifest.check_chunk(index, data)

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 MANIFEST_PATH = "/api/v1/images/{sha256}/manifest"
 TRACKER_WAIT = 5.0
+POLL = 0.5  # seconds between asking the tracker while fetching
 
 Send = Callable[[dict[str, Any]], Awaitable[bool]]
 
@@ -52,6 +53,8 @@ class Progress:
     written: int = 0
     counters: Counters = field(default_factory=Counters)
     fetch: ChunkFetch | None = None
+    pushing: asyncio.Task[None] | None = None  # a `have` on its way
+    dirty: bool = False  # changed since that `have` was made
 
 
 def _verified_prefix(part: Path, manifest: sw.Manifest) -> int:
@@ -110,6 +113,7 @@ class Sharing:
         self.address: str | None = None
         self.server: PeerServer | None = None
         self.downloads: dict[str, Progress] = {}
+        self.last: Counters | None = None  # where the last finished fetch got its bytes
         self.manifests: dict[str, sw.Manifest] = {}
         self._answers: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._peer_http: aiohttp.ClientSession | None = None
@@ -227,6 +231,22 @@ class Sharing:
                 log.info("tracker entry skipped peer=%s error=%s", raw.get("address"), exc)
         return peers
 
+    def _push(self, manifest: sw.Manifest, progress: Progress) -> None:
+        """Send a fresh `have` soon (one at a time; a later change waits for the next one)."""
+        if progress.pushing is not None and not progress.pushing.done():
+            progress.dirty = True
+            return
+
+        async def push() -> None:
+            for _ in range(manifest.count + 1):  # bounded: each round sends the latest state
+                progress.dirty = False
+                fetching = progress.fetch.fetching if progress.fetch else frozenset()
+                await self._have(manifest, progress.written, fetching, progress.counters)
+                if not progress.dirty:
+                    return
+
+        progress.pushing = asyncio.create_task(push(), name="share-have")
+
     async def _report(self, sha256: str, address: str, reason: str) -> None:
         await self.send(
             {"type": "bad_peer", "sha256": sha256, "address": address, "reason": reason[:500]}
@@ -334,8 +354,10 @@ class Sharing:
             ask_tracker=lambda: self._ask(manifest, progress),
             token=lambda: self.token,
             on_bad_peer=lambda peer, why: self._report(manifest.sha256, peer, why),
+            on_origin_pick=lambda: self._push(manifest, progress),
             window=self.config.window,
             stall=self.config.stall,
+            poll=POLL,
         )
         progress.fetch, progress.counters = chunks, chunks.counters
         self.downloads[manifest.sha256] = progress
@@ -378,6 +400,7 @@ class Sharing:
             await asyncio.to_thread((self._dir / f"{manifest.sha256}.json").unlink, True)
             raise
         await self._have(manifest, manifest.size, frozenset(), chunks.counters)
+        self.last = chunks.counters
         return source
 
 
