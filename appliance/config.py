@@ -219,7 +219,7 @@ class _Reader:
             raise self.fail(extra[0], "unknown key (see docs/agent.md)")
 
 
-_TABLES: Final = ("agent", "coordinator", "cache", "drives", "leds", "kiosk")
+_TABLES: Final = ("agent", "coordinator", "cache", "drives", "leds", "kiosk", "share")
 
 
 def load_config(path: Path) -> AgentConfig:
