@@ -15,8 +15,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-import aiohttp
-
 from appliance import __version__
 from appliance.agent.catalog import Take
 from appliance.agent.slot import Slot
@@ -91,8 +89,7 @@ class AgentBase:
         self.sharing: Sharing | None = None  # sharing images with the show's kiosks ([share])
         self.panel: Panel | None = None
         self._listeners = Listeners()
-        self._http: aiohttp.ClientSession | None = None
-        self._http_auth: aiohttp.ClientSession | None = None
+        self._credential: str | None = None  # sent to the coordinator's image store
         self._tasks: set[asyncio.Task[Any]] = set()
         self._report_lock = asyncio.Lock()
         self._link_state = LinkState.OFFLINE

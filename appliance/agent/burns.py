@@ -16,15 +16,14 @@ import time
 import uuid
 from urllib.parse import urljoin, urlsplit
 
-import aiohttp
-
 from appliance.agent.base import AgentBase
 from appliance.agent.catalog import Take
 from appliance.agent.slot import Slot, cancel_job
 from appliance.burn.job import BurnJob, JobProgress, JobResult, JobStateChanged
 from appliance.control import BurnAccepted, ControlError, ResultView, fits
-from appliance.drives.base import BurnError, DriveState, NoMedia, SourceImage
-from appliance.images.cache import DownloadFailed
+from appliance.drives.base import BurnError, CorruptImage, DriveState, NoMedia, SourceImage
+from appliance.images.cache import Fetch
+from appliance.images.sources import ByteSource, DownloadError, HttpSource
 from appliance.journal import JobState
 from appliance.leds import LedState
 
@@ -84,42 +83,67 @@ class Burns(AgentBase):
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
-    async def _source(self, take: Take) -> SourceImage:
+    async def _source(self, slot: Slot, take: Take) -> tuple[SourceImage, Fetch | None]:
+        """The take's image from the cache, or downloading: a block target is written while
+        the image downloads, other drives wait for the proven file."""
+        from appliance.drives.block import BlockDrive
+
         cache = self.cache
         assert cache is not None  # noqa: S101 - set in start()
-        source = await cache.get(take.sha256)
-        if source is None:
-            # A take uploaded to the coordinator names its image store by a relative URL.
-            url = urljoin(self.config.coordinator_url or "", take.url)
-            session = self._session_for(url)
-            if self.sharing is not None:
-                # A `burn` order does not carry the manifest; the catalog's take does.
-                known = self.catalog.get(take.sha256)
-                digest = take.manifest or (known.manifest if known is not None else None)
-                source = await self.sharing.fetch(
-                    take.sha256, take.size, digest, url, session, take.name
-                )
-            if source is None:
-                source = await cache.fetch(url, take.sha256, take.size, session, take.name)
+        if not take.url and take.sha256 not in cache:  # evicted since the burn was accepted
+            raise DownloadError(f"{take.name} is not in the cache and has no URL")
+        # A take uploaded to the coordinator names its image store by a relative URL.
+        url = urljoin(self.config.coordinator_url or "", take.url)
+        headers = self._headers_for(url)
+        bytes_from: ByteSource = HttpSource(url, headers=headers)
+        sharing, swarm = self.sharing, None
+        if sharing is not None and take.sha256 not in cache:
+            # From the show's other kiosks too; a `burn` order carries no manifest, the
+            # catalog's take does.
+            known = self.catalog.get(take.sha256)
+            digest = take.manifest or (known.manifest if known is not None else None)
+            swarm = await sharing.source(take.sha256, take.size, digest, url, headers)
+            bytes_from = swarm or bytes_from
+        try:
+            source, fetch = await cache.open_for_burn(
+                bytes_from,
+                take.sha256,
+                take.size,
+                take.name,
+                stream=isinstance(slot.drive, BlockDrive),
+            )
+        except CorruptImage:
+            if sharing is not None and swarm is not None:
+                sharing.forget_manifest(take.sha256)  # chunks matched it, the file did not
+            raise
         return dataclasses.replace(
             source,
             md5=take.md5 or None,
             name=take.name,
             extracted_size=take.extracted_size,
             extracted_sha256=take.extracted_sha256,
-        )
+        ), fetch
 
-    def _session_for(self, url: str) -> aiohttp.ClientSession:
+    def _headers_for(self, url: str) -> dict[str, str]:
         """The coordinator's own URLs get the appliance credential; nobody else does."""
-        assert self._http is not None  # noqa: S101 - set in start()
         base = self.config.coordinator_url
         if (
-            self._http_auth is not None
+            self._credential is not None
             and base is not None
             and urlsplit(url).netloc == urlsplit(base).netloc
         ):
-            return self._http_auth
-        return self._http
+            return {"Authorization": f"Bearer {self._credential}"}
+        return {}
+
+    async def _end_fetch(self, fetch: Fetch | None) -> None:
+        """A burn that wrote while downloading let go: a complete download joins the cache."""
+        cache = self.cache
+        if fetch is None or cache is None:
+            return
+        try:
+            await cache.end_fetch(fetch)
+        except BurnError as exc:
+            log.warning("downloaded image not kept sha256=%s error=%s", fetch.sha256, exc)
 
     async def _run_job(self, slot: Slot, take: Take, job_id: str) -> None:
         cache, journal = self.cache, self.journal
@@ -127,12 +151,13 @@ class Burns(AgentBase):
         assert journal is not None  # noqa: S101 - set in start()
         started = time.monotonic()
         result: ResultView
+        fetch: Fetch | None = None
         try:
             try:
-                source = await self._source(take)
+                source, fetch = await self._source(slot, take)
             except asyncio.CancelledError:
                 result = await self._cancelled_early(job_id, slot, take)
-            except (DownloadFailed, BurnError, aiohttp.ClientError, ValueError) as exc:
+            except (BurnError, ValueError) as exc:
                 reason = exc.code if isinstance(exc, BurnError) else FETCH_FAILED
                 log.warning(
                     "image fetch failed job=%s sha256=%s error=%s", job_id, take.sha256, exc
@@ -161,6 +186,7 @@ class Burns(AgentBase):
                         job_id, take, outcome.ok, outcome.reason, outcome.message
                     )
         finally:
+            await self._end_fetch(fetch)
             cache.unpin(take.sha256)
             slot.job, slot.job_id, slot.job_view, slot.task = None, None, None, None
             if not self._closing:

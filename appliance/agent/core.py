@@ -22,8 +22,6 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-import aiohttp
-
 from appliance.agent.burns import Burns
 from appliance.agent.catalog import load_catalog
 from appliance.agent.slot import Slot, cancel_job, simulated_drive
@@ -62,18 +60,14 @@ class Agent(Uplink, Burns):
             log.warning("job interrupted by a crash or power cut, recorded failed job=%s", job_id)
         self.cache = await asyncio.to_thread(ImageCache, conf.cache_dir, conf.cache_size)
         self.catalog = await asyncio.to_thread(load_catalog, conf.state_dir)
-        self._http = aiohttp.ClientSession()
-        if conf.credential:
-            self._http_auth = aiohttp.ClientSession(
-                headers={"Authorization": f"Bearer {conf.credential}"}
-            )
+        self._credential = conf.credential or None
         if conf.share.fetch:
             self.sharing = Sharing(
                 conf.share,
                 self.cache,
                 send=self._send_online,
                 coordinator_url=conf.coordinator_url,
-                auth_session=lambda: self._http_auth,
+                headers_for=self._headers_for,
             )
             await self.sharing.start()
         self.panel = self._make_panel()
@@ -129,9 +123,6 @@ class Agent(Uplink, Burns):
                 await self.link.close()
         if self.sharing is not None:
             await self.sharing.close()
-        for http in (self._http, self._http_auth):
-            if http is not None:
-                await http.close()
         if self.panel is not None:
             self.panel.close()
         if self.journal is not None:

@@ -14,8 +14,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 from appliance.agent.base import AgentBase, LinkFactory, LinkState
 from appliance.agent.catalog import Take, save_catalog
 from appliance.agent.slot import Slot, proto_status
@@ -84,7 +82,7 @@ class Uplink(AgentBase):
         log.info("enrolled; credential saved path=%s", path)
         if self._closing:
             return
-        self._http_auth = aiohttp.ClientSession(headers={"Authorization": f"Bearer {credential}"})
+        self._credential = credential
         link_url = self.config.link_url
         assert link_url is not None  # noqa: S101 - url was set to enroll
         await self._start_link(link_url, credential)

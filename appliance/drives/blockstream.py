@@ -34,13 +34,28 @@ from appliance.drives.base import (
     VerifyMismatch,
     WriteProtected,
 )
+from appliance.drives.blockio import (
+    BLKROGET,
+    AlignedBuffer,
+    Cancel,
+    Shared,
+    check_stop,
+    io_error,
+    ioctl_int,
+    open_error,
+    read_full,
+    round_up,
+    sector_size,
+    target_size,
+    zero_out,
+)
 from appliance.images.bmap import BadBmap, RangeChecker, load_bmap
 from appliance.images.download import active, open_image
 from appliance.images.formats import Encoding
 from appliance.images.stream import Decoder, open_decoder
 
 if TYPE_CHECKING:
-    from appliance.drives.block import BlockDrive, _AlignedBuffer, _Shared
+    from appliance.drives.block import BlockDrive
 
 _BUFFERS = 4  # in flight between reader and writer, besides the held-back first chunk
 _POLL = 0.1  # seconds between checks of the stop flag while waiting on the other thread
@@ -66,11 +81,9 @@ def streams(image: SourceImage) -> bool:
 
 
 def _get(q: queue.Queue[Any], stop: threading.Event, halt: threading.Event | None = None) -> Any:
-    from appliance.drives.block import _Cancel
-
     while True:
         if stop.is_set() or (halt is not None and halt.is_set()):
-            raise _Cancel
+            raise Cancel
         try:
             return q.get(timeout=_POLL)
         except queue.Empty:
@@ -115,8 +128,6 @@ class _Reader(threading.Thread):
     ):
         super().__init__(name=f"unpack-{Path(image.path).name}", daemon=True)
         self.ranges = ranges
-        from appliance.drives.block import _AlignedBuffer
-
         self.decoder, self.image, self.chunk, self.limit, self.why = (
             decoder,
             image,
@@ -124,11 +135,11 @@ class _Reader(threading.Thread):
             limit,
             why,
         )
-        self.buffers = [_AlignedBuffer(chunk) for _ in range(_BUFFERS + 1)]
-        self.free: queue.Queue[_AlignedBuffer] = queue.Queue()
+        self.buffers = [AlignedBuffer(chunk) for _ in range(_BUFFERS + 1)]
+        self.free: queue.Queue[AlignedBuffer] = queue.Queue()
         for b in self.buffers:
             self.free.put(b)
-        self.full: queue.Queue[tuple[_AlignedBuffer, int] | BaseException | None] = queue.Queue()
+        self.full: queue.Queue[tuple[AlignedBuffer, int] | BaseException | None] = queue.Queue()
         self.halt = threading.Event()
         self.digests: list[int] = []
         self.sha = hashlib.sha256() if image.extracted_sha256 else None
@@ -185,16 +196,14 @@ class _Reader(threading.Thread):
 
 
 def _open_target(path: str, flags: int) -> int:
-    from appliance.drives.block import BLKROGET, _ioctl_int, _open_error
-
     try:
         fd = os.open(path, flags | os.O_DIRECT | os.O_EXCL | os.O_CLOEXEC)
     except OSError as exc:
-        raise _open_error(path, exc) from exc
+        raise open_error(path, exc) from exc
     if flags & os.O_RDWR:
         read_only = False
         try:
-            read_only = stat.S_ISBLK(os.fstat(fd).st_mode) and bool(_ioctl_int(fd, BLKROGET))
+            read_only = stat.S_ISBLK(os.fstat(fd).st_mode) and bool(ioctl_int(fd, BLKROGET))
         except OSError:
             read_only = False
         if read_only:
@@ -206,21 +215,11 @@ def _open_target(path: str, flags: int) -> int:
 def write_stream(
     drive: BlockDrive,
     image: SourceImage,
-    shared: _Shared,
+    shared: Shared,
     stop: threading.Event,
     nudge: Callable[[], None],
 ) -> StreamRecord:
     """Unpack `image` onto the drive's target; the record feeds `verify_stream`."""
-    from appliance.drives.block import (
-        _AlignedBuffer,
-        _Cancel,
-        _check,
-        _io_error,
-        _sector_size,
-        _target_size,
-        _zero_out,
-    )
-
     path, chunk = drive.path, drive.chunk_size
     stated = image.extracted_size
     bmap = load_bmap(image.bmap) if image.bmap is not None else None
@@ -238,8 +237,8 @@ def write_stream(
     digest_stop = threading.Event()
     capacity = 1  # until probed: a pulled target reads as smaller than this
     try:
-        capacity = _target_size(fd)
-        sector = _sector_size(fd)
+        capacity = target_size(fd)
+        sector = sector_size(fd)
         if stated is not None and stated > capacity:
             raise MediaTooSmall(
                 f"{path} holds {capacity} bytes but {Path(image.path).name} unpacks to {stated}"
@@ -249,7 +248,7 @@ def write_stream(
         span = min(chunk, capacity, stated if stated is not None else chunk)
         blank = span // sector * sector
         if blank:
-            zeros = _AlignedBuffer(blank)
+            zeros = AlignedBuffer(blank)
             try:
                 drive._pwrite_span(fd, zeros.view(blank), 0, capacity)
             finally:
@@ -267,12 +266,12 @@ def write_stream(
         digest_thread.start()
         limit, why = (stated, "declared") if stated is not None else (capacity, "target")
         checker = None if bmap is None else RangeChecker(bmap, Path(image.path).name)
-        reader = _Reader(open_decoder(image), image, chunk, limit, why, checker)
+        reader = _Reader(open_decoder(image, stop), image, chunk, limit, why, checker)
         reader.start()
 
         # 3. Chunks 1..n in order; chunk 0 is kept back for the end.
         mapped = 0  # bmap: the first range that may still overlap the next chunk
-        first: tuple[_AlignedBuffer, int] | None = None
+        first: tuple[AlignedBuffer, int] | None = None
         off = 0
         zero_cmp = bytearray(chunk)
         n_chunk = 0
@@ -300,7 +299,7 @@ def write_stream(
                         )
                 elif drive._sparse and n == chunk:
                     hole = zero_cmp == view
-                if hole and n % sector == 0 and _zero_out(fd, off, n):
+                if hole and n % sector == 0 and zero_out(fd, off, n):
                     drive.zeroed_bytes += n
                 else:
                     _put(drive, fd, view, off, sector, capacity)
@@ -320,7 +319,7 @@ def write_stream(
 
         # 4. Every check before the first chunk goes down.
         while digest_thread.is_alive():
-            _check(stop)
+            check_stop(stop)
             digest_thread.join(_POLL)
         checked = digest_out[0] if digest_out else None
         if checked is not None and checked[0] != checked[1]:
@@ -336,7 +335,7 @@ def write_stream(
                     f"extracted_sha256 (expected {image.extracted_sha256}, got {got}); the "
                     "target was left blank at its start"
                 )
-        _check(stop)
+        check_stop(stop)
         fbuf, fn = first
         with fbuf.view(fn) as view:
             _put(drive, fd, view, 0, sector, capacity)
@@ -344,10 +343,10 @@ def write_stream(
         shared.total = off
         shared.done = off
         return StreamRecord(Path(image.path), off, chunk, tuple(reader.digests))
-    except _Cancel:
+    except Cancel:
         raise Cancelled(f"write to {path} cancelled; its start is left blank") from None
     except OSError as exc:
-        raise _io_error(path, exc, capacity, "write", shared.done) from exc
+        raise io_error(path, exc, capacity, "write", shared.done) from exc
     finally:
         digest_stop.set()
         if reader is not None:
@@ -372,35 +371,25 @@ def verify_stream(
     drive: BlockDrive,
     image: SourceImage,
     record: StreamRecord | None,
-    shared: _Shared,
+    shared: Shared,
     stop: threading.Event,
     nudge: Callable[[], None],
 ) -> None:
     """Read the target back and compare each chunk with what the write unpacked; without a
     record (no write in this process) unpack the image afresh and compare with that."""
-    from appliance.drives.block import (
-        _AlignedBuffer,
-        _Cancel,
-        _check,
-        _io_error,
-        _read_full,
-        _round_up,
-        _sector_size,
-    )
-
     path = drive.path
     if record is None or record.image != Path(image.path):
         record = _record_by_unpacking(drive, image, stop)
     size, chunk = record.size, record.chunk
     shared.total = size
     fd = _open_target(path, os.O_RDONLY)
-    buf = _AlignedBuffer(chunk)
+    buf = AlignedBuffer(chunk)
     try:
-        sector = _sector_size(fd)
+        sector = sector_size(fd)
         for i, off in enumerate(range(0, size, chunk)):
-            _check(stop)
+            check_stop(stop)
             want = min(chunk, size - off)
-            got = _read_full(fd, buf, off, _round_up(want, sector))
+            got = read_full(fd, buf, off, round_up(want, sector))
             if got < want:
                 raise VerifyMismatch(f"{path} ended early: read {off + got} of {size} bytes")
             with buf.view(want) as view:
@@ -413,10 +402,10 @@ def verify_stream(
             nudge()
             if drive._hooks.after_verify_chunk is not None:
                 drive._hooks.after_verify_chunk(i + 1)
-    except _Cancel:
+    except Cancel:
         raise Cancelled(f"verify of {path} cancelled") from None
     except OSError as exc:
-        raise _io_error(path, exc, size, "verify", shared.done) from exc
+        raise io_error(path, exc, size, "verify", shared.done) from exc
     finally:
         buf.close()
         os.close(fd)
@@ -425,11 +414,9 @@ def verify_stream(
 def _record_by_unpacking(
     drive: BlockDrive, image: SourceImage, stop: threading.Event
 ) -> StreamRecord:
-    from appliance.drives.block import _Cancel
-
     chunk = drive.chunk_size
     limit = image.extracted_size if image.extracted_size is not None else 1 << 62
-    reader = _Reader(open_decoder(image), image, chunk, limit, "declared")
+    reader = _Reader(open_decoder(image, stop), image, chunk, limit, "declared")
     reader.start()
     try:
         while True:
@@ -439,7 +426,7 @@ def _record_by_unpacking(
             if isinstance(item, BaseException):
                 raise item
             reader.free.put(item[0])
-    except _Cancel:
+    except Cancel:
         raise Cancelled(f"verify of {drive.path} cancelled") from None
     finally:
         reader.close()

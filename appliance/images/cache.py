@@ -2,12 +2,14 @@
 
 An image is stored as `<root>/<sha256>.img` with a `<sha256>.json` sidecar holding its size, its
 XXH3-128 digest (what each burn recomputes while writing) and its last use. It only gets there
-after its SHA-256 matched the take's: a download grows in `<root>/partial/<sha256>.part`, resumes
-from that file's size with an HTTP Range request after a dropped connection, and is hashed in a
-thread once complete. A wrong hash or size refuses the image (`CorruptImage`) and deletes it; a
-full disk (`DiskFull`) deletes the partial file and nothing else. The cache stays under
-`max_bytes` by evicting the least recently used images, never one that is pinned (queued or
-burning).
+after its SHA-256 matched the take's. A download (`download.Download`, fed by a `ByteSource`)
+grows in `<root>/partial/<sha256>.part` and resumes from that file's size after a dropped
+connection or a restart. `start_fetch` hands out that growing file, so a block burn writes while
+it downloads (every burn of the same take shares one download); `end_fetch`, when the last burn
+let go, proves a complete file and admits it. A wrong hash or size refuses the image
+(`CorruptImage`) and deletes it; a full disk (`DiskFull`) deletes the partial file and nothing
+else. The cache stays under `max_bytes` by evicting the least recently used images, never one
+that is pinned (queued or burning).
 """
 
 from __future__ import annotations
@@ -22,24 +24,44 @@ import os
 import re
 import shutil
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import aiohttp
 import xxhash
 
 from appliance.drives.base import CorruptImage, DiskFull, SourceImage
+from appliance.images.download import (
+    Download,
+    DownloadError,
+    forget,
+    start_download_to,
+    wait_until_readable,
+)
+from appliance.images.sources import ByteSource
 
 log = logging.getLogger(__name__)
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 READ_CHUNK = 4 << 20
-WRITE_BATCH = 1 << 20
+
+DownloadFailed = DownloadError  # the name callers knew: no source could deliver the image
 
 
-class DownloadFailed(Exception):
-    """The server could not deliver the image after every retry (the .part file is kept)."""
+@dataclass(eq=False)
+class Fetch:
+    """A take's image on its way into the cache, shared by every burn of it."""
+
+    sha256: str
+    name: str
+    download: Download
+    users: int = 0
+
+    def growing(self) -> SourceImage:
+        """The partial file as a burn reads it: readers wait for bytes still to come, and
+        the burn checks the SHA-256 before the target's first block goes down."""
+        dl = self.download
+        return SourceImage(path=dl.path, size=dl.size, sha256=self.sha256, name=self.name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,14 +98,14 @@ def _is_enospc(exc: OSError) -> bool:
 
 
 class ImageCache:
-    def __init__(self, root: Path, max_bytes: int, *, attempts: int = 5) -> None:
+    def __init__(self, root: Path, max_bytes: int) -> None:
         self.root = root
         self.max_bytes = max_bytes
-        self.attempts = attempts
         self._partial = root / "partial"
         self._entries: dict[str, _Entry] = {}
         self._pins: dict[str, int] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._fetches: dict[str, Fetch] = {}
         self._clock = 0.0
         self._partial.mkdir(parents=True, exist_ok=True)
         self._load()
@@ -235,7 +257,7 @@ class ImageCache:
     # ---- for the swarm (appliance.swarm) ----------------------------------------------------
 
     def partial_path(self, sha256: str) -> Path:
-        """Where a download of the image grows (a verified prefix when the swarm writes it)."""
+        """Where a download of the image grows (verified chunks when the swarm feeds it)."""
         return self._partial / f"{_check_sha(sha256)}.part"
 
     def held(self, sha256: str) -> tuple[Path, int] | None:
@@ -243,26 +265,20 @@ class ImageCache:
         entry = self._entries.get(sha256.lower())
         return None if entry is None else (self._img(entry.sha256), entry.size)
 
-    def fetching(self, sha256: str) -> asyncio.Lock:
-        """The lock one download of the image holds (`fetch` takes it too)."""
-        return self._lock(_check_sha(sha256))
-
-    def reserve(self, size: int) -> None:
-        """Evict until `size` more bytes fit (`DiskFull` when they cannot)."""
-        self._make_room(size)
-
-    async def admit(self, part: Path, sha256: str, size: int, name: str) -> SourceImage:
-        """Prove a complete download (whole-file SHA-256 and size) and move it into the cache;
-        `CorruptImage` removes it."""
-        return await self._admit(part, _check_sha(sha256), size, name)
+    def downloading(self, sha256: str) -> bool:
+        """Whether a download of the image is running (its partial file is growing)."""
+        return sha256.lower() in self._fetches
 
     # ---- adding ----------------------------------------------------------------------------
 
     def _lock(self, sha: str) -> asyncio.Lock:
         return self._locks.setdefault(sha, asyncio.Lock())
 
-    async def _admit(self, part: Path, sha: str, size: int | None, name: str) -> SourceImage:
-        """Prove a complete file and move it into the cache, or remove it."""
+    async def _admit(
+        self, part: Path, sha: str, size: int | None, name: str, *, link: bool = False
+    ) -> SourceImage:
+        """Prove a complete file and move it into the cache (`link`: and leave it where it is
+        too, for readers still opening it), or remove it."""
         actual, digest, fast = await asyncio.to_thread(_digest_file, part)
         if size is not None and actual != size:
             await asyncio.to_thread(part.unlink, True)
@@ -281,7 +297,11 @@ class ImageCache:
             if _is_enospc(exc):
                 raise DiskFull(f"disk full while caching {name or sha[:12]}") from exc
             raise
-        await asyncio.to_thread(os.replace, part, self._img(sha))
+        if link:
+            await asyncio.to_thread(self._img(sha).unlink, True)
+            await asyncio.to_thread(os.link, part, self._img(sha))
+        else:
+            await asyncio.to_thread(os.replace, part, self._img(sha))
         self._entries[sha] = entry
         log.info("cache add sha256=%s size=%d", sha, actual)
         return self._source(entry)
@@ -306,92 +326,85 @@ class ImageCache:
                 raise
             return await self._admit(part, sha, size, name or path.name)
 
-    async def fetch(
-        self,
-        url: str,
-        sha256: str,
-        size: int,
-        session: aiohttp.ClientSession,
-        name: str = "",
-    ) -> SourceImage:
-        """Download (or resume) an image, prove it, and return it from the cache."""
+    async def start_fetch(
+        self, source: ByteSource, sha256: str, size: int, name: str = ""
+    ) -> Fetch:
+        """Start downloading an image the cache lacks (or join the download under way), resuming
+        a partial file. Raises DownloadError (404, refused) or CorruptImage (another length).
+        Every call is paired with `end_fetch`."""
         sha = _check_sha(sha256)
         async with self._lock(sha):
-            if sha in self._entries:
-                cached = await self.get(sha)
-                if cached is not None:
-                    return cached
-            self._make_room(size)
-            part = self._partial / f"{sha}.part"
-            last_error: Exception | None = None
-            for attempt in range(self.attempts):
-                have = part.stat().st_size if part.exists() else 0
-                if have > size:
-                    part.unlink()  # longer than the take: cannot be a prefix of it
-                    have = 0
-                if have == size:
-                    break
-                try:
-                    finished = await self._download(url, part, have, session)
-                except (aiohttp.ClientError, TimeoutError) as exc:
-                    last_error = exc
-                    log.warning(
-                        "download interrupted url=%s attempt=%d have=%d error=%s",
-                        url,
-                        attempt + 1,
-                        part.stat().st_size if part.exists() else 0,
-                        exc,
-                    )
-                    continue
-                if finished:
-                    # The server sent all it has: a short or long file is the take's problem
-                    # and _admit refuses it.
-                    break
-            else:
-                raise DownloadFailed(f"could not download {url}: {last_error}")
-            return await self._admit(part, sha, size, name or url.rsplit("/", 1)[-1])
+            fetch = self._fetches.get(sha)
+            if fetch is None or fetch.download.error is not None:  # none, or one that failed
+                self._make_room(size)
+                part = self._partial / f"{sha}.part"
+                dl = await asyncio.to_thread(start_download_to, source, part, size)
+                fetch = Fetch(sha, name or source.what.rsplit("/", 1)[-1], dl)
+                self._fetches[sha] = fetch
+            fetch.users += 1
+            return fetch
 
-    async def _download(
-        self, url: str, part: Path, have: int, session: aiohttp.ClientSession
-    ) -> bool:
-        """One request; True when the server finished its response, False to try again."""
-        headers = {"Range": f"bytes={have}-"} if have else {}
-        async with session.get(url, headers=headers) as resp:
-            if resp.status == 416:
-                # The server says our range is unsatisfiable: start over.
-                await asyncio.to_thread(part.unlink, True)
-                return False
-            if resp.status not in (200, 206):
-                raise DownloadFailed(f"{url}: HTTP {resp.status}")
-            append = resp.status == 206 and have > 0
-            f = await asyncio.to_thread(open, part, "ab" if append else "wb")
-            full: OSError | None = None
+    async def end_fetch(self, fetch: Fetch) -> SourceImage | None:
+        """A burn is done with `fetch`. A complete download is proven and admitted (and
+        returned; CorruptImage when it is not the take's image) by the first burn to end after
+        it completed: linked, so other burns still reading the partial file keep it. The last
+        burn stops an unfinished download and keeps its partial file to resume, unless the disk
+        was full."""
+        fetch.users -= 1
+        dl = fetch.download
+        async with self._lock(fetch.sha256):
             try:
-                async for batch in _batches(resp.content):
-                    await asyncio.to_thread(f.write, batch)
-                await asyncio.to_thread(f.flush)
-            except OSError as exc:
-                if not _is_enospc(exc):
-                    raise
-                full = exc
+                if dl.done:
+                    if fetch.sha256 in self._entries:
+                        return await self.get(fetch.sha256)
+                    return await self._admit(
+                        dl.path, fetch.sha256, dl.size, fetch.name, link=fetch.users > 0
+                    )
+                if isinstance(dl.error, DiskFull) and fetch.users == 0:
+                    await asyncio.to_thread(dl.path.unlink, True)
+                    raise DiskFull(f"{dl.error}; partial file removed") from dl.error
+                return None
             finally:
-                with contextlib.suppress(OSError):
-                    await asyncio.to_thread(f.close)
-            if full is not None:
-                await asyncio.to_thread(part.unlink, True)
-                raise DiskFull(f"disk full while downloading {url}; partial file removed") from full
-            return True
+                if fetch.users == 0:
+                    if self._fetches.get(fetch.sha256) is fetch:
+                        del self._fetches[fetch.sha256]
+                    forget(dl)
+                    if dl.done:
+                        await asyncio.to_thread(dl.path.unlink, True)
 
+    async def open_for_burn(
+        self, source: ByteSource, sha256: str, size: int, name: str = "", *, stream: bool
+    ) -> tuple[SourceImage, Fetch | None]:
+        """The image a burn reads: the cached one; else a download. A burn that writes while
+        downloading (`stream`) gets the growing file as soon as its format can be told, with
+        the `Fetch` to hand to `end_fetch` when it is done; any other burn gets the proven file
+        once the download is complete."""
+        cached = await self.get(sha256)
+        if cached is not None:
+            return cached, None
+        if not stream:
+            return await self.fetch(source, sha256, size, name), None
+        fetch = await self.start_fetch(source, sha256, size, name)
+        try:
+            await asyncio.to_thread(wait_until_readable, fetch.download)
+        except BaseException:
+            await self.end_fetch(fetch)
+            raise
+        return fetch.growing(), fetch
 
-async def _batches(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
-    """Regroup the network's small chunks into ~1 MiB writes (fewer thread hops)."""
-    pending: list[bytes] = []
-    held = 0
-    async for chunk in content.iter_chunked(256 << 10):
-        pending.append(chunk)
-        held += len(chunk)
-        if held >= WRITE_BATCH:
-            yield b"".join(pending)
-            pending, held = [], 0
-    if pending:
-        yield b"".join(pending)
+    async def fetch(
+        self, source: ByteSource, sha256: str, size: int, name: str = ""
+    ) -> SourceImage:
+        """Download (or resume) an image whole, prove it, and return it from the cache."""
+        sha = _check_sha(sha256)
+        cached = await self.get(sha)
+        if cached is not None:
+            return cached
+        fetch = await self.start_fetch(source, sha, size, name)
+        try:
+            await asyncio.to_thread(fetch.download.wait_done)
+        finally:
+            admitted = await self.end_fetch(fetch)
+        if admitted is None:  # pragma: no cover - wait_done returned, so the file is whole
+            raise DownloadError(f"the download of {source.what} did not finish")
+        return admitted

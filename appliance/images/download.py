@@ -1,51 +1,58 @@
 """Burn straight from a URL: download into the cache while the burn reads what has arrived.
 
-`start_download` opens the URL (stdlib `urllib`, in a thread: the command line does not load
-aiohttp for this) and appends the body to `<cache>/partial-<key>`, where `key` names the URL. A
-reader from `open_image` (the decoder, the digest checker) blocks until the bytes it wants have
-arrived, so writing overlaps downloading. A connection that drops or stalls is resumed with
-`Range: bytes=N-` and `If-Range`, a bounded number of times; a server that answers a resume with
-another length or another file fails the burn ("changed between ranges"), as does a 404. A
-complete download is renamed to `<cache>/<sha256>` once its SHA-256 is known, so the next burn of
-the same take (`--sha256`) reads it from the cache; a partial file left by an earlier run is
-resumed, not fetched again.
+`start_download` opens a `ByteSource` (an http(s) URL through `sources.HttpSource`; the command
+line does not load aiohttp for this) and appends its bytes, in a thread, to a partial file: the
+command line's `<cache>/partial-<key>`, where `key` names the URL, or the agent cache's
+`partial/<sha256>.part`. A reader from `open_image` (the decoder, the digest checker) blocks
+until the bytes it wants have arrived, so writing overlaps downloading. A connection that drops
+or stalls is resumed by opening the source again at the next offset, a bounded number of times;
+a source that answers a resume with another length or another file fails the burn ("changed
+between ranges"), as does a 404. A partial file left by an earlier run is resumed, not fetched
+again. The command line keeps a complete download as `<cache>/<sha256>` (`finish_download`); the
+agent's cache admits it after proving it (`ImageCache.end_fetch`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
-import http.client
 import io
 import os
 import threading
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from appliance.drives.base import BurnError
+from appliance.drives.base import BurnError, CorruptImage, DiskFull
+from appliance.images.sources import Body, ByteSource, DownloadError, HttpSource
+
+__all__ = [
+    "Download",
+    "DownloadError",
+    "GrowingReader",
+    "active",
+    "finish_download",
+    "forget",
+    "open_image",
+    "start_download",
+    "start_download_to",
+    "wait_until_readable",
+]
 
 PIECE = 1024 * 1024
 RETRIES = 5  # resumes after a drop or a stall, per download
 HEAD_BYTES = 64 * 1024  # what the format check needs before a burn can start
 
 
-class DownloadError(BurnError):
-    code = "download-failed"
-
-
 @dataclass(eq=False)
 class Download:
-    url: str
+    source: ByteSource
     path: Path
-    timeout: float
-    size: int = 0  # the body's length, from the first response
+    size: int = 0  # the file's length, from the first answer
     have: int = 0  # bytes on disk so far
     done: bool = False
     error: BaseException | None = None
-    validator: str | None = None  # ETag or Last-Modified, for If-Range
     sha256: hashlib._Hash = field(default_factory=hashlib.sha256)
     cond: threading.Condition = field(default_factory=threading.Condition)
     stop: threading.Event = field(default_factory=threading.Event)
@@ -65,6 +72,18 @@ class Download:
                 raise self.error
             return self.have
 
+    def wait_done(self, abort: threading.Event | None = None) -> bool:
+        """Block until the whole file is on disk (True) or `abort` is set (False); raise the
+        download's error if it failed."""
+        with self.cond:
+            while not self.done and self.error is None:
+                if abort is not None and abort.is_set():
+                    return False
+                self.cond.wait(0.1)
+            if self.error is not None:
+                raise self.error
+            return True
+
     def cancel(self) -> None:
         self.stop.set()
         if self.thread is not None:
@@ -72,63 +91,37 @@ class Download:
 
     # ----------------------------------------------------------------- the thread
 
-    def _request(self, start: int) -> http.client.HTTPResponse:
-        req = urllib.request.Request(self.url, headers={"User-Agent": "burnstand-agent"})  # noqa: S310 - the CLI passes http(s) URLs only
-        if start:
-            req.add_header("Range", f"bytes={start}-")
-            if self.validator:
-                req.add_header("If-Range", self.validator)
-        try:
-            resp = urllib.request.urlopen(req, timeout=self.timeout)  # noqa: S310 - see above
-        except urllib.error.HTTPError as exc:
-            exc.close()
-            raise DownloadError(f"{self.url} answered {exc.code} {exc.reason}") from None
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise DownloadError(f"cannot download {self.url}: {reason}") from None
-        return resp  # type: ignore[no-any-return]
-
-    def open_first(self) -> http.client.HTTPResponse:
-        """The first response, checked (called before the burn starts, so a 404 is refused
-        before any target is touched)."""
+    def open_first(self, expected: int | None = None) -> Body | None:
+        """The first answer, checked (called before the burn starts, so a 404 is refused
+        before any target is touched); None when an earlier run left the whole file."""
         have = self.path.stat().st_size if self.path.exists() else 0
-        resp = self._request(have)
-        total = _total(resp, have)
-        if resp.status == 200:
-            have = 0  # the server sent the whole file (no ranges, or it changed): start over
-        self.size, self.have = total, have
-        self.validator = resp.headers.get("ETag") or resp.headers.get("Last-Modified")
-        if have:  # the part an earlier run left goes through the digest first
-            with open(self.path, "rb") as f:
-                for piece in iter(lambda: f.read(PIECE), b""):
-                    self.sha256.update(piece)
-        return resp
+        if expected is not None and have > expected:
+            have = 0  # longer than the take: cannot be a prefix of it
+        body: Body | None = None
+        if expected is not None and have == expected:
+            self.size = self.have = have
+        else:
+            opened = self.source.open(have)
+            if expected is not None and opened.total != expected:
+                opened.body.close()
+                raise CorruptImage(
+                    f"{self.source.what} is {opened.total} bytes, the take says {expected}"
+                )
+            self.size, self.have, body = opened.total, opened.start, opened.body
+        with contextlib.suppress(FileNotFoundError), open(self.path, "rb") as f:
+            left = self.have  # the part an earlier run left goes through the digest first
+            while left and (piece := f.read(min(PIECE, left))):
+                self.sha256.update(piece)
+                left -= len(piece)
+        if self.have >= self.size and body is not None:
+            body.close()
+            body = None
+        return body
 
-    def run(self, resp: http.client.HTTPResponse) -> None:
-        mode = "ab" if self.have else "wb"
-        attempts = 0
+    def run(self, body: Body) -> None:
         try:
-            with open(self.path, mode) as out:
-                out.truncate(self.have)
-                while True:
-                    try:
-                        self._copy(resp, out)
-                    except (OSError, http.client.HTTPException) as exc:
-                        if self.stop.is_set():
-                            return
-                        attempts += 1
-                        if attempts > RETRIES:
-                            what = "stalled" if isinstance(exc, TimeoutError) else "broke off"
-                            raise DownloadError(
-                                f"the download of {self.url} {what} at {self.have} of "
-                                f"{self.size} bytes, {RETRIES} resumes did not help"
-                            ) from None
-                    finally:
-                        resp.close()
-                    if self.have >= self.size or self.stop.is_set():
-                        break
-                    resp = self._resume()
-            self._check_length()
+            self._fill(body)
+            self._check_whole()
         except BaseException as exc:
             with self.cond:
                 self.error = exc if isinstance(exc, BurnError) else DownloadError(str(exc))
@@ -138,78 +131,114 @@ class Download:
             self.done = True
             self.cond.notify_all()
 
-    def _check_length(self) -> None:
-        if self.have != self.size and not self.stop.is_set():
-            raise DownloadError(f"{self.url} sent {self.have} bytes, it announced {self.size}")
-
-    def _resume(self) -> http.client.HTTPResponse:
-        resp = self._request(self.have)
-        total = _total(resp, self.have)
-        if resp.status != 206 or total != self.size:
-            resp.close()
+    def _check_whole(self) -> None:
+        if self.have < self.size:  # `_fill` returns early only when told to stop
             raise DownloadError(
-                f"{self.url} changed between ranges (it was {self.size} bytes, a resume at "
-                f"{self.have} found {'a new file' if resp.status == 200 else total})"
+                f"the download of {self.source.what} was stopped at {self.have} of "
+                f"{self.size} bytes"
             )
-        return resp
 
-    def _copy(self, resp: http.client.HTTPResponse, out: IO[bytes]) -> None:
+    def _fill(self, body: Body) -> None:
+        """Append until the file is whole or `stop` is set, resuming after drops."""
+        attempts = 0
+        out = open(self.path, "r+b" if self.path.exists() else "wb")  # noqa: SIM115
+        try:
+            out.truncate(self.have)
+            out.seek(self.have)
+            while True:
+                try:
+                    self._copy(body, out)
+                except OSError as exc:
+                    if self.stop.is_set():
+                        return
+                    attempts += 1
+                    if attempts > RETRIES:
+                        what = "stalled" if isinstance(exc, TimeoutError) else "broke off"
+                        raise DownloadError(
+                            f"the download of {self.source.what} {what} at {self.have} of "
+                            f"{self.size} bytes, {RETRIES} resumes did not help"
+                        ) from None
+                finally:
+                    body.close()
+                if self.have >= self.size or self.stop.is_set():
+                    return
+                body = self._resume()
+        finally:
+            # Every write is flushed at once, so only a failed one leaves bytes buffered:
+            # after a full disk, closing must not replace the DiskFull that ended the loop.
+            with contextlib.suppress(OSError):
+                out.close()
+
+    def _resume(self) -> Body:
+        opened = self.source.open(self.have)
+        if opened.start != self.have or opened.total != self.size:
+            opened.body.close()
+            found = "a new file" if opened.start == 0 else opened.total
+            raise DownloadError(
+                f"{self.source.what} changed between ranges (it was {self.size} bytes, a "
+                f"resume at {self.have} found {found})"
+            )
+        return opened.body
+
+    def _copy(self, body: Body, out: IO[bytes]) -> None:
         while not self.stop.is_set() and self.have < self.size:
-            piece = resp.read(min(PIECE, self.size - self.have))
+            piece = body.read(min(PIECE, self.size - self.have))
             if not piece:
-                raise http.client.IncompleteRead(b"", self.size - self.have)
-            out.write(piece)
-            out.flush()  # readers open the file on their own; they must see what we count
+                raise ConnectionError(f"the answer ended {self.size - self.have} bytes early")
+            try:
+                out.write(piece)
+                out.flush()  # readers open the file on their own; they must see what we count
+            except OSError as exc:
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise DiskFull(f"disk full while downloading {self.source.what}") from exc
+                raise DownloadError(f"cannot keep the download in {self.path}: {exc}") from exc
             self.sha256.update(piece)
             with self.cond:
                 self.have += len(piece)
                 self.cond.notify_all()
 
 
-def _total(resp: http.client.HTTPResponse, start: int) -> int:
-    if resp.status == 206:
-        crange = resp.headers.get("Content-Range", "")
-        _, _, total = crange.rpartition("/")
-        if not total.isdigit():
-            resp.close()
-            raise DownloadError(f"the server sent a range without a total ({crange!r})")
-        return int(total)
-    length = resp.headers.get("Content-Length")
-    if length is None or not length.isdigit():
-        resp.close()
-        raise DownloadError("the server did not say how long the image is (no Content-Length)")
-    return int(length)
-
-
 _active: dict[Path, Download] = {}
 _active_lock = threading.Lock()
 
 
-def start_download(url: str, cache: Path, *, timeout: float = 30.0) -> Download:
-    """Open `url` and start appending it to the cache; raises DownloadError (404, refused...)."""
-    cache.mkdir(parents=True, exist_ok=True)
-    key = hashlib.sha256(url.encode()).hexdigest()[:32]
-    dl = Download(url, cache / f"partial-{key}", timeout)
-    resp = dl.open_first()
-    if dl.have >= dl.size:
-        resp.close()
+def start_download_to(source: ByteSource, path: Path, expected: int | None = None) -> Download:
+    """Open `source` and start appending it to `path` (resuming what is there); raises
+    DownloadError (404, refused...) or CorruptImage (not the `expected` length)."""
+    dl = Download(source, path)
+    body = dl.open_first(expected)
+    if body is None:
         dl.done = True
         return dl
-    dl.thread = threading.Thread(target=dl.run, args=(resp,), name="download", daemon=True)
     with _active_lock:
         _active[dl.path] = dl
+    dl.thread = threading.Thread(target=dl.run, args=(body,), name="download", daemon=True)
     dl.thread.start()
     return dl
 
 
-def finish_download(dl: Download) -> Path | None:
-    """After the burn: a complete download is kept as `<cache>/<sha256>`; returns that path.
-    An unfinished one is told to stop but not waited for (it may sit in a read that only its
-    timeout ends); its partial file stays for the next run to resume."""
+def start_download(url: str, cache: Path, *, timeout: float = 30.0) -> Download:
+    """The command line's download of `url` into `<cache>/partial-<key>`."""
+    cache.mkdir(parents=True, exist_ok=True)
+    key = hashlib.sha256(url.encode()).hexdigest()[:32]
+    return start_download_to(HttpSource(url, timeout=timeout), cache / f"partial-{key}")
+
+
+def forget(dl: Download) -> None:
+    """Readers stop treating the file as growing; an unfinished download is told to stop but
+    not waited for (it may sit in a read that only its timeout ends)."""
     with _active_lock:
-        _active.pop(dl.path, None)
-    if not dl.done or dl.error is not None:
+        if _active.get(dl.path) is dl:
+            del _active[dl.path]
+    if not dl.done:
         dl.stop.set()
+
+
+def finish_download(dl: Download) -> Path | None:
+    """After a command-line burn: a complete download is kept as `<cache>/<sha256>`; returns
+    that path. A partial file stays for the next run to resume."""
+    forget(dl)
+    if not dl.done or dl.error is not None:
         return None
     dl.cancel()
     final = dl.path.with_name(dl.sha256.hexdigest())
@@ -266,9 +295,7 @@ def open_image(path: Path, abort: threading.Event | None = None) -> io.FileIO | 
     return io.FileIO(path, "rb")
 
 
-def wait_for_head(dl: Download) -> None:
-    """Block until the first bytes (enough to tell the format) arrived."""
-    with contextlib.suppress(DownloadError):
-        dl.wait_for(min(HEAD_BYTES, dl.size) - 1)
-    if dl.error is not None and dl.have < min(HEAD_BYTES, dl.size):
-        raise dl.error
+def wait_until_readable(dl: Download) -> None:
+    """Block until a burn can start reading: the first bytes (enough to tell the format and,
+    for a zip, the first entry's header) are there."""
+    dl.wait_for(min(HEAD_BYTES, dl.size) - 1)

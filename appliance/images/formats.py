@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from appliance.drives.base import BurnError, SourceImage
+from appliance.images.download import active
 from wire.imageformat import HEAD, SUPPORTED, Encoding, sniff
 
 __all__ = [
@@ -97,6 +98,9 @@ def describe(path: Path) -> Described:
             )
         return Described(Encoding.RAW, os.path.getsize(path))
     if enc is Encoding.ZIP:
+        dl = active(path)
+        if dl is not None and not dl.done:
+            return Described(enc, None)  # its directory is yet to come: unpacked as it arrives
         return _describe_zip(path)
     if enc is Encoding.XZ:
         return Described(enc, _xz_size(path))

@@ -23,12 +23,15 @@ import tempfile
 import threading
 import zipfile
 import zlib
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, Protocol, cast
 
-from appliance.drives.base import BurnError, CorruptImage, SourceImage, ToolMissing
+from appliance.drives.base import BurnError, Cancelled, CorruptImage, SourceImage, ToolMissing
 from appliance.images.download import GrowingReader, open_image
 from appliance.images.formats import Encoding, UnsupportedImage
+from appliance.images.zipstream import NotStreamable, ZipDamaged, ZipEntryReader, ZipRefused
 
 _F_SETPIPE_SZ = 1031
 _PIPE_SIZE = 8 * 1024 * 1024
@@ -259,6 +262,89 @@ def _stdlib_reader(
     raise ToolMissing(f"no decoder for {enc} here (install the zstd package)")
 
 
+class ZipStreamDecoder:
+    """A zip that is still downloading, unpacked in order from its local headers (`zipstream`)
+    instead of waiting for the central directory at its end."""
+
+    def __init__(self, image: SourceImage, src: GrowingReader) -> None:
+        self._image, self._src = image, src
+        self._zip = ZipEntryReader()
+        self._buf = bytearray(1024 * 1024)
+        # Up to the image's header, so NotStreamable comes before any byte was handed out.
+        while True:
+            with self._errors():
+                if self._zip.find_image():
+                    break
+            if not self._feed_once():
+                break
+
+    def _feed_once(self) -> bool:
+        with memoryview(self._buf) as view:
+            n = self._src.readinto(view)
+            if n == 0:
+                with self._errors():
+                    self._zip.end_of_input()
+                return False
+            self._zip.feed(view[:n])
+        return True
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        name = Path(self._image.path).name
+        try:
+            yield
+        except ZipRefused as exc:
+            raise UnsupportedImage(
+                f"{name} is a zip that does not hold exactly one image ({exc}); "
+                "unpack it and pick one"
+            ) from exc
+        except ZipDamaged as exc:
+            raise _damaged(self._image, str(exc)) from exc
+
+    def readinto(self, view: memoryview) -> int:
+        got = 0
+        while got < len(view):
+            with self._errors():
+                out = self._zip.read(len(view) - got)
+            if out:
+                view[got : got + len(out)] = out
+                got += len(out)
+            elif self._zip.done or not self._feed_once():
+                break
+        return got
+
+    def consumed(self) -> int:
+        return self._src.tell()
+
+    def finish(self) -> None:
+        with self._errors():
+            self._zip.end_of_input()
+
+    def stop(self) -> None:
+        self._src.abort()
+
+    def close(self) -> None:
+        self._src.close()
+
+
+def _open_zip(image: SourceImage, abort: threading.Event | None) -> Decoder:
+    """A zip still downloading is unpacked as it arrives when its entry allows; otherwise (an
+    unusual method, encryption) the whole file is awaited and read through its directory."""
+    src = open_image(Path(image.path), abort)
+    if not isinstance(src, GrowingReader):
+        src.close()
+        return FileDecoder(image)
+    try:
+        return ZipStreamDecoder(image, src)
+    except NotStreamable:
+        src.close()
+    if not src.dl.wait_done(abort):
+        raise Cancelled(f"stopped while waiting for {Path(image.path).name} to download")
+    from appliance.images.formats import describe
+
+    return FileDecoder(replace(image, member=describe(Path(image.path)).member))
+
+
 class RawReader:
     """A raw image read as it is (an image burned with a bmap goes through the stream path)."""
 
@@ -288,11 +374,14 @@ class RawReader:
         self._f.close()
 
 
-def open_decoder(image: SourceImage) -> Decoder:
-    """A decoder for an image whose `encoding` was resolved (raw only for a bmap burn)."""
+def open_decoder(image: SourceImage, abort: threading.Event | None = None) -> Decoder:
+    """A decoder for an image whose `encoding` was resolved (raw only for a bmap burn);
+    `abort` ends a wait for a download."""
     enc = Encoding(image.encoding)
     if enc is Encoding.RAW:
         return RawReader(image)
+    if enc is Encoding.ZIP:
+        return _open_zip(image, abort)
     for name, args in _PROGRAMS.get(enc, ()):
         exe = shutil.which(name)
         if exe is not None:

@@ -70,6 +70,7 @@ class ChunkFetch:
         origin_url: str,
         origin_session: aiohttp.ClientSession,
         peer_session: aiohttp.ClientSession,
+        origin_headers: dict[str, str] | None = None,
         ask_tracker: TrackerAsk,
         token: Callable[[], str | None],
         on_bad_peer: BadPeerReport,
@@ -85,6 +86,7 @@ class ChunkFetch:
         self.manifest = manifest
         self.origin_url = origin_url
         self.origin_session = origin_session
+        self.origin_headers = origin_headers or {}
         self.peer_session = peer_session
         self.ask_tracker = ask_tracker
         self.token = token
@@ -276,6 +278,7 @@ class ChunkFetch:
         headers = {"Range": f"bytes={start}-{start + length - 1}"}
         if name == ORIGIN:
             session, url = self.origin_session, self.origin_url
+            headers.update(self.origin_headers)
         else:
             token = self.token()
             if token is None:

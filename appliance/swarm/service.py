@@ -14,8 +14,6 @@ resuming from the same partial file.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import errno
 import hashlib
 import json
 import logging
@@ -29,10 +27,12 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 
 from appliance.config import ShareConfig
-from appliance.drives.base import CorruptImage, DiskFull, SourceImage
+from appliance.drives.base import CorruptImage, SourceImage
 from appliance.images.cache import ImageCache
-from appliance.swarm.engine import ChunkFetch, Counters, PeerInfo, SwarmFailed
+from appliance.images.sources import HttpSource
+from appliance.swarm.engine import ChunkFetch, Counters, PeerInfo
 from appliance.swarm.peer import Offer, PeerServer
+from appliance.swarm.source import SwarmSource
 from wire import swarm as sw
 
 log = logging.getLogger(__name__)
@@ -50,8 +50,12 @@ class Progress:
 
     sha256: str
     size: int
-    written: int = 0
+    source: SwarmSource | None = None
     counters: Counters = field(default_factory=Counters)
+
+    def written(self) -> int:
+        return 0 if self.source is None else self.source.held()
+
     fetch: ChunkFetch | None = None
     pushing: asyncio.Task[None] | None = None  # a `have` on its way
     dirty: bool = False  # changed since that `have` was made
@@ -102,13 +106,13 @@ class Sharing:
         *,
         send: Send,
         coordinator_url: str | None,
-        auth_session: Callable[[], aiohttp.ClientSession | None],
+        headers_for: Callable[[str], dict[str, str]],
     ) -> None:
         self.config = config
         self.cache = cache
         self.send = send
         self.coordinator_url = coordinator_url
-        self.auth_session = auth_session
+        self.headers_for = headers_for  # the credential, for the coordinator's own URLs
         self.token: str | None = None
         self.address: str | None = None
         self.server: PeerServer | None = None
@@ -149,15 +153,14 @@ class Sharing:
             await self._peer_http.close()
 
     def _offer(self, sha256: str) -> Offer | None:
-        active = self.downloads.get(sha256)
-        if active is not None:
-            part = self.cache.partial_path(sha256)
-            return Offer(part, active.size, lambda: active.written)
         held = self.cache.held(sha256)
-        if held is None:
-            return None
-        path, size = held
-        return Offer(path, size, lambda: size)
+        if held is not None:
+            path, size = held
+            return Offer(path, size, lambda: size)
+        active = self.downloads.get(sha256)
+        if active is not None and active.source is not None and self.cache.downloading(sha256):
+            return Offer(self.cache.partial_path(sha256), active.size, active.source.held)
+        return None
 
     # ---- the link ----------------------------------------------------------------------------
 
@@ -203,7 +206,7 @@ class Sharing:
 
     async def _ask(self, manifest: sw.Manifest, progress: Progress) -> list[PeerInfo]:
         fetching = progress.fetch.fetching if progress.fetch is not None else frozenset()
-        await self._have(manifest, progress.written, fetching, progress.counters)
+        await self._have(manifest, progress.written(), fetching, progress.counters)
         loop = asyncio.get_running_loop()
         future = self._answers.setdefault(manifest.sha256, loop.create_future())
         if not await self.send({"type": "want", "sha256": manifest.sha256}):
@@ -241,7 +244,7 @@ class Sharing:
             for _ in range(manifest.count + 1):  # bounded: each round sends the latest state
                 progress.dirty = False
                 fetching = progress.fetch.fetching if progress.fetch else frozenset()
-                await self._have(manifest, progress.written, fetching, progress.counters)
+                await self._have(manifest, progress.written(), fetching, progress.counters)
                 if not progress.dirty:
                     return
 
@@ -291,12 +294,11 @@ class Sharing:
         return manifest
 
     async def _download_manifest(self, sha256: str) -> bytes | None:
-        session = self.auth_session()
-        if session is None or self.coordinator_url is None:
+        if self.coordinator_url is None or self._peer_http is None:
             return None
         url = urljoin(self.coordinator_url, MANIFEST_PATH.format(sha256=sha256))
         try:
-            async with session.get(url) as resp:
+            async with self._peer_http.get(url, headers=self.headers_for(url)) as resp:
                 if resp.status != 200:
                     log.warning("manifest not served sha256=%s status=%d", sha256, resp.status)
                     return None
@@ -307,17 +309,13 @@ class Sharing:
 
     # ---- fetching ----------------------------------------------------------------------------
 
-    async def fetch(
-        self,
-        sha256: str,
-        size: int,
-        digest: str | None,
-        origin_url: str,
-        origin_session: aiohttp.ClientSession,
-        name: str,
-    ) -> SourceImage | None:
-        """The image, fetched from the swarm and proven; None when the caller should download
-        it the plain way. Raises `CorruptImage` (whole-file digest wrong) and `DiskFull`."""
+    async def source(
+        self, sha256: str, size: int, digest: str | None, url: str, headers: dict[str, str]
+    ) -> SwarmSource | None:
+        """Where the cache's download should read the take from: the swarm, or None when
+        sharing cannot help (off, no manifest, one that is not the take's): then the take's
+        plain source. A partial file an earlier run left is cut back to its verified chunks
+        first, unless a download of it is running."""
         if not self.config.fetch or digest is None or self._peer_http is None:
             return None
         manifest = await self._manifest(sha256, digest)
@@ -328,29 +326,36 @@ class Sharing:
         except sw.ManifestMismatch as exc:
             log.warning("manifest refused sha256=%s error=%s", sha256, exc)
             return None
-        async with self.cache.fetching(sha256):
-            cached = await self.cache.get(sha256)
-            if cached is not None:
-                return cached
-            self.cache.reserve(size)
-            return await self._fetch(manifest, origin_url, origin_session, name)
+        if not self.cache.downloading(sha256):
+            await asyncio.to_thread(_verified_prefix, self.cache.partial_path(sha256), manifest)
+        progress = Progress(manifest.sha256, manifest.size)
+        peer_http = self._peer_http
+        source = SwarmSource(
+            asyncio.get_running_loop(),
+            lambda: self._chunk_fetch(manifest, progress, url, headers, peer_http),
+            HttpSource(url, headers=headers),
+            manifest.size,
+            manifest.chunk_size,
+            on_done=lambda: self._finished(manifest, progress),
+        )
+        progress.source = source
+        self.downloads[manifest.sha256] = progress
+        return source
 
-    async def _fetch(
+    def _chunk_fetch(
         self,
         manifest: sw.Manifest,
-        origin_url: str,
-        origin_session: aiohttp.ClientSession,
-        name: str,
-    ) -> SourceImage | None:
-        assert self._peer_http is not None  # noqa: S101 - checked by fetch
-        part = self.cache.partial_path(manifest.sha256)
-        written = await asyncio.to_thread(_verified_prefix, part, manifest)
-        progress = Progress(manifest.sha256, manifest.size, written)
+        progress: Progress,
+        url: str,
+        headers: dict[str, str],
+        peer_http: aiohttp.ClientSession,
+    ) -> ChunkFetch:
         chunks = ChunkFetch(
             manifest,
-            origin_url=origin_url,
-            origin_session=origin_session,
-            peer_session=self._peer_http,
+            origin_url=url,
+            origin_session=peer_http,
+            origin_headers=headers,
+            peer_session=peer_http,
             ask_tracker=lambda: self._ask(manifest, progress),
             token=lambda: self.token,
             on_bad_peer=lambda peer, why: self._report(manifest.sha256, peer, why),
@@ -359,52 +364,48 @@ class Sharing:
             stall=self.config.stall,
             poll=POLL,
         )
-        progress.fetch, progress.counters = chunks, chunks.counters
-        self.downloads[manifest.sha256] = progress
-        first = written // manifest.chunk_size
-        log.info(
-            "swarm fetch sha256=%s chunks=%d resume_from=%d", manifest.sha256, manifest.count, first
-        )
-        f = await asyncio.to_thread(part.open, "r+b" if written else "wb")
-        try:
-            await asyncio.to_thread(f.truncate, first * manifest.chunk_size)
-            progress.written = first * manifest.chunk_size
-            async for index, data in chunks.chunks(first):
-                start, _ = manifest.span(index)
-                await asyncio.to_thread(_write_at, f, start, data)
-                progress.written = start + len(data)
-        except SwarmFailed as exc:
-            log.warning("swarm fetch gave up sha256=%s error=%s", manifest.sha256, exc)
-            return None
-        except OSError as exc:
-            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
-                raise
-            await asyncio.to_thread(part.unlink, True)
-            raise DiskFull(f"disk full while fetching {name}; partial file removed") from exc
-        finally:
-            self.downloads.pop(manifest.sha256, None)
-            with contextlib.suppress(OSError):
-                await asyncio.to_thread(f.close)
+        # Bytes and bans add up over the fetches of one download (a resume starts another).
+        chunks.counters = progress.counters
+        progress.fetch = chunks
+        log.info("swarm fetch sha256=%s chunks=%d", manifest.sha256, manifest.count)
+        return chunks
+
+    async def _finished(self, manifest: sw.Manifest, progress: Progress) -> None:
+        counters = progress.counters
         log.info(
             "swarm fetch complete sha256=%s origin_bytes=%d peer_bytes=%d banned=%s",
             manifest.sha256,
-            chunks.counters.origin_bytes,
-            chunks.counters.peer_bytes,
-            ",".join(sorted(chunks.counters.banned)) or "-",
+            counters.origin_bytes,
+            counters.peer_bytes,
+            ",".join(sorted(counters.banned)) or "-",
         )
+        self.last = counters
+        self.downloads.pop(manifest.sha256, None)
+        await self._have(manifest, manifest.size, frozenset(), counters)
+
+    async def fetch(
+        self,
+        sha256: str,
+        size: int,
+        digest: str | None,
+        url: str,
+        headers: dict[str, str],
+        name: str,
+    ) -> SourceImage | None:
+        """Download the take through the cache from the swarm and prove it; None when sharing
+        cannot help. Raises `CorruptImage` (the whole file is not the take's) and `DiskFull`."""
+        source = await self.source(sha256, size, digest, url, headers)
+        if source is None:
+            return None
         try:
-            source = await self.cache.admit(part, manifest.sha256, manifest.size, name)
+            return await self.cache.fetch(source, sha256, size, name)
         except CorruptImage:
-            # Every chunk matched the manifest, yet the whole file does not match the take.
-            self.manifests.pop(manifest.sha256, None)
-            await asyncio.to_thread((self._dir / f"{manifest.sha256}.json").unlink, True)
+            self.forget_manifest(sha256)
             raise
-        await self._have(manifest, manifest.size, frozenset(), chunks.counters)
-        self.last = chunks.counters
-        return source
+        finally:
+            self.downloads.pop(sha256, None)
 
-
-def _write_at(f: Any, offset: int, data: bytes) -> None:
-    f.seek(offset)
-    f.write(data)
-    f.flush()  # the peer server reads the file on its own: it must see what `written` says
+    def forget_manifest(self, sha256: str) -> None:
+        """Every chunk matched the manifest, yet the file is not the take's: drop the manifest."""
+        self.manifests.pop(sha256, None)
+        (self._dir / f"{sha256}.json").unlink(missing_ok=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import subprocess
 import sys
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from aiohttp import web
 
-from tests.appliance.diskimages import DISK_SIZE, compress, make_disk_image
+from tests.appliance.diskimages import DISK_SIZE, compress, make_disk_image, need_tools
 from tests.conftest import free_port
 
 if TYPE_CHECKING:
@@ -237,3 +238,56 @@ async def test_sigterm_during_a_stalled_download_stops_at_once(
         rc = await proc.wait()
     assert rc == 130
     assert dev.read(0, 8 * MiB) == bytes(8 * MiB)
+
+
+def pipe_zip(raw: Path) -> bytes:
+    """`raw` zipped the way `zip` writes to a pipe: its sizes and CRC only in a data
+    descriptor after the data (zip64 sizes), its directory at the end."""
+    with open(raw, "rb") as src:
+        zipper = subprocess.Popen(["zip", "-q", "-", "-"], stdin=src, stdout=subprocess.PIPE)
+        out, _ = zipper.communicate(timeout=120)
+    assert zipper.returncode == 0
+    return out
+
+
+async def test_a_zip_from_a_url_is_written_before_its_directory_arrives(
+    tmp_path: Path, disk: Path, server: Server, loop_devices: LoopFactory
+):
+    need_tools("zip")
+    raw = await asyncio.to_thread(disk.read_bytes)
+    (server.root / "pi.zip").write_bytes(await asyncio.to_thread(pipe_zip, disk))
+    # Half of it, then nothing: only a burn that unpacks the zip as it arrives gets to write.
+    dev = loop_devices(64 * MiB, fill=FILL)
+    rc, out, _ = await burn_url(tmp_path, f"{server.url}/stall/pi.zip", dev.path)
+    assert rc == 1
+    events = [json.loads(line) for line in out.splitlines()]
+    assert any(e["event"] == "progress" and e["phase"] == "write" and e["done"] for e in events)
+    assert result(out)["reason"] == "download-failed"
+    assert dev.read(0, 8 * MiB) == bytes(8 * MiB)
+    # Dropped halfway and resumed: the zip's one image lands byte for byte.
+    again = loop_devices(64 * MiB, fill=FILL)
+    rc, out, err = await burn_url(tmp_path, f"{server.url}/drop/pi.zip", again.path)
+    assert rc == 0, err
+    assert result(out)["verified"]
+    assert again.read(0, DISK_SIZE) == raw
+
+
+async def test_a_zip_of_two_files_from_a_url_is_refused_naming_both(
+    tmp_path: Path, disk: Path, server: Server, loop_devices: LoopFactory
+):
+    need_tools("zip")
+    (tmp_path / "README.txt").write_text("read me\n")
+    two = server.root / "two.zip"
+    argv = ["zip", "-q", "-j", str(two), str(disk), str(tmp_path / "README.txt")]
+    await asyncio.to_thread(subprocess.run, argv, check=True)
+    dev = loop_devices(64 * MiB, fill=FILL)
+    rc, out, err = await burn_url(tmp_path, f"{server.url}/files/two.zip", dev.path)
+    assert rc == 1, out
+    res = result(out)
+    assert res["reason"] == "unsupported-image"
+    assert "disk.img" in res["message"]
+    assert "README.txt" in res["message"]
+    assert err.count("\n") == 1
+    # Refused from the directory when the download was quick enough (target untouched), else
+    # at the second entry's header, with the start left blank: never the image's boot sector.
+    assert dev.read(0, 8 * MiB) in (bytes(8 * MiB), FILL * (8 * MiB))

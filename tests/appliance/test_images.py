@@ -6,11 +6,10 @@ import hashlib
 import json
 import os
 import subprocess
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import aiohttp
 import pytest
 import xxhash
 from aiohttp import web
@@ -18,6 +17,7 @@ from aiohttp.test_utils import TestServer
 
 from appliance.drives.base import CorruptImage, DiskFull
 from appliance.images import DownloadFailed, ImageCache
+from appliance.images.sources import HttpSource
 
 MiB = 1 << 20
 
@@ -82,20 +82,14 @@ async def origin(
     return state, f"http://127.0.0.1:{server.port}/images/"
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
-
-
 async def test_fetch_proves_and_stores_image_with_fast_digest(
-    tmp_path: Path, origin: tuple[Origin, str], session: aiohttp.ClientSession
+    tmp_path: Path, origin: tuple[Origin, str]
 ) -> None:
     state, base = origin
     data = blob(3 * MiB + 17, 1)
     state.files["disc.iso"] = data
     cache = ImageCache(tmp_path / "cache", 100 * MiB)
-    image = await cache.fetch(base + "disc.iso", sha(data), len(data), session)
+    image = await cache.fetch(HttpSource(base + "disc.iso"), sha(data), len(data))
     assert image.proven
     assert image.size == len(data)
     assert image.path.read_bytes() == data
@@ -104,7 +98,7 @@ async def test_fetch_proves_and_stores_image_with_fast_digest(
     meta = json.loads((tmp_path / "cache" / f"{sha(data)}.json").read_text())
     assert meta["xxh3_128"] == image.xxh3_128
     # A second fetch is served from the cache, no request made.
-    again = await cache.fetch(base + "disc.iso", sha(data), len(data), session)
+    again = await cache.fetch(HttpSource(base + "disc.iso"), sha(data), len(data))
     assert again.path == image.path
     assert state.ranges == [None]
     # A new cache object (agent restart) finds it.
@@ -114,14 +108,14 @@ async def test_fetch_proves_and_stores_image_with_fast_digest(
 
 
 async def test_interrupted_download_resumes_with_range(
-    tmp_path: Path, origin: tuple[Origin, str], session: aiohttp.ClientSession
+    tmp_path: Path, origin: tuple[Origin, str]
 ) -> None:
     state, base = origin
     data = blob(6 * MiB, 2)
     state.files["big.iso"] = data
     state.cut_after["big.iso"] = 3 * MiB + 5
     cache = ImageCache(tmp_path / "cache", 100 * MiB)
-    image = await cache.fetch(base + "big.iso", sha(data), len(data), session)
+    image = await cache.fetch(HttpSource(base + "big.iso"), sha(data), len(data))
     assert image.path.read_bytes() == data
     assert state.ranges[0] is None
     assert len(state.ranges) == 2
@@ -133,20 +127,20 @@ async def test_interrupted_download_resumes_with_range(
 
 
 async def test_partial_file_from_before_a_restart_is_resumed(
-    tmp_path: Path, origin: tuple[Origin, str], session: aiohttp.ClientSession
+    tmp_path: Path, origin: tuple[Origin, str]
 ) -> None:
     state, base = origin
     data = blob(2 * MiB, 3)
     state.files["x.iso"] = data
     cache = ImageCache(tmp_path / "cache", 100 * MiB)
     (tmp_path / "cache" / "partial" / f"{sha(data)}.part").write_bytes(data[: MiB + 3])
-    image = await cache.fetch(base + "x.iso", sha(data), len(data), session)
+    image = await cache.fetch(HttpSource(base + "x.iso"), sha(data), len(data))
     assert image.path.read_bytes() == data
     assert state.ranges == [f"bytes={MiB + 3}-"]
 
 
 async def test_wrong_hash_is_refused_and_removed(
-    tmp_path: Path, origin: tuple[Origin, str], session: aiohttp.ClientSession
+    tmp_path: Path, origin: tuple[Origin, str]
 ) -> None:
     state, base = origin
     data = blob(MiB, 4)
@@ -154,31 +148,27 @@ async def test_wrong_hash_is_refused_and_removed(
     cache = ImageCache(tmp_path / "cache", 100 * MiB)
     wrong = sha(b"something else")
     with pytest.raises(CorruptImage, match="SHA-256"):
-        await cache.fetch(base + "bad.iso", wrong, len(data), session)
+        await cache.fetch(HttpSource(base + "bad.iso"), wrong, len(data))
     assert await cache.get(wrong) is None
     assert list((tmp_path / "cache").rglob("*.part")) == []
     assert list((tmp_path / "cache").glob("*.img")) == []
 
 
-async def test_wrong_size_is_refused(
-    tmp_path: Path, origin: tuple[Origin, str], session: aiohttp.ClientSession
-) -> None:
+async def test_wrong_size_is_refused(tmp_path: Path, origin: tuple[Origin, str]) -> None:
     state, base = origin
     data = blob(MiB, 5)
     state.files["short.iso"] = data
     cache = ImageCache(tmp_path / "cache", 100 * MiB)
     with pytest.raises(CorruptImage, match="bytes"):
-        await cache.fetch(base + "short.iso", sha(data + b"tail"), len(data) + 4, session)
+        await cache.fetch(HttpSource(base + "short.iso"), sha(data + b"tail"), len(data) + 4)
     assert list((tmp_path / "cache").rglob("*.part")) == []
 
 
-async def test_missing_image_on_server(
-    tmp_path: Path, origin: tuple[Origin, str], session: aiohttp.ClientSession
-) -> None:
+async def test_missing_image_on_server(tmp_path: Path, origin: tuple[Origin, str]) -> None:
     _, base = origin
     cache = ImageCache(tmp_path / "cache", 100 * MiB)
     with pytest.raises(DownloadFailed, match="404"):
-        await cache.fetch(base + "nope.iso", sha(b"x"), 1, session)
+        await cache.fetch(HttpSource(base + "nope.iso"), sha(b"x"), 1)
     assert cache.used_bytes == 0
 
 
@@ -274,17 +264,15 @@ def tiny_fs(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", str(mnt)], check=True)
 
 
-async def test_disk_full_while_downloading(
-    tiny_fs: Path, origin: tuple[Origin, str], session: aiohttp.ClientSession
-) -> None:
+async def test_disk_full_while_downloading(tiny_fs: Path, origin: tuple[Origin, str]) -> None:
     state, base = origin
     small, big = blob(200 << 10, 50), blob(2 * MiB, 51)
     state.files["small.iso"] = small
     state.files["big.iso"] = big
     cache = ImageCache(tiny_fs / "cache", 100 * MiB)  # the limit is not what stops us: the disk is
-    kept = await cache.fetch(base + "small.iso", sha(small), len(small), session)
+    kept = await cache.fetch(HttpSource(base + "small.iso"), sha(small), len(small))
     with pytest.raises(DiskFull, match="partial file removed"):
-        await cache.fetch(base + "big.iso", sha(big), len(big), session)
+        await cache.fetch(HttpSource(base + "big.iso"), sha(big), len(big))
     assert list((tiny_fs / "cache" / "partial").iterdir()) == []
     assert kept.path.read_bytes() == small  # nothing else lost
     assert (await cache.get(sha(small))) is not None

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import xxhash
 
-from appliance.drives import optical
+from appliance.drives import optical, optical_feed, optical_verify
 from appliance.drives.base import (
     CorruptImage,
     DriveState,
@@ -452,7 +452,7 @@ def test_image_shrinking_during_verify_is_an_error_not_a_crash(tmp_path: Path) -
     try:
         os.truncate(image, optical.VERIFY_CHUNK)  # as if the image was cut mid-verify
         with pytest.raises(ImageChanged, match="shrank"):
-            optical._compare(
+            optical_verify.compare(
                 src, str(disc), len(data), optical.VERIFY_CHUNK, done, threading.Event()
             )
     finally:
@@ -581,7 +581,7 @@ def test_image_shrinking_mid_feed_stops_before_the_last_chunk(tmp_path: Path) ->
     src = ImageFile(image, len(data))
     ours, theirs = socket.socketpair()
     got = bytearray()
-    feeder = optical._Feeder(source(image), src, ours.fileno(), MIB)
+    feeder = optical_feed.Feeder(source(image), src, ours.fileno(), MIB)
     thread = threading.Thread(target=feeder.run)
     try:
         thread.start()

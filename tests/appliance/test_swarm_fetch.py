@@ -355,7 +355,7 @@ async def kiosks(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Kiosk]
             **conf,
         )
         sharing = Sharing(
-            config, cache, send=show.link(n), coordinator_url=None, auth_session=lambda: None
+            config, cache, send=show.link(n), coordinator_url=None, headers_for=lambda _: {}
         )
         await sharing.start()
         show.attach(sharing, n)
@@ -393,7 +393,7 @@ async def test_a_kiosk_fetches_from_another_kiosk_of_its_show_through_the_tracke
     b = await kiosks(2)
     keep_manifest(b.cache, manifest)
     async with asyncio.timeout(WAIT):
-        source = await b.sharing.fetch(sha, len(data), manifest.digest, origin.url, http, "x.iso")
+        source = await b.sharing.fetch(sha, len(data), manifest.digest, origin.url, {}, "x.iso")
     assert source is not None
     assert source.path.read_bytes() == data
     assert sha in b.cache
@@ -417,7 +417,7 @@ async def test_a_fetch_resumes_from_the_verified_prefix_an_earlier_run_left(
     part.write_bytes(data[: 3 * CHUNK] + b"\0" * (CHUNK // 2))
     async with asyncio.timeout(WAIT):
         source = await b.sharing.fetch(
-            manifest.sha256, len(data), manifest.digest, origin.url, http, "r.iso"
+            manifest.sha256, len(data), manifest.digest, origin.url, {}, "r.iso"
         )
     assert source is not None
     assert source.path.read_bytes() == data
@@ -437,7 +437,7 @@ async def test_a_manifest_that_does_not_describe_the_take_lets_nothing_into_the_
     b = await kiosks(2)
     keep_manifest(b.cache, lying)
     with pytest.raises(CorruptImage, match="SHA-256"):
-        await b.sharing.fetch(sha, len(data), lying.digest, origin.url, http, "m.iso")
+        await b.sharing.fetch(sha, len(data), lying.digest, origin.url, {}, "m.iso")
     assert sha not in b.cache
     assert not b.cache.partial_path(sha).exists()
     assert not (b.cache.root / "manifests" / f"{sha}.json").exists()
@@ -447,10 +447,10 @@ async def test_a_manifest_that_does_not_describe_the_take_lets_nothing_into_the_
     keep_manifest(b.cache, sw.Manifest(wrong.size, sha, CHUNK, wrong.chunks))
     short = sw.Manifest(wrong.size, sha, CHUNK, wrong.chunks)
     before = origin.bytes_out
-    assert await b.sharing.fetch(sha, len(data) + 1, short.digest, origin.url, http, "m") is None
+    assert await b.sharing.fetch(sha, len(data) + 1, short.digest, origin.url, {}, "m") is None
     assert origin.bytes_out == before
     # A manifest whose digest is not the catalog's is not used either.
-    assert await b.sharing.fetch(sha, len(data), "0" * 64, origin.url, http, "m") is None
+    assert await b.sharing.fetch(sha, len(data), "0" * 64, origin.url, {}, "m") is None
 
 
 @pytest.fixture
@@ -479,6 +479,6 @@ async def test_a_full_disk_keeps_nothing(
     b = await kiosks(2, root=tiny_fs / "cache")
     keep_manifest(b.cache, manifest)
     with pytest.raises(DiskFull, match="partial file removed"):
-        await b.sharing.fetch(manifest.sha256, len(data), manifest.digest, origin.url, http, "f")
+        await b.sharing.fetch(manifest.sha256, len(data), manifest.digest, origin.url, {}, "f")
     assert not b.cache.partial_path(manifest.sha256).exists()
     assert manifest.sha256 not in b.cache

@@ -19,10 +19,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 from appliance.config import ShareConfig
 from appliance.images.cache import ImageCache
+from appliance.images.sources import HttpSource
 from appliance.link import AgentLink
 from appliance.swarm.peer import Offer, PeerServer
 from appliance.swarm.service import Sharing
@@ -44,7 +43,7 @@ async def main(conf: dict[str, Any]) -> None:
     sha, size = conf["sha256"], conf["size"]
     base = conf["coordinator"]
     cache = ImageCache(Path(conf["cache"]), 4 * size)
-    auth = aiohttp.ClientSession(headers={"Authorization": f"Bearer {conf['credential']}"})
+    auth = {"Authorization": f"Bearer {conf['credential']}"}
     ready = asyncio.Event()
     state: dict[str, Any] = {}
     share = ShareConfig(
@@ -61,7 +60,7 @@ async def main(conf: dict[str, Any]) -> None:
         await link.send(payload)
         return True
 
-    sharing = Sharing(share, cache, send=send, coordinator_url=base, auth_session=lambda: auth)
+    sharing = Sharing(share, cache, send=send, coordinator_url=base, headers_for=lambda _: auth)
     liar: PeerServer | None = None
 
     async def on_message(message: dict[str, Any]) -> None:
@@ -118,7 +117,7 @@ async def main(conf: dict[str, Any]) -> None:
                 if conf["share"]:
                     source = await sharing.fetch(sha, size, state["manifest"], url, auth, "img")
                 if source is None:
-                    source = await cache.fetch(url, sha, size, auth, "img")
+                    source = await cache.fetch(HttpSource(url, headers=auth), sha, size, "img")
             except Exception as exc:  # reported to the test, which fails on it
                 error = f"{type(exc).__name__}: {exc}"
             digest = None
@@ -141,7 +140,6 @@ async def main(conf: dict[str, Any]) -> None:
         await sharing.close()
         if liar is not None:
             await liar.close()
-        await auth.close()
 
 
 if __name__ == "__main__":
