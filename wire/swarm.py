@@ -290,6 +290,10 @@ class Picker:
         self.elsewhere: frozenset[int] = frozenset()
         self.sources: dict[str, frozenset[int] | None] = {}
         self.horizon = count  # only chunks below it are handed out (a window ahead of a reader)
+        # (rank, n): this kiosk is the rank-th of n fetching the image; the origin is asked
+        # for its share of the chunks (index % n == rank) first, so they do not all ask for the
+        # same ones before the tracker tells them who fetches what.
+        self.partition: tuple[int, int] | None = None
         order = list(range(count))
         random.Random(seed).shuffle(order)  # noqa: S311 - spreading load, not a secret
         self._rank = {chunk: rank for rank, chunk in enumerate(order)}
@@ -319,6 +323,9 @@ class Picker:
         if held is None:
             wanted = self._wanted(range(self.horizon))
             spare = [i for i in wanted if i not in self.elsewhere and self._holders(i) == 0]
+            if self.partition is not None and not eager:
+                rank, n = self.partition
+                spare = [i for i in spare if i % n == rank]
             candidates = spare or (wanted if eager else [])
         else:
             candidates = self._wanted(held)

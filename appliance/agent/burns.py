@@ -267,6 +267,10 @@ class Burns(AgentBase):
                 "speed": event.speed,
                 "eta": event.eta,
             }
+            shared = None if self.sharing is None or take is None else self.sharing.counters(take)
+            if shared is not None:
+                slot.job_view["from_peers"] = shared.peer_bytes
+                slot.job_view["from_origin"] = shared.origin_bytes
             self._emit({"event": "progress", "drive": slot.info.uid, "job": slot.job_view})
             self._spawn(self._send_status(slot), "status")
         elif isinstance(event, JobStateChanged) and self.panel is not None:

@@ -75,6 +75,7 @@ class ChunkFetch:
         token: Callable[[], str | None],
         on_bad_peer: BadPeerReport,
         on_origin_pick: Callable[[], None] = lambda: None,
+        me: str | None = None,
         window: int = 8,
         per_peer: int = 2,
         max_peers: int = 6,
@@ -94,6 +95,7 @@ class ChunkFetch:
         # Told at once when the origin is asked for a chunk, so the other kiosks hear of it
         # (the tracker's `fetching`) before they ask the origin for the same one.
         self.on_origin_pick = on_origin_pick
+        self.me = me  # this kiosk's peer address, to find its share among the fetchers
         self.window = window
         self.per_peer = per_peer
         self.max_peers = max_peers
@@ -186,10 +188,25 @@ class ChunkFetch:
                     self.picker.set_source(peer.address, peer.chunks)
                     self._start(peer.address, self.per_peer)
             self.picker.elsewhere = frozenset(elsewhere)
+            self.picker.partition = self._partition(peers)
             if ORIGIN not in self._workers:
                 self._start(ORIGIN, 1)
             self._pulse()
             await asyncio.sleep(self.poll)
+
+    def _partition(self, peers: list[PeerInfo]) -> tuple[int, int] | None:
+        """This kiosk's place among those fetching the image too (not those holding it all)."""
+        if self.me is None:
+            return None
+        count = self.manifest.count
+        fetchers = {
+            p.address
+            for p in peers
+            if len(p.chunks) < count and p.address not in self.counters.banned
+        }
+        fetchers.add(self.me)
+        ordered = sorted(fetchers)
+        return ordered.index(self.me), len(ordered)
 
     async def _worker(self, name: str) -> None:
         while True:

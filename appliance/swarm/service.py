@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 MANIFEST_PATH = "/api/v1/images/{sha256}/manifest"
 TRACKER_WAIT = 5.0
 POLL = 0.5  # seconds between asking the tracker while fetching
+KEEP_COUNTS = 16  # finished downloads whose sources the kiosk may still show
 
 Send = Callable[[dict[str, Any]], Awaitable[bool]]
 
@@ -52,6 +53,7 @@ class Progress:
     size: int
     source: SwarmSource | None = None
     counters: Counters = field(default_factory=Counters)
+    done: bool = False  # complete: no more reports of a partial state may follow the last one
 
     def written(self) -> int:
         return 0 if self.source is None else self.source.held()
@@ -118,6 +120,7 @@ class Sharing:
         self.server: PeerServer | None = None
         self.downloads: dict[str, Progress] = {}
         self.last: Counters | None = None  # where the last finished fetch got its bytes
+        self._finished_counts: dict[str, Counters] = {}  # the latest few, for the kiosk
         self.manifests: dict[str, sw.Manifest] = {}
         self._answers: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._peer_http: aiohttp.ClientSession | None = None
@@ -151,6 +154,14 @@ class Sharing:
             await self.server.close()
         if self._peer_http is not None:
             await self._peer_http.close()
+
+    def counters(self, take: Any) -> Counters | None:
+        """Where the bytes of a take (anything with a `sha256`) came from, if from the swarm:
+        while it downloads, and for the last few downloads after."""
+        active = self.downloads.get(take.sha256)
+        if active is not None:
+            return active.counters
+        return self._finished_counts.get(take.sha256)
 
     def _offer(self, sha256: str) -> Offer | None:
         held = self.cache.held(sha256)
@@ -205,6 +216,8 @@ class Sharing:
         )
 
     async def _ask(self, manifest: sw.Manifest, progress: Progress) -> list[PeerInfo]:
+        if progress.done:
+            return []
         fetching = progress.fetch.fetching if progress.fetch is not None else frozenset()
         await self._have(manifest, progress.written(), fetching, progress.counters)
         loop = asyncio.get_running_loop()
@@ -242,6 +255,8 @@ class Sharing:
 
         async def push() -> None:
             for _ in range(manifest.count + 1):  # bounded: each round sends the latest state
+                if progress.done:
+                    return
                 progress.dirty = False
                 fetching = progress.fetch.fetching if progress.fetch else frozenset()
                 await self._have(manifest, progress.written(), fetching, progress.counters)
@@ -360,6 +375,7 @@ class Sharing:
             token=lambda: self.token,
             on_bad_peer=lambda peer, why: self._report(manifest.sha256, peer, why),
             on_origin_pick=lambda: self._push(manifest, progress),
+            me=self.address,
             window=self.config.window,
             stall=self.config.stall,
             poll=POLL,
@@ -372,6 +388,7 @@ class Sharing:
 
     async def _finished(self, manifest: sw.Manifest, progress: Progress) -> None:
         counters = progress.counters
+        progress.done = True
         log.info(
             "swarm fetch complete sha256=%s origin_bytes=%d peer_bytes=%d banned=%s",
             manifest.sha256,
@@ -381,6 +398,9 @@ class Sharing:
         )
         self.last = counters
         self.downloads.pop(manifest.sha256, None)
+        self._finished_counts[manifest.sha256] = counters
+        while len(self._finished_counts) > KEEP_COUNTS:
+            del self._finished_counts[next(iter(self._finished_counts))]
         await self._have(manifest, manifest.size, frozenset(), counters)
 
     async def fetch(

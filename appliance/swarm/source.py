@@ -17,7 +17,8 @@ import concurrent.futures
 import contextlib
 import logging
 import queue
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from appliance.images.sources import Body, HttpSource, Opened
 from appliance.swarm.engine import ChunkFetch, SwarmFailed
@@ -54,8 +55,6 @@ class _SwarmBody:
             async for _, data in self.fetch.chunks(first):
                 await asyncio.to_thread(self._put, data)
             await asyncio.to_thread(self._put, _Done())
-            with contextlib.suppress(Exception):  # telling the tracker is a courtesy
-                await self.owner.on_done()
         except SwarmFailed as exc:
             await asyncio.to_thread(self._put, _Done(exc))
 
@@ -107,6 +106,10 @@ class _SwarmBody:
             self.future.cancel()
         if self.fallback is not None:
             self.fallback.close()
+        if self.offset >= self.owner.size:
+            # The download closes its body once the last byte is written: all of it is held.
+            self.owner.written = self.offset
+            asyncio.run_coroutine_threadsafe(self.owner.on_done(), self.owner.loop)
 
 
 class SwarmSource:
@@ -120,7 +123,7 @@ class SwarmSource:
         size: int,
         chunk_size: int,
         *,
-        on_done: Callable[[], Awaitable[None]],
+        on_done: Callable[[], Coroutine[Any, Any, None]],
     ) -> None:
         self.what = origin.what
         self.on_done = on_done

@@ -83,10 +83,14 @@ async def test_a_burn_fetches_the_take_from_a_kiosk_of_the_show(
     sharing = running.agent.sharing
     assert sharing is not None
     said: list[dict[str, Any]] = []
+    whole = sw.encode_have(range(manifest.count), manifest.count)
+    holds_all = asyncio.Event()
 
     async def tracker(payload: dict[str, Any]) -> bool:
         """The coordinator's side of the link, for this one kiosk: it knows the peer."""
         said.append(payload)
+        if payload["type"] == "have" and payload["chunks"] == whole:
+            holds_all.set()
         if payload["type"] == "want":
             answer = {
                 "type": "peers",
@@ -136,10 +140,12 @@ async def test_a_burn_fetches_the_take_from_a_kiosk_of_the_show(
         assert peer.bytes_sent == SIZE
         assert running.agent.cache is not None
         assert manifest.sha256 in running.agent.cache
-        # The tracker heard what the kiosk held while it fetched, and that it now holds it all.
+        # The tracker heard what the kiosk held while it fetched, and then that it holds it all.
+        async with asyncio.timeout(10):
+            await holds_all.wait()
         haves = [p for p in said if p["type"] == "have"]
-        assert haves
-        assert haves[-1]["chunks"] == sw.encode_have(range(manifest.count), manifest.count)
+        assert haves[0]["chunks"] != whole
+        assert haves[-1]["chunks"] == whole
         assert haves[-1]["peer_bytes"] == SIZE
     finally:
         await running.stop()

@@ -224,3 +224,18 @@ def test_the_picker_stays_below_its_horizon() -> None:
     assert picker.next_for("origin", eager=True) is None
     picker.horizon = 3
     assert picker.next_for("peer") == 2
+
+
+def test_kiosks_fetching_together_ask_the_origin_for_their_own_share() -> None:
+    picks = []
+    for rank in range(3):
+        picker = sw.Picker(9, seed=rank)
+        picker.set_source("origin", None)
+        picker.partition = (rank, 3)
+        mine = [picker.next_for("origin") for _ in range(4)]
+        assert mine[-1] is None  # three chunks each, then it waits for the others
+        picks.append(set(mine[:3]))
+        # Once nothing moves, it fetches what is missing itself.
+        assert picker.next_for("origin", eager=True) is not None
+    assert set.union(*picks) == set(range(9))
+    assert sum(len(p) for p in picks) == 9  # nobody asked for another's chunk
