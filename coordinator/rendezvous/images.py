@@ -11,16 +11,14 @@ interrupted download resumes with ``Range: bytes=N-``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 from aiohttp import web
 
 from coordinator.errors import BadRequest, Invalid, NotFound
-from coordinator.images.blobs import MANIFESTS_DIRNAME, ImageStore, Received, is_sha256
+from coordinator.images.blobs import ImageStore, Received, is_sha256
 from coordinator.images.catalog import (
     IMAGES_DIRNAME,
     ImageInfo,
@@ -100,7 +98,7 @@ async def _record_contents(request: web.Request, info: ImageInfo, received: Rece
     try:
         found = await loop.run_in_executor(None, inspect, received.path)
     except NotAnImage as exc:
-        await loop.run_in_executor(None, _remove, received.path)
+        await loop.run_in_executor(None, _remove, request.app[IMAGES], received)
         raise Invalid(f"the upload is not a burnable image: {exc}; nothing was kept") from exc
     if found is None:
         media = await loop.run_in_executor(None, media_of_file, received.path)
@@ -111,7 +109,7 @@ async def _record_contents(request: web.Request, info: ImageInfo, received: Rece
         ("extracted_sha256", info.extracted_sha256, found.extracted_sha256),
     ):
         if declared is not None and declared != got:
-            await loop.run_in_executor(None, _remove, received.path)
+            await loop.run_in_executor(None, _remove, request.app[IMAGES], received)
             raise Invalid(
                 f"the upload unpacks to {field} {got} but the take declares {declared}; "
                 "nothing was kept",
@@ -125,12 +123,10 @@ async def _record_contents(request: web.Request, info: ImageInfo, received: Rece
     )
 
 
-def _remove(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
-    with contextlib.suppress(FileNotFoundError):
-        # Its chunk manifest, made on the way in (ImageStore.manifest_path).
-        (path.parent / MANIFESTS_DIRNAME / f"{path.name}.json").unlink()
+def _remove(images: ImageStore, received: Received) -> None:
+    """An upload refused after it was stored: the image and the chunk manifest made with it."""
+    received.path.unlink(missing_ok=True)
+    images.manifest_path(received.sha256).unlink(missing_ok=True)
 
 
 def _content_range(text: str, info: ImageInfo) -> tuple[int, int]:
