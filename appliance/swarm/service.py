@@ -3,12 +3,12 @@
 `Sharing` holds the peer token and show key the coordinator sends (`peer_token`), runs the peer
 server (`appliance.swarm.peer`) when the `[share]` table turns sharing on, tells the tracker what
 this kiosk holds (`have`, after every connect and while downloading) and asks it who holds what
-(`want` → `peers`). `Sharing.fetch` downloads a take whose image has a chunk manifest from peers
-and the origin at once (`appliance.swarm.engine`), appending verified chunks to the cache's partial
-file (whose verified prefix it serves to others meanwhile) and admitting the file to the cache,
-which checks the whole-file SHA-256. It answers None when sharing cannot help (off, no manifest,
-a manifest that does not match the take, the swarm gave up): the agent then downloads as before,
-resuming from the same partial file.
+(`want` → `peers`). For a take whose image has a chunk manifest, `Sharing.source` gives the
+cache's download a `SwarmSource` (`appliance.swarm.source`): verified chunks from peers and the
+origin at once (`appliance.swarm.engine`), while the peer server serves others the part already
+written; the cache still proves the whole file's SHA-256 before it may be burned. It answers
+None when sharing cannot help (off, no manifest, a manifest that is not the take's): the agent
+then reads the take's plain source, resuming from the same partial file.
 """
 
 from __future__ import annotations
@@ -54,13 +54,12 @@ class Progress:
     source: SwarmSource | None = None
     counters: Counters = field(default_factory=Counters)
     done: bool = False  # complete: no more reports of a partial state may follow the last one
-
-    def written(self) -> int:
-        return 0 if self.source is None else self.source.held()
-
     fetch: ChunkFetch | None = None
     pushing: asyncio.Task[None] | None = None  # a `have` on its way
     dirty: bool = False  # changed since that `have` was made
+
+    def written(self) -> int:
+        return 0 if self.source is None else self.source.held()
 
 
 def _verified_prefix(part: Path, manifest: sw.Manifest) -> int:
