@@ -23,6 +23,13 @@ class CoordinatorConfig:
     """How one coordinator process runs."""
 
     data_dir: Path
+    # A postgresql:// URL (password included, never from the command line) to keep the state in
+    # PostgreSQL; None = the SQLite file in data_dir.
+    database: str | None = None
+    # Bounds of the PostgreSQL connection pool, and how long a request waits for a connection
+    # before it fails with 503 (the database is down or overloaded).
+    pool_size: int = 10
+    pool_timeout: float = 3.0
     host: str = "127.0.0.1"
     port: int = 8080
     # Cap on "contributor enters system" $DURATION; longer requests are capped, not refused.

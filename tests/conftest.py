@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from pgserver import PostgresMissing, PostgresServer, remove_postgres, start_postgres
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -86,6 +87,19 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     finally:
         server.process.terminate()
         server.process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the whole run (a cluster in a temp dir), removed after."""
+    try:
+        server = start_postgres()
+    except PostgresMissing as exc:
+        pytest.skip(str(exc))
+    try:
+        yield server
+    finally:
+        remove_postgres(server)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

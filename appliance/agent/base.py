@@ -26,6 +26,9 @@ from appliance.journal import Journal
 from appliance.leds import Panel
 from appliance.swarm.service import Sharing
 
+if TYPE_CHECKING:
+    from appliance.burn.job import JobProgress, JobResult, JobStateChanged
+
 log = logging.getLogger("appliance.agent")
 
 
@@ -140,9 +143,13 @@ class AgentBase:
 
         # appliance.agent.core
         async def eject(self, drive: str) -> None: ...
+        async def _refresh(self, slot: Slot) -> None: ...
         async def name(self, drive: str, name: str) -> DriveView: ...
 
         # appliance.agent.burns
+        def _on_job_event(
+            self, slot: Slot, event: JobProgress | JobStateChanged | JobResult
+        ) -> None: ...
         async def start_burn(self, take: Take, drive: str) -> BurnAccepted: ...
         async def cancel(self, drive: str) -> None: ...
 

@@ -10,7 +10,8 @@ coordinator keeps burning and syncs later, nothing lost and nothing twice. The k
 process, so it can die without stopping a burn.
 
 This module holds the agent's lifecycle, its drives and the control-facing API; the burn
-supervision is in `appliance.agent.burns`, the link side in `appliance.agent.uplink`.
+supervision is in `appliance.agent.burns` (burns the CLI hands over in `appliance.agent.fileburns`),
+the link side in `appliance.agent.uplink`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 
 from appliance.agent.burns import Burns
 from appliance.agent.catalog import load_catalog
+from appliance.agent.fileburns import FileBurns
 from appliance.agent.slot import Slot, cancel_job, simulated_drive
 from appliance.agent.uplink import Uplink
 from appliance.control import (
@@ -47,7 +49,7 @@ log = logging.getLogger("appliance.agent")
 JOURNAL_FILE = "journal.sqlite3"
 
 
-class Agent(Uplink, Burns):
+class Agent(Uplink, Burns, FileBurns):
     """Everything the appliance does, behind the control socket's `ControlHandler` interface."""
 
     # ---- lifecycle ----------------------------------------------------------------------------

@@ -10,6 +10,7 @@ coordinator (`catalog`, `burn`, `open`, `cancel`, `name`) arrive in `Uplink._on_
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -268,8 +269,8 @@ class Uplink(AgentBase):
         else:
             take = Take.from_payload(message)
             known = self.catalog.get(take.sha256)
-            if known is not None and not take.url:
-                take = known
+            if known is not None:  # what the catalog knows (unpacked size, bmap), the order's URL
+                take = dataclasses.replace(known, url=take.url or known.url)
         await self.start_burn(take, str(message["uid"]))
 
     async def set_catalog(self, takes: list[dict[str, Any]]) -> None:

@@ -90,6 +90,8 @@ class BlockDrive(BlockWriter):
         self._sparse = sparse
         self._busy = False
         self.zeroed_bytes = 0  # bytes of the last write left to BLKZEROOUT instead of written
+        # (size, SHA-256) of the image the last write unpacked, when it was asked to measure it
+        self.unpacked: tuple[int, str] | None = None
         self._held: ImageFile | None = None  # the last write's image, kept for its verify
         self._stream: StreamRecord | None = None  # what the last unpacked write put down
 

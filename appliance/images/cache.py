@@ -30,7 +30,8 @@ from pathlib import Path
 
 import xxhash
 
-from appliance.drives.base import CorruptImage, DiskFull, SourceImage
+from appliance.drives.base import BurnError, CorruptImage, DiskFull, SourceImage
+from appliance.images.bmap import MAX_BMAP
 from appliance.images.download import (
     Download,
     DownloadError,
@@ -93,6 +94,24 @@ def _digest_file(path: Path) -> tuple[int, str, str]:
     return size, sha.hexdigest(), fast.hexdigest()
 
 
+def _fetch_small(source: ByteSource, path: Path, limit: int) -> None:
+    """A small file (a block map) read whole from `source`, kept at `path` (worker thread)."""
+    opened = source.open(0)
+    try:
+        if opened.total > limit:
+            raise DownloadError(f"{source.what} is {opened.total} bytes, more than {limit}")
+        data = bytearray()
+        while len(data) < opened.total and (piece := opened.body.read(opened.total - len(data))):
+            data += piece
+    finally:
+        opened.body.close()
+    if len(data) != opened.total:
+        raise DownloadError(f"{source.what} ended after {len(data)} of {opened.total} bytes")
+    tmp = path.with_suffix(".bmap.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
 def _is_enospc(exc: OSError) -> bool:
     return exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
@@ -153,6 +172,10 @@ class ImageCache:
         self._entries.pop(sha, None)
         self._img(sha).unlink(missing_ok=True)
         self._meta(sha).unlink(missing_ok=True)
+        self._bmap(sha).unlink(missing_ok=True)
+
+    def _bmap(self, sha: str) -> Path:
+        return self.root / f"{sha}.bmap"
 
     def _write_meta(self, entry: _Entry) -> None:
         tmp = self._meta(entry.sha256).with_suffix(".json.tmp")
@@ -391,6 +414,23 @@ class ImageCache:
             await self.end_fetch(fetch)
             raise
         return fetch.growing(), fetch
+
+    async def block_map(self, source: ByteSource, sha256: str) -> Path | None:
+        """The block map of image `sha256`, kept beside it; None when it cannot be had (the
+        burn then writes the whole image, which is slower but as good)."""
+        path = self._bmap(_check_sha(sha256))
+        if await asyncio.to_thread(path.is_file):
+            return path
+        try:
+            await asyncio.to_thread(_fetch_small, source, path, MAX_BMAP)
+        except (BurnError, OSError) as exc:
+            log.warning("no block map sha256=%s error=%s", sha256, exc)
+            return None
+        return path
+
+    async def forget_block_map(self, sha256: str) -> None:
+        """A block map that did not match its image goes, so the next burn fetches it anew."""
+        await asyncio.to_thread(self._bmap(_check_sha(sha256)).unlink, True)
 
     async def fetch(
         self, source: ByteSource, sha256: str, size: int, name: str = ""

@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 CHUNK_SIZE = 256 * 1024
 """Largest piece of an upload held in memory at once (two may be: one writing, one arriving)."""
 
+BMAP_SUFFIX = "/bmap"  # of an image's URL: its block map
 PARTIAL_PREFIX = ".upload-"
 PARTIAL_SUFFIX = ".part"
 RESUME_PREFIX = ".resume-"
@@ -151,6 +152,20 @@ class ImageStore:
     def has(self, sha256: str) -> bool:
         """Whether the image is present (a stat: call it off the loop)."""
         return self.path(sha256).is_file()
+
+    def bmap_path(self, sha256: str) -> Path:
+        """Where the block map of an image with empty space is kept (`bmaps`)."""
+        return self.path(sha256).with_suffix(".bmap")
+
+    def has_bmap(self, sha256: str) -> bool:
+        return self.bmap_path(sha256).is_file()
+
+    def save_bmap(self, sha256: str, text: str) -> None:
+        """Keep an image's block map (worker thread); written whole, then renamed."""
+        dest = self.bmap_path(sha256)
+        tmp = dest.with_name(f"{PARTIAL_PREFIX}{sha256}.bmap{PARTIAL_SUFFIX}")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, dest)
 
     def manifest_path(self, sha256: str) -> Path:
         return self.root / MANIFESTS_DIRNAME / f"{self.path(sha256).name}.json"
@@ -320,13 +335,18 @@ class ImageStore:
         self.save_manifest(manifest)
         sink = _Sink(path.open("rb+"), path)
         created = sink.commit(self.path(expected.sha256))
+        return self._received(expected, size, created, count, largest)
+
+    def _received(
+        self, expected: Expected, size: int, created: bool, chunks: int, largest: int
+    ) -> Received:
         return Received(
             path=self.path(expected.sha256),
             size=size,
             sha256=expected.sha256,
             md5=expected.md5,
             created=created,
-            chunks=count,
+            chunks=chunks,
             largest_chunk=largest,
         )
 
@@ -394,15 +414,7 @@ class ImageStore:
                     "image upload abandoned",
                     extra={"sha256": expected.sha256, "received": size, "partial": sink.path},
                 )
-        return Received(
-            path=self.path(expected.sha256),
-            size=size,
-            sha256=expected.sha256,
-            md5=expected.md5,
-            created=created,
-            chunks=count,
-            largest_chunk=largest,
-        )
+        return self._received(expected, size, created, count, largest)
 
 
 async def _discard(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import sqlite3
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +18,7 @@ from coordinator.rendezvous.endpoint import Endpoint, Handler
 from coordinator.rendezvous.http import authorized, body, now, ok, page, read, write
 from coordinator.store import sessions as store
 from coordinator.store.records import Principal, Record, Role
+from coordinator.store.sql import Conn
 from wire.clientmsg import SPANS
 
 CONTRIBUTOR: tuple[Role, ...] = ("contributor",)
@@ -113,7 +113,7 @@ async def session_history_csv(request: web.Request) -> web.Response:
 def _action(
     roles: tuple[Role, ...],
     flow: str,
-    fn: Callable[[sqlite3.Connection, float, Principal, str], Record],
+    fn: Callable[[Conn, float, Principal, str], Record],
 ) -> Handler:
     async def handler(request: web.Request) -> web.Response:
         who = await authorized(request, roles, flow)

@@ -89,7 +89,14 @@ export function form(attrs, fields, submitLabel, action) {
   return el;
 }
 
-const toastBox = () => document.getElementById("toast");
+// A view may host its own notices (the live view keeps them in its burners column, so they never
+// cover the queue or the statistics); otherwise they go to the page's corner.
+const toastBox = () => document.querySelector(".toasts[data-toast-host]") || document.getElementById("toast");
+
+/** Where a view's own notices appear: put it at the end of the column they may cover. */
+export function toastHost() {
+  return h("div", { class: "toast-anchor" }, h("div", { class: "toasts", "data-toast-host": true, role: "status", "aria-live": "polite" }));
+}
 
 export function toast(text, kind = "info") {
   const box = toastBox();

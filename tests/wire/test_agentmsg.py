@@ -86,6 +86,12 @@ VALID_FROM_AGENT: dict[str, dict[str, Any]] = {
         "seconds": 612.4,
     },
     "drive_gone": {"type": "drive_gone", "uid": UID},
+    "extracted": {
+        "type": "extracted",
+        "sha256": SHA,
+        "extracted_size": 2759852032,
+        "extracted_sha256": SHA,
+    },
     "have": {
         "type": "have",
         "sha256": SHA,
@@ -211,7 +217,16 @@ def test_valid_examples_parse_to_the_expected_values() -> None:
 
 
 def test_the_type_tables_match_the_protocol_document() -> None:
-    assert am.AGENT_TYPES == ("hello", "status", "result", "drive_gone", "have", "want", "bad_peer")
+    assert am.AGENT_TYPES == (
+        "hello",
+        "status",
+        "result",
+        "drive_gone",
+        "extracted",
+        "have",
+        "want",
+        "bad_peer",
+    )
     assert am.COORDINATOR_TYPES == (
         "welcome",
         "burn",
@@ -276,6 +291,7 @@ takes = st.builds(
     extracted_size=st.none() | st.integers(min_value=1, max_value=2**63),
     extracted_sha256=st.none() | hex64,
     media=st.none() | st.sampled_from([m.value for m in Media]),
+    bmap=st.none() | st.text(max_size=300),
     manifest=st.none() | hex64,
 )
 addresses = st.builds(
@@ -305,6 +321,7 @@ STRATEGIES: dict[str, st.SearchStrategy[Any]] = {
         detail=st.none() | st.text(max_size=300),
     ),
     "drive_gone": st.builds(DriveGone, hex32),
+    "extracted": st.builds(am.Extracted, hex64, st.integers(min_value=1, max_value=2**63), hex64),
     "have": st.builds(
         am.Have,
         sha256=hex64,
