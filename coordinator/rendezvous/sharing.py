@@ -19,6 +19,7 @@ from coordinator.rendezvous import schemas
 from coordinator.rendezvous.endpoint import Endpoint
 from coordinator.rendezvous.http import authorized, caller, ok, path_id, read
 from coordinator.rendezvous.images import IMAGE_ROUTE, IMAGES, image_sha256
+from coordinator.store.catalog import get_show
 from coordinator.store.records import ROLES, Role
 from coordinator.swarm import TRACKER
 
@@ -48,11 +49,7 @@ async def get_manifest(request: web.Request) -> web.Response:
 async def get_swarm(request: web.Request) -> web.Response:
     show_id = path_id(request, "show_id")
     await authorized(request, WATCHERS, "watching the kiosks share images", show_id)
-    known = await read(
-        request, lambda c: c.execute("SELECT 1 FROM shows WHERE id = ?", (show_id,)).fetchone()
-    )
-    if known is None:
-        raise NotFound(f"show {show_id} not found")
+    await read(request, lambda c: get_show(c, show_id))  # 404 for a show that does not exist
     tracker = request.app.get(TRACKER)
     if tracker is None:
         return ok({"images": [], "reports": []})  # a node without appliance links

@@ -168,6 +168,8 @@ async def test_a_bad_peer_report_reaches_the_swarm_view_and_bad_maps_are_refused
         f"/api/v1/shows/{live.world.show}/swarm", headers=bearer(live.world.other_show_admin)
     )
     assert resp.status == 403
+    missing = await live.client.get("/api/v1/shows/999999/swarm", headers=bearer(live.world.admin))
+    assert missing.status == 404
 
 
 async def test_the_catalog_names_the_manifest_of_a_stored_image(
