@@ -96,12 +96,9 @@ class PeerServer:
         app.router.add_get(ROUTE, self._get)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        server = site._server
-        if self.port == 0 and server is not None:
-            sockets = getattr(server, "sockets", None) or []
-            self.port = sockets[0].getsockname()[1]
+        await web.TCPSite(self._runner, self.host, self.port).start()
+        if self.port == 0:
+            self.port = int(self._runner.addresses[0][1])  # the one the kernel picked
         log.info("peer server listening host=%s port=%d", self.host, self.port)
         return self.port
 
