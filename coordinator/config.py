@@ -70,6 +70,10 @@ class CoordinatorConfig:
     client_queue_limit: int = 256
     # How long a draining node keeps answering health CLOSED before it exits.
     drain_seconds: float = 2.0
+    # Masters on a shared (PostgreSQL) database: how often each writes its heartbeat, and how
+    # long one may stay silent before its live sessions are moved to another.
+    heartbeat_interval: float = 2.0
+    failover_silence: float = 10.0
     # How often a balancer re-reads the master pool.
     discovery_interval: float = 2.0
     # Serve appliance links at /link (masters only). Off in tests that mount their own hub.

@@ -46,6 +46,7 @@ class PostgresServer:
     port: int
     password: str
     host: str = "127.0.0.1"
+    prefix: tuple[str, ...] = ()  # e.g. ("ip", "netns", "exec", "db"): where it runs
     _serial: int = field(default=0)
 
     @property
@@ -58,17 +59,20 @@ class PostgresServer:
 
     def start(self) -> None:
         subprocess.run(
-            _as_postgres(
-                str(PG_BIN / "pg_ctl"),
-                "-D",
-                str(self.data),
-                "-l",
-                str(self.root / "log"),
-                "-w",
-                "-t",
-                "60",
-                "start",
-            ),
+            [
+                *self.prefix,
+                *_as_postgres(
+                    str(PG_BIN / "pg_ctl"),
+                    "-D",
+                    str(self.data),
+                    "-l",
+                    str(self.root / "log"),
+                    "-w",
+                    "-t",
+                    "60",
+                    "start",
+                ),
+            ],
             check=True,
             stdout=subprocess.DEVNULL,
         )
@@ -128,7 +132,10 @@ FAST = "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
 LIKE_SQLITE_NORMAL = "synchronous_commit = off\n"
 
 
-def start_postgres(settings: str = FAST) -> PostgresServer:
+def start_postgres(
+    settings: str = FAST, host: str = "127.0.0.1", prefix: tuple[str, ...] = ()
+) -> PostgresServer:
+    """A new cluster listening on ``host`` only (run inside ``prefix``, e.g. a netns)."""
     if not (PG_BIN / "initdb").exists():
         raise PostgresMissing(
             "PostgreSQL is not installed (make test installs Debian's postgresql)"
@@ -159,10 +166,13 @@ def start_postgres(settings: str = FAST) -> PostgresServer:
         stdout=subprocess.DEVNULL,
     )
     pwfile.unlink()
-    server = PostgresServer(root, loopback_port(), password)
+    server = PostgresServer(root, loopback_port(), password, host, prefix)
+    if host != "127.0.0.1":  # initdb only lets loopback in
+        with (server.data / "pg_hba.conf").open("a") as hba:
+            hba.write(f"host all all {host.rsplit('.', 1)[0]}.0/24 scram-sha-256\n")
     with (server.data / "postgresql.conf").open("a") as conf:
         conf.write(
-            f"listen_addresses = '127.0.0.1'\nport = {server.port}\n"
+            f"listen_addresses = '{host}'\nport = {server.port}\n"
             f"unix_socket_directories = '{root}'\nmax_connections = 300\n{settings}"
         )
     server.start()

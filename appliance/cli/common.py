@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from appliance.userstate import SERVICE_JOURNAL, default_journal
+
 if TYPE_CHECKING:
     from appliance.journal import Journal
 
@@ -17,7 +19,7 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 # The service user's journal (the agent's); anyone else's is in their state directory.
-DEFAULT_JOURNAL = Path("/var/lib/burnstand/journal.sqlite3")
+DEFAULT_JOURNAL = SERVICE_JOURNAL
 DEFAULT_CACHE = Path("/var/cache/burnstand/downloads")
 JOURNAL_HELP = (
     "$BURNSTAND_JOURNAL, else $XDG_STATE_HOME/burnstand/journal.sqlite3 "
@@ -32,8 +34,6 @@ class CliError(Exception):
 def journal_path(args: argparse.Namespace) -> Path:
     if args.journal is not None:
         return Path(args.journal)
-    from appliance.userstate import default_journal
-
     named = os.environ.get("BURNSTAND_JOURNAL")
     return Path(named) if named else default_journal()
 

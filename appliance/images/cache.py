@@ -46,8 +46,6 @@ log = logging.getLogger(__name__)
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 READ_CHUNK = 4 << 20
 
-DownloadFailed = DownloadError  # the name callers knew: no source could deliver the image
-
 
 @dataclass(eq=False)
 class Fetch:

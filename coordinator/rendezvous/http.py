@@ -60,8 +60,8 @@ async def read(request: web.Request, fn: Callable[[Conn], T]) -> T:
     return await request.app[STORE].read(fn)
 
 
-async def write(request: web.Request, fn: Callable[[Conn], T]) -> T:
-    return await request.app[STORE].write(fn)
+async def write(request: web.Request, fn: Callable[[Conn], T], *, lock: str | None = None) -> T:
+    return await request.app[STORE].write(fn, lock=lock)
 
 
 async def revoking_write(request: web.Request, fn: Callable[[Conn], T]) -> T:
@@ -124,7 +124,7 @@ async def caller(request: web.Request) -> Principal:
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("malformed Authorization header: expected 'Bearer <credential>'")
     at = now(request)
-    return await read(request, lambda conn: authenticate(conn, token, at))
+    return await request.app[STORE].read(lambda conn: authenticate(conn, token, at), single=True)
 
 
 def require(

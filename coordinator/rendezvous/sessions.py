@@ -41,7 +41,9 @@ async def create_session(request: web.Request) -> web.Response:
     who = await authorized(request, CONTRIBUTOR, "creating a session")
     data = await body(request, schemas.SESSION_IN)
     at = now(request)
-    return ok(await write(request, lambda c: store.create_session(c, at, who, data)), 201)
+    # Placement (the least-loaded master, the creation counter) is one key for all creations.
+    made = await write(request, lambda c: store.create_session(c, at, who, data), lock="placement")
+    return ok(made, 201)
 
 
 async def get_session(request: web.Request) -> web.Response:
@@ -114,12 +116,18 @@ def _action(
     roles: tuple[Role, ...],
     flow: str,
     fn: Callable[[Conn, float, Principal, str], Record],
+    *,
+    keyed: bool = True,
 ) -> Handler:
+    """A session action; ``keyed`` ones touch only that session's rows (members, state), so
+    they run one at a time per session rather than one at a time overall."""
+
     async def handler(request: web.Request) -> web.Response:
         who = await authorized(request, roles, flow)
         sid = request.match_info["session_id"]
         at = now(request)
-        return ok(await write(request, lambda c: fn(c, at, who, sid)))
+        lock = f"session:{sid.lower()}" if keyed else None
+        return ok(await write(request, lambda c: fn(c, at, who, sid), lock=lock))
 
     return handler
 
@@ -246,7 +254,7 @@ ENDPOINTS = [
     Endpoint(
         "POST",
         _ONE + "/resume",
-        _action(CONTRIBUTOR, "resuming a session", store.resume_session),
+        _action(CONTRIBUTOR, "resuming a session", store.resume_session, keyed=False),
         "Resume a suspended session on the least-loaded master; the caller becomes a member",
         CONTRIBUTOR,
         response=schemas.SESSION,

@@ -103,6 +103,11 @@ class Store:
         self._reader_lock = threading.Lock()
 
     @property
+    def pg_engine(self) -> pg.PgEngine | None:
+        """The PostgreSQL engine, for state kept beside the store's own (the masters')."""
+        return self._pg
+
+    @property
     def engine(self) -> str:
         return "postgresql" if self._pg is not None else "sqlite"
 
@@ -155,15 +160,18 @@ class Store:
             self._writer_conn.close()
             self._writer_conn = None
 
-    async def write(self, fn: Callable[[Conn], T]) -> T:
-        """Run ``fn`` on the writer thread in one transaction and return its result."""
+    async def write(self, fn: Callable[[Conn], T], *, lock: str | None = None) -> T:
+        """Run ``fn`` on the writer thread in one transaction and return its result.
+
+        Writes run one at a time. On PostgreSQL a write that names a ``lock`` key may run
+        alongside other keyed writes of different keys (never beside an unkeyed one): only
+        for operations whose effects another keyed write cannot contradict."""
         if self._writer is None:
             raise StoreClosed("store is not open")
         loop = asyncio.get_running_loop()
         if self._pg is not None:
-            return await loop.run_in_executor(
-                self._writer, functools.partial(self._pg.run, fn, write=True)
-            )
+            run = functools.partial(self._pg.run, fn, write=True, lock=lock)
+            return await loop.run_in_executor(self._writer, run)
         return await loop.run_in_executor(self._writer, self._run_write, fn)
 
     def _run_write(self, fn: Callable[[Conn], T]) -> T:
@@ -179,20 +187,21 @@ class Store:
         conn.execute("COMMIT")
         return result
 
-    async def read(self, fn: Callable[[Conn], T]) -> T:
-        """Run ``fn`` on a reader thread against one consistent snapshot."""
+    async def read(self, fn: Callable[[Conn], T], *, single: bool = False) -> T:
+        """Run ``fn`` on a reader thread against one consistent snapshot. ``single`` says
+        ``fn`` runs one statement, which needs no transaction around it (on PostgreSQL that
+        saves a round trip: credential checks on every request are such reads)."""
         if self._readers is None:
             raise StoreClosed("store is not open")
         loop = asyncio.get_running_loop()
         if self._pg is not None:
-            return await loop.run_in_executor(
-                self._readers, functools.partial(self._pg.run, fn, write=False)
-            )
+            run = functools.partial(self._pg.run, fn, write=False, snapshot=not single)
+            return await loop.run_in_executor(self._readers, run)
         return await loop.run_in_executor(self._readers, self._run_read, fn)
 
     async def ping(self) -> None:
         """Raise `coordinator.store.pg.DatabaseUnavailable` unless the database answers."""
-        await self.read(lambda conn: conn.execute("SELECT 1").fetchone())
+        await self.read(lambda conn: conn.execute("SELECT 1").fetchone(), single=True)
 
     def _run_read(self, fn: Callable[[Conn], T]) -> T:
         conn: sqlite3.Connection | None = getattr(self._reader_local, "conn", None)

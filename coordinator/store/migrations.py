@@ -388,6 +388,12 @@ def _v7_session_order(conn: Conn) -> None:
     )
 
 
+def _v8_master_heartbeats(conn: Conn) -> None:
+    # A master that heartbeats is watched: when it falls silent, its live sessions are moved to
+    # a live master (coordinator.store.failover). NULL for masters that never heartbeat.
+    conn.execute("ALTER TABLE masters ADD COLUMN heartbeat_at DOUBLE PRECISION")
+
+
 # Steps up to the PostgreSQL baseline only ever run on SQLite and take its connection; the later
 # ones take either engine's (a `Conn`).
 Migration = Callable[[Any], None]
@@ -400,6 +406,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _v5_enrollment_binding,
     _v6_extracted,
     _v7_session_order,
+    _v8_master_heartbeats,
 )
 """Index i holds the step from version i to version i + 1; append only, never edit a shipped one."""
 

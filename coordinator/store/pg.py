@@ -3,11 +3,14 @@
 Store operations are written once, in SQL both engines run (`coordinator.store.sql`); here a
 PostgreSQL connection is given their shape: ``?`` placeholders become psycopg's ``%s`` (values are
 bound on the client, so PostgreSQL never has to guess the type of a bare ``? IS NULL``), and rows
-answer by index and by name. Writes take one transaction-scoped advisory lock first, so they run
-one at a time across every process and host sharing the database, exactly as on SQLite's single
-writer: an operation that reads then writes sees what it would alone, and none is ever retried
-(SERIALIZABLE was tried: under 50 concurrent clients creating sessions it retried endlessly).
-Reads run concurrently in one REPEATABLE READ snapshot each.
+answer by index and by name. A write takes the transaction-scoped advisory write lock first, so
+writes run one at a time across every process and host sharing the database, exactly as on
+SQLite's single writer: an operation that reads then writes sees what it would alone (SERIALIZABLE
+was tried: under 50 concurrent clients creating sessions it retried without end). The few hot
+writes whose callers name a ``lock`` key (signing in, adding a take, creating, joining or leaving
+a session) take the write lock shared plus their key exclusively: they run alongside each other,
+one at a time per key, and never beside an ordinary write. Reads run concurrently, each in one
+REPEATABLE READ snapshot (or, for a read of one statement, in autocommit).
 
 A database that cannot be reached is a `DatabaseUnavailable` (HTTP 503), raised within the pool's
 timeout instead of waiting; a connection found dead when a transaction begins is replaced at once,
@@ -18,9 +21,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import logging
 import random
 import time
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -32,8 +35,6 @@ from psycopg.rows import RowMaker
 from coordinator.store.errors import Unavailable
 from coordinator.store.pg_schema import BASELINE, BASELINE_VERSION
 
-log = logging.getLogger(__name__)
-
 T = TypeVar("T")
 
 MIGRATION_LOCK = 0x6275726E  # "burn": serializes migrations of processes starting together
@@ -43,6 +44,19 @@ WRITE_BEGIN = (
     "BEGIN ISOLATION LEVEL READ COMMITTED",
     f"SELECT pg_advisory_xact_lock({WRITE_LOCK})",
 )
+KEYED_LOCKS = 0x6275  # first half of the two-part advisory locks of keyed writes
+
+
+def keyed_begin(key: str) -> tuple[str, ...]:
+    """The opening of a keyed write: the write lock shared, then ``key``'s own lock."""
+    part = zlib.crc32(key.encode("utf-8")) - 2**31  # a signed 32-bit int, as PostgreSQL wants
+    return (
+        "BEGIN ISOLATION LEVEL READ COMMITTED",
+        f"SELECT pg_advisory_xact_lock_shared({WRITE_LOCK})",
+        f"SELECT pg_advisory_xact_lock({KEYED_LOCKS}, {part})",
+    )
+
+
 WRITE_RETRIES = 5
 
 
@@ -123,14 +137,17 @@ class PgConn:
     def __init__(self, conn: psycopg.Connection[PgRow]) -> None:
         self.raw = conn
         self._begin: tuple[str, ...] = ()
+        self._open = False  # a transaction was begun on the server
         self.statements = 0
 
     def begin(self, statements: tuple[str, ...]) -> None:
+        """Open a transaction with ``statements`` before the next statement; () = autocommit."""
         self._begin = statements
         self.statements = 0
 
     def _opening(self) -> tuple[str, ...]:
         opening, self._begin = self._begin, ()
+        self._open = self._open or bool(opening)
         return opening
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> psycopg.Cursor[PgRow]:
@@ -152,7 +169,9 @@ class PgConn:
 
     def end(self, commit: bool) -> None:
         """COMMIT or ROLLBACK what was begun; nothing to send if no statement ran."""
-        if not self._opening():
+        self._begin = ()
+        if self._open:
+            self._open = False
             self.raw.execute("COMMIT" if commit else "ROLLBACK")
 
 
@@ -236,7 +255,6 @@ class PgEngine:
         self.size = size
         self.timeout = timeout
         self._pool: psycopg_pool.ConnectionPool[psycopg.Connection[PgRow]] | None = None
-        self.retries = 0  # writes run again after a serialization conflict, since open
 
     def open(self, migrations: Sequence[Callable[[Any], None]], check: Any) -> None:
         # The first connection is made by hand: a wrong URL or password is reported at once,
@@ -269,15 +287,26 @@ class PgEngine:
             self._pool.close(timeout=self.timeout)
             self._pool = None
 
-    def run(self, fn: Callable[[PgConn], T], *, write: bool) -> T:
-        begin = WRITE_BEGIN if write else READ_BEGIN
+    def run(
+        self,
+        fn: Callable[[PgConn], T],
+        *,
+        write: bool,
+        snapshot: bool = True,
+        lock: str | None = None,
+    ) -> T:
+        """Run ``fn`` in a write transaction (keyed by ``lock``, or alone), a read snapshot,
+        or (a read of one statement, ``snapshot=False``) in autocommit: one round trip."""
+        if write:
+            begin = WRITE_BEGIN if lock is None else keyed_begin(lock)
+        else:
+            begin = READ_BEGIN if snapshot else ()
         for attempt in range(WRITE_RETRIES):
             try:
                 return self._once(fn, begin)
             except _RETRYABLE:
                 if attempt == WRITE_RETRIES - 1:
                     raise
-                self.retries += 1
                 # A deadlock with a tool holding row locks outside the store: run again.
                 time.sleep(random.uniform(0, 0.002 * 2 ** min(attempt, 5)))  # noqa: S311
         raise AssertionError("unreachable")  # pragma: no cover
@@ -323,10 +352,3 @@ class PgEngine:
                     f"the database does not answer (no connection within {self.timeout:g} s)"
                 ) from exc
         raise DatabaseUnavailable("the database does not answer (every connection was lost)")
-
-    def ping(self) -> None:
-        """Raise `DatabaseUnavailable` unless the server answers a trivial query."""
-        self.run(lambda conn: conn.execute("SELECT 1").fetchone(), write=False)
-
-    def stats(self) -> dict[str, int]:
-        return dict(self._pool.get_stats()) if self._pool is not None else {}

@@ -48,10 +48,12 @@ class Origin:
         self.release = asyncio.Event()
         self.held = asyncio.Event()
         self.hits: Counter[str] = Counter()
+        self.auth: list[str | None] = []  # the Authorization header of each request
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         rng = request.headers.get("Range")
         self.hits["range" if rng else "whole"] += 1
+        self.auth.append(request.headers.get("Authorization"))
         size = len(self.data)
         if rng:
             start = int(rng.removeprefix("bytes=").rstrip("-"))
@@ -362,3 +364,39 @@ async def test_the_first_burn_of_a_take_that_does_not_say_what_it_unpacks_to_rep
     assert images[take["sha256"]]["extracted_size"] == len(image)
     for payload in link.sent:
         parse_from_agent(payload)
+
+
+async def test_a_take_in_the_coordinators_store_is_fetched_with_the_kiosks_credential(
+    tmp_path: Path, loop_devices: LoopFactory, origin_url: tuple[dict[str, Origin], str]
+) -> None:
+    origins, base = origin_url
+    image = hashlib.shake_256(b"stored").digest(4 * MiB)
+    origin = origins["live.img"] = Origin(image, hold_at=2 * MiB)
+    # A take uploaded to the coordinator names the store by a path on the coordinator.
+    take = take_of(image, "/images/live.img")
+    dev = loop_devices(32 * MiB, fill=b"\xaa")
+    uid = drive_uid(dev.path)
+    FakeLink.made.clear()
+    coordinator = base.removesuffix("/images")
+    config = make_config(
+        tmp_path, simulated=(), leds=LedPins(), coordinator_url=coordinator, credential="cred"
+    )
+    running = await serve(
+        config,
+        link_factory=FakeLink,
+        pin_factory=MockFactory(),
+        drives=[(BlockDrive(dev.path, uid, chunk_size=CHUNK), "Stick")],
+    )
+    try:
+        await running.agent.set_catalog([take])
+        async with ControlClient(running.server.path) as client:
+            burn = asyncio.create_task(burn_and_wait(client, take["sha256"], uid))
+            async with asyncio.timeout(30):
+                await origin.held.wait()
+            origin.release.set()  # then the connection drops: the resume carries it too
+            result = await burn
+    finally:
+        await running.stop()
+    assert result["ok"], result
+    assert dev.read(0, len(image)) == image
+    assert origin.auth == ["Bearer cred", "Bearer cred"]

@@ -242,3 +242,81 @@ def test_placeholders_inside_quoted_text_are_left_alone() -> None:
     assert pg.translate("SELECT '?', \"a?\" FROM t WHERE x = ? AND y LIKE '5%'") == (
         "SELECT '?', \"a?\" FROM t WHERE x = %s AND y LIKE '5%%'"
     )
+
+
+async def test_keyed_writes_of_different_keys_run_alongside_and_unkeyed_ones_alone(
+    postgres_server: PostgresServer,
+) -> None:
+    """On PostgreSQL a write keyed "a" that is still open does not hold up one keyed "b", but
+    does hold up an unkeyed write (which runs alone, as every write on SQLite does)."""
+    import threading
+
+    store = Store(postgres_server.new_database())
+    await store.open()
+    try:
+        b_done = threading.Event()
+        a_may_end = threading.Event()
+
+        def a(conn: Conn) -> bool:
+            audit(conn, 1.0, "t", "a", "x")
+            return b_done.wait(timeout=30) and a_may_end.wait(timeout=30)
+
+        def b(conn: Conn) -> None:
+            audit(conn, 1.0, "t", "b", "x")
+
+        first = asyncio.ensure_future(store.write(a, lock="a"))
+        await store.write(b, lock="b")  # finishes while "a" is still open
+        b_done.set()
+        alone = asyncio.ensure_future(store.write(b))
+        waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        for _ in range(600):  # bounded: until PostgreSQL shows the unkeyed write waiting
+            if (await store.read(lambda c: c.execute(waiting).fetchone()[0], single=True)) >= 1:
+                break
+            await asyncio.sleep(0.05)  # poll interval between bounded checks
+        else:
+            raise AssertionError("the unkeyed write never waited for the lock")
+        assert not alone.done()  # it waits for "a" to end
+        a_may_end.set()
+        assert await first is True
+        await alone
+        count = await store.read(lambda c: c.execute("SELECT count(*) FROM audit").fetchone()[0])
+        assert count == 3
+    finally:
+        await store.close()
+
+
+async def test_postgres_database_of_the_previous_release_is_migrated_in_place(
+    postgres_server: PostgresServer,
+) -> None:
+    """A PostgreSQL database as the previous schema left it (one step short), with a session
+    in it: opening it applies the missing step and keeps every row."""
+    from coordinator.store.migrations import check_version
+
+    url = postgres_server.new_database()
+    conn = pg.connect(url)
+    try:
+        pg.migrate(conn, MIGRATIONS[:-1], check_version)
+        conn.execute("INSERT INTO shows (name, asset_root, meta, tags, created_at) "
+                     "VALUES ('s', '/', '{}', '[]', 0)")  # fmt: skip
+        conn.execute("INSERT INTO episodes (show_id, name, created_at) VALUES (1, 'e', 0)")
+        conn.execute("INSERT INTO masters (name, url, capacity, created_at) "
+                     "VALUES ('m', 'http://m:1', 5, 0)")  # fmt: skip
+        conn.execute("INSERT INTO sessions (id, name, show_id, episode_id, master_id, state, "
+                     "created_at) VALUES ('abc', 'x', 1, 1, 1, 'live', 0)")  # fmt: skip
+        before = conn.execute("SELECT version FROM schema_version").fetchone()[0]
+    finally:
+        conn.raw.close()
+    assert before == SCHEMA_VERSION - 1
+    store = Store(url)
+    await store.open()
+    try:
+        version = await store.read(
+            lambda c: c.execute("SELECT version FROM schema_version").fetchone()[0]
+        )
+        sessions = await store.read(
+            lambda c: [tuple(r) for r in c.execute("SELECT id, state FROM sessions")]
+        )
+    finally:
+        await store.close()
+    assert version == SCHEMA_VERSION
+    assert sessions == [("abc", "live")]

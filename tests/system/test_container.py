@@ -150,7 +150,7 @@ def coordinator(podman_env: dict[str, str], image: str) -> Iterator[tuple[str, i
 
 @pytest.fixture(scope="module")
 def redis_image(podman_env: dict[str, str]) -> str:
-    """Redis for compose.yaml, from Debian's package on the same base (containers/redis)."""
+    """Redis for compose.yaml, from Debian's package on the same base (Containerfile.redis)."""
     _run(
         podman_env,
         "buildah",
@@ -162,10 +162,10 @@ def redis_image(podman_env: dict[str, str]) -> str:
         "--build-arg",
         f"BASE={BASE}",
         "-f",
-        str(ROOT / "containers" / "redis" / "Containerfile"),
+        str(ROOT / "Containerfile.redis"),
         "-t",
         REDIS_IMAGE,
-        str(ROOT / "containers" / "redis"),
+        str(ROOT),
         timeout=BUILD_TIMEOUT,
     )
     return REDIS_IMAGE

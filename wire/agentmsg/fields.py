@@ -8,7 +8,8 @@ import enum
 import math
 import re
 from collections.abc import Mapping
-from typing import Any, ClassVar, TypeAlias
+from dataclasses import dataclass
+from typing import Any, ClassVar, Self, TypeAlias
 
 from wire import burnproto as bp
 
@@ -196,3 +197,18 @@ def capabilities(r: Reader, key: str) -> tuple[bp.Capability, ...]:
 def check(field: str, ok: bool, text: str) -> None:
     if not ok:
         raise BadField(field, text)
+
+
+@dataclass(frozen=True, slots=True)
+class DriveMessage:
+    """A message that names one drive and nothing more (`drive_gone`, `open`, `cancel`)."""
+
+    TYPE: ClassVar[str]
+    uid: str
+
+    @classmethod
+    def from_json(cls, r: Reader) -> Self:
+        return cls(r.hex32("uid", "a drive uid"))
+
+    def to_json(self) -> JsonObject:
+        return {"type": self.TYPE, "uid": self.uid}

@@ -12,6 +12,7 @@ from wire.agentmsg.fields import (
     MAX_IMAGES,
     MAX_JOB,
     MAX_NOTES,
+    DriveMessage,
     JsonObject,
     MissingField,
     Reader,
@@ -191,15 +192,7 @@ class Extracted:
 
 
 @dataclass(frozen=True, slots=True)
-class DriveGone:
+class DriveGone(DriveMessage):
     """A drive was unplugged (or the agent stopped using it)."""
 
     TYPE: ClassVar[str] = "drive_gone"
-    uid: str
-
-    @classmethod
-    def from_json(cls, r: Reader) -> DriveGone:
-        return cls(r.hex32("uid", "a drive uid"))
-
-    def to_json(self) -> JsonObject:
-        return {"type": self.TYPE, "uid": self.uid}

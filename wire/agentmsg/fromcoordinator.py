@@ -11,6 +11,7 @@ from wire.agentmsg.fields import (
     MAX_TAKES,
     AgentMessageError,
     BadField,
+    DriveMessage,
     JsonObject,
     MissingField,
     Reader,
@@ -73,18 +74,10 @@ class Burn:
 
 
 @dataclass(frozen=True, slots=True)
-class Open:
+class Open(DriveMessage):
     """Open a drive's tray, so a person can see which box it is."""
 
     TYPE: ClassVar[str] = "open"
-    uid: str
-
-    @classmethod
-    def from_json(cls, r: Reader) -> Open:
-        return cls(r.hex32("uid", "a drive uid"))
-
-    def to_json(self) -> JsonObject:
-        return {"type": self.TYPE, "uid": self.uid}
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,18 +97,10 @@ class Name:
 
 
 @dataclass(frozen=True, slots=True)
-class Cancel:
+class Cancel(DriveMessage):
     """Stop the burn running on a drive; an operator cancelled it, so it is not a failure."""
 
     TYPE: ClassVar[str] = "cancel"
-    uid: str
-
-    @classmethod
-    def from_json(cls, r: Reader) -> Cancel:
-        return cls(r.hex32("uid", "a drive uid"))
-
-    def to_json(self) -> JsonObject:
-        return {"type": self.TYPE, "uid": self.uid}
 
 
 @dataclass(frozen=True, slots=True)
