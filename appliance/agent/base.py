@@ -24,6 +24,7 @@ from appliance.drives.base import Drive
 from appliance.images.cache import ImageCache
 from appliance.journal import Journal
 from appliance.leds import Panel
+from appliance.swarm.service import Sharing
 
 if TYPE_CHECKING:
     from appliance.burn.job import JobProgress, JobResult, JobStateChanged
@@ -88,6 +89,7 @@ class AgentBase:
         self.link: Link | None = None
         self.journal: Journal | None = None
         self.cache: ImageCache | None = None
+        self.sharing: Sharing | None = None  # sharing images with the show's kiosks ([share])
         self.panel: Panel | None = None
         self._listeners = Listeners()
         self._credential: str | None = None  # sent to the coordinator's image store

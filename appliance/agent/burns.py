@@ -21,10 +21,10 @@ from appliance.agent.catalog import Take, save_catalog
 from appliance.agent.slot import Slot, cancel_job
 from appliance.burn.job import BurnJob, JobProgress, JobResult, JobStateChanged
 from appliance.control import BurnAccepted, ControlError, ResultView, fits
-from appliance.drives.base import BurnError, DriveState, NoMedia, SourceImage
+from appliance.drives.base import BurnError, CorruptImage, DriveState, NoMedia, SourceImage
 from appliance.images.bmap import BadBmap
 from appliance.images.cache import Fetch
-from appliance.images.sources import DownloadError, HttpSource
+from appliance.images.sources import ByteSource, DownloadError, HttpSource
 from appliance.journal import JobState
 from appliance.leds import LedState
 
@@ -96,13 +96,24 @@ class Burns(AgentBase):
         # A take uploaded to the coordinator names its image store by a relative URL.
         url = urljoin(self.config.coordinator_url or "", take.url)
         block = isinstance(slot.drive, BlockDrive)
-        source, fetch = await cache.open_for_burn(
-            HttpSource(url, headers=self._headers_for(url)),
-            take.sha256,
-            take.size,
-            take.name,
-            stream=block,
-        )
+        headers = self._headers_for(url)
+        bytes_from: ByteSource = HttpSource(url, headers=headers)
+        sharing, swarm = self.sharing, None
+        if sharing is not None and take.sha256 not in cache:
+            # From the show's other kiosks too; a `burn` order carries no manifest, the
+            # catalog's take does.
+            known = self.catalog.get(take.sha256)
+            digest = take.manifest or (known.manifest if known is not None else None)
+            swarm = await sharing.source(take.sha256, take.size, digest, url, headers)
+            bytes_from = swarm or bytes_from
+        try:
+            source, fetch = await cache.open_for_burn(
+                bytes_from, take.sha256, take.size, take.name, stream=block
+            )
+        except CorruptImage:
+            if sharing is not None and swarm is not None:
+                sharing.forget_manifest(take.sha256)  # chunks matched it, the file did not
+            raise
         bmap = None
         if block and take.bmap:
             # A USB stick or SD card gets only the mapped ranges written, the rest zeroed.
@@ -290,6 +301,10 @@ class Burns(AgentBase):
                 "speed": event.speed,
                 "eta": event.eta,
             }
+            shared = None if self.sharing is None or take is None else self.sharing.counters(take)
+            if shared is not None:
+                slot.job_view["from_peers"] = shared.peer_bytes
+                slot.job_view["from_origin"] = shared.origin_bytes
             self._emit({"event": "progress", "drive": slot.info.uid, "job": slot.job_view})
             self._spawn(self._send_status(slot), "status")
         elif isinstance(event, JobStateChanged) and self.panel is not None:

@@ -42,6 +42,7 @@ from appliance.drives.uid import drive_uid
 from appliance.images.cache import ImageCache
 from appliance.journal import JobState, Journal
 from appliance.leds import LedConfig, LedState, Panel
+from appliance.swarm.service import Sharing
 
 log = logging.getLogger("appliance.agent")
 
@@ -62,6 +63,15 @@ class Agent(Uplink, Burns, FileBurns):
         self.cache = await asyncio.to_thread(ImageCache, conf.cache_dir, conf.cache_size)
         self.catalog = await asyncio.to_thread(load_catalog, conf.state_dir)
         self._credential = conf.credential or None
+        if conf.share.fetch:
+            self.sharing = Sharing(
+                conf.share,
+                self.cache,
+                send=self._send_online,
+                coordinator_url=conf.coordinator_url,
+                headers_for=self._headers_for,
+            )
+            await self.sharing.start()
         self.panel = self._make_panel()
         loop = asyncio.get_running_loop()
         drives: list[tuple[Drive, str]] = [(simulated_drive(s), s.name) for s in conf.simulated]
@@ -113,6 +123,8 @@ class Agent(Uplink, Burns, FileBurns):
         if self.link is not None:
             with contextlib.suppress(Exception):
                 await self.link.close()
+        if self.sharing is not None:
+            await self.sharing.close()
         if self.panel is not None:
             self.panel.close()
         if self.journal is not None:

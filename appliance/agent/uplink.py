@@ -237,6 +237,9 @@ class Uplink(AgentBase):
                     await self.cancel(str(message.get("uid")))
                 case "name":
                     await self.name(str(message.get("uid")), str(message.get("name")))
+                case "peer_token" | "peers":
+                    if self.sharing is not None:
+                        self.sharing.on_message(message)
                 case "error":
                     log.warning(
                         "coordinator error code=%s message=%s",
@@ -283,6 +286,9 @@ class Uplink(AgentBase):
         await asyncio.to_thread(save_catalog, self.config.state_dir, catalog)
         log.info("catalog updated takes=%d", len(catalog))
         await self._cache_changed()  # the same files may now stand for other takes
+        if self.sharing is not None:
+            shared = {t.sha256: t.manifest for t in catalog.values() if t.manifest}
+            self._spawn(self.sharing.announce(shared), "share-announce")
 
 
 def _size(path: str) -> int:

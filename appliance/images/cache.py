@@ -275,6 +275,21 @@ class ImageCache:
                 f"{needed} more needed, limit {self.max_bytes}"
             )
 
+    # ---- for the swarm (appliance.swarm) ----------------------------------------------------
+
+    def partial_path(self, sha256: str) -> Path:
+        """Where a download of the image grows (verified chunks when the swarm feeds it)."""
+        return self._partial / f"{_check_sha(sha256)}.part"
+
+    def held(self, sha256: str) -> tuple[Path, int] | None:
+        """Path and size of a cached image, without counting as a use (for serving peers)."""
+        entry = self._entries.get(sha256.lower())
+        return None if entry is None else (self._img(entry.sha256), entry.size)
+
+    def downloading(self, sha256: str) -> bool:
+        """Whether a download of the image is running (its partial file is growing)."""
+        return sha256.lower() in self._fetches
+
     # ---- adding ----------------------------------------------------------------------------
 
     def _lock(self, sha: str) -> asyncio.Lock:

@@ -45,9 +45,12 @@ from coordinator.master import (
     Superseded,
 )
 from coordinator.store import Store
+from coordinator.swarm import PeerKeys, Tracker
+from coordinator.swarm.tokens import KEY_FILENAME
 from wire import agentmsg as am
 from wire import burnproto as bp
 from wire import link as wl
+from wire import swarm as sw
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +71,7 @@ class _Agent:
     # Runs only while deliveries wait: an idle link holds no task (10,000 idle kiosks add up).
     pump: asyncio.Task[None] | None = None
     ended: bool = False
+    peer_token: am.PeerToken | None = None  # the last one sent, renewed while the agent shares
 
     def member_id(self, uid: str) -> str:
         return f"link:{self.link.token[:16]}:{uid}"
@@ -108,6 +112,8 @@ class ApplianceBridge:
         self._agents: dict[str, _Agent] = {}
         # Appliance id -> merged token of its newest link, the one whose state the kiosk shows.
         self._newest: dict[int, str] = {}
+        self.tracker = Tracker()
+        self._keys: PeerKeys | None = None
 
     def _images(self) -> ImageStore:
         return images_for(self._store())
@@ -138,6 +144,7 @@ class ApplianceBridge:
         takes = await self._store().read(lambda conn: show_takes(conn, show, self._images()))
         self._send(agent, am.Welcome(agent.session, show, link.appliance.name))
         self._send(agent, am.Catalog(tuple(takes)))
+        await self._renew_token(agent)
         await self._kiosk_link(agent, LinkState.ONLINE)
 
     async def suspended(self, link: Link) -> None:
@@ -174,6 +181,8 @@ class ApplianceBridge:
                     master = self._master()
                     if master is not None and agent.session is not None:
                         master.kiosk_drive_gone(agent.session, link.appliance.id, uid)
+                case am.Have() | am.Want() | am.BadPeer():
+                    await self._swarm(agent, message)
         except RoomError as exc:
             # The session went away under us (suspended, unloaded): say so, keep the link.
             self._send(agent, am.Error(exc.code.value, str(exc)))
@@ -183,6 +192,7 @@ class ApplianceBridge:
         if agent is None:
             return
         agent.end()
+        self.tracker.forget(link.appliance.show_id, link.token)
         for uid in list(agent.drives):
             self._leave(agent, uid)
         await self._kiosk_link(agent, LinkState.OFFLINE)
@@ -194,6 +204,37 @@ class ApplianceBridge:
                 "link ended with undelivered orders",
                 extra={"appliance": link.appliance.id, "count": len(unacked)},
             )
+
+    # ---- sharing among the kiosks of a show
+
+    async def _renew_token(self, agent: _Agent) -> None:
+        """Send the agent a fresh peer token (and its show's key) when its last one is due."""
+        if self._keys is None:
+            keys = PeerKeys(self._store().path.parent / KEY_FILENAME)
+            await asyncio.to_thread(keys.load)
+            self._keys = keys
+        if self._keys.due(agent.peer_token):
+            appliance = agent.link.appliance
+            agent.peer_token = self._keys.issue(appliance.show_id, appliance.id)
+            self._send(agent, agent.peer_token)
+
+    async def _swarm(self, agent: _Agent, message: am.Have | am.Want | am.BadPeer) -> None:
+        appliance = agent.link.appliance
+        show = appliance.show_id
+        match message:
+            case am.Have():
+                try:
+                    self.tracker.update(
+                        show, agent.link.token, appliance.id, appliance.name, message
+                    )
+                except sw.SwarmError as exc:
+                    self._send(agent, am.Error(am.ErrorCode.BAD_MESSAGE.value, f"chunks: {exc}"))
+                    return
+            case am.Want(sha256=sha256):
+                self._send(agent, self.tracker.peers(show, sha256, agent.link.token))
+            case am.BadPeer():
+                self.tracker.bad_peer(show, appliance.name or str(appliance.id), message)
+        await self._renew_token(agent)
 
     # ---- agent → master
 

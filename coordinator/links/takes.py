@@ -73,9 +73,10 @@ _TAKE_COLUMNS = "md5, sha256, size, name, notes, url, extracted_size, extracted_
 
 
 def _as_take(row: Row, images: ImageStore) -> am.Take:
+    sha256 = str(row["sha256"]).lower()
     return am.Take(
         row["md5"].lower(),
-        row["sha256"].lower(),
+        sha256,
         row["size"],
         row["name"],
         row["notes"],
@@ -84,4 +85,6 @@ def _as_take(row: Row, images: ImageStore) -> am.Take:
         None if row["extracted_sha256"] is None else row["extracted_sha256"].lower(),
         row["media"],
         _bmap_url(row, images),
+        # Kiosks share an image only when the store holds it and cut it into chunks.
+        images.manifest_digest(sha256) if images.has(sha256) else None,
     )

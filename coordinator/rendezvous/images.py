@@ -11,12 +11,10 @@ interrupted download resumes with ``Range: bytes=N-``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator
 from functools import partial
-from pathlib import Path
 
 from aiohttp import web
 
@@ -51,7 +49,7 @@ UPLOAD_OUT = schemas.record("take_id", "name", "sha256", "size", "offset", "pres
 _CONTENT_RANGE = re.compile(r"^bytes (\d{1,19})-(\d{1,19})/(\d{1,19})$")
 
 
-def _sha256(request: web.Request) -> str:
+def image_sha256(request: web.Request) -> str:
     text = request.match_info["sha256"]
     if not is_sha256(text.lower()):
         raise BadRequest(f"{text!r} is not a SHA-256 (64 hex digits)", field="sha256")
@@ -104,7 +102,7 @@ async def _record_contents(request: web.Request, info: ImageInfo, received: Rece
     try:
         found = await loop.run_in_executor(None, partial(inspect, received.path, bmap=bmap))
     except NotAnImage as exc:
-        await loop.run_in_executor(None, _remove, received.path)
+        await loop.run_in_executor(None, _remove, request.app[IMAGES], received)
         raise Invalid(f"the upload is not a burnable image: {exc}; nothing was kept") from exc
     if found is None:
         media = await loop.run_in_executor(None, media_of_file, received.path)
@@ -118,7 +116,7 @@ async def _record_contents(request: web.Request, info: ImageInfo, received: Rece
         ("extracted_sha256", info.extracted_sha256, found.extracted_sha256),
     ):
         if declared is not None and declared != got:
-            await loop.run_in_executor(None, _remove, received.path)
+            await loop.run_in_executor(None, _remove, request.app[IMAGES], received)
             raise Invalid(
                 f"the upload unpacks to {field} {got} but the take declares {declared}; "
                 "nothing was kept",
@@ -141,9 +139,10 @@ async def _keep_bmap(request: web.Request, received: Received, text: str | None)
         )
 
 
-def _remove(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
+def _remove(images: ImageStore, received: Received) -> None:
+    """An upload refused after it was stored: the image and the chunk manifest made with it."""
+    received.path.unlink(missing_ok=True)
+    images.manifest_path(received.sha256).unlink(missing_ok=True)
 
 
 def _content_range(text: str, info: ImageInfo) -> tuple[int, int]:
@@ -234,7 +233,7 @@ async def upload_progress(request: web.Request) -> web.Response:
 async def push_image(request: web.Request) -> web.Response:
     flow = "pushing an image"
     who = await authorized(request, PUSHERS, flow)
-    sha256 = _sha256(request)
+    sha256 = image_sha256(request)
     images = request.app[IMAGES]
     info = await read(request, lambda c: find_by_sha256(c, images, sha256, who.show_id))
     if info is None:
@@ -245,7 +244,7 @@ async def push_image(request: web.Request) -> web.Response:
 async def _present(request: web.Request) -> tuple[str, ImageInfo]:
     """The requested image, if the caller may read it and it was uploaded (else 404)."""
     who = await caller(request)
-    sha256 = _sha256(request)
+    sha256 = image_sha256(request)
     images = request.app[IMAGES]
     scope = None if who.role == "admin" else who.show_id
     info = await read(request, lambda c: find_by_sha256(c, images, sha256, scope))

@@ -71,7 +71,12 @@ def images_dir(config: CoordinatorConfig) -> Path:
 
 
 def listing(config: CoordinatorConfig) -> list[str]:
-    return sorted(os.listdir(images_dir(config)))
+    """The image files, and the chunk manifests (``manifests/<sha256>.json``) stored with them."""
+    root = images_dir(config)
+    names = [n for n in os.listdir(root) if n != "manifests"]
+    if (root / "manifests").is_dir():
+        names += [f"manifests/{n}" for n in os.listdir(root / "manifests")]
+    return sorted(names)
 
 
 async def put(
@@ -137,7 +142,7 @@ async def test_upload_stores_the_image_under_its_sha256(
     assert body == {**facts, "take_id": take, "created": True}
     stored = images_dir(config) / facts["sha256"]
     assert hashlib.sha256(stored.read_bytes()).hexdigest() == facts["sha256"]
-    assert listing(config) == [facts["sha256"]]
+    assert listing(config) == [facts["sha256"], f"manifests/{facts['sha256']}.json"]
 
 
 async def test_upload_again_answers_200_and_does_not_rewrite(
@@ -245,7 +250,7 @@ async def test_concurrent_uploads_of_one_image_store_it_once(
         put(client, f"/takes/{take}/image", world.contributor2, stream(data)),
     )
     assert sorted(status for status, _ in results) == [200, 201]
-    assert listing(config) == [facts["sha256"]]
+    assert listing(config) == [facts["sha256"], f"manifests/{facts['sha256']}.json"]
 
 
 async def test_upload_is_read_in_bounded_chunks(

@@ -2,7 +2,8 @@
 values. The token-merge link (`wire.link`) carries opaque JSON payloads; this module says what
 those payloads are. Every payload is a JSON object with a `"type"`: the agent sends `hello` (its
 whole state, after every (re)connect), `status`, `result`, `drive_gone` and `extracted`; the
-coordinator sends `welcome`, `burn`, `open`, `name`, `catalog`, `error` and `cancel`.
+coordinator sends `welcome`, `burn`, `open`, `name`, `catalog`, `error` and `cancel`. Kiosks
+sharing images add `have`, `want` and `bad_peer`, answered by `peers` and `peer_token`.
 `parse_from_agent` and `parse_from_coordinator` turn a received payload into one frozen
 dataclass or raise an `AgentMessageError` subclass whose `field` names the offending field (a
 dotted path such as `drives[1].status`) and whose `code` travels back in an `error` message;
@@ -11,8 +12,8 @@ dotted path such as `drives[1].status`) and whose `code` travels back in an `err
 they already validated (drive uids, catalog hashes). No I/O here: the coordinator's `/link`
 shell and the agent's client shell both use it.
 
-The package: `fields` (limits, errors, field readers), `fromagent` and `fromcoordinator`
-(one frozen dataclass per message type); parsing by type and `encode` are here.
+The package: `fields` (limits, errors, field readers), `fromagent`, `fromcoordinator` and
+`sharing` (one frozen dataclass per message type); parsing by type and `encode` are here.
 """
 
 from __future__ import annotations
@@ -56,16 +57,28 @@ from wire.agentmsg.fromcoordinator import (
     Take,
     Welcome,
 )
+from wire.agentmsg.sharing import (
+    MAX_PEERS,
+    BadPeer,
+    Have,
+    Peer,
+    Peers,
+    PeerToken,
+    Want,
+)
 
-FromAgent: TypeAlias = Hello | Status | Result | DriveGone | Extracted
-FromCoordinator: TypeAlias = Welcome | Burn | Open | Name | Catalog | Error | Cancel
+FromAgent: TypeAlias = Hello | Status | Result | DriveGone | Extracted | Have | Want | BadPeer
+FromCoordinator: TypeAlias = (
+    Welcome | Burn | Open | Name | Catalog | Error | Cancel | Peers | PeerToken
+)
 AgentMessage: TypeAlias = FromAgent | FromCoordinator
 
 _FROM_AGENT: dict[str, Callable[[Reader], FromAgent]] = {
-    c.TYPE: c.from_json for c in (Hello, Status, Result, DriveGone, Extracted)
+    c.TYPE: c.from_json for c in (Hello, Status, Result, DriveGone, Extracted, Have, Want, BadPeer)
 }
 _FROM_COORDINATOR: dict[str, Callable[[Reader], FromCoordinator]] = {
-    c.TYPE: c.from_json for c in (Welcome, Burn, Open, Name, Catalog, Error, Cancel)
+    c.TYPE: c.from_json
+    for c in (Welcome, Burn, Open, Name, Catalog, Error, Cancel, Peers, PeerToken)
 }
 
 AGENT_TYPES: tuple[str, ...] = tuple(_FROM_AGENT)
@@ -109,6 +122,7 @@ __all__ = [
     "MAX_IMAGES",
     "MAX_JOB",
     "MAX_NOTES",
+    "MAX_PEERS",
     "MAX_TAKES",
     "MAX_TEXT",
     "TYPES",
@@ -116,6 +130,7 @@ __all__ = [
     "AgentMessageError",
     "ApplianceInfo",
     "BadField",
+    "BadPeer",
     "Burn",
     "Cancel",
     "Catalog",
@@ -126,16 +141,21 @@ __all__ = [
     "Extracted",
     "FromAgent",
     "FromCoordinator",
+    "Have",
     "Hello",
     "JsonObject",
     "MissingField",
     "Name",
     "NotAnObject",
     "Open",
+    "Peer",
+    "PeerToken",
+    "Peers",
     "Result",
     "Status",
     "Take",
     "UnknownType",
+    "Want",
     "Welcome",
     "encode",
     "parse_from_agent",

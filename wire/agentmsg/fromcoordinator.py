@@ -120,6 +120,9 @@ class Take:
     extracted_sha256: str | None = None
     media: str | None = None
     bmap: str | None = None
+    # SHA-256 of the image's chunk manifest (`wire.swarm.Manifest.digest`), once the image
+    # store made one: kiosks of the show may then fetch it from each other.
+    manifest: str | None = None
 
     def to_json(self) -> JsonObject:
         out: JsonObject = {
@@ -139,6 +142,8 @@ class Take:
             out["media"] = self.media
         if self.bmap is not None:
             out["bmap"] = self.bmap
+        if self.manifest is not None:
+            out["manifest"] = self.manifest
         return out
 
 
@@ -175,6 +180,7 @@ class Catalog:
                     extracted_sha256=t.optional_sha256("extracted_sha256"),
                     media=_media(t),
                     bmap=t.optional_text("bmap", limit=2048),
+                    manifest=t.optional_sha256("manifest"),
                 )
             )
         return cls(tuple(takes))
