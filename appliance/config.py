@@ -59,6 +59,25 @@ class LedPins:
     eject_buttons: Mapping[str, int] = field(default_factory=dict)
 
 
+DEFAULT_PEER_PORT: Final = 8765
+
+
+@dataclass(frozen=True)
+class ShareConfig:
+    """`[share]`: fetching images from the other kiosks of the show, and serving them ours.
+    Off by default: turn it on only on a LAN the kiosks of one show share (docs/agent.md)."""
+
+    fetch: bool = False  # fetch chunks from peers (and tell the tracker what we hold)
+    serve: bool = False  # run the peer server
+    port: int = DEFAULT_PEER_PORT
+    bind: str = "0.0.0.0"  # noqa: S104 - the LAN is where the other kiosks are
+    address: str | None = None  # the host other kiosks reach us at; None = found out
+    max_uploads: int = 4
+    upload_rate: int | None = None  # bytes a second for all uploads together; None = unlimited
+    window: int = 8  # chunks fetched ahead of the one being written (memory: window x 4 MiB)
+    stall: float = 20.0  # seconds without a byte before a source is given up on for a chunk
+
+
 @dataclass(frozen=True)
 class AgentConfig:
     name: str = "burnstand kiosk"
@@ -83,6 +102,7 @@ class AgentConfig:
     kiosk_language: str = "en"
     # Used only while there is no credential: the kiosk asks the coordinator to be accepted.
     enrollment_code: str | None = None
+    share: ShareConfig = field(default_factory=ShareConfig)
 
     @property
     def link_url(self) -> str | None:
@@ -199,7 +219,7 @@ class _Reader:
             raise self.fail(extra[0], "unknown key (see docs/agent.md)")
 
 
-_TABLES: Final = ("agent", "coordinator", "cache", "drives", "leds", "kiosk")
+_TABLES: Final = ("agent", "coordinator", "cache", "drives", "leds", "kiosk", "share")
 
 
 def load_config(path: Path) -> AgentConfig:
@@ -304,6 +324,8 @@ def parse_config(text: str, file: str = "agent.toml") -> AgentConfig:
         )
     kiosk.done()
 
+    share = _share(file, data.get("share", {}))
+
     return AgentConfig(
         name=name,
         coordinator_url=url,
@@ -324,6 +346,36 @@ def parse_config(text: str, file: str = "agent.toml") -> AgentConfig:
         kiosk_pin=pin,
         kiosk_language=language,
         enrollment_code=enrollment_code,
+        share=share,
+    )
+
+
+def _share(file: str, data: object) -> ShareConfig:
+    table = _Reader(file, "share", data)
+    enabled = table.boolean("enabled", False)
+    serve = table.boolean("serve", enabled)
+    port = table.get("port")
+    if port is None:
+        port = DEFAULT_PEER_PORT
+    elif not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+        raise table.fail("port", "must be a port number, 1..65535")
+    uploads = table.get("max_uploads")
+    if uploads is None:
+        uploads = 4
+    elif not isinstance(uploads, int) or isinstance(uploads, bool) or not 0 < uploads <= 64:
+        raise table.fail("max_uploads", "must be a number of uploads, 1..64")
+    rate = table.size("upload_rate", None, "5M")
+    address = table.string("address")
+    bind = table.text("bind", "0.0.0.0")  # noqa: S104 - see ShareConfig
+    table.done()
+    return ShareConfig(
+        fetch=enabled,
+        serve=enabled and serve,
+        port=port,
+        bind=bind,
+        address=address,
+        max_uploads=uploads,
+        upload_rate=rate,
     )
 
 

@@ -85,7 +85,22 @@ class JobRecord:
             "reason": self.reason,
             "message": self.message,
             "reported_upstream": self.reported_upstream,
+            "started": _iso(self.created_at),
+            # Seconds from start to end; None while the job runs, and for an interrupted job
+            # (nobody saw it end: its end is when recovery found it).
+            "duration": (
+                round(self.updated_at - self.created_at, 3)
+                if self.state in FINAL and self.reason != INTERRUPTED
+                else None
+            ),
         }
+
+
+def _iso(epoch: float) -> str:
+    """A journal time as ISO 8601 in UTC, to the second."""
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
 
 
 _SCHEMA = """

@@ -73,7 +73,13 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
 def make_app(config: CoordinatorConfig) -> web.Application:
     app = web.Application(middlewares=[problem_middleware])
     app.on_response_prepare.append(_security_headers)
-    store = Store(config.db_path, read_threads=config.read_threads)
+    store = Store(
+        config.database or config.db_path,
+        read_threads=config.read_threads,
+        pool_size=config.pool_size,
+        pool_timeout=config.pool_timeout,
+        data_dir=config.data_dir,
+    )
     metrics.setup(app)  # GET /metrics, and request timing around every other middleware
     app[CONFIG] = config
     app[STORE] = store

@@ -11,8 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ipaddress
-import math
-import os
 import sqlite3
 import sys
 import time
@@ -20,10 +18,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from coordinator import __version__, configfile, imagecli, live
+from coordinator import __version__, configfile, dboption, imagecli, live
 from coordinator.app import make_app
 from coordinator.config import CoordinatorConfig
-from coordinator.store import Store
+from coordinator.liveflags import LiveFlagError, add_live_arguments, live_config, port
+from coordinator.liveflags import token_bits as token_bits  # tests and scripts import it from here
+from coordinator.store import Store, pg
 from coordinator.store.catalog import add_show
 from coordinator.store.errors import StoreError
 from coordinator.store.migrations import SchemaTooNew
@@ -36,6 +36,7 @@ from coordinator.store.people import (
     remove_appliance,
 )
 from coordinator.store.records import Page, Record
+from coordinator.store.sql import Conn
 from plumbing import logs
 
 EXIT_USAGE = 2
@@ -44,16 +45,6 @@ EXIT_FAILED = 1
 
 class CliError(Exception):
     """A failure to report as one line on stderr."""
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 < value < 65536:
-        raise argparse.ArgumentTypeError(f"port must be 1..65535, got {value}")
-    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -89,10 +80,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="data directory holding coordinator.db",
     )
+    dboption.add_arguments(serve)
+    dboption.add_pool_arguments(serve)
     serve.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)"
     )
-    serve.add_argument("--port", default=8080, type=_port, help="TCP port (default: 8080)")
+    serve.add_argument("--port", default=8080, type=port, help="TCP port (default: 8080)")
     serve.add_argument(
         "--behind-tls",
         action="store_true",
@@ -114,7 +107,7 @@ def _parser() -> argparse.ArgumentParser:
         help="cap on the duration of credentials from /api/v1/join (default: 12)",
     )
     logs.add_arguments(serve)
-    _live_arguments(serve)
+    add_live_arguments(serve)
 
     admin = sub.add_parser(
         "admin", help="manage admins", description="Manage the coordinator's admins."
@@ -133,6 +126,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="data directory holding coordinator.db",
     )
+    dboption.add_arguments(create)
     create.add_argument("--name", required=True, help="the admin's name")
     create.add_argument("--email", required=True, help="the admin's email (unique)")
 
@@ -158,6 +152,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="data directory holding coordinator.db",
     )
+    dboption.add_arguments(enroll)
     enroll.add_argument("--show", required=True, help="the show's id or name")
     enroll.add_argument("--name", required=True, help="the appliance's name (unique in its show)")
     enroll.add_argument(
@@ -185,6 +180,7 @@ def _list_and_revoke(actions: Any, kind: str) -> None:
         metavar="DIR",
         help="data directory holding coordinator.db",
     )
+    dboption.add_arguments(listing)
     revoke = actions.add_parser(
         "revoke",
         help=f"remove an {kind} and revoke every credential of it",
@@ -203,168 +199,15 @@ def _list_and_revoke(actions: Any, kind: str) -> None:
         metavar="DIR",
         help="data directory holding coordinator.db",
     )
+    dboption.add_arguments(revoke)
     revoke.add_argument("id", type=int, help=f"the {kind}'s id (see `{kind} list`)")
 
 
-# --- live plane (coordinator/live.py): roles, Redis, relay and burn-protocol flags ---
-
-
-def _live_arguments(serve: argparse.ArgumentParser) -> None:
-    serve.add_argument(
-        "--role",
-        choices=live.ROLES,
-        default="all",
-        help="all (default: rendezvous + balancer + master in one process), or one role",
-    )
-    serve.add_argument("--redis", metavar="URL", help="Redis URL for cross-node pub/sub")
-    serve.add_argument(
-        "--master-port", type=_port, help="with --role master: port balancers connect to"
-    )
-    serve.add_argument(
-        "--master-dir", type=Path, metavar="DIR", help="where the master keeps master.db"
-    )
-    serve.add_argument(
-        "--relay-token",
-        help="shared secret between balancers and masters (visible to local users in /proc: "
-        "prefer --relay-token-file or the systemd credential relay-token)",
-    )
-    serve.add_argument(
-        "--relay-token-file",
-        type=Path,
-        metavar="FILE",
-        help="read the relay token from FILE (default: $CREDENTIALS_DIRECTORY/relay-token "
-        "when systemd's LoadCredential= provides it)",
-    )
-    serve.add_argument(
-        "--burn-port",
-        type=_port,
-        help="burn-protocol TCP port (off if unset); admits clients presenting an appliance "
-        "credential into the newest live session of its show",
-    )
-    serve.add_argument(
-        "--burn-token",
-        help="shared secret also admitting burn-protocol clients (any type); visible to local "
-        "users in /proc: prefer --burn-token-file or the systemd credential burn-token",
-    )
-    serve.add_argument(
-        "--burn-token-file",
-        type=Path,
-        metavar="FILE",
-        help="read the burn token from FILE (default: $CREDENTIALS_DIRECTORY/burn-token when "
-        "systemd's LoadCredential= provides it)",
-    )
-    serve.add_argument(
-        "--burn-session", help="session --burn-token and --burn-public-display admit into"
-    )
-    serve.add_argument(
-        "--burn-public-display",
-        action="store_true",
-        help="let DISPLAY clients watch --burn-session without a credential",
-    )
-    serve.add_argument(
-        "--expiry-check-seconds",
-        type=float,
-        default=15.0,
-        help="how often to look for credentials about to expire (default: 15)",
-    )
-    serve.add_argument(
-        "--drain-seconds",
-        type=float,
-        default=2.0,
-        help="on SIGTERM, answer health CLOSED this long before exiting (default: 2)",
-    )
-
-
-MIN_TOKEN_BITS = 128
-
-
-def token_bits(token: str) -> float:
-    """An estimate of a shared token's entropy: per character, the bits of the smallest
-    alphabet it fits (hex, or the character classes it uses), but no more than one bit above
-    what its distinct characters allow, so words with a digit or two count as what they are."""
-    if not token:
-        return 0.0
-    if all(c in "0123456789abcdef" for c in token) or all(c in "0123456789ABCDEF" for c in token):
-        alphabet = 16
-    else:
-        alphabet = sum(
-            size
-            for present, size in (
-                (any(c.islower() for c in token), 26),
-                (any(c.isupper() for c in token), 26),
-                (any(c.isdigit() for c in token), 10),
-                (any(not c.isalnum() for c in token), 32),
-            )
-            if present
-        )
-    per_char = min(math.log2(max(alphabet, 2)), math.log2(len(set(token))) + 1)
-    return len(token) * per_char
-
-
-def _check_token(flag: str, token: str | None) -> None:
-    if token is not None and token_bits(token) < MIN_TOKEN_BITS:
-        raise CliError(
-            f"{flag} is too weak to share (about {token_bits(token):.0f} bits, at least "
-            f"{MIN_TOKEN_BITS} needed): use e.g. `openssl rand -hex 32` (64 hex characters)"
-        )
-
-
-def _secret(args: argparse.Namespace, name: str) -> str | None:
-    """A shared token from --NAME-file, --NAME (with a warning), or the systemd credential NAME."""
-    flag = "--" + name
-    inline = getattr(args, name.replace("-", "_"))
-    path: Path | None = getattr(args, name.replace("-", "_") + "_file")
-    if inline is not None and path is not None:
-        raise CliError(f"give {flag} or {flag}-file, not both")
-    if inline is not None:
-        print(
-            f"burnstand-coordinator: warning: {flag} on the command line can be read by every "
-            f"local user (/proc/PID/cmdline); use {flag}-file or LoadCredential={name}",
-            file=sys.stderr,
-        )
-        return str(inline)
-    if path is None:
-        creds = os.environ.get("CREDENTIALS_DIRECTORY")
-        if not creds or not (Path(creds) / name).is_file():
-            return None
-        path = Path(creds) / name
-    try:
-        token = path.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CliError(f"{flag}-file {path}: {exc}") from None
-    if not token:
-        raise CliError(f"{flag}-file {path} is empty")
-    return token
-
-
 def _live_config(args: argparse.Namespace) -> dict[str, Any]:
-    burn_token, relay_token = _secret(args, "burn-token"), _secret(args, "relay-token")
-    if args.role == "master" and args.master_port is None:
-        raise CliError("--role master needs --master-port")
-    if (burn_token or args.burn_public_display) and not args.burn_session:
-        raise CliError("--burn-token and --burn-public-display need --burn-session")
-    _check_token("--burn-token", burn_token)
-    if not 0 <= args.drain_seconds <= 600:
-        raise CliError("--drain-seconds must be 0..600")
-    if not 0.05 <= args.expiry_check_seconds <= 3600:
-        raise CliError("--expiry-check-seconds must be 0.05..3600")
-    return {
-        "role": args.role,
-        "register_local_master": args.role == "all",
-        "redis_url": args.redis,
-        "master_port": args.master_port,
-        "master_dir": args.master_dir,
-        "relay_token": relay_token,
-        "burn_port": args.burn_port,
-        "burn_token": burn_token,
-        "burn_session": args.burn_session,
-        "burn_public_display": args.burn_public_display,
-        "drain_seconds": args.drain_seconds,
-        "expiry_check_interval": args.expiry_check_seconds,
-    }
-
-
-# --- end live plane ---
+    try:
+        return live_config(args)
+    except LiveFlagError as exc:
+        raise CliError(str(exc)) from None
 
 
 def _trusted_proxies(values: list[str]) -> tuple[str, ...]:
@@ -398,10 +241,14 @@ def _is_loopback(host: str) -> bool:
         return False  # a host name: it may well resolve beyond this machine
 
 
-def _serve(args: argparse.Namespace) -> int:
+def _serve(args: argparse.Namespace, database: str | None) -> int:
     logs.setup(args.log_level, args.log_format)
+    pool_size, pool_timeout = dboption.pool_bounds(args)
     config = CoordinatorConfig(
         data_dir=args.data,
+        database=database,
+        pool_size=pool_size,
+        pool_timeout=pool_timeout,
         host=args.host,
         port=args.port,
         max_credential_seconds=max(1, int(args.max_credential_hours * 3600)),
@@ -418,7 +265,7 @@ def _serve(args: argparse.Namespace) -> int:
         # Printed once the socket is bound, so a supervisor (or a test) can wait for this line.
         print(
             f"burnstand-coordinator {__version__} listening on http://{args.host}:{args.port} "
-            f"(data: {config.db_path})",
+            f"(data: {pg.redact(database) if database else config.db_path})",
             file=sys.stderr,
             flush=True,
         )
@@ -430,8 +277,13 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _admin_create(data: Path, name: str, email: str) -> str:
-    store = Store(data / "coordinator.db", read_threads=1)
+def _store(data: Path, database: str | None) -> Store:
+    """The store a one-shot command works on: the SQLite file in --data, or PostgreSQL."""
+    return Store(database or data / "coordinator.db", read_threads=1, pool_size=2, data_dir=data)
+
+
+async def _admin_create(data: Path, database: str | None, name: str, email: str) -> str:
+    store = _store(data, database)
     await store.open()
     try:
         return await store.write(lambda c: create_admin(c, time.time(), "cli", name, email))
@@ -442,9 +294,7 @@ async def _admin_create(data: Path, name: str, email: str) -> str:
 IMAGE_STORE_ROOT = "/api/v1/images/"
 
 
-def provision_appliance(
-    conn: sqlite3.Connection, now: float, show: str, name: str, create_show: bool
-) -> Record:
+def provision_appliance(conn: Conn, now: float, show: str, name: str, create_show: bool) -> Record:
     """Find the show by id, then by name (or create it), and enroll an appliance in it."""
     row = None
     if show.isdigit():
@@ -462,8 +312,10 @@ def provision_appliance(
     return {**create_appliance(conn, now, "cli", show_id, name), "show_created": created}
 
 
-async def _appliance_create(data: Path, show: str, name: str, create_show: bool) -> Record:
-    store = Store(data / "coordinator.db", read_threads=1)
+async def _appliance_create(
+    data: Path, database: str | None, show: str, name: str, create_show: bool
+) -> Record:
+    store = _store(data, database)
     await store.open()
     try:
         now = time.time()
@@ -472,10 +324,10 @@ async def _appliance_create(data: Path, show: str, name: str, create_show: bool)
         await store.close()
 
 
-async def _on_store(data: Path, write: bool, fn: Any) -> Any:
-    if not (data / "coordinator.db").is_file():
+async def _on_store(data: Path, database: str | None, write: bool, fn: Any) -> Any:
+    if database is None and not (data / "coordinator.db").is_file():
         raise CliError(f"{data}: no coordinator.db here (is --data the serve data directory?)")
-    store = Store(data / "coordinator.db", read_threads=1)
+    store = _store(data, database)
     await store.open()
     try:
         return await (store.write(fn) if write else store.read(fn))
@@ -486,19 +338,23 @@ async def _on_store(data: Path, write: bool, fn: Any) -> Any:
 _ALL = Page(limit=2**31, offset=0)
 
 
-def _list_or_revoke(kind: str, action: str, data: Path, target: int | None) -> str:
+def _list_or_revoke(
+    kind: str, action: str, data: Path, database: str | None, target: int | None
+) -> str:
     """What `admin|appliance list|revoke` prints on stdout."""
     if action == "list":
         lister = list_admins if kind == "admin" else lambda c, p: list_appliances(c, None, p)
-        items = asyncio.run(_on_store(data, False, lambda c: lister(c, _ALL)))["items"]
+        items = asyncio.run(_on_store(data, database, False, lambda c: lister(c, _ALL)))["items"]
         fields = ("id", "name", "email") if kind == "admin" else ("id", "show_id", "name")
         return "\n".join("\t".join(str(item[f]) for f in fields) for item in items)
     assert target is not None  # noqa: S101  # argparse requires it for revoke
     now = time.time()
     if kind == "admin":
-        asyncio.run(_on_store(data, True, lambda c: remove_admin(c, now, "cli", target)))
+        asyncio.run(_on_store(data, database, True, lambda c: remove_admin(c, now, "cli", target)))
     else:
-        asyncio.run(_on_store(data, True, lambda c: remove_appliance(c, now, "cli", target)))
+        asyncio.run(
+            _on_store(data, database, True, lambda c: remove_appliance(c, now, "cli", target))
+        )
     print(
         f"burnstand-coordinator: {kind} {target} removed; its credentials are revoked",
         file=sys.stderr,
@@ -531,20 +387,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     args = parser.parse_args(words)
     try:
+        database = dboption.resolve(args) if args.command != "image" else None
         if args.command == "serve":
-            return _serve(args)
+            return _serve(args, database)
         if args.command == "image":
             return imagecli.run(args)
         sub_action = getattr(args, f"{args.command}_command", None)
         if sub_action in ("list", "revoke"):
-            out = _list_or_revoke(args.command, sub_action, args.data, getattr(args, "id", None))
+            out = _list_or_revoke(
+                args.command, sub_action, args.data, database, getattr(args, "id", None)
+            )
             if out:
                 print(out)
             return 0
         if args.command == "appliance":
             _check_appliance(args.show, args.name)
             enrolled = asyncio.run(
-                _appliance_create(args.data, args.show.strip(), args.name.strip(), args.create_show)
+                _appliance_create(
+                    args.data, database, args.show.strip(), args.name.strip(), args.create_show
+                )
             )
             if enrolled["show_created"]:
                 print(
@@ -555,14 +416,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             token = enrolled["credential"]
         else:
             _check_person(args.name, args.email)
-            token = asyncio.run(_admin_create(args.data, args.name.strip(), args.email.strip()))
-    except (CliError, imagecli.ImageCliError) as exc:
+            token = asyncio.run(
+                _admin_create(args.data, database, args.name.strip(), args.email.strip())
+            )
+    except (CliError, imagecli.ImageCliError, dboption.DatabaseOptionError) as exc:
         print(f"burnstand-coordinator: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except StoreError as exc:
         print(f"burnstand-coordinator: error: {exc.detail}", file=sys.stderr)
         return EXIT_FAILED
-    except (sqlite3.Error, SchemaTooNew, OSError) as exc:
+    except (pg.DatabaseRefused, pg.DatabaseUnavailable) as exc:
+        print(f"burnstand-coordinator: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except SchemaTooNew as exc:
+        where = pg.redact(database) if database else args.data
+        print(f"burnstand-coordinator: error: {where}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except (sqlite3.Error, OSError) as exc:
         print(f"burnstand-coordinator: error: {args.data}: {exc}", file=sys.stderr)
         return EXIT_FAILED
     print(token)

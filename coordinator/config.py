@@ -23,6 +23,13 @@ class CoordinatorConfig:
     """How one coordinator process runs."""
 
     data_dir: Path
+    # A postgresql:// URL (password included, never from the command line) to keep the state in
+    # PostgreSQL; None = the SQLite file in data_dir.
+    database: str | None = None
+    # Bounds of the PostgreSQL connection pool, and how long a request waits for a connection
+    # before it fails with 503 (the database is down or overloaded).
+    pool_size: int = 20
+    pool_timeout: float = 3.0
     host: str = "127.0.0.1"
     port: int = 8080
     # Cap on "contributor enters system" $DURATION; longer requests are capped, not refused.
@@ -63,6 +70,10 @@ class CoordinatorConfig:
     client_queue_limit: int = 256
     # How long a draining node keeps answering health CLOSED before it exits.
     drain_seconds: float = 2.0
+    # Masters on a shared (PostgreSQL) database: how often each writes its heartbeat, and how
+    # long one may stay silent before its live sessions are moved to another.
+    heartbeat_interval: float = 2.0
+    failover_silence: float = 10.0
     # How often a balancer re-reads the master pool.
     discovery_interval: float = 2.0
     # Serve appliance links at /link (masters only). Off in tests that mount their own hub.

@@ -9,12 +9,11 @@ A background task calls ``check_once`` periodically; tests call it directly afte
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
 from coordinator.config import CoordinatorConfig
+from coordinator.poller import Poller
 from coordinator.store import Store
 from coordinator.store.credentials import ExpiringCredential, claim_expiring
 
@@ -23,14 +22,14 @@ log = logging.getLogger(__name__)
 ExpiryListener = Callable[[ExpiringCredential], Awaitable[None]]
 
 
-class ExpiryWatcher:
+class ExpiryWatcher(Poller):
     """Announces credentials about to expire to its listeners."""
 
     def __init__(self, store: Store, config: CoordinatorConfig) -> None:
+        super().__init__(log, "credential-expiry-watcher", "expiry check failed")
         self._store = store
         self._config = config
         self.listeners: list[ExpiryListener] = []
-        self._task: asyncio.Task[None] | None = None
 
     def add_listener(self, listener: ExpiryListener) -> None:
         self.listeners.append(listener)
@@ -54,20 +53,8 @@ class ExpiryWatcher:
                     )
         return expiring
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.check_once()
-            except Exception:
-                log.exception("expiry check failed")
-            await asyncio.sleep(self._config.expiry_check_interval)
+    def _interval(self) -> float:
+        return float(self._config.expiry_check_interval)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="credential-expiry-watcher")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        self._start_task()

@@ -1,6 +1,7 @@
 """`burnstand-coordinator image add`: a file on disk to a burnable take in one command.
 
-It hashes the file once (size, SHA-256 and the MD5 the burn protocol names images by), creates
+It hashes the file once (size, SHA-256 and the MD5 the burn protocol names images by), unpacks a
+compressed one with the image store's own decoders to declare what it unpacks to, creates
 the take under a shot (`--shot`, no URL: the take is pending until its upload ends) or checks
 the file against an existing take (`--take`), and uploads it to the coordinator's image store
 with a progress bar on stderr. The upload is resumable (`Content-Range`): a broken connection is
@@ -23,10 +24,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import urlsplit
 
 from plumbing.units import size_text
+
+if TYPE_CHECKING:
+    from coordinator.images.contents import Contents
 
 CREDENTIAL_ENV = "BURNSTAND_CREDENTIAL"
 CREDENTIAL_FILE_ENV = "BURNSTAND_CREDENTIAL_FILE"
@@ -91,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         raise ImageCliError(f"{path}: not a file")
     progress = Progress(sys.stderr, quiet=args.quiet)
     digests = hash_file(path, progress)
+    unpacked = unpacked_image(path, progress)
     if args.shot is not None:
         body: dict[str, Any] = {
             "name": args.name or path.name,
@@ -98,6 +103,11 @@ def run(args: argparse.Namespace) -> int:
             "sha256": digests.sha256,
             "md5": digests.md5,
         }
+        if unpacked is not None:
+            # Declared with the take, so the image store refuses an upload that unpacks to
+            # anything else, and kiosks check the unpacked stream while they write it.
+            body["extracted_size"] = unpacked.extracted_size
+            body["extracted_sha256"] = unpacked.extracted_sha256
         if args.notes:
             body["notes"] = args.notes
         take = api.call("POST", f"/shots/{args.shot}/takes", body)
@@ -116,8 +126,32 @@ def run(args: argparse.Namespace) -> int:
         progress.note(f"take {take_id} already has its image; nothing to upload")
     else:
         status = upload(api, take_id, path, digests, int(status["offset"]), progress)
-    print(json.dumps({**status, "md5": digests.md5}, indent=2))
+    out = {**status, "md5": digests.md5}
+    if unpacked is not None:
+        out["extracted_size"] = unpacked.extracted_size
+        out["extracted_sha256"] = unpacked.extracted_sha256
+    print(json.dumps(out, indent=2))
     return 0
+
+
+def unpacked_image(path: Path, progress: Progress) -> Contents | None:
+    """What a compressed file unpacks to (the image store's own decoding, so both agree), or
+    None for a raw image. A file that does not unpack to one sound image stops here, before
+    anything is created or sent."""
+    from coordinator.images.contents import NotAnImage, inspect
+
+    try:
+        found = inspect(path, on_piece=lambda done: progress.show_open("unpacking", done))
+    except NotAnImage as exc:
+        progress.done()
+        raise ImageCliError(f"{path} is not a burnable image: {exc}") from None
+    progress.done()
+    if found is not None:
+        progress.note(
+            f"{found.encoding} image: unpacks to {size_text(found.extracted_size)}, "
+            f"SHA-256 {found.extracted_sha256}"
+        )
+    return found
 
 
 def _credential(path: Path | None) -> str:
@@ -289,6 +323,14 @@ class Progress:
             f"{size_text(done)} of {size_text(total)}"
         )
         self.out.write(line)
+        self.out.flush()
+        self.drawn = True
+
+    def show_open(self, what: str, done: int) -> None:
+        """Progress with no known end (an image being unpacked): the bytes so far."""
+        if not self.bar:
+            return
+        self.out.write(f"\r{what:9} {size_text(done)}")
         self.out.flush()
         self.drawn = True
 

@@ -35,6 +35,7 @@ from coordinator.config import CoordinatorConfig
 from coordinator.keys import CONFIG, EXPIRY, HEALTH, HISTORY, REVOCATIONS, STORE
 from coordinator.links import LINKS, setup_links
 from coordinator.master import ImageInfo, Master
+from coordinator.master.failover import FailoverWatcher
 from coordinator.metrics import METRICS, Metrics
 from coordinator.pubsub import PubSub, make_pubsub
 from coordinator.store import Store
@@ -68,6 +69,7 @@ class Live:
         self.relay: RelayServer | None = None  # split master: balancers connect here
         self.connector: Connector | None = None  # split balancer: its sockets to masters
         self.embedded_link: HostLink | None = None
+        self.failover: FailoverWatcher | None = None  # masters on a shared database
         self.draining = False
         self._changes: asyncio.Queue[tuple[str, Mapping[str, object]]] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -114,15 +116,30 @@ class Live:
     async def _start_master(self) -> None:
         c = self.config
         self.master = Master(
-            c.master_dir or c.data_dir, catalog=self._catalog, on_change=self._on_change
+            c.master_dir or c.data_dir,
+            catalog=self._catalog,
+            on_change=self._on_change,
+            # On PostgreSQL the masters' state is shared: another master can resume a session.
+            shared=self.store if self.store.engine == "postgresql" else None,
         )
         await self.master.open()
         self.host = MasterHost(self.master, self.store, c.clock)
+        if self.store.engine == "postgresql":
+            self.failover = FailoverWatcher(
+                self.store,
+                self.master_url,
+                c.clock,
+                lambda event: self.pubsub.publish(SESSIONS_CHANNEL, event),
+                interval=c.heartbeat_interval,
+                silence=c.failover_silence,
+            )
         await self.pubsub.subscribe(_Control(self), EXPIRY_CHANNEL)
         await self.pubsub.subscribe(_Control(self), SESSIONS_CHANNEL)
         if c.role == "master":
             self.relay = RelayServer(self)
             await self.relay.start()
+        if self.failover is not None:  # after the relay registered this master in the pool
+            self.failover.start()
         if c.burn_port is not None:
             self.listener = await start_burn_listener(
                 self.master,
@@ -146,6 +163,8 @@ class Live:
             await self.master.flush()
 
     async def stop(self) -> None:
+        if self.failover is not None:
+            await self.failover.stop()
         if self.connector is not None:
             await self.connector.close()
         if self.relay is not None:

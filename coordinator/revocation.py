@@ -12,11 +12,10 @@ REST handler in this process calls `poke()` so its own revocations are acted on 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
+from coordinator.poller import Poller
 from coordinator.store import Store
 from coordinator.store.credentials import revoked_since
 
@@ -25,27 +24,23 @@ log = logging.getLogger(__name__)
 RevocationListener = Callable[[frozenset[int]], None]
 
 
-class RevocationWatcher:
-    """Tells its listeners the ids of credentials revoked since it started."""
+class RevocationWatcher(Poller):
+    """Tells its listeners the ids of credentials revoked since it started. A REST handler of this
+    process calls `poke()` after a revocation, so its own are acted on at once."""
 
     def __init__(self, store: Store, interval: float = 0.25) -> None:
         if interval <= 0:
             raise ValueError(f"interval must be > 0 seconds, got {interval}")
+        super().__init__(log, "credential-revocation-watcher", "revocation check failed")
         self._store = store
-        self._interval = interval
+        self._every = interval
         self._last: int | None = None
         self._listeners: list[RevocationListener] = []
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
 
     def add_listener(self, listener: RevocationListener) -> Callable[[], None]:
         """Register ``listener``; returns the call that removes it again."""
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
-
-    def poke(self) -> None:
-        """Check now rather than at the next interval (after a revocation in this process)."""
-        self._wake.set()
 
     async def check_once(self) -> frozenset[int]:
         last = self._last
@@ -60,23 +55,9 @@ class RevocationWatcher:
                 log.exception("revocation listener failed")
         return revoked
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.check_once()
-            except Exception:
-                log.exception("revocation check failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._interval)
-            self._wake.clear()
+    def _interval(self) -> float:
+        return self._every
 
     async def start(self) -> None:
         await self.check_once()  # sets the starting point: what was revoked before is closed
-        self._task = asyncio.create_task(self._run(), name="credential-revocation-watcher")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        self._start_task()

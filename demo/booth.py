@@ -10,6 +10,8 @@ folder, prints the URLs, the socket and how to open the kiosk, and stops it all 
 A simulated visitor takes each finished disc out a few seconds later and puts a blank in (now
 and then a bad one that fails its verify), and the demo queues more discs whenever the queue
 runs dry, so the dashboard always shows a kiosk at work.
+
+The first run's seeding is `demo.seed`; the queue keeper and the visitor are `demo.activity`.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import hashlib
 import importlib.util
 import json
 import logging
@@ -25,351 +26,24 @@ import os
 import shutil
 import signal
 import sys
-import time
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
 from coordinator import __version__
 from coordinator.app import make_app
 from coordinator.config import CoordinatorConfig
-from coordinator.store import Store
-from coordinator.store.people import create_admin, create_appliance
+from demo.activity import DEMO_BURNS, VISITOR_PAUSE, Visitor, keep_queue_filled, queue_demo_burns
+from demo.seed import IMAGES_ROUTE, KIOSK_NAME, STATE_FILE, enroll_kiosk, seed_demo, take_entries
 
 log = logging.getLogger(__name__)
 
-STATE_FILE = "demo.json"
-IMAGES_ROUTE = "/demo-images/"
 AGENT_SOCKET = "agent.sock"
-KIOSK_NAME = "demo kiosk"
 KIOSK_CONFIG = "kiosk.toml"
 # The demo kiosk's operator PIN: printed in the banner, written to its kiosk.toml.
 OPERATOR_PIN = "2468"
-# Discs of the first take queued when the demo starts with an empty queue, so the dashboard
-# shows the kiosk at work; at the simulated burners' speeds they keep it busy for a minute or so.
-DEMO_BURNS = 12
-# Seconds the simulated visitor waits before taking a finished disc out and putting a blank in.
-VISITOR_PAUSE = 4.0
-# Every this-many blanks the visitor puts in is a bad one that fails its verify.
-BAD_DISC_EVERY = 5
-# How long one operator sign-in of the demo's queue keeper lasts before it signs in afresh.
-OPERATOR_SECONDS = 540
-
-
-@dataclass(frozen=True)
-class DemoImage:
-    name: str
-    size: int
-    notes: str
-
-
-IMAGES = (
-    DemoImage("burnstand-demo-live-amd64.iso", 3 * 1024 * 1024, "Live image, fits a CD-R"),
-    DemoImage("burnstand-demo-server-arm64.img", 5 * 1024 * 1024, "SD card image for a Pi"),
-    DemoImage("burnstand-demo-docs.iso", 1024 * 1024, "Offline documentation disc"),
-)
-
-
-def _generate(path: Path, size: int) -> tuple[str, str]:
-    """Write a deterministic pseudo-random image and return its (sha256, md5)."""
-    sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
-    block = hashlib.sha512(path.name.encode()).digest() * 2048  # 128 KiB, differs per image
-    with path.open("wb") as out:
-        left = size
-        while left:
-            chunk = block[: min(left, len(block))]
-            out.write(chunk)
-            sha.update(chunk)
-            md5.update(chunk)
-            left -= len(chunk)
-    return sha.hexdigest(), md5.hexdigest()
-
-
-async def _create_admin(data: Path) -> str:
-    store = Store(data / "coordinator.db", read_threads=1)
-    await store.open()
-    try:
-        return await store.write(
-            lambda c: create_admin(c, time.time(), "demo", "Demo Admin", "admin@demo.invalid")
-        )
-    finally:
-        await store.close()
-
-
-class _Api:
-    def __init__(self, http: aiohttp.ClientSession, base: str) -> None:
-        self.http, self.base = http, base
-
-    async def post(self, path: str, token: str | None, body: dict[str, Any]) -> dict[str, Any]:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        async with self.http.post(self.base + path, json=body, headers=headers) as resp:
-            payload: dict[str, Any] = await resp.json(content_type=None)
-            if resp.status >= 400:
-                raise RuntimeError(f"POST {path}: {resp.status} {payload.get('detail', payload)}")
-            return payload
-
-
-async def _seed(data: Path, base: str) -> dict[str, Any]:
-    """First run only: an admin, a show with its catalog, a show admin and a contributor."""
-    admin = await _create_admin(data)
-    images = data / "images"
-    async with aiohttp.ClientSession() as http:
-        api = _Api(http, base + "/api/v1")
-        show = await api.post(
-            "/shows", admin, {"name": "burnstand demo", "asset_root": f"file://{images}/"}
-        )
-        sam = await api.post(
-            f"/shows/{show['id']}/admins",
-            admin,
-            {"name": "Sam Showadmin", "email": "sam@demo.invalid"},
-        )
-        sam_cred = await api.post(
-            "/join",
-            None,
-            {
-                "user": "sam@demo.invalid",
-                "show": show["id"],
-                "duration": 3600,
-                "secret": sam["secret"],
-            },
-        )
-        episode = await api.post(
-            f"/shows/{show['id']}/episodes", sam_cred["credential"], {"name": "1.0"}
-        )
-        sequence = await api.post(
-            f"/episodes/{episode['id']}/sequences", sam_cred["credential"], {"name": "Demo"}
-        )
-        cleo = await api.post(
-            f"/shows/{show['id']}/contributors",
-            sam_cred["credential"],
-            {"name": "Cleo Contributor", "email": "cleo@demo.invalid"},
-        )
-        cleo_cred = await api.post(
-            "/join",
-            None,
-            {
-                "user": "cleo@demo.invalid",
-                "show": show["id"],
-                "duration": 3600,
-                "secret": cleo["secret"],
-            },
-        )
-        takes = []
-        for image in IMAGES:
-            path = images / image.name
-            sha256, md5 = await asyncio.to_thread(_generate, path, image.size)
-            shot = await api.post(
-                f"/sequences/{sequence['id']}/shots",
-                cleo_cred["credential"],
-                {"name": image.name, "direction_notes": image.notes},
-            )
-            take = await api.post(
-                f"/shots/{shot['id']}/takes",
-                cleo_cred["credential"],
-                {
-                    "name": image.name,
-                    "size": image.size,
-                    "sha256": sha256,
-                    "md5": md5,
-                    "url": base + IMAGES_ROUTE + image.name,
-                },
-            )
-            takes.append({"id": take["id"], "name": image.name, "sha256": sha256})
-        # A live session for the demo kiosk to join, so the dashboard has something to show.
-        session = await api.post(
-            "/sessions",
-            cleo_cred["credential"],
-            {"name": "Demo booth", "episode_id": episode["id"], "sequence_id": sequence["id"]},
-        )
-    state = {
-        "admin_credential": admin,
-        "show_id": show["id"],
-        "show_admin": {"email": "sam@demo.invalid", "secret": sam["secret"]},
-        "contributor": {"email": "cleo@demo.invalid", "secret": cleo["secret"]},
-        "takes": takes,
-        "session_id": session["id"],
-    }
-    state_path = data / STATE_FILE
-    state_path.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
-    state_path.chmod(0o600)  # it holds credentials
-    return state
-
-
-async def _enroll_kiosk(data: Path, state: dict[str, Any]) -> str:
-    """The demo kiosk's appliance credential, created once through the store and kept."""
-    if "appliance_credential" in state:
-        return str(state["appliance_credential"])
-    store = Store(data / "coordinator.db", read_threads=1)
-    await store.open()
-    try:
-        appliance = await store.write(
-            lambda c: create_appliance(c, time.time(), "demo", int(state["show_id"]), KIOSK_NAME)
-        )
-    finally:
-        await store.close()
-    state["appliance_credential"] = appliance["credential"]
-    state_path = data / STATE_FILE
-    state_path.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
-    state_path.chmod(0o600)
-    return str(appliance["credential"])
-
-
-def _take_entries(data: Path, base: str, state: dict[str, Any]) -> list[dict[str, Any]]:
-    """The agent's catalog: the seeded takes with their digests (read back from the files)."""
-    notes = {i.name: i.notes for i in IMAGES}
-    takes = []
-    for t in state["takes"]:
-        path = data / "images" / t["name"]
-        takes.append(
-            {
-                "sha256": t["sha256"],
-                "md5": _md5_of(path),
-                "size": path.stat().st_size,
-                "name": t["name"],
-                "notes": notes.get(t["name"], ""),
-                "url": base + IMAGES_ROUTE + t["name"],
-            }
-        )
-    return takes
-
-
-@contextlib.asynccontextmanager
-async def _operator(base: str, state: dict[str, Any]) -> AsyncIterator[Any]:
-    """The demo's contributor on the session's WebSocket, signed in the way a browser is (a fresh
-    credential joins the session, then authenticates on the socket)."""
-    person = state["contributor"]
-    async with aiohttp.ClientSession() as http:
-        api = _Api(http, base + "/api/v1")
-        entered = await api.post(
-            "/join",
-            None,
-            {
-                "user": person["email"],
-                "show": state["show_id"],
-                "duration": OPERATOR_SECONDS + 60,
-                "secret": person["secret"],
-            },
-        )
-        # Membership is per credential: this fresh one joins the session like a browser does.
-        await api.post(f"/sessions/{state['session_id']}/join", entered["credential"], {})
-        async with http.ws_connect(f"{base}/ws/{state['session_id']}") as ws:
-            await ws.send_json({"action": "auth", "token": entered["credential"]})
-            yield ws
-
-
-async def _queue_demo_burns(base: str, data: Path, state: dict[str, Any]) -> str | None:
-    """Queue `DEMO_BURNS` discs of the first take when the session's queue is empty, the way an
-    operator does it (sign in, the session's WebSocket, `queue`); returns the take's name, or
-    None when something was queued already (a restarted demo keeps its queue)."""
-    first = state["takes"][0]
-    md5 = await asyncio.to_thread(_md5_of, data / "images" / first["name"])
-    async with _operator(base, state) as ws:
-        snapshot = await _ask(ws, {"action": "snapshot"})
-        if snapshot.get("result", {}).get("queue"):
-            return None
-        answer = await _ask(ws, {"action": "queue", "md5": md5, "count": DEMO_BURNS})
-        if answer.get("status") is not True:
-            raise RuntimeError(f"could not queue the demo burns: {answer.get('error')}")
-    return str(first["name"])
-
-
-async def _keep_queue_filled(base: str, data: Path, state: dict[str, Any]) -> None:
-    """Queue another `DEMO_BURNS` discs whenever the queue runs dry, so the demo keeps burning for
-    as long as it runs. Each watch lasts at most `OPERATOR_SECONDS` (the credential's life), then
-    signs in afresh."""
-    channel = f"session.{state['session_id'].lower()}.queue"
-    while True:
-        empty = False
-        async with _operator(base, state) as ws:
-            await _ask(ws, {"action": "subscribe", "pattern": channel})
-            snapshot = await _ask(ws, {"action": "snapshot"})
-            empty = not snapshot.get("result", {}).get("queue")
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(OPERATOR_SECONDS):
-                    while not empty:
-                        msg = await ws.receive()
-                        if msg.type is not aiohttp.WSMsgType.TEXT:
-                            raise RuntimeError(f"the session socket closed: {msg.type.name}")
-                        frame = json.loads(msg.data)
-                        if frame.get("action") == "message" and frame.get("channel") == channel:
-                            empty = frame["data"].get("length") == 0
-        if empty:
-            await _queue_demo_burns(base, data, state)
-
-
-class Visitor:
-    """Plays the people at the stand: `pause` seconds after a burner hands out a disc, they take
-    it and put a blank in; every `bad_every`-th blank is a bad one (a simulated drive writes it
-    but its verify fails), so the dashboard shows the odd red failure."""
-
-    def __init__(self, agent: Any, pause: float, bad_every: int = BAD_DISC_EVERY) -> None:
-        self.agent, self.pause, self.bad_every = agent, pause, bad_every
-        self.blanks = 0  # blanks put into simulated drives so far
-
-    async def run(self) -> None:
-        finished: asyncio.Queue[str] = asyncio.Queue()
-
-        def on_event(event: dict[str, Any]) -> None:
-            if event.get("event") == "finished":
-                finished.put_nowait(str(event["drive"]))
-
-        remove = self.agent.add_listener(on_event)
-        swaps: set[asyncio.Task[None]] = set()
-        try:
-            while True:
-                uid = await finished.get()
-                task = asyncio.create_task(self._swap(uid), name=f"visitor-{uid}")
-                swaps.add(task)
-                task.add_done_callback(swaps.discard)
-        finally:
-            remove()
-            for task in swaps:
-                task.cancel()
-            await asyncio.gather(*swaps, return_exceptions=True)
-
-    async def _swap(self, uid: str) -> None:
-        from appliance.drives.base import BurnError
-        from appliance.drives.simulated import SimulatedDrive
-
-        await asyncio.sleep(self.pause)  # a person looks at the disc before taking it
-        slot = self.agent.slots.get(uid)
-        if slot is None or slot.busy:
-            return
-        try:
-            if isinstance(slot.drive, SimulatedDrive):
-                self.blanks += 1  # only a simulated drive can be handed a bad disc
-                await slot.drive.swap_disc(bad=self.blanks % self.bad_every == 0)
-            else:
-                await slot.drive.close_tray()  # the pseudo-drive's file is blank to cdrskin
-            await self.agent.media_changed(uid)
-        except BurnError as exc:
-            log.warning("the demo visitor could not swap the disc drive=%s error=%s", uid, exc)
-
-
-async def _ask(ws: aiohttp.ClientWebSocketResponse, frame: dict[str, Any]) -> dict[str, Any]:
-    """Send a command and return its reply (pushes in between are skipped; bounded)."""
-    await ws.send_json(frame)
-    async with asyncio.timeout(30):
-        for _ in range(1000):
-            msg = await ws.receive()
-            if msg.type is not aiohttp.WSMsgType.TEXT:
-                raise RuntimeError(f"the session socket closed: {msg.type.name} {msg.extra}")
-            reply: dict[str, Any] = json.loads(msg.data)
-            if reply.get("action") == frame["action"]:
-                return reply
-    raise RuntimeError(f"no reply to {frame['action']}")
-
-
-def _md5_of(path: Path) -> str:
-    md5 = hashlib.md5(usedforsecurity=False)
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            md5.update(chunk)
-    return md5.hexdigest()
 
 
 def _agent_config(data: Path, base: str, credential: str) -> Any:
@@ -487,22 +161,22 @@ async def run(
         if state_path.exists():
             state = json.loads(state_path.read_text(encoding="utf-8"))
         else:
-            state = await _seed(data, base)
+            state = await seed_demo(data, base)
         if not kiosk:
             print(_banner(base, data, state, kiosk=False), flush=True)
             await stop.wait()
             return
-        credential = await _enroll_kiosk(data, state)
+        credential = await enroll_kiosk(data, state)
         await asyncio.to_thread(_kiosk_config, data)
         agent = await _start_agent(data, base, state, credential)
         try:
             agent.extra.append(asyncio.create_task(Visitor(agent.agent, visitor_pause).run()))
-            queued = await _queue_demo_burns(base, data, state) if burns else None
+            queued = await queue_demo_burns(base, data, state) if burns else None
             print(_banner(base, data, state), flush=True)
             if queued is not None:
                 print(f"Queued {DEMO_BURNS} discs of {queued} for the demo kiosk.\n", flush=True)
             if burns:
-                agent.extra.append(asyncio.create_task(_keep_queue_filled(base, data, state)))
+                agent.extra.append(asyncio.create_task(keep_queue_filled(base, data, state)))
             await _until_stopped(stop, agent.extra)
         finally:
             await agent.stop()
@@ -532,7 +206,7 @@ async def _start_agent(data: Path, base: str, state: dict[str, Any], credential:
         # Until the coordinator sends its own catalog over the link, the kiosk shows the
         # seeded takes (the coordinator's catalog replaces it when the link is up).
         if not running.agent.catalog:
-            takes = await asyncio.to_thread(_take_entries, data, base, state)
+            takes = await asyncio.to_thread(take_entries, data, base, state)
             await running.agent.set_catalog(takes)
     except BaseException:
         await running.stop()

@@ -7,11 +7,12 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from pgserver import PostgresMissing, PostgresServer, remove_postgres, start_postgres
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -39,8 +40,11 @@ class RedisServer:
         return f"redis://{self.host}:{self.port}/0"
 
 
-def start_redis(workdir: Path, port: int | None = None) -> RedisServer:
-    """Start a real redis-server on loopback and wait until it answers PING."""
+def start_redis(
+    workdir: Path, port: int | None = None, host: str = "127.0.0.1", prefix: Sequence[str] = ()
+) -> RedisServer:
+    """Start a real redis-server on ``host`` (loopback unless a test's own network namespace,
+    entered with ``prefix``) and wait until it answers PING."""
     exe = shutil.which("redis-server")
     if exe is None:
         pytest.skip("redis-server is not installed (make test installs it)")
@@ -48,9 +52,10 @@ def start_redis(workdir: Path, port: int | None = None) -> RedisServer:
     workdir.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
         [
+            *prefix,
             exe,
             "--bind",
-            "127.0.0.1",
+            host,
             "--port",
             str(port),
             "--save",
@@ -59,6 +64,8 @@ def start_redis(workdir: Path, port: int | None = None) -> RedisServer:
             "no",
             "--dir",
             str(workdir),
+            # On a test's own namespaced host, the other hosts are its clients (no password).
+            *(["--protected-mode", "no"] if host != "127.0.0.1" else []),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -68,10 +75,10 @@ def start_redis(workdir: Path, port: int | None = None) -> RedisServer:
         if proc.poll() is not None:
             raise RuntimeError(f"redis-server exited with {proc.returncode}")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
+            with socket.create_connection((host, port), timeout=0.2) as s:
                 s.sendall(b"PING\r\n")
                 if s.recv(16).startswith(b"+PONG"):
-                    return RedisServer("127.0.0.1", port, proc)
+                    return RedisServer(host, port, proc)
         except OSError:
             time.sleep(0.01)  # poll backoff between bounded connection attempts
     proc.kill()
@@ -86,6 +93,19 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     finally:
         server.process.terminate()
         server.process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the whole run (a cluster in a temp dir), removed after."""
+    try:
+        server = start_postgres()
+    except PostgresMissing as exc:
+        pytest.skip(str(exc))
+    try:
+        yield server
+    finally:
+        remove_postgres(server)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,20 +24,27 @@ WAIT = 20.0
 class Node:
     """One `burnstand-coordinator serve` process; its stderr is kept for failure messages."""
 
-    def __init__(self, data: Path, *args: str) -> None:
+    def __init__(
+        self, data: Path, *args: str, host: str = "127.0.0.1", prefix: Sequence[str] = ()
+    ) -> None:
+        """``host`` is the address it listens on; ``prefix`` runs it inside something else
+        (``ip netns exec HOST`` for a test's own network namespaces)."""
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"http://{host}:{self.port}"
         self.log = data.parent / f"node-{self.port}.log"
         data.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log.open("wb")
         self.proc = subprocess.Popen(
             [
+                *prefix,
                 sys.executable,
                 "-m",
                 "coordinator.cli",
                 "serve",
                 "--data",
                 str(data),
+                "--host",
+                host,
                 "--port",
                 str(self.port),
                 *args,

@@ -4,6 +4,7 @@ The package's parts, each one concern:
 
 - `core` — `Agent`: lifecycle, drives, and the control socket's `ControlHandler` API;
 - `burns` — burn supervision: claim a drive, fetch → write → verify → eject, journal every job;
+- `fileburns` — `burnstand-agent burn --image FILE` handed over by the CLI (`burn_file`);
 - `uplink` — the link: connect or enroll, hello, drive statuses, results from the journal, orders;
 - `base` — the state every part shares, and the link as the agent needs it;
 - `catalog` — `Take` and the saved catalog; `slot` — one drive as the agent holds it;

@@ -24,6 +24,10 @@ from appliance.drives.base import Drive
 from appliance.images.cache import ImageCache
 from appliance.journal import Journal
 from appliance.leds import Panel
+from appliance.swarm.service import Sharing
+
+if TYPE_CHECKING:
+    from appliance.burn.job import JobProgress, JobResult, JobStateChanged
 
 log = logging.getLogger("appliance.agent")
 
@@ -85,6 +89,7 @@ class AgentBase:
         self.link: Link | None = None
         self.journal: Journal | None = None
         self.cache: ImageCache | None = None
+        self.sharing: Sharing | None = None  # sharing images with the show's kiosks ([share])
         self.panel: Panel | None = None
         self._listeners = Listeners()
         self._credential: str | None = None  # sent to the coordinator's image store
@@ -138,9 +143,13 @@ class AgentBase:
 
         # appliance.agent.core
         async def eject(self, drive: str) -> None: ...
+        async def _refresh(self, slot: Slot) -> None: ...
         async def name(self, drive: str, name: str) -> DriveView: ...
 
         # appliance.agent.burns
+        def _on_job_event(
+            self, slot: Slot, event: JobProgress | JobStateChanged | JobResult
+        ) -> None: ...
         async def start_burn(self, take: Take, drive: str) -> BurnAccepted: ...
         async def cancel(self, drive: str) -> None: ...
 

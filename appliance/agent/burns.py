@@ -17,13 +17,14 @@ import uuid
 from urllib.parse import urljoin, urlsplit
 
 from appliance.agent.base import AgentBase
-from appliance.agent.catalog import Take
+from appliance.agent.catalog import Take, save_catalog
 from appliance.agent.slot import Slot, cancel_job
 from appliance.burn.job import BurnJob, JobProgress, JobResult, JobStateChanged
 from appliance.control import BurnAccepted, ControlError, ResultView, fits
-from appliance.drives.base import BurnError, DriveState, NoMedia, SourceImage
+from appliance.drives.base import BurnError, CorruptImage, DriveState, NoMedia, SourceImage
+from appliance.images.bmap import BadBmap
 from appliance.images.cache import Fetch
-from appliance.images.sources import DownloadError, HttpSource
+from appliance.images.sources import ByteSource, DownloadError, HttpSource
 from appliance.journal import JobState
 from appliance.leds import LedState
 
@@ -94,19 +95,39 @@ class Burns(AgentBase):
             raise DownloadError(f"{take.name} is not in the cache and has no URL")
         # A take uploaded to the coordinator names its image store by a relative URL.
         url = urljoin(self.config.coordinator_url or "", take.url)
-        source, fetch = await cache.open_for_burn(
-            HttpSource(url, headers=self._headers_for(url)),
-            take.sha256,
-            take.size,
-            take.name,
-            stream=isinstance(slot.drive, BlockDrive),
-        )
+        block = isinstance(slot.drive, BlockDrive)
+        headers = self._headers_for(url)
+        bytes_from: ByteSource = HttpSource(url, headers=headers)
+        sharing, swarm = self.sharing, None
+        if sharing is not None and take.sha256 not in cache:
+            # From the show's other kiosks too; a `burn` order carries no manifest, the
+            # catalog's take does.
+            known = self.catalog.get(take.sha256)
+            digest = take.manifest or (known.manifest if known is not None else None)
+            swarm = await sharing.source(take.sha256, take.size, digest, url, headers)
+            bytes_from = swarm or bytes_from
+        try:
+            source, fetch = await cache.open_for_burn(
+                bytes_from, take.sha256, take.size, take.name, stream=block
+            )
+        except CorruptImage:
+            if sharing is not None and swarm is not None:
+                sharing.forget_manifest(take.sha256)  # chunks matched it, the file did not
+            raise
+        bmap = None
+        if block and take.bmap:
+            # A USB stick or SD card gets only the mapped ranges written, the rest zeroed.
+            bmap_url = urljoin(self.config.coordinator_url or "", take.bmap)
+            origin = HttpSource(bmap_url, headers=self._headers_for(bmap_url))
+            bmap = await cache.block_map(origin, take.sha256)
         return dataclasses.replace(
             source,
             md5=take.md5 or None,
             name=take.name,
             extracted_size=take.extracted_size,
             extracted_sha256=take.extracted_sha256,
+            bmap=bmap,
+            measure_extracted=block and take.extracted_sha256 is None,
         ), fetch
 
     def _headers_for(self, url: str) -> dict[str, str]:
@@ -119,6 +140,30 @@ class Burns(AgentBase):
         ):
             return {"Authorization": f"Bearer {self._credential}"}
         return {}
+
+    async def _report_extracted(self, slot: Slot, take: Take) -> None:
+        """After the first burn that unpacked a take the catalog says nothing of: what it
+        unpacks to, kept in the catalog (the kiosk shows and fits by it) and sent upstream."""
+        from appliance.drives.block import BlockDrive
+
+        found = slot.drive.unpacked if isinstance(slot.drive, BlockDrive) else None
+        if found is None or take.extracted_sha256 is not None:
+            return
+        size, sha = found
+        if take.sha256 in self.catalog:
+            self.catalog[take.sha256] = dataclasses.replace(
+                self.catalog[take.sha256], extracted_size=size, extracted_sha256=sha
+            )
+            await asyncio.to_thread(save_catalog, self.config.state_dir, dict(self.catalog))
+        sent = await self._send_online(
+            {
+                "type": "extracted",
+                "sha256": take.sha256,
+                "extracted_size": size,
+                "extracted_sha256": sha,
+            }
+        )
+        log.info("take unpacks to sha256=%s size=%d reported=%s", take.sha256, size, sent)
 
     async def _end_fetch(self, fetch: Fetch | None) -> None:
         """A burn that wrote while downloading let go: a complete download joins the cache."""
@@ -170,6 +215,10 @@ class Burns(AgentBase):
                     result = self._result_view(
                         job_id, take, outcome.ok, outcome.reason, outcome.message
                     )
+                    if outcome.reason == BadBmap.code:
+                        await cache.forget_block_map(take.sha256)
+                    if outcome.ok:
+                        await self._report_extracted(slot, take)
         finally:
             await self._end_fetch(fetch)
             cache.unpin(take.sha256)
@@ -252,6 +301,10 @@ class Burns(AgentBase):
                 "speed": event.speed,
                 "eta": event.eta,
             }
+            shared = None if self.sharing is None or take is None else self.sharing.counters(take)
+            if shared is not None:
+                slot.job_view["from_peers"] = shared.peer_bytes
+                slot.job_view["from_origin"] = shared.origin_bytes
             self._emit({"event": "progress", "drive": slot.info.uid, "job": slot.job_view})
             self._spawn(self._send_status(slot), "status")
         elif isinstance(event, JobStateChanged) and self.panel is not None:

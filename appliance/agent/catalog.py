@@ -35,6 +35,8 @@ class Take:
     extracted_size: int | None = None  # a compressed image: what it unpacks to
     extracted_sha256: str | None = None
     content: str | None = None  # the catalog's `media`: disk, iso, hybrid, unknown
+    bmap: str | None = None  # URL of the image's block map (USB/SD burns write only its ranges)
+    manifest: str | None = None  # digest of its chunk manifest: kiosks of the show share it
 
     @classmethod
     def from_payload(cls, raw: dict[str, Any]) -> Take:
@@ -55,6 +57,8 @@ class Take:
             ),
             # "media" from the coordinator's catalog, "content" from the agent's saved copy.
             content=str(raw.get("media") or raw.get("content") or "") or None,
+            bmap=str(raw["bmap"]) if raw.get("bmap") else None,
+            manifest=None if raw.get("manifest") is None else _sha256(raw["manifest"]),
         )
 
     def view(self) -> ImageView:

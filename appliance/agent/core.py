@@ -10,7 +10,8 @@ coordinator keeps burning and syncs later, nothing lost and nothing twice. The k
 process, so it can die without stopping a burn.
 
 This module holds the agent's lifecycle, its drives and the control-facing API; the burn
-supervision is in `appliance.agent.burns`, the link side in `appliance.agent.uplink`.
+supervision is in `appliance.agent.burns` (burns the CLI hands over in `appliance.agent.fileburns`),
+the link side in `appliance.agent.uplink`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 
 from appliance.agent.burns import Burns
 from appliance.agent.catalog import load_catalog
+from appliance.agent.fileburns import FileBurns
 from appliance.agent.slot import Slot, cancel_job, simulated_drive
 from appliance.agent.uplink import Uplink
 from appliance.control import (
@@ -40,13 +42,14 @@ from appliance.drives.uid import drive_uid
 from appliance.images.cache import ImageCache
 from appliance.journal import JobState, Journal
 from appliance.leds import LedConfig, LedState, Panel
+from appliance.swarm.service import Sharing
 
 log = logging.getLogger("appliance.agent")
 
 JOURNAL_FILE = "journal.sqlite3"
 
 
-class Agent(Uplink, Burns):
+class Agent(Uplink, Burns, FileBurns):
     """Everything the appliance does, behind the control socket's `ControlHandler` interface."""
 
     # ---- lifecycle ----------------------------------------------------------------------------
@@ -60,6 +63,15 @@ class Agent(Uplink, Burns):
         self.cache = await asyncio.to_thread(ImageCache, conf.cache_dir, conf.cache_size)
         self.catalog = await asyncio.to_thread(load_catalog, conf.state_dir)
         self._credential = conf.credential or None
+        if conf.share.fetch:
+            self.sharing = Sharing(
+                conf.share,
+                self.cache,
+                send=self._send_online,
+                coordinator_url=conf.coordinator_url,
+                headers_for=self._headers_for,
+            )
+            await self.sharing.start()
         self.panel = self._make_panel()
         loop = asyncio.get_running_loop()
         drives: list[tuple[Drive, str]] = [(simulated_drive(s), s.name) for s in conf.simulated]
@@ -111,6 +123,8 @@ class Agent(Uplink, Burns):
         if self.link is not None:
             with contextlib.suppress(Exception):
                 await self.link.close()
+        if self.sharing is not None:
+            await self.sharing.close()
         if self.panel is not None:
             self.panel.close()
         if self.journal is not None:

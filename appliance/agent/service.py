@@ -44,7 +44,7 @@ async def serve(config: AgentConfig, *, socket: Path | None = None, **agent_args
     """Start an agent and its control socket (the kiosk can connect once this returns)."""
     agent = Agent(config, **agent_args)
     await agent.start()
-    server = ControlServer(agent, socket or config.socket)
+    server = ControlServer(agent, socket or config.socket, file_burner=agent)
     try:
         await server.start()
     except BaseException:

@@ -10,6 +10,7 @@ coordinator (`catalog`, `burn`, `open`, `cancel`, `name`) arrive in `Uplink._on_
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -236,6 +237,9 @@ class Uplink(AgentBase):
                     await self.cancel(str(message.get("uid")))
                 case "name":
                     await self.name(str(message.get("uid")), str(message.get("name")))
+                case "peer_token" | "peers":
+                    if self.sharing is not None:
+                        self.sharing.on_message(message)
                 case "error":
                     log.warning(
                         "coordinator error code=%s message=%s",
@@ -265,8 +269,8 @@ class Uplink(AgentBase):
         else:
             take = Take.from_payload(message)
             known = self.catalog.get(take.sha256)
-            if known is not None and not take.url:
-                take = known
+            if known is not None:  # what the catalog knows (unpacked size, bmap), the order's URL
+                take = dataclasses.replace(known, url=take.url or known.url)
         await self.start_burn(take, str(message["uid"]))
 
     async def set_catalog(self, takes: list[dict[str, Any]]) -> None:
@@ -282,6 +286,9 @@ class Uplink(AgentBase):
         await asyncio.to_thread(save_catalog, self.config.state_dir, catalog)
         log.info("catalog updated takes=%d", len(catalog))
         await self._cache_changed()  # the same files may now stand for other takes
+        if self.sharing is not None:
+            shared = {t.sha256: t.manifest for t in catalog.values() if t.manifest}
+            self._spawn(self.sharing.announce(shared), "share-announce")
 
 
 def _size(path: str) -> int:

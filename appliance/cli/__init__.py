@@ -29,6 +29,7 @@ from appliance.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
+    JOURNAL_HELP,
     CliError,
 )
 from appliance.cli.service import drives_command, jobs_command, run_command, status_command
@@ -138,13 +139,26 @@ def _parser() -> argparse.ArgumentParser:
         help="allow a partition (e.g. /dev/sdb1) as a target; never one of the system disk",
     )
     burn.add_argument("--json", action="store_true", help="JSON-lines events on stdout")
-    burn.add_argument("--journal", type=Path, help=f"job journal (default {DEFAULT_JOURNAL})")
+    burn.add_argument(
+        "--journal",
+        type=Path,
+        help="burn in this process with this job journal, even where an agent runs "
+        f"(without an agent the default is {JOURNAL_HELP})",
+    )
+    burn.add_argument(
+        "--socket",
+        type=Path,
+        help="the agent's control socket: an image file is burned by the agent listening "
+        "there, with its journal (default $BURNSTAND_SOCKET or the agent's)",
+    )
     drives = sub.add_parser("drives", help="list the burners and targets discovery offers")
     drives.add_argument("--json", action="store_true", help="the drives as one JSON array")
     jobs = sub.add_parser(
-        "jobs", help="show the job journal (read only; interrupted jobs read as failed)"
+        "jobs",
+        help="show the job journal as a table: id, started, image, target, result, duration "
+        "(read only; interrupted jobs read as failed)",
     )
-    jobs.add_argument("--journal", type=Path, help=f"job journal (default {DEFAULT_JOURNAL})")
+    jobs.add_argument("--journal", type=Path, help=f"job journal (default {JOURNAL_HELP})")
     jobs.add_argument("--json", action="store_true", help="one JSON object per line")
     jobs.add_argument(
         "--socket", type=Path, help="ask the agent on this control socket (default: the agent's)"

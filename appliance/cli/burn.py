@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
-import stat
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,34 +17,29 @@ from appliance.cli.common import (
     CliError,
     journal_path,
     open_journal,
+    socket_path,
 )
 from appliance.cli.progress import JsonView, TextView, View
-from appliance.drives.base import BurnError, Drive, SourceImage
+from appliance.drives.base import Drive, SourceImage
 
 if TYPE_CHECKING:
+    from appliance.burn.job import JobResult
+    from appliance.fileburn import FileBurn
     from appliance.images.download import Download
 
 
 # asyncio, the burn engine and the journal are imported when a command needs them, after the
 # arguments were read: `burn --json` prints its first event before any of that is loaded.
 
-_BLOCK_PATTERNS = (r"/dev/sd[a-z]+", r"/dev/mmcblk\d+", r"/dev/loop\d+", r"/dev/nvme\d+n\d+")
-
 
 def _image(args: argparse.Namespace) -> SourceImage:
-    # The journal outlives the shell's working directory: it keeps an absolute path.
-    path: Path = Path(os.path.abspath(args.image))
+    from appliance.fileburn import ImageUnreadable, checked_image
+
     try:
-        st = path.stat()
-    except OSError as exc:
-        raise CliError(f"cannot read image {path}: {exc.strerror}") from exc
-    if not stat.S_ISREG(st.st_mode):
-        raise CliError(f"image {path} is not a regular file")
-    if st.st_size == 0:
-        raise CliError(f"image {path} is empty")
-    if not os.access(path, os.R_OK):
-        raise CliError(f"cannot read image {path}: permission denied")
-    return _source(args, path, st.st_size, path.name)
+        path, size = checked_image(args.image)
+    except ImageUnreadable as exc:
+        raise CliError(str(exc)) from exc
+    return _source(args, path, size, path.name)
 
 
 def _source(args: argparse.Namespace, path: Path, size: int, name: str) -> SourceImage:
@@ -96,38 +89,15 @@ def _keep_download(dl: Download, args: argparse.Namespace) -> None:
         kept.unlink(missing_ok=True)
 
 
-def _uid(path: str) -> str:
-    from appliance.drives.uid import drive_uid
-
-    return drive_uid(path)
-
-
 def make_drive(target: str, *, partition_ok: bool = False) -> Drive:
-    """The backend for a --target: optical for /dev/srN and stdio:, block for the rest. A block
-    target on the system disk is refused, and a partition unless `partition_ok`."""
-    if target.startswith("stdio:") or re.fullmatch(r"/dev/sr\d+", target):
-        try:
-            from appliance.drives.optical import OpticalDrive
-        except ImportError as exc:
-            raise CliError(f"optical targets are not available here ({exc})") from exc
-        return OpticalDrive(target, _uid(target))
-    real = os.path.realpath(target)
-    if not any(re.fullmatch(p, real) for p in _BLOCK_PATTERNS):
-        try:
-            is_block = stat.S_ISBLK(os.stat(real).st_mode)
-        except OSError as exc:
-            raise CliError(f"no such target {target}: {exc.strerror}") from exc
-        if not is_block:
-            raise CliError(f"{target} is not a block device, optical drive or stdio:PATH")
-    from appliance.drives.block import BlockDrive
-    from appliance.drives.systemdisk import refuse_system_target
+    """The backend for a --target (appliance.drives.targets); a refused one is a CLI error."""
+    from appliance.drives.targets import TargetRefused
+    from appliance.drives.targets import make_drive as target_drive
 
     try:
-        refuse_system_target(target, partition_ok=partition_ok)
-    except BurnError as exc:
-        raise CliError(f"{exc.code}: {exc}") from exc
-
-    return BlockDrive(target, _uid(target))
+        return target_drive(target, partition_ok=partition_ok)
+    except TargetRefused as exc:
+        raise CliError(str(exc)) from exc
 
 
 def is_url(text: str) -> bool:
@@ -150,30 +120,77 @@ def burn_command(args: argparse.Namespace) -> int:
     import asyncio
 
     try:
-        return asyncio.run(_burn(args, image))
+        return asyncio.run(_burn(args, image, url=url))
     finally:
         if download is not None:
             _keep_download(download, args)
 
 
-async def _burn(args: argparse.Namespace, image: SourceImage) -> int:
+async def _burn(args: argparse.Namespace, image: SourceImage, *, url: bool) -> int:
     import asyncio
     import signal
 
-    from appliance.burn.job import burn_many
-
     targets: list[str] = args.target
-    drives = [make_drive(t, partition_ok=args.partition_ok) for t in targets]
-    journal = await open_journal(journal_path(args))
     view: View = JsonView(sys.stdout) if args.json else TextView(sys.stdout, targets)
-    for job_id in journal.recovered:
-        view.note(f"job {job_id} was interrupted (power loss or crash) and is recorded as failed")
     task = asyncio.current_task()
     loop = asyncio.get_running_loop()
     if task is not None:
         loop.add_signal_handler(signal.SIGTERM, task.cancel)
     try:
-        results = await burn_many(
+        results = None
+        if not url and args.journal is None and "BURNSTAND_JOURNAL" not in os.environ:
+            results = await _burn_in_agent(args, image, view)
+        if results is None:
+            results = await _burn_here(args, image, view)
+    except asyncio.CancelledError:
+        view.close()
+        print("burnstand-agent: cancelled; targets are left blank at their start", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+    view.close()
+    failed = [r for r in results if not r.ok]
+    for r in failed:
+        print(f"burnstand-agent: {r.target}: {r.reason}: {r.message}", file=sys.stderr)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _file_burn(args: argparse.Namespace, image: SourceImage) -> FileBurn:
+    from appliance.fileburn import FileBurn
+
+    return FileBurn(
+        image=image,
+        targets=tuple(args.target),
+        verify=not args.no_verify,
+        eject=not args.no_eject,
+        partition_ok=args.partition_ok,
+    )
+
+
+async def _burn_in_agent(
+    args: argparse.Namespace, image: SourceImage, view: View
+) -> list[JobResult] | None:
+    """On a kiosk the agent owns the drives and the journal: it runs the burn and streams its
+    events here. None when no agent listens (the CLI then burns by itself)."""
+    from appliance.fileburn import AgentRefused, burn_through_agent
+
+    try:
+        return await burn_through_agent(
+            socket_path(args.socket), _file_burn(args, image), view.event
+        )
+    except AgentRefused as exc:
+        raise CliError(exc.message) from exc
+
+
+async def _burn_here(args: argparse.Namespace, image: SourceImage, view: View) -> list[JobResult]:
+    from appliance.burn.job import burn_many
+
+    drives = [make_drive(t, partition_ok=args.partition_ok) for t in args.target]
+    journal = await open_journal(journal_path(args))
+    for job_id in journal.recovered:
+        view.note(f"job {job_id} was interrupted (power loss or crash) and is recorded as failed")
+    try:
+        return await burn_many(
             drives,
             image,
             journal=journal,
@@ -181,15 +198,5 @@ async def _burn(args: argparse.Namespace, image: SourceImage) -> int:
             eject=not args.no_eject,
             listener=view.event,
         )
-    except asyncio.CancelledError:
-        view.close()
-        print("burnstand-agent: cancelled; targets are left blank at their start", file=sys.stderr)
-        return EXIT_INTERRUPTED
     finally:
-        loop.remove_signal_handler(signal.SIGTERM)
         await journal.close()
-    view.close()
-    failed = [r for r in results if not r.ok]
-    for r in failed:
-        print(f"burnstand-agent: {r.target}: {r.reason}: {r.message}", file=sys.stderr)
-    return EXIT_FAILED if failed else EXIT_OK

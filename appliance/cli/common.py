@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from appliance.userstate import SERVICE_JOURNAL, default_journal
+
 if TYPE_CHECKING:
     from appliance.journal import Journal
 
@@ -16,8 +18,13 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
-DEFAULT_JOURNAL = Path("/var/lib/burnstand/journal.sqlite3")
+# The service user's journal (the agent's); anyone else's is in their state directory.
+DEFAULT_JOURNAL = SERVICE_JOURNAL
 DEFAULT_CACHE = Path("/var/cache/burnstand/downloads")
+JOURNAL_HELP = (
+    "$BURNSTAND_JOURNAL, else $XDG_STATE_HOME/burnstand/journal.sqlite3 "
+    "(~/.local/state/burnstand/…; /var/lib/burnstand/… for the service user)"
+)
 
 
 class CliError(Exception):
@@ -27,7 +34,8 @@ class CliError(Exception):
 def journal_path(args: argparse.Namespace) -> Path:
     if args.journal is not None:
         return Path(args.journal)
-    return Path(os.environ.get("BURNSTAND_JOURNAL", str(DEFAULT_JOURNAL)))
+    named = os.environ.get("BURNSTAND_JOURNAL")
+    return Path(named) if named else default_journal()
 
 
 async def open_journal(path: Path, *, read_only: bool = False) -> Journal:

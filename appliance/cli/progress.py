@@ -14,41 +14,6 @@ if TYPE_CHECKING:
     from appliance.burn.job import JobEvent
 
 
-def _event_json(event: JobEvent) -> dict[str, Any]:
-    from appliance.burn.job import JobProgress, JobStateChanged
-
-    if isinstance(event, JobProgress):
-        return {
-            "event": "progress",
-            "job": event.job_id,
-            "target": event.target,
-            "phase": str(event.phase),
-            "done": event.done,
-            "total": event.total,
-            "percent": round(event.percent, 2),
-            "speed": round(event.speed),
-            "eta": None if event.eta is None else round(event.eta, 1),
-        }
-    if isinstance(event, JobStateChanged):
-        return {
-            "event": "state",
-            "job": event.job_id,
-            "target": event.target,
-            "state": str(event.state),
-        }
-    return {
-        "event": "result",
-        "job": event.job_id,
-        "target": event.target,
-        "uid": event.drive_uid,
-        "state": str(event.state),
-        "ok": event.ok,
-        "verified": event.verified,
-        "reason": event.reason,
-        "message": event.message,
-    }
-
-
 class View:
     def event(self, event: JobEvent) -> None:
         raise NotImplementedError
@@ -65,7 +30,9 @@ class JsonView(View):
         self.out = out
 
     def event(self, event: JobEvent) -> None:
-        self.emit(_event_json(event))
+        from appliance.burn.eventjson import event_json
+
+        self.emit(event_json(event))
 
     def note(self, text: str) -> None:
         self.emit({"event": "note", "message": text})

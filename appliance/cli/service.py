@@ -79,8 +79,7 @@ async def jobs_command(args: argparse.Namespace) -> int:
         # On a kiosk the agent owns the journal: ask it, and read the file only without one.
         asked = await _agent_jobs(args.socket)
         if asked is not None:
-            for job in asked:
-                print(json.dumps(job) if args.json else _job_text(job))
+            _print_jobs(asked, as_json=args.json)
             return EXIT_OK
     path = journal_path(args)
     if not path.exists():
@@ -92,9 +91,7 @@ async def jobs_command(args: argparse.Namespace) -> int:
         records = await journal.jobs()
     finally:
         await journal.close()
-    for r in records:
-        job = r.as_json()
-        print(json.dumps(job) if args.json else _job_text(job))
+    _print_jobs([r.as_json() for r in records], as_json=args.json)
     return EXIT_OK
 
 
@@ -115,9 +112,12 @@ async def _agent_jobs(socket: Path | None) -> list[dict[str, Any]] | None:
     return jobs
 
 
-def _job_text(job: dict[str, Any]) -> str:
-    why = f" ({job['reason']}: {job['message']})" if job["reason"] else ""
-    return f"{job['id']}\t{job['target']}\t{job['state']}{why}"
+def _print_jobs(jobs: list[dict[str, Any]], *, as_json: bool) -> None:
+    from appliance.jobtable import job_table
+
+    lines = [json.dumps(job) for job in jobs] if as_json else job_table(jobs)
+    for line in lines:
+        print(line)
 
 
 def run_command(args: argparse.Namespace) -> int:

@@ -22,8 +22,11 @@ from appliance.control.client import (
 from appliance.control.commands import (
     COMMANDS,
     ERROR_CODES,
+    STREAM_CANCEL_WAIT,
+    STREAMING,
     ControlError,
     ControlHandler,
+    FileBurner,
     encode,
     error_reply,
 )
@@ -71,6 +74,8 @@ __all__ = [
     "MEDIA_CAPACITY",
     "SOCKET_GROUP",
     "SOCKET_MODE",
+    "STREAMING",
+    "STREAM_CANCEL_WAIT",
     "WHY_NOT_OFFERED",
     "AgentStatus",
     "AgentUnavailable",
@@ -84,6 +89,7 @@ __all__ = [
     "DriveView",
     "Event",
     "EventListener",
+    "FileBurner",
     "ImageView",
     "JobView",
     "Listeners",

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from appliance.control.commands import encode
-from appliance.control.shapes import DEFAULT_SOCKET, MAX_LINE, Event
+from appliance.control.shapes import DEFAULT_SOCKET, MAX_LINE, Event, EventListener
 
 log = logging.getLogger("appliance.control")
 
@@ -146,6 +146,51 @@ class ControlClient:
 
     async def request(self, cmd: str, **args: Any) -> Any:
         """Send one command and return its result; raise RequestFailed or AgentUnavailable."""
+        req_id, fut = await self._send(cmd, args)
+        try:
+            return await asyncio.wait_for(fut, self.timeout)
+        except TimeoutError as exc:
+            raise AgentUnavailable(f"the agent did not answer {cmd} in time") from exc
+        finally:
+            self._pending.pop(req_id, None)
+
+    async def stream(self, cmd: str, on_event: EventListener, **args: Any) -> Any:
+        """Run one streaming command (`STREAMING`) to its end and return its result. Events
+        pushed meanwhile go to `on_event` in order; there is no reply timeout (a burn takes
+        as long as it takes). `end_input()` from another task asks the agent to cancel it."""
+        req_id, fut = await self._send(cmd, args)
+        try:
+            while not fut.done():
+                getter = asyncio.ensure_future(self._events.get())
+                try:
+                    await asyncio.wait({getter, fut}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    getter.cancel()
+                if getter.done() and not getter.cancelled():
+                    self._deliver(getter.result(), on_event)
+            # Every event the agent sent before its reply is queued by now.
+            while not self._events.empty() and self._deliver(self._events.get_nowait(), on_event):
+                pass
+            return await fut
+        finally:
+            self._pending.pop(req_id, None)
+
+    def _deliver(self, event: Event, on_event: EventListener) -> bool:
+        """Hand one queued event on; False at the end of the connection."""
+        if event is _CLOSED:
+            self._events.put_nowait(_CLOSED)  # later readers end the same way
+            return False
+        on_event(event)
+        return True
+
+    async def end_input(self) -> None:
+        """Close our sending side: the agent cancels the streaming commands we asked for and
+        still sends their replies."""
+        if self._writer is not None and self._writer.can_write_eof():
+            with contextlib.suppress(OSError, RuntimeError):
+                self._writer.write_eof()
+
+    async def _send(self, cmd: str, args: dict[str, Any]) -> tuple[int, asyncio.Future[Any]]:
         if self._writer is None or not self.connected:
             raise AgentUnavailable("not connected to the agent")
         req_id = next(self._ids)
@@ -154,13 +199,10 @@ class ControlClient:
         try:
             self._writer.write(encode({"id": req_id, "cmd": cmd, **args}))
             await self._writer.drain()
-            return await asyncio.wait_for(fut, self.timeout)
         except (ConnectionError, RuntimeError) as exc:
-            raise AgentUnavailable(f"lost the agent while sending {cmd}: {exc}") from exc
-        except TimeoutError as exc:
-            raise AgentUnavailable(f"the agent did not answer {cmd} in time") from exc
-        finally:
             self._pending.pop(req_id, None)
+            raise AgentUnavailable(f"lost the agent while sending {cmd}: {exc}") from exc
+        return req_id, fut
 
     async def subscribe(self) -> None:
         await self.request("subscribe")

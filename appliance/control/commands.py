@@ -44,6 +44,9 @@ ERROR_CODES: Final = (
     "no-media",
     "not-burning",
     "internal",
+    "cancelled",  # a streaming command whose client closed its side
+    "bad-image",  # burn_file: the agent cannot read the image file
+    "bad-target",  # burn_file: a target that cannot be burned (not a device, system disk)
 )
 
 
@@ -83,6 +86,15 @@ class ControlHandler(Protocol):
         ...
 
 
+class FileBurner(Protocol):
+    """What runs `burn_file` for the CLI (the agent; see appliance.fileburn). The arguments are
+    type-checked here and parsed there; `emit` sends one event to the asking client only."""
+
+    async def burn_file(
+        self, image: str, targets: list[Any], options: dict[str, Any], emit: EventListener
+    ) -> Any: ...
+
+
 # --- request validation --------------------------------------------------------------------
 
 
@@ -93,6 +105,8 @@ class _Arg:
 
 
 _STR = _Arg(str, "a string")
+_LIST = _Arg(list, "a list")
+_OBJECT = _Arg(dict, "an object")
 COMMANDS: Final[dict[str, dict[str, _Arg]]] = {
     "drives": {},
     "images": {},
@@ -105,7 +119,14 @@ COMMANDS: Final[dict[str, dict[str, _Arg]]] = {
     "name": {"drive": _STR, "name": _STR},
     "status": {},
     "subscribe": {},
+    "burn_file": {"image": _STR, "targets": _LIST, "options": _OBJECT},
 }
+# Commands that run until their work is done and push events to the asking client meanwhile.
+# Each runs in its own task, so the connection stays readable: a client that closes its side
+# (or goes away) cancels what it asked for.
+STREAMING: Final = frozenset({"burn_file"})
+# How long a cancelled streaming command may take to wind down (a burn blanks its targets).
+STREAM_CANCEL_WAIT: Final = 60.0
 
 
 def check_args(cmd: str, msg: Mapping[str, Any]) -> dict[str, Any]:
@@ -128,6 +149,18 @@ def check_args(cmd: str, msg: Mapping[str, Any]) -> dict[str, Any]:
     if cmd == "name" and len(args["name"]) > MAX_NAME:
         raise ControlError("bad-args", f"name: a drive name is at most {MAX_NAME} characters")
     return args
+
+
+def streaming_id(line: bytes) -> tuple[object] | None:
+    """(the request id,) when `line` asks for a streaming command; None for anything else,
+    malformed lines included (the ordinary path answers those)."""
+    try:
+        msg = json.loads(line)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if isinstance(msg, dict) and msg.get("cmd") in STREAMING:
+        return (msg.get("id"),)
+    return None
 
 
 def encode(obj: Mapping[str, Any]) -> bytes:

@@ -19,11 +19,14 @@ from typing import Any
 
 from appliance.control.commands import (
     COMMANDS,
+    STREAM_CANCEL_WAIT,
     ControlError,
     ControlHandler,
+    FileBurner,
     check_args,
     encode,
     error_reply,
+    streaming_id,
 )
 from appliance.control.shapes import (
     DEFAULT_SOCKET,
@@ -48,6 +51,7 @@ class _Conn:
     out: asyncio.Queue[bytes | None] = field(default_factory=asyncio.Queue)
     subscribed: bool = False
     closing: bool = False
+    streams: set[asyncio.Task[None]] = field(default_factory=set)
 
 
 class ControlServer:
@@ -60,8 +64,10 @@ class ControlServer:
         *,
         group: str = SOCKET_GROUP,
         event_queue_limit: int = EVENT_QUEUE_LIMIT,
+        file_burner: FileBurner | None = None,
     ) -> None:
         self.handler = handler
+        self.file_burner = file_burner
         self.path = Path(path)
         self.group = group
         self.event_queue_limit = event_queue_limit
@@ -174,6 +180,7 @@ class ControlServer:
         except (ConnectionError, asyncio.IncompleteReadError):
             pass  # the client went away; nothing to answer
         finally:
+            await self._end_streams(conn)
             self._conns.discard(conn)
             if not conn.closing:
                 conn.closing = True
@@ -215,8 +222,38 @@ class ControlServer:
                 conn.closing = True
                 conn.out.put_nowait(None)
                 return
-            if line.strip():
+            if not line.strip():
+                continue
+            streaming = streaming_id(line)
+            if streaming is None:
                 await self._answer(conn, line)
+            else:
+                task = asyncio.create_task(self._answer_stream(conn, line, streaming[0]))
+                conn.streams.add(task)
+                task.add_done_callback(conn.streams.discard)
+
+    async def _answer_stream(self, conn: _Conn, line: bytes, req_id: object) -> None:
+        try:
+            await self._answer(conn, line)
+        except asyncio.CancelledError:
+            if not conn.closing:
+                conn.out.put_nowait(
+                    encode(error_reply(req_id, "cancelled", "cancelled: the client stopped"))
+                )
+
+    async def _end_streams(self, conn: _Conn) -> None:
+        """The client closed its side or went away: cancel what it was running, and give it
+        time to wind down (a cancelled burn still journals its end)."""
+        tasks = list(conn.streams)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            _, stuck = await asyncio.wait(tasks, timeout=STREAM_CANCEL_WAIT)
+            if stuck:
+                log.warning(
+                    "cancelled control commands did not end",
+                    extra={"peer": conn.peer, "commands": len(stuck)},
+                )
 
     async def _answer(self, conn: _Conn, line: bytes) -> None:
         reply = await self._dispatch(conn, line)
@@ -245,7 +282,7 @@ class ControlServer:
             )
         try:
             args = check_args(cmd, msg)
-            result = await self._run(conn, cmd, args)
+            result = await self._run(conn, cmd, args, req_id)
         except ControlError as exc:
             return error_reply(req_id, exc.code, exc.message)
         except BurnError as exc:
@@ -255,7 +292,7 @@ class ControlServer:
             return error_reply(req_id, "internal", f"the agent failed to run {cmd}; see its log")
         return {"id": req_id, "ok": True, "result": result}
 
-    async def _run(self, conn: _Conn, cmd: str, args: dict[str, Any]) -> Any:
+    async def _run(self, conn: _Conn, cmd: str, args: dict[str, Any], req_id: object) -> Any:
         h = self.handler
         match cmd:
             case "drives":
@@ -283,4 +320,15 @@ class ControlServer:
             case "subscribe":
                 conn.subscribed = True
                 return {"events": list(EVENTS)}
+            case "burn_file":
+                if self.file_burner is None:
+                    raise ControlError("unknown-command", "this agent does not run file burns")
+
+                def emit(event: Event) -> None:
+                    if not conn.closing:
+                        conn.out.put_nowait(encode({**event, "id": req_id}))
+
+                return await self.file_burner.burn_file(
+                    args["image"], args["targets"], args["options"], emit
+                )
         raise AssertionError(f"command table and dispatch disagree on {cmd}")  # pragma: no cover

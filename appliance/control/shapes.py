@@ -48,6 +48,9 @@ class JobView(TypedDict):
     percent: float
     speed: float  # bytes per second
     eta: float | None  # seconds left in this phase
+    # Where the image's bytes came from when other kiosks of the show shared it (sharing on).
+    from_peers: NotRequired[int]
+    from_origin: NotRequired[int]
 
 
 class ResultView(TypedDict):

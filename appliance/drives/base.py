@@ -74,6 +74,8 @@ class SourceImage:
     extracted_sha256: str | None = None
     member: str | None = None  # the entry to extract from a zip
     bmap: Path | None = None  # a block map: only its ranges are written, holes are zeroed
+    # Hash the unpacked stream though no extracted_sha256 is declared (the agent reports it).
+    measure_extracted: bool = False
 
 
 @dataclass(frozen=True, slots=True)

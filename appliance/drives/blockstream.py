@@ -18,7 +18,7 @@ import os
 import queue
 import stat
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -142,7 +142,7 @@ class _Reader(threading.Thread):
         self.full: queue.Queue[tuple[AlignedBuffer, int] | BaseException | None] = queue.Queue()
         self.halt = threading.Event()
         self.digests: list[int] = []
-        self.sha = hashlib.sha256() if image.extracted_sha256 else None
+        self.sha = hashlib.sha256() if image.extracted_sha256 or image.measure_extracted else None
         self.total = 0
 
     def run(self) -> None:
@@ -185,6 +185,17 @@ class _Reader(threading.Thread):
             f"{name} unpacks to more than the {self.limit} bytes the target holds; stopped "
             "there and left the target blank at its start"
         )
+
+    def chunks(self, stop: threading.Event) -> Iterator[tuple[AlignedBuffer, int]]:
+        """The unpacked chunks in order, as (buffer, bytes in it); each buffer goes back to
+        `free` once used. What went wrong in the unpacker is raised here."""
+        while True:
+            item = _get(self.full, stop)
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
 
     def close(self) -> None:
         self.halt.set()
@@ -230,6 +241,7 @@ def write_stream(
                 f"{Path(image.path).name} is {stated}"
             )
         stated = bmap.image_size
+    drive.unpacked = None
     fd = _open_target(path, os.O_RDWR)
     reader: _Reader | None = None
     digest_thread: threading.Thread | None = None
@@ -275,13 +287,7 @@ def write_stream(
         off = 0
         zero_cmp = bytearray(chunk)
         n_chunk = 0
-        while True:
-            item = _get(reader.full, stop)
-            if item is None:
-                break
-            if isinstance(item, BaseException):
-                raise item
-            buf, n = item
+        for buf, n in reader.chunks(stop):
             if first is None:
                 first = (buf, n)
                 off = n
@@ -342,6 +348,8 @@ def write_stream(
         os.fsync(fd)
         shared.total = off
         shared.done = off
+        if reader.sha is not None and image.encoding != Encoding.RAW.value:
+            drive.unpacked = (off, reader.sha.hexdigest())
         return StreamRecord(Path(image.path), off, chunk, tuple(reader.digests))
     except Cancel:
         raise Cancelled(f"write to {path} cancelled; its start is left blank") from None
@@ -419,13 +427,8 @@ def _record_by_unpacking(
     reader = _Reader(open_decoder(image, stop), image, chunk, limit, "declared")
     reader.start()
     try:
-        while True:
-            item = _get(reader.full, stop)
-            if item is None:
-                break
-            if isinstance(item, BaseException):
-                raise item
-            reader.free.put(item[0])
+        for buf, _ in reader.chunks(stop):
+            reader.free.put(buf)
     except Cancel:
         raise Cancelled(f"verify of {drive.path} cancelled") from None
     finally:

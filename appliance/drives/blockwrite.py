@@ -53,6 +53,9 @@ class BlockWriter:
     _sparse: bool
     _hooks: BlockHooks
     _held: ImageFile | None
+    # XXH3-64 of each chunk the last write put down, from the buffer it was written from: the
+    # verify that follows reads only the target and compares, instead of reading the image again.
+    _sums: tuple[int, ...] | None
     zeroed_bytes: int
 
     def _write_sync(
@@ -114,7 +117,7 @@ class BlockWriter:
         first_len = min(chunk, size)
         zeros = AlignedBuffer(chunk)
         first = AlignedBuffer(chunk)
-        # Two buffers in turn: chunk n+1 is read and written while chunk n is still hashed.
+        # Two buffers in turn: chunk n+1 is read while chunk n is written and hashed.
         data = (AlignedBuffer(chunk), AlignedBuffer(chunk))
         views = [memoryview(b.mm) for b in data]
         hashing: list[Future[None] | None] = [None, None]
@@ -128,6 +131,7 @@ class BlockWriter:
         elif image.xxh3_128:
             want, hasher = image.xxh3_128.lower(), xxhash.xxh3_128()
         digest = ThreadPoolExecutor(1, thread_name_prefix=f"hash-{path}") if hasher else None
+        ahead = ThreadPoolExecutor(1, thread_name_prefix=f"read-{path}")
         try:
             # 1. The target's first chunk becomes zeros before anything else lands, so a job that
             #    stops anywhere after this leaves a target with no partition table or boot code.
@@ -146,22 +150,35 @@ class BlockWriter:
                 src.read_into(head, 0)
                 if digest is not None:
                     digest.submit(hasher.update, head).result()
+                sums = [xxhash.xxh3_64_intdigest(head)]
 
-            # 3. The body, chunk 1..n in order; all-zero chunks may become BLKZEROOUT.
+            # 3. The body, chunk 1..n in order; all-zero chunks may become BLKZEROOUT. Chunk
+            #    n+1 is read (and summed) on the reader thread while chunk n goes to the device.
             self.zeroed_bytes = 0
             piece = chunk
             zero_cmp = bytearray(chunk)  # bytearray == memoryview compares with memcmp
-            for n, off in enumerate(range(first_len, size, chunk), start=1):
+            spans = list(enumerate(range(first_len, size, chunk), start=1))
+
+            def fill(turn: int, off: int, hashed: Future[None] | None) -> int:
+                if hashed is not None:
+                    hashed.result()  # the hasher is done with this buffer: refill it
+                with views[turn][: min(off + chunk, size) - off] as part:
+                    src.read_into(part, off)
+                    return xxhash.xxh3_64_intdigest(part)
+
+            if spans:
+                reading = ahead.submit(fill, 1, spans[0][1], None)
+            for n, off in spans:
                 check_stop(stop)
                 end = min(off + chunk, size)
                 turn = n % 2
-                if (earlier := hashing[turn]) is not None:
-                    earlier.result()  # the hasher is done with this buffer: refill it
+                sums.append(reading.result())
+                if digest is not None:
+                    # Its own slice, which lives as long as the hash needs it.
+                    hashing[turn] = digest.submit(hasher.update, views[turn][: end - off])
+                if n < len(spans):
+                    reading = ahead.submit(fill, 1 - turn, spans[n][1], hashing[1 - turn])
                 with views[turn][: end - off] as part:
-                    src.read_into(part, off)
-                    if digest is not None:
-                        # Its own slice, which lives as long as the hash needs it.
-                        hashing[turn] = digest.submit(hasher.update, views[turn][: end - off])
                     is_zero = self._sparse and end - off == chunk and zero_cmp == part
                     if is_zero and zero_out(fd, off, chunk):
                         self.zeroed_bytes += chunk
@@ -191,11 +208,13 @@ class BlockWriter:
                 self._write_range(fd, head, 0, first_len, sector, chunk, shared, stop, final=True)
             shared.done = size
             os.fsync(fd)
+            self._sums = tuple(sums)
         except Cancel:
             raise Cancelled(f"write to {path} cancelled; its start is left blank") from None
         except OSError as exc:
             raise io_error(path, exc, size, "write", shared.done) from exc
         finally:
+            ahead.shutdown(wait=True)  # no read still fills a buffer closed below
             if digest is not None:
                 digest.shutdown(wait=True)  # no hash still reads a buffer closed below
             hashing.clear()
@@ -274,6 +293,7 @@ class BlockWriter:
             written += n
 
     def _drop_held(self) -> None:
+        self._sums = None
         held, self._held = self._held, None
         if held is not None:
             held.close()

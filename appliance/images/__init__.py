@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["DownloadFailed", "ImageCache"]
+__all__ = ["ImageCache"]
 
 
 def __getattr__(name: str) -> Any:

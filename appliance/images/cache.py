@@ -30,7 +30,8 @@ from pathlib import Path
 
 import xxhash
 
-from appliance.drives.base import CorruptImage, DiskFull, SourceImage
+from appliance.drives.base import BurnError, CorruptImage, DiskFull, SourceImage
+from appliance.images.bmap import MAX_BMAP
 from appliance.images.download import (
     Download,
     DownloadError,
@@ -44,8 +45,6 @@ log = logging.getLogger(__name__)
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 READ_CHUNK = 4 << 20
-
-DownloadFailed = DownloadError  # the name callers knew: no source could deliver the image
 
 
 @dataclass(eq=False)
@@ -91,6 +90,24 @@ def _digest_file(path: Path) -> tuple[int, str, str]:
             fast.update(view[:n])
             size += n
     return size, sha.hexdigest(), fast.hexdigest()
+
+
+def _fetch_small(source: ByteSource, path: Path, limit: int) -> None:
+    """A small file (a block map) read whole from `source`, kept at `path` (worker thread)."""
+    opened = source.open(0)
+    try:
+        if opened.total > limit:
+            raise DownloadError(f"{source.what} is {opened.total} bytes, more than {limit}")
+        data = bytearray()
+        while len(data) < opened.total and (piece := opened.body.read(opened.total - len(data))):
+            data += piece
+    finally:
+        opened.body.close()
+    if len(data) != opened.total:
+        raise DownloadError(f"{source.what} ended after {len(data)} of {opened.total} bytes")
+    tmp = path.with_suffix(".bmap.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
 
 
 def _is_enospc(exc: OSError) -> bool:
@@ -153,6 +170,10 @@ class ImageCache:
         self._entries.pop(sha, None)
         self._img(sha).unlink(missing_ok=True)
         self._meta(sha).unlink(missing_ok=True)
+        self._bmap(sha).unlink(missing_ok=True)
+
+    def _bmap(self, sha: str) -> Path:
+        return self.root / f"{sha}.bmap"
 
     def _write_meta(self, entry: _Entry) -> None:
         tmp = self._meta(entry.sha256).with_suffix(".json.tmp")
@@ -253,6 +274,21 @@ class ImageCache:
                 f"cache full: {self.used_bytes} bytes held by images queued or burning, "
                 f"{needed} more needed, limit {self.max_bytes}"
             )
+
+    # ---- for the swarm (appliance.swarm) ----------------------------------------------------
+
+    def partial_path(self, sha256: str) -> Path:
+        """Where a download of the image grows (verified chunks when the swarm feeds it)."""
+        return self._partial / f"{_check_sha(sha256)}.part"
+
+    def held(self, sha256: str) -> tuple[Path, int] | None:
+        """Path and size of a cached image, without counting as a use (for serving peers)."""
+        entry = self._entries.get(sha256.lower())
+        return None if entry is None else (self._img(entry.sha256), entry.size)
+
+    def downloading(self, sha256: str) -> bool:
+        """Whether a download of the image is running (its partial file is growing)."""
+        return sha256.lower() in self._fetches
 
     # ---- adding ----------------------------------------------------------------------------
 
@@ -376,6 +412,23 @@ class ImageCache:
             await self.end_fetch(fetch)
             raise
         return fetch.growing(), fetch
+
+    async def block_map(self, source: ByteSource, sha256: str) -> Path | None:
+        """The block map of image `sha256`, kept beside it; None when it cannot be had (the
+        burn then writes the whole image, which is slower but as good)."""
+        path = self._bmap(_check_sha(sha256))
+        if await asyncio.to_thread(path.is_file):
+            return path
+        try:
+            await asyncio.to_thread(_fetch_small, source, path, MAX_BMAP)
+        except (BurnError, OSError) as exc:
+            log.warning("no block map sha256=%s error=%s", sha256, exc)
+            return None
+        return path
+
+    async def forget_block_map(self, sha256: str) -> None:
+        """A block map that did not match its image goes, so the next burn fetches it anew."""
+        await asyncio.to_thread(self._bmap(_check_sha(sha256)).unlink, True)
 
     async def fetch(
         self, source: ByteSource, sha256: str, size: int, name: str = ""

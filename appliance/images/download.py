@@ -141,7 +141,8 @@ class Download:
     def _fill(self, body: Body) -> None:
         """Append until the file is whole or `stop` is set, resuming after drops."""
         attempts = 0
-        with open(self.path, "r+b" if self.path.exists() else "wb") as out:
+        out = open(self.path, "r+b" if self.path.exists() else "wb")  # noqa: SIM115
+        try:
             out.truncate(self.have)
             out.seek(self.have)
             while True:
@@ -162,6 +163,11 @@ class Download:
                 if self.have >= self.size or self.stop.is_set():
                     return
                 body = self._resume()
+        finally:
+            # Every write is flushed at once, so only a failed one leaves bytes buffered:
+            # after a full disk, closing must not replace the DiskFull that ended the loop.
+            with contextlib.suppress(OSError):
+                out.close()
 
     def _resume(self) -> Body:
         opened = self.source.open(self.have)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from appliance.drives.base import BurnError, SourceImage
 from appliance.images.download import active
+from plumbing.unpack import NotOneImage, image_entry
 from wire.imageformat import HEAD, SUPPORTED, Encoding, sniff
 
 __all__ = [
@@ -110,23 +111,12 @@ def describe(path: Path) -> Described:
 def _describe_zip(path: Path) -> Described:
     try:
         with zipfile.ZipFile(path) as zf:
-            infos = zf.infolist()
+            entry = image_entry(zf)
     except (zipfile.BadZipFile, OSError) as exc:
         raise UnsupportedImage(f"{path.name} is a damaged zip archive ({exc})") from exc
-    files = [i for i in infos if not i.is_dir() and not i.filename.startswith("__MACOSX/")]
-    if len(files) == 1:
-        return Described(Encoding.ZIP, files[0].file_size, files[0].filename)
-    if not files:
-        held = ", ".join(i.filename for i in infos) or "nothing"
-        raise UnsupportedImage(
-            f"{path.name} is a zip with no image in it (it holds {held}); "
-            "a zip must hold exactly one image file"
-        )
-    names = ", ".join(i.filename for i in files[:5]) + (", …" if len(files) > 5 else "")
-    raise UnsupportedImage(
-        f"{path.name} is a zip with {len(files)} files ({names}); "
-        "a zip must hold exactly one image file, so unpack it and pick one"
-    )
+    except NotOneImage as exc:
+        raise UnsupportedImage(f"{path.name} is {exc}") from exc
+    return Described(Encoding.ZIP, entry.file_size, entry.filename)
 
 
 def _xz_size(path: Path) -> int | None:

@@ -11,18 +11,12 @@ which is why a writer keeps the image's first chunk back until then.
 
 from __future__ import annotations
 
-import bz2
 import contextlib
 import fcntl
-import gzip
-import lzma
 import os
-import shutil
 import subprocess
 import tempfile
 import threading
-import zipfile
-import zlib
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -32,17 +26,10 @@ from appliance.drives.base import BurnError, Cancelled, CorruptImage, SourceImag
 from appliance.images.download import GrowingReader, open_image
 from appliance.images.formats import Encoding, UnsupportedImage
 from appliance.images.zipstream import NotStreamable, ZipDamaged, ZipEntryReader, ZipRefused
+from plumbing.unpack import STDLIB_ERRORS, NotOneImage, decoder_argv, open_stdlib
 
 _F_SETPIPE_SZ = 1031
 _PIPE_SIZE = 8 * 1024 * 1024
-
-# Program candidates per format, fastest first, with the arguments that decode to stdout.
-_PROGRAMS: dict[Encoding, tuple[tuple[str, tuple[str, ...]], ...]] = {
-    Encoding.XZ: (("xz", ("-dc", "-T0")),),
-    Encoding.ZSTD: (("zstd", ("-dcq",)),),
-    Encoding.GZIP: (("pigz", ("-dc",)), ("gzip", ("-dc",))),
-    Encoding.BZIP2: (("lbzip2", ("-dc",)), ("bzip2", ("-dc",))),
-}
 
 
 class Decoder(Protocol):
@@ -174,37 +161,25 @@ class ProcessDecoder:
         self._err.close()
 
 
-_STDLIB_ERRORS = (
-    lzma.LZMAError,
-    EOFError,
-    zlib.error,
-    gzip.BadGzipFile,
-    zipfile.BadZipFile,
-    OSError,
-    ValueError,
-)
-
-
 class FileDecoder:
-    """A stdlib decompressing file object (lzma, gzip, bz2, a zip entry)."""
+    """A stdlib decompressing file object (lzma, gzip, bz2, a zip entry: `plumbing.unpack`)."""
 
     def __init__(self, image: SourceImage) -> None:
         self._image = image
         # zipfile and the stdlib openers want a file; a GrowingReader reads like one.
         self._raw = cast(IO[bytes], open_image(Path(image.path)))
-        self._zip: zipfile.ZipFile | None = None
-        enc = Encoding(image.encoding)
         try:
-            if enc is Encoding.ZIP:
-                self._zip = zipfile.ZipFile(self._raw)
-            self._f = _stdlib_reader(enc, self._raw, self._zip, image.member)
+            self._f = open_stdlib(image.encoding, self._raw, image.member)
         except NotImplementedError as exc:
             self._raw.close()
             raise UnsupportedImage(
                 f"{Path(image.path).name}: the zip entry uses a compression method "
                 f"that cannot be unpacked here ({exc})"
             ) from exc
-        except (zipfile.BadZipFile, OSError) as exc:
+        except NotOneImage as exc:
+            self._raw.close()
+            raise UnsupportedImage(f"{Path(image.path).name} is {exc}") from exc
+        except STDLIB_ERRORS as exc:
             self._raw.close()
             raise _damaged(image, str(exc)) from exc
 
@@ -216,7 +191,7 @@ class FileDecoder:
                 if not n:
                     break
                 got += n
-        except _STDLIB_ERRORS as exc:
+        except STDLIB_ERRORS as exc:
             raise _damaged(self._image, str(exc) or type(exc).__name__) from exc
         return got
 
@@ -234,32 +209,9 @@ class FileDecoder:
             self._raw.abort()
 
     def close(self) -> None:
-        with contextlib.suppress(*_STDLIB_ERRORS):
+        with contextlib.suppress(*STDLIB_ERRORS):
             self._f.close()
-        if self._zip is not None:
-            self._zip.close()
         self._raw.close()
-
-
-class _Readable(Protocol):
-    def readinto(self, buffer: memoryview, /) -> int: ...
-
-    def close(self) -> None: ...
-
-
-def _stdlib_reader(
-    enc: Encoding, raw: IO[bytes], zf: zipfile.ZipFile | None, member: str | None
-) -> _Readable:
-    if zf is not None:
-        # ZipExtFile is a BufferedIOBase (it has readinto); typeshed calls it IO[bytes].
-        return cast("_Readable", zf.open(member or zf.namelist()[0]))
-    if enc is Encoding.XZ:
-        return lzma.open(raw)
-    if enc is Encoding.GZIP:
-        return gzip.open(raw)
-    if enc is Encoding.BZIP2:
-        return bz2.open(raw)
-    raise ToolMissing(f"no decoder for {enc} here (install the zstd package)")
 
 
 class ZipStreamDecoder:
@@ -382,10 +334,9 @@ def open_decoder(image: SourceImage, abort: threading.Event | None = None) -> De
         return RawReader(image)
     if enc is Encoding.ZIP:
         return _open_zip(image, abort)
-    for name, args in _PROGRAMS.get(enc, ()):
-        exe = shutil.which(name)
-        if exe is not None:
-            return ProcessDecoder([exe, *args], image)
+    argv = decoder_argv(enc)
+    if argv is not None:
+        return ProcessDecoder(argv, image)
     if enc is Encoding.ZSTD:
         raise ToolMissing("zstd images need the zstd program (Debian package zstd)")
     return FileDecoder(image)

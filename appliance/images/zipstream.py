@@ -65,7 +65,6 @@ class ZipEntryReader:
         self._entry: _Entry | None = None
         self._state = "header"  # header | data | descriptor | end
         self.image: str | None = None  # the image entry's name, once its header was read
-        self.image_size: int | None = None  # what the header says it unpacks to, if it says
         self.offset = 0  # bytes of the zip consumed
 
     @property
@@ -139,13 +138,10 @@ class ZipEntryReader:
         name = raw_name.decode("utf-8" if flags & 0x800 else "cp437", "replace")
         entry = _Entry(name, flags, method, crc, csize, usize)
         _zip64_sizes(entry, head[_HEADER.size + nlen :])
-        if entry.skip:
-            pass
-        elif self.image is not None:
-            raise ZipRefused(f"it holds more than one file ({self.image}, {name})")
-        else:
+        if not entry.skip:
+            if self.image is not None:
+                raise ZipRefused(f"it holds more than one file ({self.image}, {name})")
             self.image = name
-            self.image_size = None if entry.described else entry.usize
         if flags & 0x01:
             raise NotStreamable(f"{name} is encrypted")
         if method not in (_STORED, _DEFLATED):

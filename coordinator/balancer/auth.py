@@ -11,13 +11,13 @@ is one read transaction on a reader thread, never on the event loop.
 
 from __future__ import annotations
 
-import sqlite3
 import sys
 from dataclasses import dataclass
 
 from coordinator.store import Store
 from coordinator.store.credentials import authenticate
 from coordinator.store.errors import Unauthorized
+from coordinator.store.sql import Conn
 from wire.relay import CloseCode
 
 
@@ -43,7 +43,7 @@ class Grant:
     master_url: str
 
 
-def check(conn: sqlite3.Connection, token: str, session_id: str, now: float) -> Grant:
+def check(conn: Conn, token: str, session_id: str, now: float) -> Grant:
     try:
         p = authenticate(conn, token, now)
     except Unauthorized as exc:

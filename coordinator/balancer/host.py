@@ -123,18 +123,7 @@ class HostLink:
             master.resume(g.session_id)
         member = _Member(self, g.session_id, conn_id, g.role, g.person_id)
         self.members[conn_id] = member
-        try:
-            master.join(
-                g.session_id,
-                conn_id,
-                MemberKind.BROWSER,
-                member.deliver,
-                credential_id=sys.intern(str(g.credential_id)),
-                commands=g.commands,
-            )
-        except RoomError as exc:
-            del self.members[conn_id]
-            raise AuthRefused(CloseCode.SESSION_UNAVAILABLE, str(exc)) from None
+        self._seat(g, member, conn_id)
 
     async def reauth(self, room: str, conn_id: str, token: str, grant: Grant | None = None) -> None:
         """Move a seated client to a refreshed credential, keeping its connection id."""
@@ -144,11 +133,14 @@ class HostLink:
         g = await self._grant(token, room, grant)
         if (g.role, g.person_id) != (member.role, member.person_id):
             raise AuthRefused(CloseCode.POLICY_VIOLATION, "a new auth must be the same person")
-        master = self.host.master
         # The room keys expiry notices by credential: seat the member again under the new one.
-        master.leave(member.room, conn_id)
+        self.host.master.leave(member.room, conn_id)
+        self._seat(g, member, conn_id)
+
+    def _seat(self, g: Grant, member: _Member, conn_id: str) -> None:
+        """Seat `member` in its room under grant `g`; if the room refuses, unseat it (4003)."""
         try:
-            master.join(
+            self.host.master.join(
                 g.session_id,
                 conn_id,
                 MemberKind.BROWSER,

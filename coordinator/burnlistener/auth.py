@@ -14,13 +14,13 @@ working next to appliance credentials.
 from __future__ import annotations
 
 import hmac
-import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from coordinator.store import Store
 from coordinator.store.credentials import authenticate
 from coordinator.store.errors import Unauthorized
+from coordinator.store.sql import Conn
 from wire.burnproto import ClientType, ErrorCode
 
 
@@ -51,7 +51,7 @@ Authorize = Callable[[ClientType, str], Awaitable[Grant | str | None]]
 # Same choice as an appliance link without `?session=`: the newest live session of the show.
 _LIVE_SESSION_SQL = """
 SELECT id FROM sessions WHERE show_id = ? AND state = 'live'
-ORDER BY created_at DESC, rowid DESC LIMIT 1
+ORDER BY created_at DESC, seq DESC LIMIT 1
 """
 
 
@@ -69,9 +69,7 @@ def token_authorizer(token: str, session_id: str) -> Authorize:
     return authorize
 
 
-def check_appliance(
-    conn: sqlite3.Connection, client_type: ClientType, credential: str, now: float
-) -> Grant:
+def check_appliance(conn: Conn, client_type: ClientType, credential: str, now: float) -> Grant:
     """One read transaction: the credential's validity, kind and its show's live session."""
     try:
         principal = authenticate(conn, credential, now)

@@ -11,6 +11,11 @@ A *resumable* upload (``receive_range``, the REST API's ``Content-Range`` upload
 what arrived in ``.resume-<sha256>.part`` when the connection breaks, so the client can go on
 from the offset it asks for; the whole file is hashed and checked once its last byte is in.
 Leftovers nobody resumed for ``RESUME_KEEP_SECONDS`` are removed at start.
+
+Every image that enters the store gets its chunk manifest (``wire.swarm``: a SHA-256 per 4 MiB
+chunk, computed on the same pass as the other digests) in ``manifests/<sha256>.json``, written
+before the image's own name appears, so kiosks can share the image chunk by chunk. An image
+stored before manifests existed gets one on first ask (``manifest``).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import asyncio
 import contextlib
 import errno
 import hashlib
+import json
 import logging
 import os
 import re
@@ -30,16 +36,19 @@ from pathlib import Path
 from typing import BinaryIO
 
 from coordinator.errors import Conflict, Invalid, Problem
+from wire.swarm import Manifest, ManifestBuilder, ManifestError
 
 log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 256 * 1024
 """Largest piece of an upload held in memory at once (two may be: one writing, one arriving)."""
 
+BMAP_SUFFIX = "/bmap"  # of an image's URL: its block map
 PARTIAL_PREFIX = ".upload-"
 PARTIAL_SUFFIX = ".part"
 RESUME_PREFIX = ".resume-"
 RESUME_KEEP_SECONDS = 7 * 24 * 3600
+MANIFESTS_DIRNAME = "manifests"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -91,13 +100,13 @@ class _Sink:
     def __init__(self, file: BinaryIO, path: Path) -> None:
         self.file = file
         self.path = path
-        self.sha256 = hashlib.sha256()
         self.md5 = hashlib.md5()  # noqa: S324  # the burn protocol names images by MD5
+        self.chunks = ManifestBuilder()  # the whole file's SHA-256 and each chunk's
 
     def write(self, chunk: bytes) -> None:
         self.file.write(chunk)
-        self.sha256.update(chunk)
         self.md5.update(chunk)
+        self.chunks.feed(chunk)
 
     def commit(self, dest: Path) -> bool:
         """Make the file durable under ``dest``; False if ``dest`` already existed."""
@@ -143,6 +152,58 @@ class ImageStore:
     def has(self, sha256: str) -> bool:
         """Whether the image is present (a stat: call it off the loop)."""
         return self.path(sha256).is_file()
+
+    def bmap_path(self, sha256: str) -> Path:
+        """Where the block map of an image with empty space is kept (`bmaps`)."""
+        return self.path(sha256).with_suffix(".bmap")
+
+    def has_bmap(self, sha256: str) -> bool:
+        return self.bmap_path(sha256).is_file()
+
+    def save_bmap(self, sha256: str, text: str) -> None:
+        """Keep an image's block map (worker thread); written whole, then renamed."""
+        dest = self.bmap_path(sha256)
+        tmp = dest.with_name(f"{PARTIAL_PREFIX}{sha256}.bmap{PARTIAL_SUFFIX}")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, dest)
+
+    def manifest_path(self, sha256: str) -> Path:
+        return self.root / MANIFESTS_DIRNAME / f"{self.path(sha256).name}.json"
+
+    def save_manifest(self, manifest: Manifest) -> None:
+        """Write a manifest atomically (worker thread)."""
+        path = self.manifest_path(manifest.sha256)
+        path.parent.mkdir(exist_ok=True)
+        tmp = path.with_suffix(f".{secrets.token_hex(4)}.tmp")
+        tmp.write_bytes(manifest.encode())
+        os.replace(tmp, path)
+
+    def manifest_digest(self, sha256: str) -> str | None:
+        """SHA-256 of the image's stored manifest (it is stored in its canonical form), None
+        when there is none yet (a read: call it off the loop)."""
+        try:
+            return hashlib.sha256(self.manifest_path(sha256).read_bytes()).hexdigest()
+        except FileNotFoundError:
+            return None
+
+    def manifest(self, sha256: str) -> Manifest | None:
+        """The image's chunk manifest, None when the image is not here (worker thread). One that
+        is missing or unreadable is made again from the image."""
+        image = self.path(sha256)
+        if not image.is_file():
+            return None
+        with contextlib.suppress(OSError, ValueError, ManifestError):
+            known = Manifest.from_json(json.loads(self.manifest_path(sha256).read_bytes()))
+            if known.sha256 == sha256:
+                return known
+        builder = ManifestBuilder()
+        with image.open("rb") as f:
+            while chunk := f.read(self.chunk_size):
+                builder.feed(chunk)
+        made = builder.finish()
+        self.save_manifest(made)
+        log.info("image manifest made", extra={"sha256": sha256, "chunks": made.count})
+        return made
 
     def prepare(self) -> int:
         """Create the folder and remove uploads a crash left half-written; returns how many."""
@@ -255,29 +316,37 @@ class ImageStore:
         return await loop.run_in_executor(None, self._finish_resumed, path, expected)
 
     def _finish_resumed(self, path: Path, expected: Expected) -> Received:
-        sha, md5 = hashlib.sha256(), hashlib.md5()  # noqa: S324  # the burn protocol's name
+        md5 = hashlib.md5()  # noqa: S324  # the burn protocol's name
+        chunks = ManifestBuilder()
         count = largest = size = 0
         with path.open("rb") as f:
             while chunk := f.read(self.chunk_size):
-                sha.update(chunk)
                 md5.update(chunk)
+                chunks.feed(chunk)
                 size += len(chunk)
                 count += 1
                 largest = max(largest, len(chunk))
             try:
-                _check(expected, size, sha.hexdigest(), md5.hexdigest())
+                manifest = chunks.finish()
+                _check(expected, size, manifest.sha256, md5.hexdigest())
             except Invalid:
                 path.unlink()
                 raise
+        self.save_manifest(manifest)
         sink = _Sink(path.open("rb+"), path)
         created = sink.commit(self.path(expected.sha256))
+        return self._received(expected, size, created, count, largest)
+
+    def _received(
+        self, expected: Expected, size: int, created: bool, chunks: int, largest: int
+    ) -> Received:
         return Received(
             path=self.path(expected.sha256),
             size=size,
             sha256=expected.sha256,
             md5=expected.md5,
             created=created,
-            chunks=count,
+            chunks=chunks,
             largest_chunk=largest,
         )
 
@@ -325,7 +394,9 @@ class ImageStore:
             if pending is not None:
                 await asyncio.shield(pending)
                 pending = None
-            _check(expected, size, sink.sha256.hexdigest(), sink.md5.hexdigest())
+            manifest = sink.chunks.finish()
+            _check(expected, size, manifest.sha256, sink.md5.hexdigest())
+            await loop.run_in_executor(None, self.save_manifest, manifest)
             created = await loop.run_in_executor(None, sink.commit, self.path(expected.sha256))
             committed = True
         except OSError as exc:
@@ -343,15 +414,7 @@ class ImageStore:
                     "image upload abandoned",
                     extra={"sha256": expected.sha256, "received": size, "partial": sink.path},
                 )
-        return Received(
-            path=self.path(expected.sha256),
-            size=size,
-            sha256=expected.sha256,
-            md5=expected.md5,
-            created=created,
-            chunks=count,
-            largest_chunk=largest,
-        )
+        return self._received(expected, size, created, count, largest)
 
 
 async def _discard(

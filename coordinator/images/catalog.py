@@ -8,11 +8,11 @@ When several takes carry the same image, the oldest take (lowest id) describes i
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 
 from coordinator.images.blobs import Expected, ImageStore
 from coordinator.store import Store
+from coordinator.store.sql import Conn, Row
 
 IMAGES_DIRNAME = "images"
 
@@ -46,10 +46,10 @@ class ImageInfo:
 
 def images_for(store: Store) -> ImageStore:
     """The image store of the coordinator whose database is ``store`` (``DIR/images``)."""
-    return ImageStore(store.path.parent / IMAGES_DIRNAME)
+    return ImageStore(store.data_dir / IMAGES_DIRNAME)
 
 
-def _info(row: sqlite3.Row, images: ImageStore) -> ImageInfo:
+def _info(row: Row, images: ImageStore) -> ImageInfo:
     parts = [row["direction_notes"].strip(), row["notes"].strip()]
     return ImageInfo(
         name=row["name"],
@@ -67,7 +67,7 @@ def _info(row: sqlite3.Row, images: ImageStore) -> ImageInfo:
 
 
 def _first(
-    conn: sqlite3.Connection, images: ImageStore, column: str, value: str, show_id: int | None
+    conn: Conn, images: ImageStore, column: str, value: str, show_id: int | None
 ) -> ImageInfo | None:
     sql = _TAKE_SQL + f" WHERE t.{column} = ?"
     params: tuple[object, ...] = (value.lower(),)
@@ -79,24 +79,39 @@ def _first(
 
 
 def find_by_md5(
-    conn: sqlite3.Connection, images: ImageStore, md5: str, show_id: int | None = None
+    conn: Conn, images: ImageStore, md5: str, show_id: int | None = None
 ) -> ImageInfo | None:
     return _first(conn, images, "md5", md5, show_id)
 
 
 def find_by_sha256(
-    conn: sqlite3.Connection, images: ImageStore, sha256: str, show_id: int | None = None
+    conn: Conn, images: ImageStore, sha256: str, show_id: int | None = None
 ) -> ImageInfo | None:
     return _first(conn, images, "sha256", sha256, show_id)
 
 
-def find_take(conn: sqlite3.Connection, images: ImageStore, take_id: int) -> ImageInfo | None:
+def find_take(conn: Conn, images: ImageStore, take_id: int) -> ImageInfo | None:
     row = conn.execute(_TAKE_SQL + " WHERE t.id = ?", (take_id,)).fetchone()
     return None if row is None else _info(row, images)
 
 
+def record_extracted(
+    conn: Conn, show_id: int, sha256: str, extracted_size: int, extracted_sha256: str
+) -> int:
+    """What a kiosk of `show_id` found a take's image unpacks to, recorded on that show's takes
+    of this SHA-256 that say nothing of it yet (never over what a take declared or the image
+    store found); returns how many takes changed."""
+    cur = conn.execute(
+        "UPDATE takes SET extracted_size = ?, extracted_sha256 = ? "
+        "WHERE show_id = ? AND lower(sha256) = ? "
+        "AND extracted_size IS NULL AND extracted_sha256 IS NULL",
+        (extracted_size, extracted_sha256, show_id, sha256.lower()),
+    )
+    return cur.rowcount
+
+
 def record_contents(
-    conn: sqlite3.Connection,
+    conn: Conn,
     sha256: str,
     extracted_size: int | None,
     extracted_sha256: str | None,

@@ -3,27 +3,23 @@
 A take names the file as delivered (`size`, `sha256`); kiosks need to know the image inside it
 too: "fits on" is decided by the unpacked size, the burn checks the unpacked stream against
 `extracted_sha256`, and a disk image is offered for USB/SD only while an ISO goes to discs (see
-`wire.imageformat`). `inspect` unpacks a stored file once, on a worker thread, with the stdlib
-decoders (the `zstd` program for zstd, which the stdlib lacks) and returns all of it; it gives up
-past `limit` bytes so no zip bomb keeps a thread busy for ever.
+`wire.imageformat`). `inspect` unpacks a stored file once, on a worker thread, with the decoders
+the kiosk uses (`plumbing.unpack`: the `xz`/`zstd`/`gzip`/`bzip2` programs, else the stdlib, and
+`zipfile` for the one image a zip may hold) and returns all of it; it gives up past `limit`
+bytes so no zip bomb keeps a thread busy for ever.
 """
 
 from __future__ import annotations
 
-import bz2
 import contextlib
-import gzip
 import hashlib
-import lzma
-import shutil
 import subprocess
-import zipfile
-import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
+from coordinator.images.bmaps import BmapBuilder
+from plumbing.unpack import STDLIB_ERRORS, NotOneImage, decoder_argv, open_stdlib
 from wire.imageformat import HEAD, MEDIA_HEAD, Encoding, Media, media_of, sniff
 
 PIECE = 1024 * 1024
@@ -44,47 +40,32 @@ class Contents:
 
 def _pieces_stdlib(path: Path, encoding: Encoding) -> Iterator[bytes]:
     with open(path, "rb") as raw:
-        if encoding is Encoding.ZIP:
-            with zipfile.ZipFile(raw) as zf:
-                files = [i for i in zf.infolist() if not i.is_dir()]
-                if len(files) != 1:
-                    names = ", ".join(i.filename for i in files[:5]) or "no file"
-                    raise NotAnImage(
-                        f"the zip holds {len(files)} files ({names}); "
-                        "it must hold exactly one image"
-                    )
-                with zf.open(files[0]) as f:
-                    yield from iter(lambda: f.read(PIECE), b"")
-            return
-        with _decompressing(encoding, raw) as unpacked:
+        try:
+            unpacked = open_stdlib(encoding, raw)
+        except NotOneImage as exc:
+            raise NotAnImage(f"it is {exc}") from exc
+        except NotImplementedError as exc:
+            raise NotAnImage(
+                f"its zip entry is packed with a method not supported ({exc})"
+            ) from exc
+        try:
             yield from iter(lambda: unpacked.read(PIECE), b"")
+        finally:
+            unpacked.close()
 
 
-def _decompressing(
-    encoding: Encoding, raw: IO[bytes]
-) -> lzma.LZMAFile | gzip.GzipFile | bz2.BZ2File:
-    if encoding is Encoding.XZ:
-        return lzma.open(raw)
-    if encoding is Encoding.GZIP:
-        return gzip.open(raw)
-    return bz2.open(raw)
-
-
-def _pieces_zstd(path: Path) -> Iterator[bytes]:
-    exe = shutil.which("zstd")
-    if exe is None:
-        raise NotAnImage("zstd images need the zstd program on the coordinator")
+def _pieces_program(path: Path, argv: list[str], encoding: Encoding) -> Iterator[bytes]:
     with open(path, "rb") as src:
         proc = subprocess.Popen(  # noqa: S603 - an argument list, nothing interpreted
-            [exe, "-dcq"], stdin=src, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            argv, stdin=src, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
         if proc.stdout is None or proc.stderr is None:  # pragma: no cover - PIPE sets them
-            raise RuntimeError("zstd started without pipes")
+            raise RuntimeError(f"{argv[0]} started without pipes")
         try:
             yield from iter(lambda: proc.stdout.read(PIECE), b"")  # type: ignore[union-attr]
             err = proc.stderr.read(2000).decode("utf-8", "replace").strip()
             if proc.wait() != 0:
-                raise NotAnImage(f"not a sound zstd file ({err or 'zstd failed'})")
+                raise NotAnImage(f"not a sound {encoding} file ({err or 'the decoder failed'})")
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -93,26 +74,50 @@ def _pieces_zstd(path: Path) -> Iterator[bytes]:
             proc.stderr.close()
 
 
-def inspect(path: Path, *, limit: int = MAX_EXTRACTED) -> Contents | None:
-    """The unpacked image of a compressed file, or None for a raw file (it is its own image)."""
+def _pieces(path: Path, encoding: Encoding) -> Iterator[bytes]:
+    """The unpacked image in pieces: the fastest decoding program here, else the stdlib (the
+    same choice the kiosk makes, `plumbing.unpack`)."""
+    argv = None if encoding is Encoding.ZIP else decoder_argv(encoding)
+    if argv is not None:
+        return _pieces_program(path, argv, encoding)
+    if encoding is Encoding.ZSTD:
+        raise NotAnImage("zstd images need the zstd program on the coordinator")
+    return _pieces_stdlib(path, encoding)
+
+
+def inspect(
+    path: Path,
+    *,
+    limit: int = MAX_EXTRACTED,
+    bmap: BmapBuilder | None = None,
+    on_piece: Callable[[int], None] | None = None,
+) -> Contents | None:
+    """The unpacked image of a compressed file, or None for a raw file (it is its own image).
+    `bmap` is fed the unpacked image on the way; `on_piece` hears the unpacked bytes so far after
+    each piece (a CLI's progress)."""
     with open(path, "rb") as f:
         head = f.read(HEAD)
     encoding = sniff(head)
     if encoding is None:
         return None
-    pieces = _pieces_zstd(path) if encoding is Encoding.ZSTD else _pieces_stdlib(path, encoding)
+    pieces = _pieces(path, encoding)
     sha = hashlib.sha256()
     size = 0
     start = bytearray()
     try:
         for piece in pieces:
             size += len(piece)
-            if size > limit:
-                raise NotAnImage(f"it unpacks to more than {limit} bytes")
+            _within(size, limit)
             if len(start) < MEDIA_HEAD:
                 start += piece[: MEDIA_HEAD - len(start)]
             sha.update(piece)
-    except (lzma.LZMAError, EOFError, zlib.error, OSError, zipfile.BadZipFile) as exc:
+            if bmap is not None:
+                bmap.feed(piece)
+            if on_piece is not None:
+                on_piece(size)
+    except NotAnImage:
+        raise
+    except STDLIB_ERRORS as exc:
         raise NotAnImage(f"not a sound {encoding} file ({exc})") from exc
     finally:
         with contextlib.suppress(Exception):
@@ -120,6 +125,11 @@ def inspect(path: Path, *, limit: int = MAX_EXTRACTED) -> Contents | None:
     if size == 0:
         raise NotAnImage("it unpacks to nothing")
     return Contents(encoding, size, sha.hexdigest(), media_of(bytes(start)))
+
+
+def _within(size: int, limit: int) -> None:
+    if size > limit:
+        raise NotAnImage(f"it unpacks to more than {limit} bytes")
 
 
 def media_of_file(path: Path) -> Media:

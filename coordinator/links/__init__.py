@@ -24,6 +24,7 @@ from coordinator.links.hub import (
     LinkHandler,
     LinkHub,
 )
+from coordinator.swarm import TRACKER
 from wire.link import DEFAULT_GRACE
 
 LINKS = web.AppKey("links", LinkHub)
@@ -46,6 +47,7 @@ def setup_links(
     if watcher is not None:
         watcher.add_listener(hub.revoke)
     app[LINKS] = hub
+    app[TRACKER] = bridge.tracker
     return hub
 
 

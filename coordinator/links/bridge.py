@@ -23,15 +23,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from coordinator.errors import NotFound
 from coordinator.images.blobs import ImageStore
-from coordinator.images.catalog import images_for
+from coordinator.images.catalog import images_for, record_extracted
 from coordinator.links.hub import Appliance, Link
+from coordinator.links.takes import live_session, show_take, show_takes
 from coordinator.master import (
     CancelBurn,
     CredentialExpiring,
@@ -45,9 +45,12 @@ from coordinator.master import (
     Superseded,
 )
 from coordinator.store import Store
+from coordinator.swarm import PeerKeys, Tracker
+from coordinator.swarm.tokens import KEY_FILENAME
 from wire import agentmsg as am
 from wire import burnproto as bp
 from wire import link as wl
+from wire import swarm as sw
 
 log = logging.getLogger(__name__)
 
@@ -55,76 +58,6 @@ log = logging.getLogger(__name__)
 CANCELLED = "cancelled"
 
 MasterGetter = Callable[[], Master | None]
-
-_LIVE_SQL = """
-SELECT id FROM sessions WHERE show_id = ? AND state = 'live' {extra}
-ORDER BY created_at DESC, rowid DESC LIMIT 1
-"""
-
-
-def _live_session(conn: sqlite3.Connection, show_id: int, wanted: str | None) -> str | None:
-    if wanted is None:
-        row = conn.execute(_LIVE_SQL.format(extra=""), (show_id,)).fetchone()
-    else:
-        row = conn.execute(
-            _LIVE_SQL.format(extra="AND id = ?"), (show_id, wanted.lower())
-        ).fetchone()
-    return None if row is None else str(row["id"])
-
-
-IMAGE_PATH = "/api/v1/images/"
-
-
-def _url(row: sqlite3.Row, images: ImageStore) -> str:
-    """Where an agent fetches a take's image: its URL, or for a take added by upload (no URL)
-    this coordinator's image store, relative (the agent joins it to the coordinator's URL),
-    and "" while its upload is pending (a stat: called on the store's reader threads)."""
-    if row["url"]:
-        return str(row["url"])
-    sha256 = str(row["sha256"]).lower()
-    return IMAGE_PATH + sha256 if images.has(sha256) else ""
-
-
-def _takes(conn: sqlite3.Connection, show_id: int, images: ImageStore) -> list[am.Take]:
-    rows = conn.execute(
-        f"SELECT {_TAKE_COLUMNS} FROM takes WHERE show_id = ? ORDER BY id LIMIT ?",  # noqa: S608
-        (show_id, am.MAX_TAKES),
-    ).fetchall()
-    seen: set[str] = set()
-    out = []
-    for row in rows:
-        md5 = row["md5"].lower()
-        if md5 in seen:
-            continue  # several takes of one image: the oldest describes it
-        seen.add(md5)
-        out.append(_as_take(row, images))
-    return out
-
-
-def _take(conn: sqlite3.Connection, show_id: int, md5: str, images: ImageStore) -> am.Take | None:
-    row = conn.execute(
-        f"SELECT {_TAKE_COLUMNS} FROM takes "  # noqa: S608 - a constant column list
-        "WHERE show_id = ? AND lower(md5) = ? ORDER BY id LIMIT 1",
-        (show_id, md5.lower()),
-    ).fetchone()
-    return None if row is None else _as_take(row, images)
-
-
-_TAKE_COLUMNS = "md5, sha256, size, name, notes, url, extracted_size, extracted_sha256, media"
-
-
-def _as_take(row: sqlite3.Row, images: ImageStore) -> am.Take:
-    return am.Take(
-        row["md5"].lower(),
-        row["sha256"].lower(),
-        row["size"],
-        row["name"],
-        row["notes"],
-        _url(row, images),
-        row["extracted_size"],
-        None if row["extracted_sha256"] is None else row["extracted_sha256"].lower(),
-        row["media"],
-    )
 
 
 @dataclass(eq=False)
@@ -138,6 +71,7 @@ class _Agent:
     # Runs only while deliveries wait: an idle link holds no task (10,000 idle kiosks add up).
     pump: asyncio.Task[None] | None = None
     ended: bool = False
+    peer_token: am.PeerToken | None = None  # the last one sent, renewed while the agent shares
 
     def member_id(self, uid: str) -> str:
         return f"link:{self.link.token[:16]}:{uid}"
@@ -178,6 +112,8 @@ class ApplianceBridge:
         self._agents: dict[str, _Agent] = {}
         # Appliance id -> merged token of its newest link, the one whose state the kiosk shows.
         self._newest: dict[int, str] = {}
+        self.tracker = Tracker()
+        self._keys: PeerKeys | None = None
 
     def _images(self) -> ImageStore:
         return images_for(self._store())
@@ -187,7 +123,7 @@ class ApplianceBridge:
     async def admit(self, appliance: Appliance) -> str | None:
         wanted = appliance.requested_session
         session = await self._store().read(
-            lambda conn: _live_session(conn, appliance.show_id, wanted)
+            lambda conn: live_session(conn, appliance.show_id, wanted)
         )
         if wanted is not None and session is None:
             raise NotFound(
@@ -205,9 +141,10 @@ class ApplianceBridge:
         agent = _Agent(link, link.session, self._deliver_one)
         self._agents[link.token] = agent
         show = link.appliance.show_id
-        takes = await self._store().read(lambda conn: _takes(conn, show, self._images()))
+        takes = await self._store().read(lambda conn: show_takes(conn, show, self._images()))
         self._send(agent, am.Welcome(agent.session, show, link.appliance.name))
         self._send(agent, am.Catalog(tuple(takes)))
+        await self._renew_token(agent)
         await self._kiosk_link(agent, LinkState.ONLINE)
 
     async def suspended(self, link: Link) -> None:
@@ -237,11 +174,15 @@ class ApplianceBridge:
                         await self._handle(agent, uid, bp.Status(value))
                 case am.Result():
                     await self._result(agent, message)
+                case am.Extracted():
+                    await self._extracted(agent, message)
                 case am.DriveGone(uid=uid):
                     self._leave(agent, uid)
                     master = self._master()
                     if master is not None and agent.session is not None:
                         master.kiosk_drive_gone(agent.session, link.appliance.id, uid)
+                case am.Have() | am.Want() | am.BadPeer():
+                    await self._swarm(agent, message)
         except RoomError as exc:
             # The session went away under us (suspended, unloaded): say so, keep the link.
             self._send(agent, am.Error(exc.code.value, str(exc)))
@@ -251,6 +192,7 @@ class ApplianceBridge:
         if agent is None:
             return
         agent.end()
+        self.tracker.forget(link.appliance.show_id, link.token)
         for uid in list(agent.drives):
             self._leave(agent, uid)
         await self._kiosk_link(agent, LinkState.OFFLINE)
@@ -263,6 +205,37 @@ class ApplianceBridge:
                 extra={"appliance": link.appliance.id, "count": len(unacked)},
             )
 
+    # ---- sharing among the kiosks of a show
+
+    async def _renew_token(self, agent: _Agent) -> None:
+        """Send the agent a fresh peer token (and its show's key) when its last one is due."""
+        if self._keys is None:
+            keys = PeerKeys(self._store().path.parent / KEY_FILENAME)
+            await asyncio.to_thread(keys.load)
+            self._keys = keys
+        if self._keys.due(agent.peer_token):
+            appliance = agent.link.appliance
+            agent.peer_token = self._keys.issue(appliance.show_id, appliance.id)
+            self._send(agent, agent.peer_token)
+
+    async def _swarm(self, agent: _Agent, message: am.Have | am.Want | am.BadPeer) -> None:
+        appliance = agent.link.appliance
+        show = appliance.show_id
+        match message:
+            case am.Have():
+                try:
+                    self.tracker.update(
+                        show, agent.link.token, appliance.id, appliance.name, message
+                    )
+                except sw.SwarmError as exc:
+                    self._send(agent, am.Error(am.ErrorCode.BAD_MESSAGE.value, f"chunks: {exc}"))
+                    return
+            case am.Want(sha256=sha256):
+                self._send(agent, self.tracker.peers(show, sha256, agent.link.token))
+            case am.BadPeer():
+                self.tracker.bad_peer(show, appliance.name or str(appliance.id), message)
+        await self._renew_token(agent)
+
     # ---- agent → master
 
     async def _hello(self, agent: _Agent, hello: am.Hello) -> None:
@@ -270,7 +243,7 @@ class ApplianceBridge:
         if agent.session is None:
             appliance = agent.link.appliance
             agent.session = await self._store().read(
-                lambda conn: _live_session(conn, appliance.show_id, None)
+                lambda conn: live_session(conn, appliance.show_id, None)
             )
             if agent.session is None:
                 return  # nothing to join yet; the agent works from its cache meanwhile
@@ -283,7 +256,7 @@ class ApplianceBridge:
         # What a drive can burn: what its box holds, and every take the box can fetch from a
         # URL when told to burn it (a fresh kiosk holds nothing, yet can burn the whole catalog).
         show = agent.link.appliance.show_id
-        takes = await self._store().read(lambda conn: _takes(conn, show, self._images()))
+        takes = await self._store().read(lambda conn: show_takes(conn, show, self._images()))
         fetchable = {t.md5 for t in takes if t.url}
         present = {d.uid for d in hello.drives}
         for uid in [u for u in agent.drives if u not in present]:
@@ -382,6 +355,18 @@ class ApplianceBridge:
         agent.drives[uid] = member
         return member
 
+    async def _extracted(self, agent: _Agent, found: am.Extracted) -> None:
+        show = agent.link.appliance.show_id
+        changed = await self._store().write(
+            lambda conn: record_extracted(
+                conn, show, found.sha256, found.extracted_size, found.extracted_sha256
+            )
+        )
+        log.info(
+            "kiosk reported what a take unpacks to",
+            extra={"appliance": agent.link.appliance.id, "sha256": found.sha256, "takes": changed},
+        )
+
     async def _result(self, agent: _Agent, result: am.Result) -> None:
         master = self._master()
         if master is not None and agent.session is not None:
@@ -448,7 +433,9 @@ class ApplianceBridge:
         match payload:
             case bp.Burn(md5=md5):
                 show = agent.link.appliance.show_id
-                take = await self._store().read(lambda conn: _take(conn, show, md5, self._images()))
+                take = await self._store().read(
+                    lambda conn: show_take(conn, show, md5, self._images())
+                )
                 if take is None:
                     return am.Burn(uid, md5, None, None, None, md5)
                 return am.Burn(uid, md5, take.sha256, take.size, take.url, take.name)

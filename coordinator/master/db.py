@@ -1,4 +1,5 @@
-"""The session master's own SQLite file (`DIR/master.db`): burn queues, burner names and statistics.
+"""The session master's own SQLite file (`DIR/master.db`), or its tables in the shared PostgreSQL
+database: burn queues, burner names and statistics.
 
 The master keeps what must survive a restart here, apart from the rendezvous store: each room's
 queue (as runs of md5 and count), each burner's friendly name, capabilities, images held,
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -25,7 +27,9 @@ from pathlib import Path
 from typing import TypeVar
 
 from coordinator.master.room import BurnerRecord, HistoryTick, KioskRecord, QueueSnapshot, Write
+from coordinator.store import Store
 from coordinator.store.private import private_file
+from coordinator.store.sql import Conn
 from wire.clientmsg import Span
 
 log = logging.getLogger(__name__)
@@ -113,7 +117,7 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2, _v3, _
 SPANS = tuple(int(span) for span in Span)
 
 
-def _count(conn: sqlite3.Connection, tick: HistoryTick) -> None:
+def _count(conn: Conn, tick: HistoryTick) -> None:
     keys = [("burner", tick.uid)]
     if tick.kiosk_id is not None:
         keys.append(("kiosk", str(tick.kiosk_id)))
@@ -122,7 +126,8 @@ def _count(conn: sqlite3.Connection, tick: HistoryTick) -> None:
         """INSERT INTO history (session_id, span, start, kind, key, burned, failed)
         VALUES (?, ?, ?, ?, ?, ?, ?)
         ON CONFLICT (session_id, span, start, kind, key)
-        DO UPDATE SET burned = burned + excluded.burned, failed = failed + excluded.failed""",
+        DO UPDATE SET burned = history.burned + excluded.burned,
+            failed = history.failed + excluded.failed""",
         [
             (tick.session_id, span, int(tick.at // span) * span, kind, key, burned, failed)
             for span in SPANS
@@ -131,9 +136,7 @@ def _count(conn: sqlite3.Connection, tick: HistoryTick) -> None:
     )
 
 
-def _history(
-    conn: sqlite3.Connection, session_id: str, span: int, since: int
-) -> list[dict[str, object]]:
+def _history(conn: Conn, session_id: str, span: int, since: int) -> list[dict[str, object]]:
     """The buckets of `span` seconds that end after `since`, oldest first, with the names a
     person reads (the burner's friendly name, the kiosk's name) beside the ids."""
     rows = conn.execute(
@@ -177,61 +180,75 @@ def migrate(conn: sqlite3.Connection) -> None:
 def _apply(conn: sqlite3.Connection, writes: list[Write]) -> None:
     with conn:
         conn.execute("BEGIN IMMEDIATE")
-        for write in writes:
-            if isinstance(write, QueueSnapshot):
-                conn.execute("DELETE FROM queue WHERE session_id = ?", (write.session_id,))
-                conn.executemany(
-                    "INSERT INTO queue (session_id, position, md5, count) VALUES (?, ?, ?, ?)",
-                    [(write.session_id, i, md5, n) for i, (md5, n) in enumerate(write.runs)],
-                )
-            elif isinstance(write, HistoryTick):
-                _count(conn, write)
-            elif isinstance(write, KioskRecord):
-                conn.execute(
-                    """INSERT OR REPLACE INTO kiosks (session_id, id, name, version, link, since,
-                    burners, images, cache_used, cache_max)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                    (
-                        write.session_id,
-                        write.id,
-                        write.name,
-                        write.version,
-                        write.link,
-                        write.since,
-                        json.dumps(list(write.burners)),
-                        json.dumps(list(write.images)),
-                        write.cache_used,
-                        write.cache_max,
-                    ),
-                )
-            else:
-                conn.execute(
-                    """INSERT OR REPLACE INTO burners (session_id, uid, name, capabilities,
-                    images, burned, failed, recent_failures, speed_total, speed_samples, job,
-                    cancelled, common_only, jobs)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                    (
-                        write.session_id,
-                        write.uid,
-                        write.name,
-                        json.dumps(list(write.capabilities)),
-                        json.dumps(list(write.images)),
-                        write.burned,
-                        write.failed,
-                        write.recent_failures,
-                        write.speed_total,
-                        write.speed_samples,
-                        write.job,
-                        write.cancelled,
-                        int(write.common_only),
-                        json.dumps(list(write.jobs)),
-                    ),
-                )
+        _apply_writes(conn, writes)
 
 
-def _load(
-    conn: sqlite3.Connection, session_id: str
-) -> tuple[list[tuple[str, int]], list[BurnerRecord]]:
+def _apply_writes(conn: Conn, writes: list[Write]) -> None:
+    """The statements of ``writes``, in one transaction the caller holds (either engine)."""
+    for write in writes:
+        if isinstance(write, QueueSnapshot):
+            conn.execute("DELETE FROM queue WHERE session_id = ?", (write.session_id,))
+            conn.executemany(
+                "INSERT INTO queue (session_id, position, md5, count) VALUES (?, ?, ?, ?)",
+                [(write.session_id, i, md5, n) for i, (md5, n) in enumerate(write.runs)],
+            )
+        elif isinstance(write, HistoryTick):
+            _count(conn, write)
+        elif isinstance(write, KioskRecord):
+            conn.execute(
+                """INSERT INTO kiosks (session_id, id, name, version, link, since,
+                burners, images, cache_used, cache_max)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (session_id, id) DO UPDATE SET name = excluded.name,
+                version = excluded.version, link = excluded.link, since = excluded.since,
+                burners = excluded.burners, images = excluded.images,
+                cache_used = excluded.cache_used, cache_max = excluded.cache_max""",
+                (
+                    write.session_id,
+                    write.id,
+                    write.name,
+                    write.version,
+                    write.link,
+                    write.since,
+                    json.dumps(list(write.burners)),
+                    json.dumps(list(write.images)),
+                    write.cache_used,
+                    write.cache_max,
+                ),
+            )
+        else:
+            conn.execute(
+                """INSERT INTO burners (session_id, uid, name, capabilities,
+                images, burned, failed, recent_failures, speed_total, speed_samples, job,
+                cancelled, common_only, jobs)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (session_id, uid) DO UPDATE SET name = excluded.name,
+                capabilities = excluded.capabilities, images = excluded.images,
+                burned = excluded.burned, failed = excluded.failed,
+                recent_failures = excluded.recent_failures,
+                speed_total = excluded.speed_total, speed_samples = excluded.speed_samples,
+                job = excluded.job, cancelled = excluded.cancelled,
+                common_only = excluded.common_only, jobs = excluded.jobs""",
+                (
+                    write.session_id,
+                    write.uid,
+                    write.name,
+                    json.dumps(list(write.capabilities)),
+                    json.dumps(list(write.images)),
+                    write.burned,
+                    write.failed,
+                    write.recent_failures,
+                    write.speed_total,
+                    write.speed_samples,
+                    write.job,
+                    write.cancelled,
+                    int(write.common_only),
+                    json.dumps(list(write.jobs)),
+                ),
+            )
+
+
+def _load(conn: Conn, session_id: str) -> tuple[list[tuple[str, int]], list[BurnerRecord]]:
     queue = [
         (str(row[0]), int(row[1]))
         for row in conn.execute(
@@ -265,7 +282,7 @@ def _load(
     return queue, burners
 
 
-def _load_kiosks(conn: sqlite3.Connection, session_id: str) -> list[KioskRecord]:
+def _load_kiosks(conn: Conn, session_id: str) -> list[KioskRecord]:
     return [
         KioskRecord(
             session_id=session_id,
@@ -287,15 +304,61 @@ def _load_kiosks(conn: sqlite3.Connection, session_id: str) -> list[KioskRecord]
     ]
 
 
+MASTER_LOCK = "master-state"
+SHARED_VERSION_TABLE = "master_schema_version"
+
+
+def _pg_ddl(sql: str) -> str:
+    """A migration's DDL in PostgreSQL's types: SQLite's INTEGER is 64-bit, its REAL double."""
+    return re.sub(r"\bREAL\b", "DOUBLE PRECISION", re.sub(r"\bINTEGER\b", "BIGINT", sql))
+
+
+class _DDL:
+    """A connection that runs migration DDL in PostgreSQL's types."""
+
+    def __init__(self, conn: Conn) -> None:
+        self.conn = conn
+
+    def execute(self, sql: str, parameters: tuple[object, ...] = ()) -> object:
+        return self.conn.execute(_pg_ddl(sql), parameters)
+
+
+def _migrate_shared(conn: Conn) -> None:
+    """The master tables in the shared PostgreSQL database, numbered like master.db's."""
+    conn.execute(f"CREATE TABLE IF NOT EXISTS {SHARED_VERSION_TABLE} (version BIGINT NOT NULL)")
+    row = conn.execute(f"SELECT version FROM {SHARED_VERSION_TABLE}").fetchone()  # noqa: S608
+    version = 0 if row is None else int(row[0])
+    if version > len(MIGRATIONS):
+        raise RuntimeError(
+            f"the shared master tables have schema version {version}; this master knows up "
+            f"to {len(MIGRATIONS)}"
+        )
+    for step in MIGRATIONS[version:]:
+        step(_DDL(conn))  # type: ignore[arg-type]  # the steps only call execute
+    if row is None:
+        conn.execute(
+            f"INSERT INTO {SHARED_VERSION_TABLE} (version) VALUES (?)",  # noqa: S608
+            (len(MIGRATIONS),),
+        )
+    elif version < len(MIGRATIONS):
+        conn.execute(f"UPDATE {SHARED_VERSION_TABLE} SET version = ?", (len(MIGRATIONS),))  # noqa: S608
+
+
 class MasterDBClosed(RuntimeError):
     """The master's database was used before `open` or after `close`."""
 
 
 class MasterDB:
-    """`DIR/master.db` behind one worker thread: reads and writes run there, in order."""
+    """`DIR/master.db` behind one worker thread: reads and writes run there, in order.
 
-    def __init__(self, data_dir: Path) -> None:
+    Given the coordinator's store on PostgreSQL (``shared``), the same tables live in that
+    database instead, so any master can rebuild a session's room from them: that is how a
+    session of a master that went silent is resumed on another (`coordinator.master.failover`).
+    """
+
+    def __init__(self, data_dir: Path, shared: Store | None = None) -> None:
         self.path = data_dir / FILENAME
+        self._pg = shared.pg_engine if shared is not None else None
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
 
@@ -304,6 +367,9 @@ class MasterDB:
         await self._call(self._open)
 
     def _open(self) -> None:
+        if self._pg is not None:
+            self._pg.run(_migrate_shared, write=True)
+            return
         # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE) so they are short.
         private_file(self.path)
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -318,20 +384,32 @@ class MasterDB:
             raise MasterDBClosed("the master database is not open")
         return self._conn
 
+    def _read(self, fn: Callable[[Conn], T]) -> T:
+        if self._pg is not None:
+            return self._pg.run(fn, write=False)
+        return fn(self._connection())
+
+    def _write(self, writes: list[Write]) -> None:
+        if self._pg is not None:
+            # Sessions have one master each: master writes need not wait for other writes.
+            self._pg.run(lambda conn: _apply_writes(conn, writes), write=True, lock=MASTER_LOCK)
+        else:
+            _apply(self._connection(), writes)
+
     async def _call(self, fn: Callable[[], T]) -> T:
         if self._executor is None:
             raise MasterDBClosed("the master database is not open")
         return await asyncio.wrap_future(self._executor.submit(fn))
 
     async def load(self, session_id: str) -> tuple[list[tuple[str, int]], list[BurnerRecord]]:
-        return await self._call(lambda: _load(self._connection(), session_id))
+        return await self._call(lambda: self._read(lambda c: _load(c, session_id)))
 
     async def load_kiosks(self, session_id: str) -> list[KioskRecord]:
-        return await self._call(lambda: _load_kiosks(self._connection(), session_id))
+        return await self._call(lambda: self._read(lambda c: _load_kiosks(c, session_id)))
 
     async def history(self, session_id: str, span: int, since: int) -> list[dict[str, object]]:
         """History rows of a session (see `_history`); runs after every write submitted before."""
-        return await self._call(lambda: _history(self._connection(), session_id, span, since))
+        return await self._call(lambda: self._read(lambda c: _history(c, session_id, span, since)))
 
     def submit(self, writes: list[Write]) -> None:
         """Queue writes without waiting; they run in order on the worker thread."""
@@ -341,7 +419,7 @@ class MasterDB:
             # Only a transport still tearing down after the master closed gets here.
             log.warning("master database closed, writes dropped", extra={"count": len(writes)})
             return
-        future = self._executor.submit(_apply, self._connection(), writes)
+        future = self._executor.submit(self._write, writes)
         future.add_done_callback(_log_failure)
 
     async def flush(self) -> None:
@@ -355,7 +433,7 @@ class MasterDB:
             return
         await self.flush()
         conn, self._conn = self._conn, None
-        if conn is not None:
+        if conn is not None:  # PostgreSQL's pool belongs to the store, which closes it
             await asyncio.wrap_future(executor.submit(conn.close))
         self._executor = None
         await asyncio.to_thread(executor.shutdown, True)

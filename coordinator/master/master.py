@@ -34,6 +34,7 @@ from coordinator.master.room import (
     SessionClosed,
     Superseded,
 )
+from coordinator.store import Store
 from wire import burnproto as bp
 
 log = logging.getLogger(__name__)
@@ -63,8 +64,9 @@ class Master:
         on_change: ChangeHook | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        shared: Store | None = None,
     ) -> None:
-        self.db = MasterDB(data_dir)
+        self.db = MasterDB(data_dir, shared)
         self._catalog = catalog or _no_catalog
         self._policy = policy or DispatchPolicy()
         self._on_change = on_change

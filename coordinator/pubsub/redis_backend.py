@@ -12,6 +12,11 @@ could carry is better refused loudly than lost quietly), reconnects with bounded
 backoff and re-PSUBSCRIBEs every pattern its registry holds. Subscribe and unsubscribe return
 once Redis has confirmed the change, so a publish from any node right after the reply is
 delivered (or, for unsubscribe, no longer is).
+
+Why one module of some 530 lines: it is one class, `RedisPubSub`, and its states interlock (a
+subscribe waits on the confirmation the reader task sees; a drop fails the waiters, and the
+reconnect resubscribes what the registry holds while new subscribes queue behind it). Split into
+files, a reader would have to hold that one state machine across all of them.
 """
 
 from __future__ import annotations

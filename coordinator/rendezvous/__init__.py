@@ -16,6 +16,7 @@ from coordinator.rendezvous import (
     meta,
     pool,
     sessions,
+    sharing,
     shows,
 )
 from coordinator.rendezvous.endpoint import PREFIX, Endpoint
@@ -29,6 +30,7 @@ ENDPOINTS: list[Endpoint] = [
     *catalog.ENDPOINTS,
     *sessions.ENDPOINTS,
     *images.ENDPOINTS,
+    *sharing.ENDPOINTS,
     *enroll.ENDPOINTS,
 ]
 

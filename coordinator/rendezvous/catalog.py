@@ -50,8 +50,11 @@ def _handlers(
         data = await body(request, schema)
         at = now(request)
         return ok(
+            # Adding a child only inserts under its parent (removals of parents run alone).
             await write(
-                request, lambda c: catalog.add_child(c, at, who.actor, level, parent_id, data)
+                request,
+                lambda c: catalog.add_child(c, at, who.actor, level, parent_id, data),
+                lock=f"{level.name}:{parent_id}",
             ),
             201,
         )

@@ -8,7 +8,6 @@ the event loop; role checks are explicit per flow, so each handler reads as the 
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -19,6 +18,7 @@ from coordinator.keys import CONFIG, REVOCATIONS, STORE
 from coordinator.rendezvous.validation import Schema, validate
 from coordinator.store.credentials import authenticate
 from coordinator.store.records import Page, Principal, Role
+from coordinator.store.sql import Conn
 
 T = TypeVar("T")
 
@@ -56,15 +56,15 @@ def now(request: web.Request) -> float:
     return request.app[CONFIG].clock()
 
 
-async def read(request: web.Request, fn: Callable[[sqlite3.Connection], T]) -> T:
+async def read(request: web.Request, fn: Callable[[Conn], T]) -> T:
     return await request.app[STORE].read(fn)
 
 
-async def write(request: web.Request, fn: Callable[[sqlite3.Connection], T]) -> T:
-    return await request.app[STORE].write(fn)
+async def write(request: web.Request, fn: Callable[[Conn], T], *, lock: str | None = None) -> T:
+    return await request.app[STORE].write(fn, lock=lock)
 
 
-async def revoking_write(request: web.Request, fn: Callable[[sqlite3.Connection], T]) -> T:
+async def revoking_write(request: web.Request, fn: Callable[[Conn], T]) -> T:
     """A write that may revoke credentials: the sockets they opened are closed at once."""
     result = await write(request, fn)
     watcher = request.app.get(REVOCATIONS)
@@ -124,7 +124,7 @@ async def caller(request: web.Request) -> Principal:
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("malformed Authorization header: expected 'Bearer <credential>'")
     at = now(request)
-    return await read(request, lambda conn: authenticate(conn, token, at))
+    return await request.app[STORE].read(lambda conn: authenticate(conn, token, at), single=True)
 
 
 def require(

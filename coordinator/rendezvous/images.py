@@ -11,16 +11,16 @@ interrupted download resumes with ``Range: bytes=N-``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator
-from pathlib import Path
+from functools import partial
 
 from aiohttp import web
 
 from coordinator.errors import BadRequest, Invalid, NotFound
-from coordinator.images.blobs import ImageStore, Received, is_sha256
+from coordinator.images.blobs import BMAP_SUFFIX, ImageStore, Received, is_sha256
+from coordinator.images.bmaps import BmapBuilder, map_raw
 from coordinator.images.catalog import (
     IMAGES_DIRNAME,
     ImageInfo,
@@ -49,7 +49,7 @@ UPLOAD_OUT = schemas.record("take_id", "name", "sha256", "size", "offset", "pres
 _CONTENT_RANGE = re.compile(r"^bytes (\d{1,19})-(\d{1,19})/(\d{1,19})$")
 
 
-def _sha256(request: web.Request) -> str:
+def image_sha256(request: web.Request) -> str:
     text = request.match_info["sha256"]
     if not is_sha256(text.lower()):
         raise BadRequest(f"{text!r} is not a SHA-256 (64 hex digits)", field="sha256")
@@ -95,15 +95,20 @@ async def _store_upload(request: web.Request, info: ImageInfo, actor: str) -> we
 async def _record_contents(request: web.Request, info: ImageInfo, received: Received) -> None:
     """Unpack a compressed upload once (worker thread) and record what it unpacks to; an upload
     that does not unpack to one sound image, or not to the one the take declares, is removed.
-    A raw upload is its own image: only its media (disk, iso, hybrid) is recorded."""
+    A raw upload is its own image: only its media (disk, iso, hybrid) is recorded. An image
+    with empty space gets a block map (`bmaps`), served beside it."""
     loop = asyncio.get_running_loop()
+    bmap = BmapBuilder()
     try:
-        found = await loop.run_in_executor(None, inspect, received.path)
+        found = await loop.run_in_executor(None, partial(inspect, received.path, bmap=bmap))
     except NotAnImage as exc:
-        await loop.run_in_executor(None, _remove, received.path)
+        await loop.run_in_executor(None, _remove, request.app[IMAGES], received)
         raise Invalid(f"the upload is not a burnable image: {exc}; nothing was kept") from exc
     if found is None:
         media = await loop.run_in_executor(None, media_of_file, received.path)
+        await _keep_bmap(
+            request, received, await loop.run_in_executor(None, map_raw, received.path)
+        )
         await write(request, lambda c: record_contents(c, received.sha256, None, None, media))
         return
     for field, declared, got in (
@@ -111,12 +116,13 @@ async def _record_contents(request: web.Request, info: ImageInfo, received: Rece
         ("extracted_sha256", info.extracted_sha256, found.extracted_sha256),
     ):
         if declared is not None and declared != got:
-            await loop.run_in_executor(None, _remove, received.path)
+            await loop.run_in_executor(None, _remove, request.app[IMAGES], received)
             raise Invalid(
                 f"the upload unpacks to {field} {got} but the take declares {declared}; "
                 "nothing was kept",
                 field=field,
             )
+    await _keep_bmap(request, received, bmap.finish())
     await write(
         request,
         lambda c: record_contents(
@@ -125,9 +131,18 @@ async def _record_contents(request: web.Request, info: ImageInfo, received: Rece
     )
 
 
-def _remove(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
+async def _keep_bmap(request: web.Request, received: Received, text: str | None) -> None:
+    if text is not None:
+        images = request.app[IMAGES]
+        await asyncio.get_running_loop().run_in_executor(
+            None, images.save_bmap, received.sha256, text
+        )
+
+
+def _remove(images: ImageStore, received: Received) -> None:
+    """An upload refused after it was stored: the image and the chunk manifest made with it."""
+    received.path.unlink(missing_ok=True)
+    images.manifest_path(received.sha256).unlink(missing_ok=True)
 
 
 def _content_range(text: str, info: ImageInfo) -> tuple[int, int]:
@@ -218,7 +233,7 @@ async def upload_progress(request: web.Request) -> web.Response:
 async def push_image(request: web.Request) -> web.Response:
     flow = "pushing an image"
     who = await authorized(request, PUSHERS, flow)
-    sha256 = _sha256(request)
+    sha256 = image_sha256(request)
     images = request.app[IMAGES]
     info = await read(request, lambda c: find_by_sha256(c, images, sha256, who.show_id))
     if info is None:
@@ -226,9 +241,10 @@ async def push_image(request: web.Request) -> web.Response:
     return await _store_upload(request, info, who.actor)
 
 
-async def download_image(request: web.Request) -> web.StreamResponse:
+async def _present(request: web.Request) -> tuple[str, ImageInfo]:
+    """The requested image, if the caller may read it and it was uploaded (else 404)."""
     who = await caller(request)
-    sha256 = _sha256(request)
+    sha256 = image_sha256(request)
     images = request.app[IMAGES]
     scope = None if who.role == "admin" else who.show_id
     info = await read(request, lambda c: find_by_sha256(c, images, sha256, scope))
@@ -239,12 +255,33 @@ async def download_image(request: web.Request) -> web.StreamResponse:
         raise NotFound(
             f"image {sha256} (take {info.take_id}, {info.name!r}) has not been uploaded yet"
         )
+    return sha256, info
+
+
+async def download_image(request: web.Request) -> web.StreamResponse:
+    sha256, info = await _present(request)
+    images = request.app[IMAGES]
     return web.FileResponse(
         images.path(sha256),
         chunk_size=images.chunk_size,
         headers={
             "Content-Type": "application/octet-stream",
             "Content-Disposition": f'attachment; filename="{_safe_filename(info.name)}"',
+            "Cache-Control": "private, max-age=31536000, immutable",
+        },
+    )
+
+
+async def download_bmap(request: web.Request) -> web.StreamResponse:
+    sha256, _ = await _present(request)
+    images = request.app[IMAGES]
+    path = images.bmap_path(sha256)
+    if not await asyncio.get_running_loop().run_in_executor(None, path.is_file):
+        raise NotFound(f"image {sha256} has no block map (it has no empty space worth one)")
+    return web.FileResponse(
+        path,
+        headers={
+            "Content-Type": "application/xml",
             "Cache-Control": "private, max-age=31536000, immutable",
         },
     )
@@ -260,6 +297,13 @@ _DOWNLOAD_DOC = (
     "The image bytes (`application/octet-stream`). `HEAD` answers the same headers without the "
     "body. `Range: bytes=N-` (or `N-M`) answers 206 with that slice, so an interrupted download "
     "resumes; `If-Range` with the ETag keeps a resume from mixing two files."
+)
+_BMAP_DOC = (
+    "When an uploaded image (unpacked, for a compressed one) holds at least 1 MiB of zeros, the "
+    "image store writes its block map: which 4 KiB blocks hold data, with a SHA-256 per range "
+    "and for the file (`bmaptool copy --bmap` reads it too). The link catalog names it in a "
+    "take's `bmap`; a kiosk writes only the mapped ranges to a USB stick or SD card, has the "
+    "device zero the rest, and reads the whole target back. 404 when the image has none."
 )
 _UPLOAD_DOC = (
     "The request body is the raw image (`application/octet-stream`, with `Content-Length` or "
@@ -310,6 +354,16 @@ ENDPOINTS = [
         tag="images",
         seed_flow="push/get: appliance gets an image",
         extra_doc={"description": _DOWNLOAD_DOC, "content": "application/octet-stream"},
+    ),
+    Endpoint(
+        "GET",
+        IMAGE_ROUTE + BMAP_SUFFIX,
+        download_bmap,
+        "The block map of an image with empty space (bmap 2.0, as bmaptool writes)",
+        ROLES,
+        errors=(400, 404),
+        tag="images",
+        extra_doc={"description": _BMAP_DOC, "content": "application/xml"},
     ),
     Endpoint(
         "PUT",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import sqlite3
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +18,7 @@ from coordinator.rendezvous.endpoint import Endpoint, Handler
 from coordinator.rendezvous.http import authorized, body, now, ok, page, read, write
 from coordinator.store import sessions as store
 from coordinator.store.records import Principal, Record, Role
+from coordinator.store.sql import Conn
 from wire.clientmsg import SPANS
 
 CONTRIBUTOR: tuple[Role, ...] = ("contributor",)
@@ -41,7 +41,9 @@ async def create_session(request: web.Request) -> web.Response:
     who = await authorized(request, CONTRIBUTOR, "creating a session")
     data = await body(request, schemas.SESSION_IN)
     at = now(request)
-    return ok(await write(request, lambda c: store.create_session(c, at, who, data)), 201)
+    # Placement (the least-loaded master, the creation counter) is one key for all creations.
+    made = await write(request, lambda c: store.create_session(c, at, who, data), lock="placement")
+    return ok(made, 201)
 
 
 async def get_session(request: web.Request) -> web.Response:
@@ -113,13 +115,19 @@ async def session_history_csv(request: web.Request) -> web.Response:
 def _action(
     roles: tuple[Role, ...],
     flow: str,
-    fn: Callable[[sqlite3.Connection, float, Principal, str], Record],
+    fn: Callable[[Conn, float, Principal, str], Record],
+    *,
+    keyed: bool = True,
 ) -> Handler:
+    """A session action; ``keyed`` ones touch only that session's rows (members, state), so
+    they run one at a time per session rather than one at a time overall."""
+
     async def handler(request: web.Request) -> web.Response:
         who = await authorized(request, roles, flow)
         sid = request.match_info["session_id"]
         at = now(request)
-        return ok(await write(request, lambda c: fn(c, at, who, sid)))
+        lock = f"session:{sid.lower()}" if keyed else None
+        return ok(await write(request, lambda c: fn(c, at, who, sid), lock=lock))
 
     return handler
 
@@ -246,7 +254,7 @@ ENDPOINTS = [
     Endpoint(
         "POST",
         _ONE + "/resume",
-        _action(CONTRIBUTOR, "resuming a session", store.resume_session),
+        _action(CONTRIBUTOR, "resuming a session", store.resume_session, keyed=False),
         "Resume a suspended session on the least-loaded master; the caller becomes a member",
         CONTRIBUTOR,
         response=schemas.SESSION,

@@ -7,17 +7,17 @@ included, in the same transaction.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from typing import Any
 
 from coordinator.store.errors import Conflict
 from coordinator.store.records import Page, Record, audit, dumps, insert, iso, loads, one, paged
+from coordinator.store.sql import Conn, Row
 
 # --- rendering ------------------------------------------------------------------------------
 
 
-def _show(row: sqlite3.Row) -> Record:
+def _show(row: Row) -> Record:
     return {
         "id": row["id"],
         "name": row["name"],
@@ -28,7 +28,7 @@ def _show(row: sqlite3.Row) -> Record:
     }
 
 
-def _episode(row: sqlite3.Row) -> Record:
+def _episode(row: Row) -> Record:
     return {
         "id": row["id"],
         "show_id": row["show_id"],
@@ -39,7 +39,7 @@ def _episode(row: sqlite3.Row) -> Record:
     }
 
 
-def _sequence(row: sqlite3.Row) -> Record:
+def _sequence(row: Row) -> Record:
     return {
         "id": row["id"],
         "show_id": row["show_id"],
@@ -50,7 +50,7 @@ def _sequence(row: sqlite3.Row) -> Record:
     }
 
 
-def _shot(row: sqlite3.Row) -> Record:
+def _shot(row: Row) -> Record:
     return {
         "id": row["id"],
         "show_id": row["show_id"],
@@ -63,7 +63,7 @@ def _shot(row: sqlite3.Row) -> Record:
     }
 
 
-def _take(row: sqlite3.Row) -> Record:
+def _take(row: Row) -> Record:
     return {
         "id": row["id"],
         "show_id": row["show_id"],
@@ -87,20 +87,20 @@ def _take(row: sqlite3.Row) -> Record:
 # --- shows ----------------------------------------------------------------------------------
 
 
-def list_shows(conn: sqlite3.Connection, show_id: int | None, page: Page) -> Record:
+def list_shows(conn: Conn, show_id: int | None, page: Page) -> Record:
     """All shows (``show_id`` None, for admins) or just the one a credential is scoped to."""
     if show_id is None:
         return paged(conn, "SELECT * FROM shows ORDER BY id", (), page, _show)
     return paged(conn, "SELECT * FROM shows WHERE id = ? ORDER BY id", (show_id,), page, _show)
 
 
-def get_show(conn: sqlite3.Connection, show_id: int) -> Record:
+def get_show(conn: Conn, show_id: int) -> Record:
     return _show(
         one(conn, "SELECT * FROM shows WHERE id = ?", (show_id,), f"show {show_id} not found")
     )
 
 
-def add_show(conn: sqlite3.Connection, now: float, actor: str, body: Record) -> Record:
+def add_show(conn: Conn, now: float, actor: str, body: Record) -> Record:
     show_id = insert(
         conn,
         "shows",
@@ -117,7 +117,7 @@ def add_show(conn: sqlite3.Connection, now: float, actor: str, body: Record) -> 
     return get_show(conn, show_id)
 
 
-def _refuse_if_live(conn: sqlite3.Connection, column: str, value: int, what: str) -> None:
+def _refuse_if_live(conn: Conn, column: str, value: int, what: str) -> None:
     (live,) = conn.execute(
         f"SELECT count(*) FROM sessions WHERE {column} = ? AND state = 'live'",  # noqa: S608
         (value,),
@@ -126,7 +126,7 @@ def _refuse_if_live(conn: sqlite3.Connection, column: str, value: int, what: str
         raise Conflict(f"{what} has {live} live session(s); suspend them before removing it")
 
 
-def remove_show(conn: sqlite3.Connection, now: float, actor: str, show_id: int) -> None:
+def remove_show(conn: Conn, now: float, actor: str, show_id: int) -> None:
     get_show(conn, show_id)
     _refuse_if_live(conn, "show_id", show_id, f"show {show_id}")
     conn.execute("DELETE FROM shows WHERE id = ?", (show_id,))  # its people cascade
@@ -145,7 +145,7 @@ class Level:
         table: str,
         parent_table: str,
         ancestry: tuple[str, ...],
-        render: Callable[[sqlite3.Row], Record],
+        render: Callable[[Row], Record],
         columns: Callable[[Record], dict[str, Any]],
     ) -> None:
         self.name = name
@@ -219,7 +219,7 @@ LEVELS: dict[str, Level] = {
 }
 
 
-def show_of(conn: sqlite3.Connection, table: str, row_id: int) -> int:
+def show_of(conn: Conn, table: str, row_id: int) -> int:
     """The show a catalog row belongs to (404 if there is no such row)."""
     what = "show" if table == "shows" else table.rstrip("s")
     row = one(
@@ -231,7 +231,7 @@ def show_of(conn: sqlite3.Connection, table: str, row_id: int) -> int:
     return int(row[0])
 
 
-def list_children(conn: sqlite3.Connection, level: Level, parent_id: int, page: Page) -> Record:
+def list_children(conn: Conn, level: Level, parent_id: int, page: Page) -> Record:
     show_of(conn, level.parent_table, parent_id)
     return paged(
         conn,
@@ -243,7 +243,7 @@ def list_children(conn: sqlite3.Connection, level: Level, parent_id: int, page: 
 
 
 def add_child(
-    conn: sqlite3.Connection, now: float, actor: str, level: Level, parent_id: int, body: Record
+    conn: Conn, now: float, actor: str, level: Level, parent_id: int, body: Record
 ) -> Record:
     parent = one(
         conn,
@@ -279,9 +279,7 @@ def add_child(
     )
 
 
-def remove_child(
-    conn: sqlite3.Connection, now: float, actor: str, level: Level, row_id: int
-) -> None:
+def remove_child(conn: Conn, now: float, actor: str, level: Level, row_id: int) -> None:
     show_of(conn, level.table, row_id)
     _refuse_if_live(conn, f"{level.name}_id", row_id, f"{level.name} {row_id}")
     conn.execute(f"DELETE FROM {level.table} WHERE id = ?", (row_id,))  # noqa: S608

@@ -9,7 +9,6 @@ in one transaction, so a client never holds a seat under two credentials.
 from __future__ import annotations
 
 import hmac
-import sqlite3
 from dataclasses import dataclass
 
 from coordinator.store.errors import Forbidden, Unauthorized
@@ -23,6 +22,7 @@ from coordinator.store.records import (
     new_token,
     token_hash,
 )
+from coordinator.store.sql import Conn
 
 _PRINCIPAL_SQL = """
 SELECT c.id, c.kind, c.show_id, c.expires_at, c.revoked_at, c.revoked_reason,
@@ -37,7 +37,7 @@ WHERE c.token_hash = ?
 """
 
 
-def authenticate(conn: sqlite3.Connection, token: str, now: float) -> Principal:
+def authenticate(conn: Conn, token: str, now: float) -> Principal:
     """The principal behind ``token``, or 401 saying exactly why it is refused."""
     row = conn.execute(_PRINCIPAL_SQL, (token_hash(token),)).fetchone()
     if row is None:
@@ -62,7 +62,7 @@ def authenticate(conn: sqlite3.Connection, token: str, now: float) -> Principal:
 
 
 def _issue(
-    conn: sqlite3.Connection,
+    conn: Conn,
     now: float,
     kind: Role,
     person_column: str,
@@ -88,9 +88,7 @@ def _issue(
     return cred_id, token, expires_at
 
 
-def revoke_issued(
-    conn: sqlite3.Connection, now: float, column: str, person_id: int, reason: str
-) -> int:
+def revoke_issued(conn: Conn, now: float, column: str, person_id: int, reason: str) -> int:
     """Revoke every live credential issued to one person (or appliance); returns how many."""
     if column not in ("admin_id", "show_admin_id", "contributor_id", "appliance_id"):
         raise ValueError(f"not a credential owner column: {column!r}")
@@ -101,7 +99,7 @@ def revoke_issued(
     ).rowcount
 
 
-def sign_out(conn: sqlite3.Connection, now: float, principal: Principal) -> None:
+def sign_out(conn: Conn, now: float, principal: Principal) -> None:
     """Revoke the caller's own credential (and, for a refreshed one, nothing else is live)."""
     conn.execute(
         "UPDATE credentials SET revoked_at = ?, revoked_reason = ? "
@@ -113,7 +111,7 @@ def sign_out(conn: sqlite3.Connection, now: float, principal: Principal) -> None
     )
 
 
-def revoked_since(conn: sqlite3.Connection, after: int | None) -> tuple[int, frozenset[int]]:
+def revoked_since(conn: Conn, after: int | None) -> tuple[int, frozenset[int]]:
     """Credentials revoked or deleted after revocation row ``after`` (None: from now on)."""
     if after is None:
         (last,) = conn.execute("SELECT COALESCE(MAX(id), 0) FROM revocations").fetchone()
@@ -132,7 +130,7 @@ def _secret_matches(stored_hash: str, secret: str) -> bool:
 
 
 def enter_system(
-    conn: sqlite3.Connection,
+    conn: Conn,
     now: float,
     user: str,
     show_id: int,
@@ -179,7 +177,7 @@ def enter_system(
     )
 
 
-def refresh(conn: sqlite3.Connection, now: float, principal: Principal, seconds: int) -> Record:
+def refresh(conn: Conn, now: float, principal: Principal, seconds: int) -> Record:
     """Seed flow "credential expires": new credential, memberships moved, old one revoked."""
     if principal.show_id is None or principal.role not in ("show_admin", "contributor"):
         raise Forbidden(
@@ -216,7 +214,7 @@ def refresh(conn: sqlite3.Connection, now: float, principal: Principal, seconds:
     }
 
 
-def describe(conn: sqlite3.Connection, principal: Principal) -> Record:
+def describe(conn: Conn, principal: Principal) -> Record:
     sessions = [
         r[0]
         for r in conn.execute(
@@ -246,9 +244,7 @@ class ExpiringCredential:
     session_ids: tuple[str, ...]
 
 
-def claim_expiring(
-    conn: sqlite3.Connection, now: float, horizon: float
-) -> list[ExpiringCredential]:
+def claim_expiring(conn: Conn, now: float, horizon: float) -> list[ExpiringCredential]:
     """Credentials that expire before ``now + horizon`` and were not announced yet; marks them."""
     rows = conn.execute(
         "SELECT id, kind, COALESCE(show_admin_id, contributor_id, appliance_id, admin_id) AS pid, "

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hmac
 import re
-import sqlite3
 
 from coordinator.store.errors import Conflict, Invalid, NotFound
 from coordinator.store.people import create_appliance, issue_appliance_credential
@@ -31,6 +30,7 @@ from coordinator.store.records import (
     paged,
     token_hash,
 )
+from coordinator.store.sql import Conn, Row
 from wire.enrollment import confirmation_phrase
 
 # The alphabet of image-build/files/burnstand-enrollment-code: no 0/O or 1/I look-alikes.
@@ -54,7 +54,7 @@ def shown(code: str) -> str:
     return f"{code[:4]}-{code[4:]}"
 
 
-def _resolve_show(conn: sqlite3.Connection, show: int | str) -> int:
+def _resolve_show(conn: Conn, show: int | str) -> int:
     if isinstance(show, int):
         row = conn.execute("SELECT id FROM shows WHERE id = ?", (show,)).fetchone()
     else:
@@ -70,7 +70,7 @@ class EnrollmentTaken(Conflict):
     """Someone else asked first with this code (raised after the conflict is recorded)."""
 
 
-def _view(row: sqlite3.Row) -> Record:
+def _view(row: Row) -> Record:
     return {
         "id": row["id"],
         "code": shown(row["code"]),
@@ -91,7 +91,7 @@ def _view(row: sqlite3.Row) -> Record:
 
 
 def request(
-    conn: sqlite3.Connection,
+    conn: Conn,
     now: float,
     code: str,
     name: str,
@@ -142,7 +142,7 @@ def request(
 
 
 def _ask_again(
-    conn: sqlite3.Connection, now: float, row: sqlite3.Row, source: str, poll_token: str | None
+    conn: Conn, now: float, row: Row, source: str, poll_token: str | None
 ) -> Record | EnrollmentTaken:
     code, e_id = row["code"], row["id"]
     if row["state"] != "pending":
@@ -179,7 +179,7 @@ def _ask_again(
     )
 
 
-def poll(conn: sqlite3.Connection, now: float, poll_token: str) -> Record:
+def poll(conn: Conn, now: float, poll_token: str) -> Record:
     """What the kiosk learns on a poll; the credential of an accepted request exactly once."""
     row = conn.execute(
         "SELECT * FROM enrollments WHERE poll_hash = ?", (token_hash(poll_token),)
@@ -222,7 +222,7 @@ def poll(conn: sqlite3.Connection, now: float, poll_token: str) -> Record:
     }
 
 
-def list_pending(conn: sqlite3.Connection, show_id: int, page: Page) -> Record:
+def list_pending(conn: Conn, show_id: int, page: Page) -> Record:
     one(conn, "SELECT id FROM shows WHERE id = ?", (show_id,), f"show {show_id} not found")
     return paged(
         conn,
@@ -233,7 +233,7 @@ def list_pending(conn: sqlite3.Connection, show_id: int, page: Page) -> Record:
     )
 
 
-def _pending_row(conn: sqlite3.Connection, show_id: int, e_id: int) -> sqlite3.Row:
+def _pending_row(conn: Conn, show_id: int, e_id: int) -> Row:
     row = one(
         conn,
         "SELECT * FROM enrollments WHERE id = ? AND show_id = ?",
@@ -248,7 +248,7 @@ def _pending_row(conn: sqlite3.Connection, show_id: int, e_id: int) -> sqlite3.R
     return row
 
 
-def _free_name(conn: sqlite3.Connection, show_id: int, wanted: str, code: str) -> str:
+def _free_name(conn: Conn, show_id: int, wanted: str, code: str) -> str:
     # Kiosks flashed from one image share a default name; the code tells them apart.
     taken = conn.execute(
         "SELECT 1 FROM appliances WHERE show_id = ? AND name = ?", (show_id, wanted)
@@ -257,7 +257,7 @@ def _free_name(conn: sqlite3.Connection, show_id: int, wanted: str, code: str) -
 
 
 def accept(
-    conn: sqlite3.Connection,
+    conn: Conn,
     now: float,
     actor: str,
     show_id: int,
@@ -285,7 +285,7 @@ def accept(
     return {**_view(fresh), "appliance": {k: appliance[k] for k in ("id", "show_id", "name")}}
 
 
-def reject(conn: sqlite3.Connection, now: float, actor: str, show_id: int, e_id: int) -> Record:
+def reject(conn: Conn, now: float, actor: str, show_id: int, e_id: int) -> Record:
     row = _pending_row(conn, show_id, e_id)
     conn.execute(
         "UPDATE enrollments SET state = 'rejected', decided_at = ?, decided_by = ? WHERE id = ?",

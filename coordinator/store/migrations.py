@@ -3,17 +3,24 @@
 Each migration takes a connection inside an open transaction and moves the schema one version up;
 ``PRAGMA user_version`` records how far a file has come, so starting a newer coordinator on an older
 file applies exactly the missing steps, and a file from a newer coordinator is refused.
+
+PostgreSQL starts from the baseline of version 6 (`coordinator.store.pg_schema`) and records its
+version in a ``schema_version`` table; a migration after that one runs on both engines, so it is
+written in SQL both accept.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+from typing import Any
 
 import sqlite_utils
 
+from coordinator.store.sql import Conn
 
-def _execute_script(conn: sqlite3.Connection, script: str) -> None:
+
+def _execute_script(conn: Conn, script: str) -> None:
     # executescript() would COMMIT the surrounding transaction first, so statements go one by one.
     for statement in script.split(";\n"):
         if statement.strip():
@@ -363,7 +370,33 @@ def _v6_extracted(conn: sqlite3.Connection) -> None:
     )
 
 
-Migration = Callable[[sqlite3.Connection], None]
+def _v7_session_order(conn: Conn) -> None:
+    # The first migration on both engines. Sessions get a creation counter: "the newest live
+    # session of a show" (a kiosk's link, a burn-protocol client) was the highest SQLite rowid,
+    # which PostgreSQL does not have. Existing rows are numbered by creation time.
+    _execute_script(
+        conn,
+        """
+        ALTER TABLE sessions ADD COLUMN seq BIGINT NOT NULL DEFAULT 0;
+        UPDATE sessions SET seq = (
+            SELECT count(*) FROM sessions o
+            WHERE o.created_at < sessions.created_at
+               OR (o.created_at = sessions.created_at AND o.id <= sessions.id)
+        );
+        CREATE INDEX sessions_seq ON sessions(show_id, seq)
+        """,
+    )
+
+
+def _v8_master_heartbeats(conn: Conn) -> None:
+    # A master that heartbeats is watched: when it falls silent, its live sessions are moved to
+    # a live master (coordinator.store.failover). NULL for masters that never heartbeat.
+    conn.execute("ALTER TABLE masters ADD COLUMN heartbeat_at DOUBLE PRECISION")
+
+
+# Steps up to the PostgreSQL baseline only ever run on SQLite and take its connection; the later
+# ones take either engine's (a `Conn`).
+Migration = Callable[[Any], None]
 
 MIGRATIONS: tuple[Migration, ...] = (
     _v1_initial,
@@ -372,6 +405,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     _v4_revocations,
     _v5_enrollment_binding,
     _v6_extracted,
+    _v7_session_order,
+    _v8_master_heartbeats,
 )
 """Index i holds the step from version i to version i + 1; append only, never edit a shipped one."""
 
@@ -379,7 +414,7 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 
 class SchemaTooNew(RuntimeError):
-    """The database file was written by a newer coordinator than this one."""
+    """The database was written by a newer coordinator than this one."""
 
 
 def _check_foreign_keys(conn: sqlite3.Connection, version: int) -> None:
@@ -388,7 +423,7 @@ def _check_foreign_keys(conn: sqlite3.Connection, version: int) -> None:
         raise RuntimeError(f"migration {version} broke foreign keys: {problems[:5]}")
 
 
-def _check_version(version: int) -> None:
+def check_version(version: int) -> None:
     if version > SCHEMA_VERSION:
         raise SchemaTooNew(
             f"database schema version {version} is newer than this coordinator ({SCHEMA_VERSION})"
@@ -402,7 +437,7 @@ def _step(conn: sqlite3.Connection) -> int:
     conn.execute("BEGIN IMMEDIATE")
     try:
         (version,) = conn.execute("PRAGMA user_version").fetchone()
-        _check_version(version)
+        check_version(version)
         if version < SCHEMA_VERSION:
             MIGRATIONS[version](conn)
             conn.execute(f"PRAGMA user_version = {version + 1}")

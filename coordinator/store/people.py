@@ -8,7 +8,6 @@ Appliances are kiosks enrolled in one show.
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 from coordinator.store.credentials import revoke_issued
@@ -27,24 +26,25 @@ from coordinator.store.records import (
     token_hash,
 )
 from coordinator.store.sessions import suspend_empty_sessions
+from coordinator.store.sql import INTEGRITY_ERRORS, Conn, Row
 
 
-def _person(row: sqlite3.Row) -> Record:
+def _person(row: Row) -> Record:
     out: Record = {"id": row["id"], "name": row["name"], "email": row["email"]}
-    if "tags" in row.keys():  # noqa: SIM118  # sqlite3.Row has keys() but no __contains__ by key
+    if "tags" in row.keys():  # noqa: SIM118  # Row has keys() but no __contains__ by key
         out["tags"] = loads(row["tags"])
     out["created_at"] = iso(row["created_at"])
     return out
 
 
-def _require_show(conn: sqlite3.Connection, show_id: int) -> None:
+def _require_show(conn: Conn, show_id: int) -> None:
     one(conn, "SELECT id FROM shows WHERE id = ?", (show_id,), f"show {show_id} not found")
 
 
 # --- admins ---------------------------------------------------------------------------------
 
 
-def create_admin(conn: sqlite3.Connection, now: float, actor: str, name: str, email: str) -> str:
+def create_admin(conn: Conn, now: float, actor: str, name: str, email: str) -> str:
     """Create an admin and return a new admin credential (admin credentials do not expire)."""
     admin_id = insert(
         conn,
@@ -63,11 +63,11 @@ def create_admin(conn: sqlite3.Connection, now: float, actor: str, name: str, em
     return token
 
 
-def list_admins(conn: sqlite3.Connection, page: Page) -> Record:
+def list_admins(conn: Conn, page: Page) -> Record:
     return paged(conn, "SELECT * FROM admins ORDER BY id", (), page, _person)
 
 
-def remove_admin(conn: sqlite3.Connection, now: float, actor: str, admin_id: int) -> None:
+def remove_admin(conn: Conn, now: float, actor: str, admin_id: int) -> None:
     """Remove an admin and every credential of theirs; the last admin cannot be removed."""
     one(conn, "SELECT id FROM admins WHERE id = ?", (admin_id,), f"admin {admin_id} not found")
     (count,) = conn.execute("SELECT COUNT(*) FROM admins").fetchone()
@@ -83,7 +83,7 @@ def remove_admin(conn: sqlite3.Connection, now: float, actor: str, admin_id: int
 # --- show admins ----------------------------------------------------------------------------
 
 
-def list_show_admins(conn: sqlite3.Connection, show_id: int, page: Page) -> Record:
+def list_show_admins(conn: Conn, show_id: int, page: Page) -> Record:
     _require_show(conn, show_id)
     return paged(
         conn,
@@ -94,14 +94,16 @@ def list_show_admins(conn: sqlite3.Connection, show_id: int, page: Page) -> Reco
     )
 
 
-def add_show_admin(
-    conn: sqlite3.Connection, now: float, actor: str, show_id: int, body: Record
-) -> Record:
+def _add_member(
+    conn: Conn, table: str, now: float, show_id: int, body: Record, what: str
+) -> tuple[int, str]:
+    """Insert a membership of show `show_id` into `table` (show_admins or contributors) with a new
+    secret, kept only as its hash; returns the row id and the secret, to be shown this once."""
     _require_show(conn, show_id)
     secret = new_token()
-    sa_id = insert(
+    member_id = insert(
         conn,
-        "show_admins",
+        table,
         {
             "show_id": show_id,
             "name": body["name"],
@@ -110,14 +112,21 @@ def add_show_admin(
             "secret_hash": token_hash(secret),
             "created_at": now,
         },
-        what=f"show admin {body['email']!r} of show {show_id}",
+        what=what,
+    )
+    return member_id, secret
+
+
+def add_show_admin(conn: Conn, now: float, actor: str, show_id: int, body: Record) -> Record:
+    sa_id, secret = _add_member(
+        conn, "show_admins", now, show_id, body, f"show admin {body['email']!r} of show {show_id}"
     )
     audit(conn, now, actor, "show_admin.add", f"show_admin:{sa_id}", {"show_id": show_id})
     row = one(conn, "SELECT * FROM show_admins WHERE id = ?", (sa_id,), "show admin vanished")
     return {**_person(row), "show_id": show_id, "secret": secret}
 
 
-def _show_admin_row(conn: sqlite3.Connection, show_id: int, sa_id: int) -> sqlite3.Row:
+def _show_admin_row(conn: Conn, show_id: int, sa_id: int) -> Row:
     return one(
         conn,
         "SELECT * FROM show_admins WHERE id = ? AND show_id = ?",
@@ -127,7 +136,7 @@ def _show_admin_row(conn: sqlite3.Connection, show_id: int, sa_id: int) -> sqlit
 
 
 def edit_show_admin(
-    conn: sqlite3.Connection, now: float, actor: str, show_id: int, sa_id: int, body: Record
+    conn: Conn, now: float, actor: str, show_id: int, sa_id: int, body: Record
 ) -> Record:
     _show_admin_row(conn, show_id, sa_id)
     out_secret = _apply_person_edit(
@@ -140,9 +149,7 @@ def edit_show_admin(
     return out
 
 
-def remove_show_admin(
-    conn: sqlite3.Connection, now: float, actor: str, show_id: int, sa_id: int
-) -> None:
+def remove_show_admin(conn: Conn, now: float, actor: str, show_id: int, sa_id: int) -> None:
     _show_admin_row(conn, show_id, sa_id)
     conn.execute("DELETE FROM show_admins WHERE id = ?", (sa_id,))  # credentials cascade
     audit(conn, now, actor, "show_admin.remove", f"show_admin:{sa_id}", {"show_id": show_id})
@@ -160,7 +167,7 @@ _OWNER_COLUMN = {"show_admins": "show_admin_id", "contributors": "contributor_id
 
 
 def _apply_person_edit(
-    conn: sqlite3.Connection, now: float, table: str, row_id: int, body: Record, what: str
+    conn: Conn, now: float, table: str, row_id: int, body: Record, what: str
 ) -> str | None:
     sets: dict[str, Any] = {}
     for key in ("name", "email"):
@@ -181,7 +188,7 @@ def _apply_person_edit(
                 f"UPDATE {table} SET {assignments} WHERE id = ?",  # noqa: S608  # names are ours
                 (*sets.values(), row_id),
             )
-        except sqlite3.IntegrityError as exc:
+        except INTEGRITY_ERRORS as exc:
             raise Conflict(
                 f"{what} with email {body.get('email')!r} already exists", field="email"
             ) from exc
@@ -197,7 +204,7 @@ def _apply_person_edit(
 # the clients written against the older model.
 
 
-def _contributor_in_show(conn: sqlite3.Connection, show_id: int, c_id: int) -> sqlite3.Row:
+def _contributor_in_show(conn: Conn, show_id: int, c_id: int) -> Row:
     return one(
         conn,
         "SELECT * FROM contributors WHERE id = ? AND show_id = ?",
@@ -206,11 +213,11 @@ def _contributor_in_show(conn: sqlite3.Connection, show_id: int, c_id: int) -> s
     )
 
 
-def _contributor_out(row: sqlite3.Row) -> Record:
+def _contributor_out(row: Row) -> Record:
     return {**_person(row), "shows": [row["show_id"]]}
 
 
-def list_contributors(conn: sqlite3.Connection, show_id: int, page: Page) -> Record:
+def list_contributors(conn: Conn, show_id: int, page: Page) -> Record:
     _require_show(conn, show_id)
     return paged(
         conn,
@@ -221,31 +228,17 @@ def list_contributors(conn: sqlite3.Connection, show_id: int, page: Page) -> Rec
     )
 
 
-def add_contributor(
-    conn: sqlite3.Connection, now: float, actor: str, show_id: int, body: Record
-) -> Record:
+def add_contributor(conn: Conn, now: float, actor: str, show_id: int, body: Record) -> Record:
     """Add a contributor to a show with a new secret of that membership, shown this once."""
-    _require_show(conn, show_id)
-    secret = new_token()
-    c_id = insert(
-        conn,
-        "contributors",
-        {
-            "show_id": show_id,
-            "name": body["name"],
-            "email": body["email"],
-            "tags": dumps(body.get("tags", [])),
-            "secret_hash": token_hash(secret),
-            "created_at": now,
-        },
-        what=f"contributor {body['email']!r} in show {show_id}",
+    c_id, secret = _add_member(
+        conn, "contributors", now, show_id, body, f"contributor {body['email']!r} in show {show_id}"
     )
     audit(conn, now, actor, "contributor.add", f"contributor:{c_id}", {"show_id": show_id})
     return {**_contributor_out(_contributor_in_show(conn, show_id, c_id)), "secret": secret}
 
 
 def edit_contributor(
-    conn: sqlite3.Connection, now: float, actor: str, show_id: int, c_id: int, body: Record
+    conn: Conn, now: float, actor: str, show_id: int, c_id: int, body: Record
 ) -> Record:
     _contributor_in_show(conn, show_id, c_id)
     secret = _apply_person_edit(
@@ -258,9 +251,7 @@ def edit_contributor(
     return out
 
 
-def remove_contributor(
-    conn: sqlite3.Connection, now: float, actor: str, show_id: int, c_id: int
-) -> None:
+def remove_contributor(conn: Conn, now: float, actor: str, show_id: int, c_id: int) -> None:
     """Take a contributor off one show; their credentials for it die, and so do their seats."""
     _contributor_in_show(conn, show_id, c_id)
     conn.execute("DELETE FROM contributors WHERE id = ?", (c_id,))  # credentials cascade
@@ -272,7 +263,7 @@ def remove_contributor(
 
 
 def create_appliance(
-    conn: sqlite3.Connection,
+    conn: Conn,
     now: float,
     actor: str,
     show_id: int,
@@ -296,9 +287,7 @@ def create_appliance(
     return out
 
 
-def issue_appliance_credential(
-    conn: sqlite3.Connection, now: float, appliance_id: int, show_id: int
-) -> str:
+def issue_appliance_credential(conn: Conn, now: float, appliance_id: int, show_id: int) -> str:
     """A new credential for an appliance; only its hash is stored."""
     token = new_token()
     insert(
@@ -316,7 +305,7 @@ def issue_appliance_credential(
     return token
 
 
-def _appliance_out(row: sqlite3.Row) -> Record:
+def _appliance_out(row: Row) -> Record:
     return {
         "id": row["id"],
         "show_id": row["show_id"],
@@ -325,7 +314,7 @@ def _appliance_out(row: sqlite3.Row) -> Record:
     }
 
 
-def list_appliances(conn: sqlite3.Connection, show_id: int | None, page: Page) -> Record:
+def list_appliances(conn: Conn, show_id: int | None, page: Page) -> Record:
     """The appliances of one show (or of every show when ``show_id`` is None)."""
     if show_id is None:
         return paged(conn, "SELECT * FROM appliances ORDER BY id", (), page, _appliance_out)
@@ -340,7 +329,7 @@ def list_appliances(conn: sqlite3.Connection, show_id: int | None, page: Page) -
 
 
 def remove_appliance(
-    conn: sqlite3.Connection, now: float, actor: str, appliance_id: int, show_id: int | None = None
+    conn: Conn, now: float, actor: str, appliance_id: int, show_id: int | None = None
 ) -> Record:
     """Remove a kiosk: its credential stops working at once on every plane."""
     where, args = "id = ?", [appliance_id]

@@ -10,12 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from coordinator.store.errors import Conflict, NotFound
+from coordinator.store.sql import INTEGRITY_ERRORS, Conn, Row, is_unique_violation
 
 Role = Literal["admin", "show_admin", "contributor", "appliance"]
 ROLES: tuple[Role, ...] = ("admin", "show_admin", "contributor", "appliance")
@@ -55,7 +55,7 @@ def iso(ts: float | None) -> str | None:
 
 
 def audit(
-    conn: sqlite3.Connection,
+    conn: Conn,
     now: float,
     actor: str,
     action: str,
@@ -77,25 +77,25 @@ def dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True)
 
 
-def insert(conn: sqlite3.Connection, table: str, values: Record, *, what: str) -> int:
-    """Insert one row; a UNIQUE violation becomes a 409 that names ``what`` was duplicated."""
+def insert(conn: Conn, table: str, values: Record, *, what: str, key: str = "id") -> int:
+    """Insert one row and return its ``key``; a UNIQUE violation becomes a 409 that names
+    ``what`` was duplicated."""
     cols = ", ".join(values)
     marks = ", ".join("?" for _ in values)
     try:
-        cur = conn.execute(
-            f"INSERT INTO {table} ({cols}) VALUES ({marks})",  # noqa: S608  # names are ours
+        (row_id,) = conn.execute(
+            f"INSERT INTO {table} ({cols}) VALUES ({marks}) RETURNING {key}",  # noqa: S608  # ours
             tuple(values.values()),
-        )
-    except sqlite3.IntegrityError as exc:
-        if "UNIQUE" in str(exc):
+        ).fetchone()
+    except INTEGRITY_ERRORS as exc:
+        if is_unique_violation(exc):
             raise Conflict(f"{what} already exists") from exc
         raise
-    assert cur.lastrowid is not None  # noqa: S101  # an INSERT that succeeded has a rowid
-    return cur.lastrowid
+    return cast(int, row_id)  # a text key (sessions) comes back as given
 
 
-def one(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...], missing: str) -> sqlite3.Row:
-    row: sqlite3.Row | None = conn.execute(sql, params).fetchone()
+def one(conn: Conn, sql: str, params: tuple[Any, ...], missing: str) -> Row:
+    row: Row | None = conn.execute(sql, params).fetchone()
     if row is None:
         raise NotFound(missing)
     return row
@@ -108,7 +108,7 @@ class Page:
 
 
 def paged(
-    conn: sqlite3.Connection,
+    conn: Conn,
     sql: str,
     params: tuple[Any, ...],
     page: Page,
@@ -116,7 +116,7 @@ def paged(
 ) -> Record:
     """Run ``sql`` (no ORDER/LIMIT of its own beyond ORDER BY) for one page plus the total."""
     (total,) = conn.execute(
-        f"SELECT count(*) FROM ({sql})",  # noqa: S608  # sql is built from our constants
+        f"SELECT count(*) FROM ({sql}) AS page_rows",  # noqa: S608  # sql is built from ours
         params,
     ).fetchone()
     rows = conn.execute(f"{sql} LIMIT ? OFFSET ?", (*params, page.limit, page.offset)).fetchall()

@@ -8,10 +8,10 @@ suspended, not deleted: it keeps its scope and can be resumed, when it is placed
 from __future__ import annotations
 
 import secrets
-import sqlite3
 
 from coordinator.store.errors import Conflict, NotFound, Unavailable
 from coordinator.store.records import Page, Principal, Record, audit, insert, iso, one, paged
+from coordinator.store.sql import Conn, Row
 
 EMBEDDED_MASTER_NAME = "local"
 
@@ -24,7 +24,7 @@ FROM masters m
 """
 
 
-def _master(row: sqlite3.Row) -> Record:
+def _master(row: Row) -> Record:
     return {
         "id": row["id"],
         "name": row["name"],
@@ -36,12 +36,12 @@ def _master(row: sqlite3.Row) -> Record:
     }
 
 
-def list_pool(conn: sqlite3.Connection, page: Page) -> Record:
+def list_pool(conn: Conn, page: Page) -> Record:
     return paged(conn, _POOL_SQL + " ORDER BY m.id", (), page, _master)
 
 
 def add_master(
-    conn: sqlite3.Connection, now: float, actor: str, body: Record, *, embedded: bool = False
+    conn: Conn, now: float, actor: str, body: Record, *, embedded: bool = False
 ) -> Record:
     if conn.execute("SELECT 1 FROM masters WHERE url = ?", (body["url"],)).fetchone():
         raise Conflict(
@@ -63,7 +63,7 @@ def add_master(
     return _master(one(conn, _POOL_SQL + " WHERE m.id = ?", (m_id,), "master vanished"))
 
 
-def remove_master(conn: sqlite3.Connection, now: float, actor: str, m_id: int) -> None:
+def remove_master(conn: Conn, now: float, actor: str, m_id: int) -> None:
     row = one(
         conn, _POOL_SQL + " WHERE m.id = ?", (m_id,), f"session master {m_id} not in the pool"
     )
@@ -76,7 +76,7 @@ def remove_master(conn: sqlite3.Connection, now: float, actor: str, m_id: int) -
     audit(conn, now, actor, "pool.remove", f"master:{m_id}", {"url": row["url"]})
 
 
-def ensure_local_master(conn: sqlite3.Connection, now: float, url: str, capacity: int) -> bool:
+def ensure_local_master(conn: Conn, now: float, url: str, capacity: int) -> bool:
     """Embedded default: with an empty pool, this process becomes the pool's only master.
 
     A restart on another address moves the embedded master there instead of adding a second one.
@@ -106,9 +106,10 @@ def ensure_local_master(conn: sqlite3.Connection, now: float, url: str, capacity
     return True
 
 
-def _place(conn: sqlite3.Connection) -> sqlite3.Row:
-    row: sqlite3.Row | None = conn.execute(
-        _POOL_SQL + " WHERE live_sessions < m.capacity ORDER BY live_sessions, m.id LIMIT 1"
+def _place(conn: Conn) -> Row:
+    row: Row | None = conn.execute(
+        f"SELECT * FROM ({_POOL_SQL}) AS pool "  # noqa: S608  # our constant
+        "WHERE live_sessions < capacity ORDER BY live_sessions, id LIMIT 1"
     ).fetchone()
     if row is None:
         (count,) = conn.execute("SELECT count(*) FROM masters").fetchone()
@@ -130,7 +131,7 @@ FROM sessions s LEFT JOIN masters m ON m.id = s.master_id
 """
 
 
-def _session(row: sqlite3.Row, member: bool | None = None) -> Record:
+def _session(row: Row, member: bool | None = None) -> Record:
     out: Record = {
         "id": row["id"],
         "name": row["name"],
@@ -154,7 +155,7 @@ def _session(row: sqlite3.Row, member: bool | None = None) -> Record:
     return out
 
 
-def _session_row(conn: sqlite3.Connection, principal: Principal, session_id: str) -> sqlite3.Row:
+def _session_row(conn: Conn, principal: Principal, session_id: str) -> Row:
     # Room ids are case-insensitive; other shows' sessions do not exist for this credential.
     # An admin (no show) oversees every show's sessions.
     if principal.show_id is None:
@@ -172,8 +173,8 @@ def _session_row(conn: sqlite3.Connection, principal: Principal, session_id: str
     )
 
 
-def list_sessions(conn: sqlite3.Connection, principal: Principal, page: Page) -> Record:
-    def render(row: sqlite3.Row) -> Record:
+def list_sessions(conn: Conn, principal: Principal, page: Page) -> Record:
+    def render(row: Row) -> Record:
         member = conn.execute(
             "SELECT 1 FROM memberships WHERE session_id = ? AND credential_id = ?",
             (row["id"], principal.credential_id),
@@ -191,7 +192,7 @@ def list_sessions(conn: sqlite3.Connection, principal: Principal, page: Page) ->
     )
 
 
-def get_session(conn: sqlite3.Connection, principal: Principal, session_id: str) -> Record:
+def get_session(conn: Conn, principal: Principal, session_id: str) -> Record:
     row = _session_row(conn, principal, session_id)
     member = conn.execute(
         "SELECT 1 FROM memberships WHERE session_id = ? AND credential_id = ?",
@@ -200,7 +201,7 @@ def get_session(conn: sqlite3.Connection, principal: Principal, session_id: str)
     return _session(row, member is not None)
 
 
-def _check_scope(conn: sqlite3.Connection, show_id: int, body: Record) -> dict[str, int | None]:
+def _check_scope(conn: Conn, show_id: int, body: Record) -> dict[str, int | None]:
     """Each scope level must exist in the show and sit under the level above it."""
     scope: dict[str, int | None] = {
         "episode_id": body["episode_id"],
@@ -233,14 +234,14 @@ def _check_scope(conn: sqlite3.Connection, show_id: int, body: Record) -> dict[s
     return scope
 
 
-def create_session(
-    conn: sqlite3.Connection, now: float, principal: Principal, body: Record
-) -> Record:
+def create_session(conn: Conn, now: float, principal: Principal, body: Record) -> Record:
     """Seed flow "contributor creates a session": place it and seat the creator."""
     assert principal.show_id is not None  # noqa: S101  # roles allowed here are show-scoped
     scope = _check_scope(conn, principal.show_id, body)
     master = _place(conn)
     session_id = secrets.token_hex(8)
+    # Creation order, for "the newest live session" when two share a timestamp.
+    (seq,) = conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM sessions").fetchone()
     insert(
         conn,
         "sessions",
@@ -253,6 +254,7 @@ def create_session(
             "state": "live",
             "created_by": principal.credential_id,
             "created_at": now,
+            "seq": seq,
         },
         what="session",
     )
@@ -271,9 +273,7 @@ def create_session(
     return _session(_session_row(conn, principal, session_id), True)
 
 
-def join_session(
-    conn: sqlite3.Connection, now: float, principal: Principal, session_id: str
-) -> Record:
+def join_session(conn: Conn, now: float, principal: Principal, session_id: str) -> Record:
     """Seed flow "contributor joins a session": a membership on the session's master."""
     row = _session_row(conn, principal, session_id)
     if row["state"] != "live":
@@ -286,14 +286,13 @@ def join_session(
         "memberships",
         {"session_id": row["id"], "credential_id": principal.credential_id, "joined_at": now},
         what=f"membership of this credential in session {row['id']}",
+        key="session_id",
     )
     audit(conn, now, principal.actor, "session.join", f"session:{row['id']}")
     return _session(_session_row(conn, principal, row["id"]), True)
 
 
-def leave_session(
-    conn: sqlite3.Connection, now: float, principal: Principal, session_id: str
-) -> Record:
+def leave_session(conn: Conn, now: float, principal: Principal, session_id: str) -> Record:
     """Seed flow "contributor formally leaves": the last one out suspends the session."""
     row = _session_row(conn, principal, session_id)
     gone = conn.execute(
@@ -314,9 +313,7 @@ def leave_session(
     return _session(_session_row(conn, principal, row["id"]), False)
 
 
-def suspend_empty_sessions(
-    conn: sqlite3.Connection, now: float, session_id: str | None = None
-) -> int:
+def suspend_empty_sessions(conn: Conn, now: float, session_id: str | None = None) -> int:
     """Suspend live sessions without members (one, or all); returns how many."""
     where = "state = 'live' AND NOT EXISTS (SELECT 1 FROM memberships m WHERE m.session_id = id)"
     params: tuple[object, ...] = (now,)
@@ -330,9 +327,7 @@ def suspend_empty_sessions(
     ).rowcount
 
 
-def suspend_session(
-    conn: sqlite3.Connection, now: float, principal: Principal, session_id: str
-) -> Record:
+def suspend_session(conn: Conn, now: float, principal: Principal, session_id: str) -> Record:
     row = _session_row(conn, principal, session_id)
     if row["state"] != "live":
         raise Conflict(f"session {row['id']} is already suspended")
@@ -349,9 +344,7 @@ def suspend_session(
     return _session(_session_row(conn, principal, row["id"]), False)
 
 
-def resume_session(
-    conn: sqlite3.Connection, now: float, principal: Principal, session_id: str
-) -> Record:
+def resume_session(conn: Conn, now: float, principal: Principal, session_id: str) -> Record:
     """Place a suspended session on a master again and seat the one who resumed it."""
     row = _session_row(conn, principal, session_id)
     if row["state"] == "live":

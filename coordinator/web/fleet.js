@@ -3,9 +3,14 @@
 // when, version, disc cache), its burners (state, the image by name, progress) and its queue, kept
 // current over the same client WebSocket the live view uses (one LiveSession per live session).
 // Suspended sessions are listed without a socket; the page links to each session's live view.
+// While a session is live its card also shows how the show's kiosks share images on their LAN
+// (GET /shows/{id}/swarm, polled): each kiosk's chunks and where its bytes came from, and the
+// peers kiosks banned for serving bad chunks.
 
 import { LiveSession } from "./live.js";
 import { bytes, clock, h, replace } from "./ui.js";
+
+const SHARING_POLL_MS = 3000;
 
 /** A burner's status in words (the live view's cards use the same). */
 export const STATE_TEXT = {
@@ -54,6 +59,8 @@ class SessionCard {
     this.meta = h("p", { class: "fleet-meta" });
     this.kioskList = h("ul", { class: "fleet-kiosks", "aria-label": `Kiosks of ${session.name}` });
     this.burnerList = h("ul", { class: "fleet-burners", "aria-label": `Burners of ${session.name}` });
+    this.sharing = h("div", { class: "fleet-sharing", "aria-label": `Image sharing of ${session.name}` });
+    this.sharingTimer = null;
     const headId = `fleet-h-${session.id}`;
     this.el = h(
       "section",
@@ -71,8 +78,49 @@ class SessionCard {
       this.kioskList,
       h("h3", {}, "Burners"),
       this.burnerList,
+      this.sharing,
     );
     this.render();
+  }
+
+  async pollSharing() {
+    try {
+      this.renderSharing(await this.auth.get(`/shows/${this.s.show_id}/swarm`));
+    } catch {
+      // Not this credential's to see, or the coordinator is away: the next poll tries again.
+    }
+  }
+
+  /** Which kiosk holds how much of which image, and from where its bytes came. */
+  renderSharing(view) {
+    const rows = [];
+    for (const image of view.images || []) {
+      for (const k of image.kiosks) {
+        const done = k.chunks === k.count;
+        rows.push(
+          h(
+            "li",
+            { class: "fleet-share", dataset: { kiosk: String(k.appliance), sha256: image.sha256 } },
+            h("strong", { class: "kiosk-name" }, k.name || `Kiosk ${k.appliance}`),
+            h("span", { class: "share-progress" }, `image ${image.sha256.slice(0, 12)}…: ${done ? "complete" : `${k.chunks} of ${k.count} chunks`}`),
+            h("span", { class: "share-sources muted" }, `${bytes(k.peer_bytes)} from kiosks, ${bytes(k.origin_bytes)} from the coordinator`),
+          ),
+        );
+      }
+    }
+    const reports = (view.reports || []).map((r) =>
+      h("li", { class: "fleet-share-report" }, `${r.reporter} banned the peer at ${r.peer}: ${r.reason}`),
+    );
+    replace(
+      this.sharing,
+      rows.length || reports.length
+        ? [
+            h("h3", {}, "Image sharing"),
+            h("ul", { class: "fleet-shares" }, rows),
+            reports.length ? h("ul", { class: "fleet-share-reports", "aria-label": "Bad peers" }, reports) : null,
+          ]
+        : [],
+    );
   }
 
   start() {
@@ -105,11 +153,15 @@ class SessionCard {
     live.addEventListener("members", () => this.refreshMembers());
     live.addEventListener("expiring", () => this.auth.refresh().catch(() => {}));
     live.start();
+    this.pollSharing();
+    this.sharingTimer = setInterval(() => this.pollSharing(), SHARING_POLL_MS);
   }
 
   stop() {
     if (this.live) this.live.stop();
     this.live = null;
+    if (this.sharingTimer !== null) clearInterval(this.sharingTimer);
+    this.sharingTimer = null;
   }
 
   async refreshMembers() {

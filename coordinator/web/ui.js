@@ -89,7 +89,19 @@ export function form(attrs, fields, submitLabel, action) {
   return el;
 }
 
-const toastBox = () => document.getElementById("toast");
+// A view may host its own notices (the live view keeps them in its burners column, so they never
+// cover the queue or the statistics); otherwise they go to the page's corner.
+const toastBox = () => document.querySelector(".toasts[data-toast-host]") || document.getElementById("toast");
+
+/** Where a view's own notices appear: put it at the end of the column they may cover. Notices
+ * still showing from the page before (such as "Joined …") move in with it, so they do not stay in
+ * the corner over the new view. */
+export function toastHost() {
+  const box = h("div", { class: "toasts", "data-toast-host": true, role: "status", "aria-live": "polite" });
+  const corner = document.getElementById("toast");
+  if (corner) box.append(...corner.children);
+  return h("div", { class: "toast-anchor" }, box);
+}
 
 export function toast(text, kind = "info") {
   const box = toastBox();

@@ -12,7 +12,8 @@ import random
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,3 +149,58 @@ class ImageMaker:
 def make_test_image(tmp_path: Path) -> ImageMaker:
     """make_test_image(size, seed=, zero_fraction=) -> Path of a reproducible random image."""
     return ImageMaker(tmp_path)
+
+
+# --------------------------------------------------------------------------- throttled targets
+
+BLKIO = Path("/sys/fs/cgroup/blkio")
+UNIFIED = Path("/sys/fs/cgroup/unified")
+
+
+def _dev_numbers(dev: str) -> str:
+    rdev = os.stat(dev).st_rdev
+    return f"{os.major(rdev)}:{os.minor(rdev)}"
+
+
+Throttle = Callable[[str, int], Callable[[], None]]
+
+
+@pytest.fixture
+def throttle() -> Iterator[Throttle]:
+    """throttle(dev, bytes_per_s) -> a preexec_fn that puts the child in a cgroup whose writes
+    to `dev` the kernel limits to that rate (cgroup v1 blkio, or v2 io.max)."""
+    made: list[Path] = []
+
+    def make(dev: str, bps: int) -> Callable[[], None]:
+        name = f"burnstand-test-{uuid.uuid4().hex[:8]}"
+        if (BLKIO / "blkio.throttle.write_bps_device").exists():
+            group = BLKIO / name
+            group.mkdir()
+            made.append(group)
+            (group / "blkio.throttle.write_bps_device").write_text(f"{_dev_numbers(dev)} {bps}")
+        elif (UNIFIED / "cgroup.controllers").exists() and "io" in (
+            UNIFIED / "cgroup.subtree_control"
+        ).read_text().split():
+            group = UNIFIED / name
+            group.mkdir()
+            made.append(group)
+            (group / "io.max").write_text(f"{_dev_numbers(dev)} wbps={bps}")
+        else:
+            pytest.skip("no blkio cgroup to throttle a target with")
+        procs = str(group / "cgroup.procs")
+
+        def enter() -> None:
+            with open(procs, "w") as f:
+                f.write(str(os.getpid()))
+
+        return enter
+
+    yield make
+    for group in made:
+        # Bounded: the children are gone by now, so the group empties at once.
+        for _ in range(100):
+            try:
+                group.rmdir()
+                break
+            except OSError:
+                os.sched_yield()

@@ -6,7 +6,9 @@ take's before the target's first block goes down."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import hashlib
+import random
 import shutil
 import subprocess
 import time
@@ -19,13 +21,15 @@ import pytest
 from aiohttp import web
 from gpiozero.pins.mock import MockFactory
 
-from appliance.agent import Running, serve
+from appliance.agent import LinkState, Running, serve
 from appliance.config import LedPins
 from appliance.control import ControlClient
 from appliance.drives.block import BlockDrive
 from appliance.drives.uid import drive_uid
-from tests.appliance.test_agent import burn_and_wait, make_config
+from tests.appliance.diskimages import make_bmap, need_tools
+from tests.appliance.test_agent import FakeLink, burn_and_wait, make_config
 from tests.conftest import free_port
+from wire.agentmsg import parse_from_agent
 
 if TYPE_CHECKING:
     from tests.appliance.conftest import LoopDevice, LoopFactory
@@ -44,10 +48,12 @@ class Origin:
         self.release = asyncio.Event()
         self.held = asyncio.Event()
         self.hits: Counter[str] = Counter()
+        self.auth: list[str | None] = []  # the Authorization header of each request
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         rng = request.headers.get("Range")
         self.hits["range" if rng else "whole"] += 1
+        self.auth.append(request.headers.get("Authorization"))
         size = len(self.data)
         if rng:
             start = int(rng.removeprefix("bytes=").rstrip("-"))
@@ -251,3 +257,146 @@ async def test_a_download_of_another_length_is_refused_before_the_target_is_touc
     assert not result["ok"]
     assert f"the take says {SIZE}" in result["message"], result
     assert dev.read(0, MiB) == b"\xaa" * MiB  # refused before it was opened
+
+
+def sparse_image(path: Path) -> bytes:
+    """12 MiB, 70 % empty in runs, written sparsely so `bmaptool create` finds the holes."""
+    rng = random.Random(16)
+    data = bytearray(SIZE)
+    with open(path, "wb") as f:
+        f.truncate(SIZE)
+        for off in range(0, SIZE, MiB):
+            if rng.random() < 0.3 or off == 0:
+                piece = rng.randbytes(MiB)
+                data[off : off + MiB] = piece
+                f.seek(off)
+                f.write(piece)
+    return bytes(data)
+
+
+@pytest.mark.parametrize("matching", [True, False])
+async def test_a_take_with_a_bmap_writes_its_ranges_and_zeroes_the_holes(
+    tmp_path: Path,
+    loop_devices: LoopFactory,
+    origin_url: tuple[dict[str, Origin], str],
+    matching: bool,
+) -> None:
+    need_tools("bmaptool")
+    image = sparse_image(tmp_path / "live.img")
+    if not matching:  # the bmap of another image: same holes, other bytes in the ranges
+        other = bytes(b ^ 0x55 if b else 0 for b in image[:MiB]) + image[MiB:]
+        (tmp_path / "live.img").write_bytes(other)
+    bmap = (await asyncio.to_thread(make_bmap, tmp_path / "live.img")).read_bytes()
+    origins, base = origin_url
+    for name, body in (("live.img", image), ("live.img.bmap", bmap)):
+        origins[name] = Origin(body, hold_at=len(body))
+        origins[name].hits["whole"] = 1  # answer whole at once
+    take = {**take_of(image, f"{base}/live.img"), "bmap": f"{base}/live.img.bmap"}
+    dev = loop_devices(32 * MiB, fill=b"\xaa")
+    drive = BlockDrive(dev.path, drive_uid(dev.path), chunk_size=CHUNK)
+    running = await serve(
+        make_config(tmp_path, simulated=(), leds=LedPins(), cache_size=64 * MiB),
+        pin_factory=MockFactory(),
+        drives=[(drive, "Stick")],
+    )
+    try:
+        await running.agent.set_catalog([take])
+        async with ControlClient(running.server.path) as client:
+            result = await burn_and_wait(client, take["sha256"], drive.info.uid)
+    finally:
+        await running.stop()
+    kept = tmp_path / "cache" / f"{take['sha256']}.bmap"
+    if matching:
+        assert result["ok"], result
+        assert dev.read(0, SIZE) == image  # the holes read as zeros, not as the old 0xaa
+        assert drive.zeroed_bytes >= SIZE // 2  # left to the device, not written
+        assert kept.read_bytes() == bmap
+    else:
+        assert not result["ok"]
+        assert result["reason"] == "bad-bmap", result
+        assert dev.read(0, CHUNK) == bytes(CHUNK)  # the start stays blank
+        assert not kept.exists()  # fetched anew next time
+
+
+async def test_the_first_burn_of_a_take_that_does_not_say_what_it_unpacks_to_reports_it(
+    tmp_path: Path, loop_devices: LoopFactory, origin_url: tuple[dict[str, Origin], str]
+) -> None:
+    image = hashlib.shake_256(b"packed").digest(4 * MiB) + bytes(4 * MiB)
+    packed = gzip.compress(image)
+    origins, base = origin_url
+    origins["live.img.gz"] = Origin(packed, hold_at=len(packed))
+    origins["live.img.gz"].hits["whole"] = 1
+    take = take_of(packed, f"{base}/live.img.gz")  # no extracted_size/extracted_sha256
+    dev = loop_devices(32 * MiB, fill=b"\xaa")
+    uid = drive_uid(dev.path)
+    FakeLink.made.clear()
+    config = make_config(
+        tmp_path, simulated=(), leds=LedPins(), coordinator_url=base, credential="cred"
+    )
+    running = await serve(
+        config,
+        link_factory=FakeLink,
+        pin_factory=MockFactory(),
+        drives=[(BlockDrive(dev.path, uid, chunk_size=CHUNK), "Stick")],
+    )
+    try:
+        [link] = FakeLink.made
+        link.go(LinkState.ONLINE)
+        await running.agent.set_catalog([take])
+        async with ControlClient(running.server.path) as client:
+            first = await burn_and_wait(client, take["sha256"], uid)
+            await link.wait_for(lambda: bool(link.of("extracted")))
+            second = await burn_and_wait(client, take["sha256"], uid)
+            images = {i["sha256"]: i for i in await client.request("images")}
+    finally:
+        await running.stop()
+    assert first["ok"], first
+    assert second["ok"], second
+    assert dev.read(0, len(image)) == image
+    assert link.of("extracted") == [
+        {
+            "type": "extracted",
+            "sha256": take["sha256"],
+            "extracted_size": len(image),
+            "extracted_sha256": hashlib.sha256(image).hexdigest(),
+        }
+    ]  # once: the kiosk's catalog knows it now, and the kiosk shows it
+    assert images[take["sha256"]]["extracted_size"] == len(image)
+    for payload in link.sent:
+        parse_from_agent(payload)
+
+
+async def test_a_take_in_the_coordinators_store_is_fetched_with_the_kiosks_credential(
+    tmp_path: Path, loop_devices: LoopFactory, origin_url: tuple[dict[str, Origin], str]
+) -> None:
+    origins, base = origin_url
+    image = hashlib.shake_256(b"stored").digest(4 * MiB)
+    origin = origins["live.img"] = Origin(image, hold_at=2 * MiB)
+    # A take uploaded to the coordinator names the store by a path on the coordinator.
+    take = take_of(image, "/images/live.img")
+    dev = loop_devices(32 * MiB, fill=b"\xaa")
+    uid = drive_uid(dev.path)
+    FakeLink.made.clear()
+    coordinator = base.removesuffix("/images")
+    config = make_config(
+        tmp_path, simulated=(), leds=LedPins(), coordinator_url=coordinator, credential="cred"
+    )
+    running = await serve(
+        config,
+        link_factory=FakeLink,
+        pin_factory=MockFactory(),
+        drives=[(BlockDrive(dev.path, uid, chunk_size=CHUNK), "Stick")],
+    )
+    try:
+        await running.agent.set_catalog([take])
+        async with ControlClient(running.server.path) as client:
+            burn = asyncio.create_task(burn_and_wait(client, take["sha256"], uid))
+            async with asyncio.timeout(30):
+                await origin.held.wait()
+            origin.release.set()  # then the connection drops: the resume carries it too
+            result = await burn
+    finally:
+        await running.stop()
+    assert result["ok"], result
+    assert dev.read(0, len(image)) == image
+    assert origin.auth == ["Bearer cred", "Bearer cred"]

@@ -86,6 +86,17 @@ def test_an_empty_config_runs_offline_with_defaults() -> None:
     assert not c.discover
 
 
+def test_sharing_is_off_unless_turned_on() -> None:
+    assert not parse_config("").share.fetch
+    assert not parse_config("").share.serve
+    on = parse_config("[share]\nenabled = true\nport = 9000\nupload_rate = '5M'").share
+    assert (on.fetch, on.serve, on.port, on.upload_rate) == (True, True, 9000, 5_000_000)
+    quiet = parse_config("[share]\nenabled = true\nserve = false").share
+    assert (quiet.fetch, quiet.serve) == (True, False)
+    # serve alone does nothing while sharing is off.
+    assert not parse_config("[share]\nserve = true").share.serve
+
+
 def test_credential_can_come_from_a_file(tmp_path: Path) -> None:
     secret = tmp_path / "cred"
     secret.write_text("abc123\n")
@@ -137,6 +148,11 @@ def test_credential_can_come_from_a_file(tmp_path: Path) -> None:
         ("[leds]\neject_buttons = { a = 'x' }", "[leds] eject_buttons.'a': 'x' is not a BCM"),
         ("[kiosk]\npin = '12a4'", "[kiosk] pin: must be digits only"),
         ("[cache\nsize = 1", "agent.toml: not valid TOML"),
+        ("[share]\nenabled = 'yes'", "[share] enabled: must be true or false"),
+        ("[share]\nport = 0", "[share] port: must be a port number, 1..65535"),
+        ("[share]\nmax_uploads = 0", "[share] max_uploads: must be a number of uploads"),
+        ("[share]\nupload_rate = 'fast'", "[share] upload_rate: must be a positive size"),
+        ("[share]\nprot = 8765", "[share] prot: unknown key"),
     ],
 )
 def test_every_bad_value_is_a_config_error_naming_its_key(text: str, message: str) -> None:

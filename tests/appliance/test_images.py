@@ -16,8 +16,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from appliance.drives.base import CorruptImage, DiskFull
-from appliance.images import DownloadFailed, ImageCache
-from appliance.images.sources import HttpSource
+from appliance.images import ImageCache
+from appliance.images.sources import DownloadError, HttpSource
 
 MiB = 1 << 20
 
@@ -167,7 +167,7 @@ async def test_wrong_size_is_refused(tmp_path: Path, origin: tuple[Origin, str])
 async def test_missing_image_on_server(tmp_path: Path, origin: tuple[Origin, str]) -> None:
     _, base = origin
     cache = ImageCache(tmp_path / "cache", 100 * MiB)
-    with pytest.raises(DownloadFailed, match="404"):
+    with pytest.raises(DownloadError, match="404"):
         await cache.fetch(HttpSource(base + "nope.iso"), sha(b"x"), 1)
     assert cache.used_bytes == 0
 

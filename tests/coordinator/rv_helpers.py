@@ -2,19 +2,50 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import sqlite3
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from coordinator.config import CoordinatorConfig
 from coordinator.keys import STORE
+from coordinator.store import pg
 from coordinator.store.people import create_admin, create_appliance
+from coordinator.store.sql import Conn
 
 START = 1_800_000_000.0
 SHA = "ab" * 32
 MD5 = "cd" * 16
+
+
+@contextmanager
+def open_db(config: CoordinatorConfig) -> Iterator[Conn]:
+    """A connection of its own to the coordinator's database, whichever engine it is on."""
+    if config.database:
+        conn = pg.connect(config.database)
+        try:
+            yield conn
+        finally:
+            conn.raw.close()
+    else:
+        db = sqlite3.connect(config.db_path, isolation_level=None)
+        try:
+            yield db
+        finally:
+            db.close()
+
+
+def integrity_problems(config: CoordinatorConfig, db: Conn) -> list[Any]:
+    """What SQLite's own checks find wrong (PostgreSQL enforces foreign keys on every write)."""
+    if config.database:
+        return []
+    problems = list(db.execute("PRAGMA foreign_key_check").fetchall())
+    ok = db.execute("PRAGMA integrity_check").fetchone()[0]
+    return problems if ok == "ok" else [ok, *problems]
 
 
 class FakeClock:

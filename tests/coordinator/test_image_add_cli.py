@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import lzma
 import os
 import random
 import shutil
@@ -23,7 +24,7 @@ import pytest
 from rv_helpers import Client, World, bearer, call
 
 from coordinator.keys import STORE
-from coordinator.links import bridge
+from coordinator.links import takes as link_takes
 from coordinator.rendezvous.images import IMAGES
 
 VENV_BIN = Path(sys.executable).parent
@@ -151,6 +152,38 @@ async def test_a_file_becomes_a_take_with_its_image_in_one_command(
     )
     assert code == 0, err
     assert "already has its image" in err
+
+
+async def test_a_compressed_image_is_added_with_what_it_unpacks_to(
+    client: Client, world: World, tmp_path: Path
+) -> None:
+    """Issue 24: `image add` unpacks a compressed file with the image store's decoders and
+    declares the image inside with the take; a file that does not unpack is refused before
+    any take is made."""
+    inside = blob(1 * MB, 6) + bytes(2 * MB)
+    packed = lzma.compress(inside, format=lzma.FORMAT_XZ)
+    path = tmp_path / "live.img.xz"
+    path.write_bytes(packed)
+    creds = token_file(tmp_path, world.contributor)
+    code, out, err = await image_add(client, creds, str(path), "--shot", str(world.shot))
+    assert code == 0, err
+    take = json.loads(out)
+    want = (len(inside), hashlib.sha256(inside).hexdigest())
+    assert (take["extracted_size"], take["extracted_sha256"]) == want
+    assert (take["size"], take["sha256"]) == (len(packed), hashlib.sha256(packed).hexdigest())
+    assert f"xz image: unpacks to 3.0 MB, SHA-256 {want[1]}" in err
+    listed = await call(client, "GET", f"/shots/{world.shot}/takes", world.contributor, expect=200)
+    [mine] = [t for t in listed["items"] if t["id"] == take["take_id"]]
+    assert (mine["extracted_size"], mine["extracted_sha256"]) == want
+
+    damaged = tmp_path / "damaged.img.xz"
+    damaged.write_bytes(packed[: len(packed) // 2])
+    code, out, err = await image_add(client, creds, str(damaged), "--shot", str(world.shot))
+    assert (code, out) == (1, "")
+    assert err.count("\n") == 1
+    assert f"{damaged} is not a burnable image: not a sound xz file" in err
+    after = await call(client, "GET", f"/shots/{world.shot}/takes", world.contributor, expect=200)
+    assert [t["name"] for t in after["items"]] == [t["name"] for t in listed["items"]]
 
 
 async def test_an_upload_broken_halfway_resumes_where_it_stopped(
@@ -284,7 +317,7 @@ async def test_kiosks_are_offered_an_uploaded_take_from_the_coordinator_not_a_pe
     sha256 = hashlib.sha256(data).hexdigest()
 
     async def url_now() -> str:
-        takes = await store.read(lambda c: bridge._takes(c, world.show, images))
+        takes = await store.read(lambda c: link_takes.show_takes(c, world.show, images))
         return next(t.url for t in takes if t.sha256 == sha256)
 
     # Pending: no URL, so the bridge does not count it among the takes a kiosk can fetch.

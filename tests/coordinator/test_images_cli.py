@@ -13,15 +13,20 @@ import sys
 from pathlib import Path
 
 import pytest
-from rv_helpers import MakeClient, bearer
+from rv_helpers import MakeClient, bearer, open_db
+
+from coordinator.config import CoordinatorConfig
 
 VENV_BIN = Path(sys.executable).parent
 CLI = shutil.which("burnstand-coordinator", path=str(VENV_BIN)) or "burnstand-coordinator"
 TIMEOUT = 60
 
 
-def run(*argv: str) -> subprocess.CompletedProcess[str]:
+def run(*argv: str, database: str | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env.pop("BURNSTAND_DATABASE", None)
+    if database is not None:
+        env["BURNSTAND_DATABASE"] = database
     return subprocess.run(
         [CLI, *argv], env=env, capture_output=True, text=True, timeout=TIMEOUT, check=False
     )
@@ -37,15 +42,18 @@ def appliances(data: Path) -> list[tuple[str, int]]:
 
 
 async def test_create_show_then_the_credential_authenticates(
-    tmp_path: Path, make_client: MakeClient
+    tmp_path: Path, make_client: MakeClient, config: CoordinatorConfig
 ) -> None:
-    data = tmp_path / "data"
-    made = create(data, "LinuxFest 2026", "kiosk-1", "--create-show")
+    data = config.data_dir
+    made = run(
+        "appliance", "create", "--data", str(data), "--show", "LinuxFest 2026",
+        "--name", "kiosk-1", "--create-show", database=config.database,
+    )  # fmt: skip
     assert made.returncode == 0, made.stderr
     assert re.fullmatch(r"[A-Za-z0-9_-]{40,}\n", made.stdout)
     assert "created show 'LinuxFest 2026'" in made.stderr
-    with sqlite3.connect(data / "coordinator.db") as db:
-        actors = db.execute("SELECT actor, action FROM audit ORDER BY id").fetchall()
+    with open_db(config) as db:
+        actors = [tuple(r) for r in db.execute("SELECT actor, action FROM audit ORDER BY id")]
     assert actors == [("cli", "show.add"), ("cli", "appliance.create")]
 
     client = await make_client(data_dir=data)

@@ -300,6 +300,49 @@ def test_weak_or_misplaced_shared_tokens_are_refused_at_start(
     assert (got["burn_token"], got["relay_token"]) == ("ab" * 32, "cd" * 32)
 
 
+def test_secret_files_named_by_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 24: a container is told where its secrets are by environment variables
+    (BURNSTAND_BURN_TOKEN_FILE, BURNSTAND_RELAY_TOKEN_FILE); a flag or config key wins, and
+    the variable wins over systemd's credential directory."""
+    from coordinator.cli import CliError, _live_config, _parser
+
+    def start(*extra: str) -> dict[str, Any]:
+        args = _parser().parse_args(
+            ["serve", "--data", str(tmp_path), "--burn-port", "7", "--burn-session", "s", *extra]
+        )
+        return _live_config(args)
+
+    burn, relay, other = tmp_path / "burn", tmp_path / "relay", tmp_path / "other"
+    burn.write_text("ab" * 32 + "\n")
+    relay.write_text("cd" * 32)
+    other.write_text("ef" * 32)
+    monkeypatch.setenv("BURNSTAND_BURN_TOKEN_FILE", str(burn))
+    monkeypatch.setenv("BURNSTAND_RELAY_TOKEN_FILE", str(relay))
+    got = start()
+    assert (got["burn_token"], got["relay_token"]) == ("ab" * 32, "cd" * 32)
+    assert start("--burn-token-file", str(other))["burn_token"] == "ef" * 32
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "burn-token").write_text("12" * 32)
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    assert start()["burn_token"] == "ab" * 32
+
+    empty = tmp_path / "empty"
+    empty.write_text("")
+    cases = [
+        (str(tmp_path / "missing"), f"BURNSTAND_BURN_TOKEN_FILE {tmp_path / 'missing'}: "),
+        (str(empty), f"BURNSTAND_BURN_TOKEN_FILE {empty} is empty"),
+        ("", "BURNSTAND_BURN_TOKEN_FILE is set but empty"),
+    ]
+    for value, message in cases:
+        monkeypatch.setenv("BURNSTAND_BURN_TOKEN_FILE", value)
+        with pytest.raises(CliError) as refused:
+            start()
+        assert message in str(refused.value)
+
+
 def test_token_entropy_estimate() -> None:
     from coordinator.cli import token_bits
 

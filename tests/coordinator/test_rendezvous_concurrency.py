@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 
-from rv_helpers import Client, World, call, enter
+from rv_helpers import Client, World, call, enter, integrity_problems, open_db
 
 from coordinator.config import CoordinatorConfig
 
@@ -39,7 +38,7 @@ async def test_concurrent_create_join_leave(
             201,
         )
         sessions.append(body["id"])
-    with sqlite3.connect(config.db_path) as db:
+    with open_db(config) as db:
         audit_before = db.execute("SELECT count(*) FROM audit").fetchone()[0]
 
     async def writer(i: int) -> int:
@@ -71,9 +70,8 @@ async def test_concurrent_create_join_leave(
     assert succeeded > WRITERS // 4
 
     listed = await call(client, "GET", "/sessions?limit=500", creds[0], expect=200)
-    with sqlite3.connect(config.db_path) as db:
-        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        assert db.execute("PRAGMA foreign_key_check").fetchall() == []
+    with open_db(config) as db:
+        assert integrity_problems(config, db) == []
         # Every successful write, and nothing else, left exactly one audit row.
         audit_after = db.execute("SELECT count(*) FROM audit").fetchone()[0]
         assert audit_after - audit_before == succeeded

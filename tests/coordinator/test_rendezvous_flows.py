@@ -1,18 +1,24 @@
-"""Every rendezvous flow through the HTTP API against a real SQLite file."""
+"""Every rendezvous flow through the HTTP API against a real database (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
-import sqlite3
-
-from rv_helpers import MD5, SHA, Client, FakeClock, MakeClient, World, call, enter, make_world
+from rv_helpers import (
+    MD5,
+    SHA,
+    Client,
+    FakeClock,
+    MakeClient,
+    World,
+    call,
+    enter,
+    integrity_problems,
+    make_world,
+    open_db,
+)
 
 from coordinator.config import CoordinatorConfig
 from coordinator.keys import EXPIRY
 from coordinator.store.credentials import ExpiringCredential
-
-
-def _db(config: CoordinatorConfig) -> sqlite3.Connection:
-    return sqlite3.connect(config.db_path)
 
 
 async def _session(client: Client, world: World, token: str | None = None) -> str:
@@ -405,12 +411,12 @@ async def test_catalog_and_people_flows(
     await call(client, "GET", "/sessions", world.contributor, expect=401)
     await call(client, "GET", f"/shows/{world.show}", world.admin, expect=404)
 
-    with _db(config) as db:
+    with open_db(config) as db:
         actions = [r[0] for r in db.execute("SELECT action FROM audit ORDER BY id")]
         assert {"show.add", "contributor.edit", "shot.remove", "show.remove"} <= set(actions)
         actors = dict(db.execute("SELECT action, actor FROM audit WHERE action = 'show.remove'"))
         assert actors["show.remove"].startswith("admin:")
-        assert db.execute("PRAGMA foreign_key_check").fetchall() == []
+        assert integrity_problems(config, db) == []
         assert db.execute("SELECT count(*) FROM episodes").fetchone()[0] == 0
 
 
@@ -428,7 +434,7 @@ async def test_bad_bodies_are_typed_errors_and_write_nothing(
         ("/pool", b'{"name": "m", "url": "ftp://x"}', 422, "url"),
         ("/pool", b'{"name": "m", "url": "http://x", "capacity": true}', 422, "capacity"),
     ]
-    with _db(config) as db:
+    with open_db(config) as db:
         before = db.execute("SELECT count(*) FROM audit").fetchone()[0]
     for path, raw, status, fld in cases:
         resp = await client.post(
@@ -447,7 +453,7 @@ async def test_bad_bodies_are_typed_errors_and_write_nothing(
         422,
     )
     assert take["field"] == "size"
-    with _db(config) as db:
+    with open_db(config) as db:
         assert db.execute("SELECT count(*) FROM audit").fetchone()[0] == before
 
 

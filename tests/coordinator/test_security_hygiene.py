@@ -28,6 +28,7 @@ def _mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
+@pytest.mark.sqlite_only
 async def test_data_dir_and_databases_are_private_under_umask_022(
     umask_022: None, make_client: MakeClient, tmp_path: Path
 ) -> None:

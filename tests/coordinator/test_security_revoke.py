@@ -159,5 +159,9 @@ async def test_cli_revoke_in_another_process_closes_the_open_link(
     link = await _open_link(client, world.appliance)
     kiosk = await _appliance_id(client, world)
     args = ["appliance", "revoke", "--data", str(config.data_dir), str(kiosk)]
+    if config.database:  # the other process finds PostgreSQL the way a service would
+        url_file = config.data_dir / "database-url"
+        url_file.write_text(config.database)
+        args[2:2] = ["--database-file", str(url_file)]
     assert await asyncio.to_thread(cli.main, args) == 0
     assert await _closed_with(link) == 4001

@@ -86,6 +86,6 @@ def screenshot(page: Page, name: str) -> Path:
     IMAGES.mkdir(parents=True, exist_ok=True)
     path = IMAGES / name
     # Notices fade by themselves; the docs' pictures show the page without them.
-    page.evaluate("document.getElementById('toast').replaceChildren()")
+    page.evaluate("document.querySelectorAll('.toasts').forEach((box) => box.replaceChildren())")
     page.screenshot(path=str(path), full_page=False)
     return path

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -272,3 +272,101 @@ def test_kiosks_group_their_burners_and_show_link_state_and_cache(
     expect(hall_b.locator(".kiosk-link")).to_have_text(re.compile(r"^offline since \d"))
     expect(hall_b.locator(".burner")).to_have_attribute("data-state", "offline")
     expect(hall_a.locator(".kiosk-link")).to_have_text("online")
+
+
+def _overlap(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> bool:
+    assert a is not None
+    assert b is not None
+    ax, ay, aw, ah = (float(a[k]) for k in ("x", "y", "width", "height"))
+    bx, by, bw, bh = (float(b[k]) for k in ("x", "y", "width", "height"))
+    return ax < bx + bw and bx < ax + aw and ay < by + bh and by < ay + ah
+
+
+# One notice raised through the dashboard's own module, measured in the same task that raised it
+# (so nothing depends on how long a notice stays up): its box, the statistics' box, the viewport.
+_NOTICE_AND_STATS = """async () => {
+  const app = document.querySelector('script[type=module]').src;
+  const ui = await import(new URL('ui.js', app).href);
+  const text = `Queued test disc ${Math.random()}.`;
+  ui.toast(text);
+  const raised = [...document.querySelectorAll('.toast')].filter((e) => e.textContent === text);
+  const notice = raised[0].getBoundingClientRect();
+  const stats = document.querySelector('section[aria-labelledby=stats-h]').getBoundingClientRect();
+  const box = (r) => ({x: r.x, y: r.y, width: r.width, height: r.height});
+  return [box(notice), box(stats)];
+}"""
+
+# A notice in the page's corner (as "Joined …" is, raised on the sessions page) when a view
+# makes its own place for notices: it moves there. Counted in the same task, so no time passes.
+_NOTICE_MOVES_IN = """async () => {
+  const app = document.querySelector('script[type=module]').src;
+  const ui = await import(new URL('ui.js', app).href);
+  const corner = document.getElementById('toast');
+  corner.append(ui.h('div', {class: 'toast info'}, 'Joined a test session.'));
+  const host = ui.toastHost();
+  return [corner.querySelectorAll('.toast').length, host.querySelectorAll('.toast').length];
+}"""
+
+# Whether the statistics table fits its card: inside the card's padding, and no cell's text
+# wider than its cell.
+_STATS_FIT = r"""() => {
+  const card = document.querySelector('section[aria-labelledby=stats-h]');
+  const table = document.getElementById('stats');
+  const c = card.getBoundingClientRect(), t = table.getBoundingClientRect();
+  const pad = parseFloat(getComputedStyle(card).paddingRight);
+  const cells = [...table.querySelectorAll('th, td')].filter((e) => e.offsetParent !== null);
+  const wide = cells.filter((e) => e.scrollWidth > e.clientWidth + 1).map((e) => e.textContent);
+  // A heading split inside a word takes more lines than it has words.
+  const lines = (e) => {
+    const r = document.createRange();
+    r.selectNodeContents(e);
+    return r.getClientRects().length;
+  };
+  const broken = [...table.querySelectorAll('thead th')]
+    .filter((e) => lines(e) > e.textContent.trim().split(/\s+/).length)
+    .map((e) => e.textContent);
+  return {inside: t.left >= c.left - 0.5 && t.right <= c.right - pad + 0.5, wide, broken};
+}"""
+
+
+@pytest.mark.parametrize("size", [(1280, 860), (390, 844)], ids=["desktop", "phone"])
+def test_notices_leave_the_statistics_alone_and_wall_mode_fits_them(
+    page: Page, live_stand: LiveStand, size: tuple[int, int]
+) -> None:
+    page.set_viewport_size({"width": size[0], "height": size[1]})
+    _open_live_view(page, live_stand)
+    stats = page.locator("section[aria-labelledby=stats-h]")
+    expect(page.locator("#stats tbody tr")).not_to_have_count(0)
+
+    # The operator queues a disc: the "Queued" notice shows on screen, clear of the statistics.
+    page.get_by_role("link", name="Command").click()
+    take = live_stand.state["takes"][2]["name"]
+    queue_form = page.locator("#queue-form")
+    label = queue_form.locator("option", has_text=take).text_content()
+    assert label is not None
+    queue_form.get_by_label("Image (take)").select_option(label=label)
+    queue_form.get_by_label("Copies").fill("1")
+    queue_form.get_by_role("button", name="Queue").click()
+    notice = page.locator(".toast", has_text=f"Queued 1 \u00d7 {take}")
+    expect(notice).to_be_in_viewport()
+    assert not _overlap(notice.bounding_box(), stats.bounding_box())
+    page.get_by_role("button", name="Clear queue").click()
+    expect(page.locator("#queue li")).to_have_count(0)
+
+    # Looking at the statistics when a notice comes: it still does not cover them.
+    stats.scroll_into_view_if_needed()
+    raised, card = page.evaluate(_NOTICE_AND_STATS)
+    assert not _overlap(raised, card)
+
+    # What was in the corner before the live view opened moves in with it, off the statistics.
+    left, moved = page.evaluate(_NOTICE_MOVES_IN)
+    assert (left, moved) == (0, 1)
+
+    # The statistics stay inside their card, headings whole, and so in wall mode's big type.
+    assert page.evaluate(_STATS_FIT) == {"inside": True, "wide": [], "broken": []}
+    page.get_by_role("button", name="Wall mode").click()
+    expect(page.locator("body.wall")).to_have_count(1)
+    fit = page.evaluate(_STATS_FIT)
+    assert fit == {"inside": True, "wide": [], "broken": []}
+    page.get_by_role("button", name="Wall mode").click()
+    expect(page.locator("body.wall")).to_have_count(0)

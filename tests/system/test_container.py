@@ -28,6 +28,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 BASE = "localhost/debian:bookworm"
 IMAGE = "localhost/burnstand-coordinator:test"
+REDIS_IMAGE = "localhost/burnstand-redis:test"
 BUILD_TIMEOUT = 1800
 CA = os.environ.get("PIP_CERT") or "/etc/ssl/certs/ca-certificates.crt"
 READY_TIMEOUT = 60.0
@@ -45,7 +46,10 @@ def podman_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     if missing:
         pytest.skip(f"not installed: {', '.join(missing)} (make test installs them)")
     conf = tmp_path_factory.mktemp("containers") / "containers.conf"
-    conf.write_text("[containers]\ndefault_ulimits = []\n", encoding="utf-8")
+    # runc as the engine's runtime too, for the podman commands podman-compose runs.
+    conf.write_text(
+        '[containers]\ndefault_ulimits = []\n[engine]\nruntime = "runc"\n', encoding="utf-8"
+    )
     env = {**os.environ, "CONTAINERS_CONF": str(conf)}
     probe = subprocess.run(
         ["podman", "--runtime", "runc", "info"],
@@ -135,23 +139,102 @@ def coordinator(podman_env: dict[str, str], image: str) -> Iterator[tuple[str, i
         image,
     )
     try:
-        deadline = time.monotonic() + READY_TIMEOUT
-        while True:  # bounded: until health answers or the deadline passes
-            try:
-                url = f"http://127.0.0.1:{port}/api/v1/health"
-                with urllib.request.urlopen(url, timeout=5) as resp:
-                    if json.loads(resp.read())["status"] == "LISTENING":
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, _run(env, "podman", "logs", name)
-            time.sleep(0.2)
+        _wait_healthy(env, name, port)
         yield name, port
     finally:
         subprocess.run(["podman", "rm", "-f", name], env=env, capture_output=True, check=False)
         subprocess.run(
             ["podman", "volume", "rm", "-f", volume], env=env, capture_output=True, check=False
         )
+
+
+@pytest.fixture(scope="module")
+def redis_image(podman_env: dict[str, str]) -> str:
+    """Redis for compose.yaml, from Debian's package on the same base (Containerfile.redis)."""
+    _run(
+        podman_env,
+        "buildah",
+        "bud",
+        "--isolation",
+        "chroot",
+        "--format",
+        "docker",
+        "--build-arg",
+        f"BASE={BASE}",
+        "-f",
+        str(ROOT / "Containerfile.redis"),
+        "-t",
+        REDIS_IMAGE,
+        str(ROOT),
+        timeout=BUILD_TIMEOUT,
+    )
+    return REDIS_IMAGE
+
+
+@pytest.fixture
+def stack(
+    podman_env: dict[str, str], image: str, redis_image: str
+) -> Iterator[tuple[str, dict[str, str], int]]:
+    """compose.yaml brought up with podman-compose (Debian's), on the images just built; yields
+    the project name, the environment it runs in and the coordinator's port."""
+    if shutil.which("podman-compose") is None:
+        pytest.skip("not installed: podman-compose (make test installs it)")
+    project = f"bstest{uuid.uuid4().hex[:8]}"
+    port = _free_port()
+    env = {
+        **podman_env,
+        "BURNSTAND_PORT": str(port),
+        "BURNSTAND_IMAGE": image,
+        "BURNSTAND_REDIS_IMAGE": redis_image,
+        "BURNSTAND_BASE": BASE,
+    }
+    compose = ["podman-compose", "-p", project, "-f", str(ROOT / "compose.yaml")]
+    try:
+        _run(env, *compose, "up", "-d", "--no-build", timeout=300)
+        _wait_healthy(env, f"{project}_coordinator_1", port)
+        yield project, env, port
+    finally:
+        subprocess.run(
+            [*compose, "down", "-v"], env=env, capture_output=True, timeout=300, check=False
+        )
+        subprocess.run(
+            ["podman", "network", "rm", "-f", f"{project}_default"],
+            env=env,
+            capture_output=True,
+            check=False,
+        )
+
+
+def _wait_healthy(env: dict[str, str], name: str, port: int) -> dict[str, object]:
+    """The coordinator's health once it listens (bounded by READY_TIMEOUT)."""
+    deadline = time.monotonic() + READY_TIMEOUT
+    while True:  # bounded: until health answers or the deadline passes
+        try:
+            url = f"http://127.0.0.1:{port}/api/v1/health"
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                health: dict[str, object] = json.loads(resp.read())
+                if health["status"] == "LISTENING":
+                    return health
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, _run(env, "podman", "logs", name)
+        time.sleep(0.2)
+
+
+def test_compose_runs_the_coordinator_with_redis_and_the_operator_walkthrough(
+    stack: tuple[str, dict[str, str], int],
+) -> None:
+    project, env, port = stack
+    coordinator, redis = f"{project}_coordinator_1", f"{project}_redis_1"
+    # The coordinator found Redis by its service name and subscribed its patterns there.
+    health = _wait_healthy(env, coordinator, port)
+    assert (health["pubsub"], health["redis_reachable"]) == ("redis", True)
+    assert _run(env, "podman", "exec", redis, "redis-cli", "ping").strip() == "PONG"
+    assert int(_run(env, "podman", "exec", redis, "redis-cli", "pubsub", "numpat")) > 0
+    assert _run(env, "podman", "exec", redis, "id", "-un").strip() == "redis"
+    _walk_operator_flow(env, coordinator, port)
+    # Redis keeps its data in its volume (append-only file).
+    assert "appendonly" in _run(env, "podman", "exec", redis, "ls", "/data")
 
 
 def test_the_image_runs_the_operator_walkthrough(
@@ -163,7 +246,15 @@ def test_the_image_runs_the_operator_walkthrough(
     _run(env, "podman", "--runtime", "runc", "healthcheck", "run", name)
     user = _run(env, "podman", "exec", name, "id", "-un").strip()
     assert user == "burnstand-coordinator"
-    # The first admin, made inside the container on its volume (as the deployment guide says).
+    _walk_operator_flow(env, name, port)
+    # The data outlives the container: it is in the volume.
+    files = _run(env, "podman", "exec", name, "ls", "/var/lib/burnstand-coordinator").split()
+    assert "coordinator.db" in files
+
+
+def _walk_operator_flow(env: dict[str, str], name: str, port: int) -> None:
+    """The first admin, made inside container `name` on its volume (as the deployment guide
+    says), then the walkthrough of docs/operator.md as written, against `port`."""
     admin = _run(
         env,
         "podman",
@@ -194,6 +285,3 @@ def test_the_image_runs_the_operator_walkthrough(
     assert walked.returncode == 0, walked.stderr
     listed = [json.loads(c) for c in re.findall(r"\{.*?\}", walked.stdout, flags=re.S)][-1]
     assert (listed["name"], listed["state"], listed["members"]) == ("LinuxFest booth", "live", 2)
-    # The data outlives the container: it is in the volume.
-    files = _run(env, "podman", "exec", name, "ls", "/var/lib/burnstand-coordinator").split()
-    assert "coordinator.db" in files

@@ -4,6 +4,7 @@ each side refuses the other side's message types."""
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import re
@@ -85,6 +86,29 @@ VALID_FROM_AGENT: dict[str, dict[str, Any]] = {
         "seconds": 612.4,
     },
     "drive_gone": {"type": "drive_gone", "uid": UID},
+    "extracted": {
+        "type": "extracted",
+        "sha256": SHA,
+        "extracted_size": 2759852032,
+        "extracted_sha256": SHA,
+    },
+    "have": {
+        "type": "have",
+        "sha256": SHA,
+        "count": 12,
+        "chunks": "8AA=",
+        "fetching": "DAA=",
+        "address": "192.168.10.21:8765",
+        "origin_bytes": 4194304,
+        "peer_bytes": 12582912,
+    },
+    "want": {"type": "want", "sha256": SHA},
+    "bad_peer": {
+        "type": "bad_peer",
+        "sha256": SHA,
+        "address": "192.168.10.22:8765",
+        "reason": "chunk 3 has SHA-256 0a1b..., the manifest says 9f8e...",
+    },
 }
 VALID_FROM_COORDINATOR: dict[str, dict[str, Any]] = {
     "welcome": {"type": "welcome", "session": "1bbec6d9a475cbd0", "show": 1, "name": "kiosk-1"},
@@ -102,6 +126,19 @@ VALID_FROM_COORDINATOR: dict[str, dict[str, Any]] = {
     "name": {"type": "name", "uid": UID, "name": "left tray"},
     "catalog": {"type": "catalog", "takes": [TAKE]},
     "error": {"type": "error", "code": "BAD_MESSAGE", "message": "drives[0].status: nope"},
+    "peers": {
+        "type": "peers",
+        "sha256": SHA,
+        "count": 12,
+        "peers": [{"address": "192.168.10.21:8765", "chunks": "8AA=", "fetching": "DAA="}],
+    },
+    "peer_token": {
+        "type": "peer_token",
+        "show": 1,
+        "token": "1.7.1796000000.0f3c",
+        "key": SHA,
+        "expires": 1796000000,
+    },
 }
 
 
@@ -180,7 +217,16 @@ def test_valid_examples_parse_to_the_expected_values() -> None:
 
 
 def test_the_type_tables_match_the_protocol_document() -> None:
-    assert am.AGENT_TYPES == ("hello", "status", "result", "drive_gone")
+    assert am.AGENT_TYPES == (
+        "hello",
+        "status",
+        "result",
+        "drive_gone",
+        "extracted",
+        "have",
+        "want",
+        "bad_peer",
+    )
     assert am.COORDINATOR_TYPES == (
         "welcome",
         "burn",
@@ -189,6 +235,8 @@ def test_the_type_tables_match_the_protocol_document() -> None:
         "catalog",
         "error",
         "cancel",
+        "peers",
+        "peer_token",
     )
     assert am.TYPES == am.AGENT_TYPES + am.COORDINATOR_TYPES
     doc = (Path(__file__).parents[2] / "docs" / "protocol.md").read_text(encoding="utf-8")
@@ -243,7 +291,15 @@ takes = st.builds(
     extracted_size=st.none() | st.integers(min_value=1, max_value=2**63),
     extracted_sha256=st.none() | hex64,
     media=st.none() | st.sampled_from([m.value for m in Media]),
+    bmap=st.none() | st.text(max_size=300),
+    manifest=st.none() | hex64,
 )
+addresses = st.builds(
+    "{}:{}".format,
+    st.sampled_from(["192.168.10.21", "[fe80::1]", "kiosk-3.local"]),
+    st.integers(min_value=1, max_value=65535),
+)
+chunk_maps = st.binary(max_size=16).map(lambda b: base64.b64encode(b).decode())
 STRATEGIES: dict[str, st.SearchStrategy[Any]] = {
     "hello": st.builds(
         Hello,
@@ -265,6 +321,28 @@ STRATEGIES: dict[str, st.SearchStrategy[Any]] = {
         detail=st.none() | st.text(max_size=300),
     ),
     "drive_gone": st.builds(DriveGone, hex32),
+    "extracted": st.builds(am.Extracted, hex64, st.integers(min_value=1, max_value=2**63), hex64),
+    "have": st.builds(
+        am.Have,
+        sha256=hex64,
+        count=st.integers(min_value=1, max_value=128),
+        chunks=chunk_maps,
+        fetching=chunk_maps,
+        address=st.none() | addresses,
+        origin_bytes=counts,
+        peer_bytes=counts,
+    ),
+    "want": st.builds(am.Want, hex64),
+    "bad_peer": st.builds(am.BadPeer, hex64, addresses, st.text(max_size=300)),
+    "peers": st.builds(
+        am.Peers,
+        hex64,
+        st.integers(min_value=1, max_value=128),
+        st.lists(st.builds(am.Peer, addresses, chunk_maps, chunk_maps), max_size=3).map(tuple),
+    ),
+    "peer_token": st.builds(
+        am.PeerToken, st.integers(min_value=0), st.text(min_size=1, max_size=80), hex64, counts
+    ),
     "welcome": st.builds(
         Welcome, st.none() | st.text(max_size=64), st.integers(min_value=0), texts
     ),

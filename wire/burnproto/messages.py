@@ -1,4 +1,10 @@
-"""One frozen dataclass per verb of the burn protocol, each parsing and printing its own fields."""
+"""One frozen dataclass per verb of the burn protocol, each parsing and printing its own fields.
+
+Why one module of some 540 lines: it is the catalog of the protocol's verbs, some twenty small
+classes of the same shape read as one table (and `MESSAGE_TYPES`/`VERBS` at the end, which the
+docs test checks against docs/protocol.md). Split by verb it would scatter that table; framing,
+fields and errors already live in their own modules of `wire.burnproto`.
+"""
 
 from __future__ import annotations
 

@@ -21,7 +21,14 @@ def progress_line(drive: DriveView) -> str:
     verb = _("Verifying {percent}%") if job["phase"] == "verify" else _("Writing {percent}%")
     speed = f"{human_size(job['speed'])}/s"
     done = verb.format(percent=f"{job['percent']:.0f}")
-    return f"{done} · {speed} · {human_eta(job['eta'])}"
+    line = f"{done} · {speed} · {human_eta(job['eta'])}"
+    shared = job.get("from_peers")
+    if shared:
+        # Sharing on: say how much of the image the show's other kiosks gave, beside the uplink.
+        line += " · " + _("{peers} from other kiosks, {origin} from the coordinator").format(
+            peers=human_size(shared), origin=human_size(job.get("from_origin", 0))
+        )
+    return line
 
 
 class DriveProgress(Vertical):

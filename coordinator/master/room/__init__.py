@@ -24,8 +24,6 @@ from coordinator.master.room.effects import (
     SessionClosed,
     Superseded,
     Write,
-    burner_from_record,
-    kiosk_from_record,
 )
 from coordinator.master.room.errors import (
     BadName,
@@ -55,11 +53,6 @@ from coordinator.master.room.values import (
     LinkState,
     Member,
     MemberKind,
-    Run,
-    checked_kiosk_id,
-    checked_md5,
-    checked_text,
-    checked_uid,
     media_name,
 )
 
@@ -98,18 +91,11 @@ __all__ = [
     "Room",
     "RoomError",
     "RoomSuspended",
-    "Run",
     "SessionClosed",
     "Superseded",
     "UnknownClient",
     "UnknownImage",
     "UnknownMember",
     "Write",
-    "burner_from_record",
-    "checked_kiosk_id",
-    "checked_md5",
-    "checked_text",
-    "checked_uid",
-    "kiosk_from_record",
     "media_name",
 ]

@@ -454,3 +454,35 @@ async def test_a_failed_result_shows_its_sentence_and_the_tools_detail(
     await agent.send(result("job-10"))
     await live.signal.until(lambda: room.burners[UID].stats.burned == 1)
     assert room.burners[UID].as_dict()["failure"] is None
+
+
+async def test_a_kiosk_reports_what_a_take_unpacks_to_once(
+    live: Live, agent: AgentLink, inbox: list[dict[str, Any]]
+) -> None:
+    await live.signal.until(lambda: bool(of_type(inbox, "catalog")))
+    store = live.client.app[STORE]
+
+    async def extracted() -> tuple[Any, ...]:
+        row = await store.read(
+            lambda c: c.execute(
+                "SELECT extracted_size, extracted_sha256 FROM takes WHERE sha256 = ?", (SHA,)
+            ).fetchone()
+        )
+        return tuple(row)
+
+    async def report(size: int, digest: str) -> None:
+        await agent.send(
+            {"type": "extracted", "sha256": SHA, "extracted_size": size, "extracted_sha256": digest}
+        )
+        # The link handles an agent's messages in order: once the nonsense after it is
+        # answered, the report was handled.
+        errors = len(of_type(inbox, "error"))
+        await agent.send({"type": "nonsense"})
+        await live.signal.until(lambda: len(of_type(inbox, "error")) > errors)
+
+    assert await extracted() == (None, None)
+    await report(2759852032, "ab" * 32)
+    assert await extracted() == (2759852032, "ab" * 32)
+    # A second kiosk (or a confused one) cannot overwrite what is recorded.
+    await report(1000, "cd" * 32)
+    assert await extracted() == (2759852032, "ab" * 32)

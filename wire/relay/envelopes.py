@@ -1,18 +1,6 @@
-"""The balancer ⇄ session-master relay (seed 002) and the client WebSocket handshake, sans-I/O.
-
-Browsers open `/ws/<session>` on a balancer and must first send `{"action":"auth","token":…}`;
-`ClientHandshake` is the per-connection state machine that turns each received frame into a
-typed decision (authenticated, forward this envelope, or close with a code from `CloseCode`) and
-synthesizes the join/leave requests the master expects. Between balancer and master every frame
-is an envelope — client→master `{token, room, id, message}`, master→client `{room, id, message}`,
-broadcast `{room, message}` — or a JSON array of envelopes (a batch, one WebSocket frame). The
-`encode_*_json` functions splice already-serialized message text into an envelope so neither side
-pays a serialization round trip on the hot path; the `parse_*` functions validate every field and
-raise `RelayError` naming the bad one. Room ids are case-insensitive: `normalize_room` is the one
-place that folds them. No sockets, no asyncio: the coordinator's balancer and master shells, the
-embedded in-memory channel and the tests all drive these functions directly. docs/protocol.md
-("Client WebSocket") is the user-facing reference.
-"""
+"""What travels between balancer and master: the actions, room requests and close codes, the
+`RelayError` a bad frame raises, the envelopes (client→master, master→client, broadcast) with
+their batches and the splice encoders of the hot path, and the join/leave requests."""
 
 from __future__ import annotations
 
@@ -86,14 +74,14 @@ class RelayError(ValueError):
 # JSON helpers
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-_dumps = _ENCODER.encode
+dumps = _ENCODER.encode
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _loads(text: str | bytes, what: str) -> Any:
+def loads(text: str | bytes, what: str) -> Any:
     try:
         return json.loads(text, parse_constant=_reject_constant)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -102,7 +90,7 @@ def _loads(text: str | bytes, what: str) -> Any:
 
 def _dump_message(message: Mapping[str, Any], where: str) -> str:
     try:
-        return _dumps(message)
+        return dumps(message)
     except (TypeError, ValueError) as exc:
         raise RelayError(where, f"not JSON-serializable: {exc}") from None
 
@@ -112,7 +100,7 @@ def normalize_room(room: str) -> str:
     return room.casefold()
 
 
-def _text(value: object, where: str, limit: int) -> str:
+def text_of(value: object, where: str, limit: int) -> str:
     if not isinstance(value, str):
         raise RelayError(where, f"must be a string, got {type(value).__name__}")
     if not value:
@@ -122,8 +110,8 @@ def _text(value: object, where: str, limit: int) -> str:
     return value
 
 
-def _room(value: object, where: str) -> str:
-    return normalize_room(_text(value, where, MAX_ROOM_LENGTH))
+def room_of(value: object, where: str) -> str:
+    return normalize_room(text_of(value, where, MAX_ROOM_LENGTH))
 
 
 def _message(value: object, where: str) -> dict[str, Any]:
@@ -146,9 +134,9 @@ class ClientEnvelope:
     message: dict[str, Any]
 
     def __post_init__(self) -> None:
-        _text(self.token, "token", MAX_TOKEN_LENGTH)
-        object.__setattr__(self, "room", _room(self.room, "room"))
-        _text(self.id, "id", MAX_ID_LENGTH)
+        text_of(self.token, "token", MAX_TOKEN_LENGTH)
+        object.__setattr__(self, "room", room_of(self.room, "room"))
+        text_of(self.id, "id", MAX_ID_LENGTH)
         _message(self.message, "message")
 
 
@@ -161,8 +149,8 @@ class MasterEnvelope:
     message: dict[str, Any]
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "room", _room(self.room, "room"))
-        _text(self.id, "id", MAX_ID_LENGTH)
+        object.__setattr__(self, "room", room_of(self.room, "room"))
+        text_of(self.id, "id", MAX_ID_LENGTH)
         _message(self.message, "message")
 
 
@@ -174,7 +162,7 @@ class Broadcast:
     message: dict[str, Any]
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "room", _room(self.room, "room"))
+        object.__setattr__(self, "room", room_of(self.room, "room"))
         _message(self.message, "message")
 
 
@@ -188,7 +176,7 @@ _BROADCAST_FIELDS = frozenset({"room", "message"})
 
 def _items(text: str | bytes) -> list[tuple[str, Any]]:
     """Split a frame into (field prefix, envelope) pairs: one object, or an array of them."""
-    obj = _loads(text, "frame")
+    obj = loads(text, "frame")
     if isinstance(obj, dict):
         return [("", obj)]
     if not isinstance(obj, list):
@@ -202,7 +190,7 @@ def _items(text: str | bytes) -> list[tuple[str, Any]]:
     return [(f"envelope[{i}].", item) for i, item in enumerate(obj)]
 
 
-def _fields(
+def fields_of(
     obj: object, where: str, allowed: frozenset[str], required: Iterable[str]
 ) -> dict[str, Any]:
     if not isinstance(obj, dict):
@@ -219,7 +207,7 @@ def _fields(
 
 
 def _client_envelope(obj: object, where: str) -> ClientEnvelope:
-    d = _fields(obj, where, _CLIENT_FIELDS, ("token", "room", "id", "message"))
+    d = fields_of(obj, where, _CLIENT_FIELDS, ("token", "room", "id", "message"))
     try:
         return ClientEnvelope(d["token"], d["room"], d["id"], d["message"])
     except RelayError as exc:
@@ -228,7 +216,7 @@ def _client_envelope(obj: object, where: str) -> ClientEnvelope:
 
 def _to_balancer(obj: object, where: str) -> ToBalancer:
     allowed = _MASTER_FIELDS if isinstance(obj, dict) and "id" in obj else _BROADCAST_FIELDS
-    d = _fields(obj, where, allowed, ("room", "message"))
+    d = fields_of(obj, where, allowed, ("room", "message"))
     try:
         if "id" in d:
             return MasterEnvelope(d["room"], d["id"], d["message"])
@@ -280,8 +268,9 @@ def encode_batch(frames: Iterable[str]) -> str:
 def encode_from_client_json(token: str, room: str, conn_id: str, message_json: str) -> str:
     """Balancer → master envelope around already-serialized message text."""
     return (
-        f'{{"token":{_dumps(_text(token, "token", MAX_TOKEN_LENGTH))},'
-        f'"room":{_dumps(_room(room, "room"))},"id":{_dumps(_text(conn_id, "id", MAX_ID_LENGTH))},'
+        f'{{"token":{dumps(text_of(token, "token", MAX_TOKEN_LENGTH))},'
+        f'"room":{dumps(room_of(room, "room"))},'
+        f'"id":{dumps(text_of(conn_id, "id", MAX_ID_LENGTH))},'
         f'"message":{message_json}}}'
     )
 
@@ -289,14 +278,14 @@ def encode_from_client_json(token: str, room: str, conn_id: str, message_json: s
 def encode_to_client_json(room: str, conn_id: str, message_json: str) -> str:
     """Master → balancer envelope for one client around already-serialized message text."""
     return (
-        f'{{"room":{_dumps(_room(room, "room"))},'
-        f'"id":{_dumps(_text(conn_id, "id", MAX_ID_LENGTH))},"message":{message_json}}}'
+        f'{{"room":{dumps(room_of(room, "room"))},'
+        f'"id":{dumps(text_of(conn_id, "id", MAX_ID_LENGTH))},"message":{message_json}}}'
     )
 
 
 def encode_broadcast_json(room: str, message_json: str) -> str:
     """Master → balancer broadcast to a whole room around already-serialized message text."""
-    return f'{{"room":{_dumps(_room(room, "room"))},"message":{message_json}}}'
+    return f'{{"room":{dumps(room_of(room, "room"))},"message":{message_json}}}'
 
 
 def check_client_frame(text: str | bytes) -> dict[str, Any]:
@@ -305,7 +294,7 @@ def check_client_frame(text: str | bytes) -> dict[str, Any]:
     Splicing unchecked client text into an envelope would let `{…},"id":"other"` forge fields,
     so the balancer checks every frame before it relays the original text.
     """
-    obj = _loads(text, "message")
+    obj = loads(text, "message")
     return _message(obj, "message")
 
 
@@ -319,11 +308,11 @@ def request_message(kind: RequestType) -> dict[str, Any]:
 
 
 def encode_join(token: str, room: str, conn_id: str) -> str:
-    return encode_from_client_json(token, room, conn_id, _dumps(request_message(RequestType.JOIN)))
+    return encode_from_client_json(token, room, conn_id, dumps(request_message(RequestType.JOIN)))
 
 
 def encode_leave(token: str, room: str, conn_id: str) -> str:
-    return encode_from_client_json(token, room, conn_id, _dumps(request_message(RequestType.LEAVE)))
+    return encode_from_client_json(token, room, conn_id, dumps(request_message(RequestType.LEAVE)))
 
 
 def room_request(message: Mapping[str, Any]) -> RequestType | None:
@@ -339,173 +328,3 @@ def room_request(message: Mapping[str, Any]) -> RequestType | None:
     if kind == RequestType.LEAVE:
         return RequestType.LEAVE
     return None
-
-
-# --------------------------------------------------------------------------------------------
-# Client auth and the master's init
-
-
-def parse_auth(frame: str | bytes) -> str:
-    """The token of a client's first frame `{"action":"auth","token":…}`.
-
-    Binary or non-JSON → RelayError with 1003; anything but an auth object → 1008; a missing,
-    empty, non-string or oversized token → 4001.
-    """
-    if isinstance(frame, bytes | bytearray):
-        raise RelayError("frame", "binary frames are not supported", CloseCode.UNSUPPORTED_DATA)
-    obj = _loads(frame, "frame")
-    if not isinstance(obj, dict):
-        raise RelayError("frame", f"must be a JSON object, got {type(obj).__name__}")
-    if obj.get("action") != Action.AUTH:
-        raise RelayError("action", f"first frame must be 'auth', got {obj.get('action')!r}")
-    if "token" not in obj:
-        raise RelayError("token", "missing", CloseCode.BAD_CREDENTIAL)
-    try:
-        return _text(obj["token"], "token", MAX_TOKEN_LENGTH)
-    except RelayError as exc:
-        exc.close_code = CloseCode.BAD_CREDENTIAL
-        raise
-
-
-def encode_auth(token: str) -> str:
-    return _dumps({"action": Action.AUTH.value, "token": _text(token, "token", MAX_TOKEN_LENGTH)})
-
-
-@dataclass(frozen=True, slots=True)
-class Init:
-    """Master → balancer, first frame: the master's HTTP port and the token proving who it is."""
-
-    port: int
-    token: str
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.port, int) or isinstance(self.port, bool):
-            raise RelayError("port", f"must be an integer, got {type(self.port).__name__}")
-        if not 1 <= self.port <= 65535:
-            raise RelayError("port", f"must be 1..65535, got {self.port}")
-        _text(self.token, "token", MAX_TOKEN_LENGTH)
-
-
-def parse_init(text: str | bytes) -> Init:
-    obj = _loads(text, "frame")
-    if not isinstance(obj, dict):
-        raise RelayError("frame", f"must be a JSON object, got {type(obj).__name__}")
-    if obj.get("action") != Action.INIT:
-        raise RelayError("action", f"first master frame must be 'init', got {obj.get('action')!r}")
-    d = _fields(obj, "", frozenset({"action", "port", "token"}), ("port", "token"))
-    return Init(d["port"], d["token"])
-
-
-def encode_init(init: Init) -> str:
-    return _dumps({"action": Action.INIT.value, "port": init.port, "token": init.token})
-
-
-# --------------------------------------------------------------------------------------------
-# Per-client handshake
-
-
-class HandshakeState(enum.Enum):
-    WAITING_FOR_AUTH = "waiting-for-auth"
-    AUTHENTICATED = "authenticated"
-    CLOSED = "closed"
-
-
-@dataclass(frozen=True, slots=True)
-class Authenticated:
-    """The auth frame arrived: check `token`, then send `ClientHandshake.join()` to the master."""
-
-    token: str
-
-
-@dataclass(frozen=True, slots=True)
-class Forward:
-    """A client message, wrapped and ready to send to the master as is."""
-
-    envelope: str
-    message: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class Close:
-    """Close the client socket with this code and reason."""
-
-    code: CloseCode
-    reason: str
-
-
-Event = Authenticated | Forward | Close
-
-
-class ClientHandshake:
-    """The balancer's view of one client socket: auth first, then relayed frames.
-
-    The shell owns the clock: it passes `now` (a monotonic time) in and must call
-    `check_deadline` or close by `deadline` itself; this object never reads the time.
-    """
-
-    def __init__(
-        self, room: str, conn_id: str, *, now: float, timeout: float = AUTH_TIMEOUT
-    ) -> None:
-        self.room = _room(room, "room")
-        self.conn_id = _text(conn_id, "id", MAX_ID_LENGTH)
-        self.timeout = timeout
-        self.deadline = now + timeout
-        self.state = HandshakeState.WAITING_FOR_AUTH
-        self.token: str | None = None
-        self.closed_with: Close | None = None
-        self._joined = False
-
-    def feed(self, frame: str | bytes) -> Event:
-        """Handle one received WebSocket message (text → str, binary → bytes)."""
-        if self.closed_with is not None:
-            return self.closed_with
-        if self.state is HandshakeState.WAITING_FOR_AUTH:
-            try:
-                self.token = parse_auth(frame)
-            except RelayError as exc:
-                return self.close(exc.close_code, str(exc))
-            self.state = HandshakeState.AUTHENTICATED
-            return Authenticated(self.token)
-        assert self.token is not None  # noqa: S101 - AUTHENTICATED always holds a token
-        return self._relay(self.token, frame)
-
-    def _relay(self, token: str, frame: str | bytes) -> Event:
-        if not isinstance(frame, str):
-            return self.close(CloseCode.UNSUPPORTED_DATA, "binary frames are not supported")
-        try:
-            message = check_client_frame(frame)
-        except RelayError as exc:
-            return self.close(exc.close_code, str(exc))
-        action = message.get("action")
-        if action == Action.AUTH:
-            return self.close(CloseCode.POLICY_VIOLATION, "already authenticated")
-        if room_request(message) is not None:
-            # Only the balancer may speak for joins and leaves, or a client could fake presence.
-            return self.close(CloseCode.POLICY_VIOLATION, "join/leave requests are not allowed")
-        return Forward(encode_from_client_json(token, self.room, self.conn_id, frame), message)
-
-    def check_deadline(self, now: float) -> Close | None:
-        """A 4004 close decision once `deadline` passed without an auth frame, else None."""
-        if self.state is HandshakeState.WAITING_FOR_AUTH and now >= self.deadline:
-            return self.close(CloseCode.AUTH_TIMEOUT, f"no auth frame within {self.timeout:g} s")
-        return None
-
-    def close(self, code: CloseCode, reason: str) -> Close:
-        """Record a close decision (e.g. 4001 after the token check failed) and return it."""
-        if self.closed_with is None:
-            self.closed_with = Close(code, reason)
-            self.state = HandshakeState.CLOSED
-        return self.closed_with
-
-    def join(self) -> str:
-        """The join request envelope for the master; only after `Authenticated`."""
-        if self.token is None or self.closed_with is not None:
-            raise RelayError("state", f"cannot join in state {self.state.value}")
-        self._joined = True
-        return encode_join(self.token, self.room, self.conn_id)
-
-    def leave(self) -> str | None:
-        """The leave request envelope once the socket is gone, or None if it never joined."""
-        if self.token is None or not self._joined:
-            return None
-        return encode_leave(self.token, self.room, self.conn_id)

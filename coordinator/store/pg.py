@@ -1,0 +1,354 @@
+"""The store on PostgreSQL: a bounded pool of psycopg 3 connections behind the same ``fn(conn)``.
+
+Store operations are written once, in SQL both engines run (`coordinator.store.sql`); here a
+PostgreSQL connection is given their shape: ``?`` placeholders become psycopg's ``%s`` (values are
+bound on the client, so PostgreSQL never has to guess the type of a bare ``? IS NULL``), and rows
+answer by index and by name. A write takes the transaction-scoped advisory write lock first, so
+writes run one at a time across every process and host sharing the database, exactly as on
+SQLite's single writer: an operation that reads then writes sees what it would alone (SERIALIZABLE
+was tried: under 50 concurrent clients creating sessions it retried without end). The few hot
+writes whose callers name a ``lock`` key (signing in, adding a take, creating, joining or leaving
+a session) take the write lock shared plus their key exclusively: they run alongside each other,
+one at a time per key, and never beside an ordinary write. Reads run concurrently, each in one
+REPEATABLE READ snapshot (or, for a read of one statement, in autocommit).
+
+A database that cannot be reached is a `DatabaseUnavailable` (HTTP 503), raised within the pool's
+timeout instead of waiting; a connection found dead when a transaction begins is replaced at once,
+so a restarted server is used again on the next request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import random
+import time
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
+
+import psycopg
+import psycopg_pool
+from psycopg import errors as pg_errors
+from psycopg.rows import RowMaker
+
+from coordinator.store.errors import Unavailable
+from coordinator.store.pg_schema import BASELINE, BASELINE_VERSION
+
+T = TypeVar("T")
+
+MIGRATION_LOCK = 0x6275726E  # "burn": serializes migrations of processes starting together
+WRITE_LOCK = 0x6275726F  # held by every write transaction until it ends: the single writer
+READ_BEGIN = ("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",)
+WRITE_BEGIN = (
+    "BEGIN ISOLATION LEVEL READ COMMITTED",
+    f"SELECT pg_advisory_xact_lock({WRITE_LOCK})",
+)
+KEYED_LOCKS = 0x6275  # first half of the two-part advisory locks of keyed writes
+
+
+def keyed_begin(key: str) -> tuple[str, ...]:
+    """The opening of a keyed write: the write lock shared, then ``key``'s own lock."""
+    part = zlib.crc32(key.encode("utf-8")) - 2**31  # a signed 32-bit int, as PostgreSQL wants
+    return (
+        "BEGIN ISOLATION LEVEL READ COMMITTED",
+        f"SELECT pg_advisory_xact_lock_shared({WRITE_LOCK})",
+        f"SELECT pg_advisory_xact_lock({KEYED_LOCKS}, {part})",
+    )
+
+
+WRITE_RETRIES = 5
+
+
+class DatabaseUnavailable(Unavailable):
+    """The PostgreSQL server cannot be reached (down, restarting, network gone)."""
+
+
+class DatabaseRefused(RuntimeError):
+    """The database cannot be used at start: wrong URL or password, or no such database."""
+
+
+class PgRow:
+    """One result row: by index, by column name, iterable like a tuple (as ``sqlite3.Row``)."""
+
+    __slots__ = ("_index", "_values")
+
+    def __init__(self, index: dict[str, int], values: Sequence[Any]) -> None:
+        self._index = index
+        self._values = values
+
+    def __getitem__(self, key: int | str, /) -> Any:
+        if isinstance(key, str):
+            return self._values[self._index[key]]
+        return self._values[key]
+
+    def keys(self) -> list[str]:
+        return list(self._index)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __eq__(self, other: object) -> bool:
+        return tuple(self._values) == (tuple(other) if isinstance(other, PgRow) else other)
+
+    __hash__ = None  # type: ignore[assignment]  # rows are compared, never kept in sets
+
+    def __repr__(self) -> str:
+        return f"PgRow({tuple(self._values)!r})"
+
+
+def _pg_row(cursor: Any) -> RowMaker[PgRow]:
+    description = cursor.description or ()
+    index = {column.name: i for i, column in enumerate(description)}
+    return lambda values: PgRow(index, values)
+
+
+@functools.lru_cache(maxsize=2048)
+def translate(sql: str) -> str:
+    """``?`` placeholders to ``%s`` and a literal ``%`` to ``%%``, outside quoted text."""
+    out: list[str] = []
+    quote: str | None = None
+    for ch in sql:
+        if quote is not None:
+            if ch == quote:
+                quote = None
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "?":
+            out.append("%s")
+            continue
+        if ch == "%":
+            out.append("%%")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+class PgConn:
+    """A psycopg connection shaped like the ``sqlite3`` one the store operations expect.
+
+    A transaction's BEGIN is not sent on its own: it travels in front of the first statement
+    (client-side binding sends both as one message), which saves a round trip per call, and an
+    operation that ran no statement costs none."""
+
+    def __init__(self, conn: psycopg.Connection[PgRow]) -> None:
+        self.raw = conn
+        self._begin: tuple[str, ...] = ()
+        self._open = False  # a transaction was begun on the server
+        self.statements = 0
+
+    def begin(self, statements: tuple[str, ...]) -> None:
+        """Open a transaction with ``statements`` before the next statement; () = autocommit."""
+        self._begin = statements
+        self.statements = 0
+
+    def _opening(self) -> tuple[str, ...]:
+        opening, self._begin = self._begin, ()
+        self._open = self._open or bool(opening)
+        return opening
+
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> psycopg.Cursor[PgRow]:
+        opening = self._opening()
+        cur = self.raw.execute("; ".join((*opening, translate(sql))), tuple(parameters))
+        self.statements += 1
+        for _ in opening:
+            cur.nextset()  # past the opening statements' results, to the statement's own
+        return cur
+
+    def executemany(self, sql: str, parameters: Any, /) -> psycopg.Cursor[PgRow]:
+        opening = self._opening()
+        if opening:
+            self.raw.execute("; ".join(opening))
+        cur = self.raw.cursor()
+        cur.executemany(translate(sql), [tuple(p) for p in parameters])
+        self.statements += 1
+        return cur
+
+    def end(self, commit: bool) -> None:
+        """COMMIT or ROLLBACK what was begun; nothing to send if no statement ran."""
+        self._begin = ()
+        if self._open:
+            self._open = False
+            self.raw.execute("COMMIT" if commit else "ROLLBACK")
+
+
+def _connect_kwargs(timeout: float) -> dict[str, Any]:
+    return {
+        "autocommit": True,  # transactions are begun and ended by hand, as on SQLite
+        "row_factory": _pg_row,
+        "cursor_factory": psycopg.ClientCursor,
+        "connect_timeout": max(1, round(timeout)),
+        # A server that vanished without closing the socket is noticed within seconds.
+        "keepalives": 1,
+        "keepalives_idle": 5,
+        "keepalives_interval": 2,
+        "keepalives_count": 2,
+    }
+
+
+def connect(url: str, timeout: float = 5.0) -> PgConn:
+    """One connection outside any pool (migrations, tools, tests), in autocommit."""
+    return PgConn(psycopg.connect(url, **_connect_kwargs(timeout)))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _refusal(url: str, exc: psycopg.Error) -> DatabaseRefused:
+    return DatabaseRefused(f"cannot use the database {redact(url)}: {_first_line(exc)}")
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced, for logs and error messages."""
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "(unparsable URL)"
+    host = info.get("host", "localhost")
+    port = info.get("port", "5432")
+    return f"postgresql://{info.get('user', '')}@{host}:{port}/{info.get('dbname', '')}"
+
+
+def schema_version(conn: PgConn) -> int:
+    conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
+    row = conn.execute("SELECT version FROM schema_version").fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def migrate(conn: PgConn, migrations: Sequence[Callable[[Any], None]], check: Any) -> int:
+    """Bring the database up to ``len(migrations)``; returns the version it had before."""
+    conn.execute("BEGIN")
+    try:
+        # Two processes starting on an empty database at once: one migrates, the other waits.
+        conn.execute("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK,))
+        before = version = schema_version(conn)
+        check(version)
+        if version == 0:
+            conn.raw.execute(BASELINE)  # plain DDL, no parameters: sent as one script
+            version = BASELINE_VERSION
+        for step in migrations[version:]:
+            step(conn)
+        if before == 0:
+            conn.execute("INSERT INTO schema_version (version) VALUES (?)", (len(migrations),))
+        else:
+            conn.execute("UPDATE schema_version SET version = ?", (len(migrations),))
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return before
+
+
+_RETRYABLE = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)
+
+
+class PgEngine:
+    """Runs store operations on pooled connections; every method blocks (call it off the loop)."""
+
+    def __init__(self, url: str, *, size: int, timeout: float) -> None:
+        self.url = url
+        self.size = size
+        self.timeout = timeout
+        self._pool: psycopg_pool.ConnectionPool[psycopg.Connection[PgRow]] | None = None
+
+    def open(self, migrations: Sequence[Callable[[Any], None]], check: Any) -> None:
+        # The first connection is made by hand: a wrong URL or password is reported at once,
+        # in the server's words, instead of the pool retrying in the background.
+        try:
+            conn = connect(self.url, self.timeout)
+        except psycopg.Error as exc:
+            raise _refusal(self.url, exc) from exc
+        try:
+            migrate(conn, migrations, check)
+        finally:
+            conn.raw.close()
+        pool: psycopg_pool.ConnectionPool[psycopg.Connection[PgRow]] = psycopg_pool.ConnectionPool(
+            self.url,
+            min_size=1,
+            max_size=self.size,
+            timeout=self.timeout,
+            kwargs=_connect_kwargs(self.timeout),
+            open=False,
+            name="burnstand",
+            # A pool that could not reconnect for this long keeps serving; each request then
+            # tries on its own, bounded by ``timeout``.
+            reconnect_timeout=max(self.timeout, 5.0),
+        )
+        pool.open(wait=False)
+        self._pool = pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close(timeout=self.timeout)
+            self._pool = None
+
+    def run(
+        self,
+        fn: Callable[[PgConn], T],
+        *,
+        write: bool,
+        snapshot: bool = True,
+        lock: str | None = None,
+    ) -> T:
+        """Run ``fn`` in a write transaction (keyed by ``lock``, or alone), a read snapshot,
+        or (a read of one statement, ``snapshot=False``) in autocommit: one round trip."""
+        if write:
+            begin = WRITE_BEGIN if lock is None else keyed_begin(lock)
+        else:
+            begin = READ_BEGIN if snapshot else ()
+        for attempt in range(WRITE_RETRIES):
+            try:
+                return self._once(fn, begin)
+            except _RETRYABLE:
+                if attempt == WRITE_RETRIES - 1:
+                    raise
+                # A deadlock with a tool holding row locks outside the store: run again.
+                time.sleep(random.uniform(0, 0.002 * 2 ** min(attempt, 5)))  # noqa: S311
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _once(self, fn: Callable[[PgConn], T], begin: tuple[str, ...]) -> T:
+        pool = self._pool
+        if pool is None:
+            raise DatabaseUnavailable("the store is not open")
+        # A connection the server dropped (a restart) fails on its first statement, before
+        # anything was done: it is thrown away and the call runs again on the next one, at
+        # most one more time than the pool holds connections.
+        for _ in range(self.size + 1):
+            try:
+                with pool.connection(timeout=self.timeout) as raw:
+                    conn = PgConn(raw)
+                    conn.begin(begin)
+                    try:
+                        result = fn(conn)
+                    except BaseException as exc:
+                        if raw.broken and conn.statements == 0:
+                            continue  # the connection was dead before any work: next one
+                        if not raw.broken:
+                            with contextlib.suppress(psycopg.OperationalError):
+                                conn.end(commit=False)
+                        if isinstance(exc, psycopg.OperationalError) and not isinstance(
+                            exc, _RETRYABLE
+                        ):
+                            raise DatabaseUnavailable(
+                                f"the database connection was lost: {_first_line(exc)}"
+                            ) from exc
+                        raise
+                    try:
+                        conn.end(commit=True)
+                    except _RETRYABLE:
+                        raise
+                    except psycopg.OperationalError as exc:
+                        raise DatabaseUnavailable(
+                            f"the database connection was lost at commit: {_first_line(exc)}"
+                        ) from exc
+                    return result
+            except psycopg_pool.PoolTimeout as exc:
+                raise DatabaseUnavailable(
+                    f"the database does not answer (no connection within {self.timeout:g} s)"
+                ) from exc
+        raise DatabaseUnavailable("the database does not answer (every connection was lost)")
