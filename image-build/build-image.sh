@@ -99,7 +99,7 @@ cleanup() {
     local rc=$? p
     for p in "${partials[@]+"${partials[@]}"}"; do rm -f "$p"; done
     for fs in dev sys proc; do ! mountpoint -q "$root/$fs" 2> /dev/null || umount -l "$root/$fs"; done
-    if [ "$made_work" -eq 1 ]; then rm -rf "$work"; else rm -rf "$root" "$work/parts"; fi
+    if [ "$made_work" -eq 1 ]; then rm -rf "$work"; else rm -rf "$root" "$work/parts" "$work/$name".*; fi
     [ "$rc" -eq 0 ] || say "failed (exit $rc); nothing was written to $out"
 }
 trap cleanup EXIT
@@ -131,18 +131,20 @@ ln -sfn ../run/systemd/resolve/stub-resolv.conf "$root/etc/resolv.conf"
 rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/cache/ldconfig/aux-cache \
     "$root"/root/.cache "$root"/tmp/* "$root"/var/tmp/* "$root"/etc/*- "$root"/var/log/journal/*
 find "$root/opt/burnstand/src" -name __pycache__ -prune -exec rm -rf {} +
-# Every time newer than the commit becomes the commit's (mmdebstrap leaves the packages' own).
-find "$root" -newermt "@$SOURCE_DATE_EPOCH" -print0 | xargs -0r touch -h -d "@$SOURCE_DATE_EPOCH"
-
-# --- 5. the partitions, from files ------------------------------------------------------------
 parts=$work/parts
 rm -rf "$parts" && mkdir -p "$parts/firmware"
 mv "$root"/boot/firmware/* "$parts/firmware/"
+# Every time newer than the commit becomes the commit's (mmdebstrap leaves the packages' own);
+# the copied checkout gets the commit's time throughout, as its files' times differ by clone.
+find "$root/opt/burnstand/src" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
+find "$root" "$parts/firmware" -newermt "@$SOURCE_DATE_EPOCH" -print0 \
+    | xargs -0r touch -h -d "@$SOURCE_DATE_EPOCH"
+
+# --- 5. the partitions, from files ------------------------------------------------------------
 fat_mib=256
 fat=$parts/firmware.img
 truncate -s "${fat_mib}M" "$fat"
 mkfs.vfat -F 32 -n "$BOOT_LABEL" -i "$fat_id" --invariant "$fat" > /dev/null
-(cd "$parts/firmware" && find . -newermt "@$SOURCE_DATE_EPOCH" -print0 | xargs -0r touch -h -d "@$SOURCE_DATE_EPOCH")
 mcopy -Q -s -m -i "$fat" "$parts/firmware/"* ::/ || die "the firmware files do not fit in ${fat_mib} MiB"
 
 used_mib=$(du -s -B1M "$root" | cut -f1)
@@ -154,11 +156,12 @@ say "root file system: ${used_mib} MiB of files in a ${root_mib} MiB ext4"
 E2FSPROGS_FAKE_TIME=$SOURCE_DATE_EPOCH mkfs.ext4 -q -F -L "$ROOT_LABEL" -U "$uuid" -T default \
     -E "hash_seed=$uuid,root_owner=0:0" -d "$root" "$ext4" "${root_mib}M" \
     || die "mkfs.ext4 could not make the root file system (is $work full?)"
-# mkfs.ext4 -d copies each file's change time, which is when this build wrote it: set them all
-# to the commit's time so the root's bytes do not depend on when it was built.
+# mkfs.ext4 -d copies each file's change and access times, which are when this build wrote and
+# read it: set them to the commit's time so the root's bytes do not depend on when it was built.
 (cd "$root" && find . -mindepth 1 -printf '%P\n') \
-    | awk -v t="@$SOURCE_DATE_EPOCH" 'index($0, "\"") { bad = 1 } { printf "sif \"/%s\" ctime %s\n", $0, t }
-        END { printf "sif / ctime %s\n", t; exit bad }' > "$parts/ctime.cmds" \
+    | awk -v t="@$SOURCE_DATE_EPOCH" 'index($0, "\"") { bad = 1 }
+        { printf "sif \"/%s\" ctime %s\nsif \"/%s\" atime %s\n", $0, t, $0, t }
+        END { printf "sif / ctime %s\nsif / atime %s\n", t, t; exit bad }' > "$parts/ctime.cmds" \
     || die "a file name in the image holds a double quote; debugfs cannot set its time"
 E2FSPROGS_FAKE_TIME=$SOURCE_DATE_EPOCH debugfs -w -f "$parts/ctime.cmds" "$ext4" > /dev/null 2> "$parts/debugfs.log"
 ! grep -v '^debugfs ' "$parts/debugfs.log" | grep -q . \
