@@ -33,8 +33,10 @@ TOOLS = {
 }
 CONSOLE_TAIL = 50
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-# The console is 80 columns: status lines name units, not descriptions, so no name is cut short.
-STATUS_NAMES = "systemd.status_unit_format=name"
+# The console is 80 columns: status lines name units, not descriptions, so no name is cut short;
+# and once the serial getty's prompt is up systemd stops printing status there, so the journal is
+# forwarded to the console too ("Started burnstand-agent.service" then still shows).
+STATUS_NAMES = "systemd.status_unit_format=name systemd.journald.forward_to_console=1"
 # Lines systemd prints for a unit that did not come up, on the console and in the journal.
 FAILED_UNIT = re.compile(
     r"Failed to start (\S+)|(\S+\.service): Failed with result|\[FAILED\].* (\S+\.service)"
