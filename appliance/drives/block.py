@@ -23,7 +23,7 @@ import os
 import stat
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import xxhash
 
@@ -317,26 +317,13 @@ class BlockDrive(BlockWriter):
     ) -> None:
         # Serial on purpose: a read-ahead thread was measured slower here (GIL hand-offs cost
         # more than the compare, which is a memcmp of two buffers).
-        path, chunk = self._path, self._chunk
-        for n, off in enumerate(range(0, size, chunk), start=1):
-            check_stop(stop)
-            want = min(chunk, size - off)
-            got = read_full(fd, buf, off, round_up(want, sector))
-            if got < want:
-                if vanished(path, size):
-                    raise DrivePulled(f"{path} disappeared during verify at byte {off + got}")
-                raise VerifyMismatch(f"{path} ended early: read {off + got} of {size} bytes")
+        for n, off, want in self._target_chunks(fd, buf, size, sector, stop):
             with mine.view(want) as part:
                 src.read_into(part, off)
             # memcmp through ctypes releases the GIL, so parallel verifies use every core.
             if memcmp(buf.base, mine.base, want) != 0:
-                raise VerifyMismatch(
-                    f"{path} differs from the image in bytes {off}..{off + want - 1}"
-                )
-            shared.done = off + want
-            nudge()
-            if self._hooks.after_verify_chunk is not None:
-                self._hooks.after_verify_chunk(n)
+                raise self._differs(off, want)
+            self._verified(n, off + want, shared, nudge)
 
     def _compare_sums(
         self,
@@ -351,6 +338,18 @@ class BlockDrive(BlockWriter):
     ) -> None:
         """The target against what this drive's write put down (each chunk's XXH3-64 from the
         buffer it was written from): one read of the target, no second read of the image."""
+        for n, off, want in self._target_chunks(fd, buf, size, sector, stop):
+            with buf.view(want) as view:
+                same = xxhash.xxh3_64_intdigest(view) == sums[n - 1]
+            if not same:
+                raise self._differs(off, want)
+            self._verified(n, off + want, shared, nudge)
+
+    def _target_chunks(
+        self, fd: int, buf: AlignedBuffer, size: int, sector: int, stop: threading.Event
+    ) -> Iterator[tuple[int, int, int]]:
+        """Read the target chunk by chunk into `buf`: (chunk number from 1, offset, length). A
+        short read is a pulled drive when the node went away, else a target that ended early."""
         path, chunk = self._path, self._chunk
         for n, off in enumerate(range(0, size, chunk), start=1):
             check_stop(stop)
@@ -360,16 +359,18 @@ class BlockDrive(BlockWriter):
                 if vanished(path, size):
                     raise DrivePulled(f"{path} disappeared during verify at byte {off + got}")
                 raise VerifyMismatch(f"{path} ended early: read {off + got} of {size} bytes")
-            with buf.view(want) as view:
-                same = xxhash.xxh3_64_intdigest(view) == sums[n - 1]
-            if not same:
-                raise VerifyMismatch(
-                    f"{path} differs from the image in bytes {off}..{off + want - 1}"
-                )
-            shared.done = off + want
-            nudge()
-            if self._hooks.after_verify_chunk is not None:
-                self._hooks.after_verify_chunk(n)
+            yield n, off, want
+
+    def _differs(self, off: int, want: int) -> VerifyMismatch:
+        return VerifyMismatch(
+            f"{self._path} differs from the image in bytes {off}..{off + want - 1}"
+        )
+
+    def _verified(self, n: int, done: int, shared: Shared, nudge: Callable[[], None]) -> None:
+        shared.done = done
+        nudge()
+        if self._hooks.after_verify_chunk is not None:
+            self._hooks.after_verify_chunk(n)
 
     # ----------------------------------------------------------------- misc
 

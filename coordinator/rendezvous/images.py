@@ -241,7 +241,7 @@ async def push_image(request: web.Request) -> web.Response:
     return await _store_upload(request, info, who.actor)
 
 
-async def _present(request: web.Request) -> tuple[str, ImageInfo]:
+async def present_image(request: web.Request) -> tuple[str, ImageInfo]:
     """The requested image, if the caller may read it and it was uploaded (else 404)."""
     who = await caller(request)
     sha256 = image_sha256(request)
@@ -259,7 +259,7 @@ async def _present(request: web.Request) -> tuple[str, ImageInfo]:
 
 
 async def download_image(request: web.Request) -> web.StreamResponse:
-    sha256, info = await _present(request)
+    sha256, info = await present_image(request)
     images = request.app[IMAGES]
     return web.FileResponse(
         images.path(sha256),
@@ -273,7 +273,7 @@ async def download_image(request: web.Request) -> web.StreamResponse:
 
 
 async def download_bmap(request: web.Request) -> web.StreamResponse:
-    sha256, _ = await _present(request)
+    sha256, _ = await present_image(request)
     images = request.app[IMAGES]
     path = images.bmap_path(sha256)
     if not await asyncio.get_running_loop().run_in_executor(None, path.is_file):

@@ -14,11 +14,10 @@ import asyncio
 from aiohttp import web
 
 from coordinator.errors import NotFound
-from coordinator.images.catalog import find_by_sha256
 from coordinator.rendezvous import schemas
 from coordinator.rendezvous.endpoint import Endpoint
-from coordinator.rendezvous.http import authorized, caller, ok, path_id, read
-from coordinator.rendezvous.images import IMAGE_ROUTE, IMAGES, image_sha256
+from coordinator.rendezvous.http import authorized, ok, path_id, read
+from coordinator.rendezvous.images import IMAGE_ROUTE, IMAGES, present_image
 from coordinator.store.catalog import get_show
 from coordinator.store.records import ROLES, Role
 from coordinator.swarm import TRACKER
@@ -29,14 +28,8 @@ MANIFEST_OUT = schemas.record("size", "sha256", "chunk_size", "chunks")
 
 
 async def get_manifest(request: web.Request) -> web.Response:
-    who = await caller(request)
-    sha256 = image_sha256(request)
+    sha256, info = await present_image(request)  # the image download's rules, and its 404s
     images = request.app[IMAGES]
-    scope = None if who.role == "admin" else who.show_id
-    info = await read(request, lambda c: find_by_sha256(c, images, sha256, scope))
-    if info is None:
-        where = "any take" if scope is None else f"a take of show {scope}"
-        raise NotFound(f"image {sha256} is not {where}")
     # Made from the image on first ask when it predates manifests: hashing, so a thread.
     manifest = await asyncio.get_running_loop().run_in_executor(None, images.manifest, sha256)
     if manifest is None:

@@ -258,17 +258,20 @@ async def test_keyed_writes_of_different_keys_run_alongside_and_unkeyed_ones_alo
     store = Store(postgres_server.new_database())
     await store.open()
     try:
+        a_holds = threading.Event()
         b_done = threading.Event()
         a_may_end = threading.Event()
 
         def a(conn: Conn) -> bool:
-            audit(conn, 1.0, "t", "a", "x")
+            audit(conn, 1.0, "t", "a", "x")  # its first statement takes the locks
+            a_holds.set()
             return b_done.wait(timeout=30) and a_may_end.wait(timeout=30)
 
         def b(conn: Conn) -> None:
             audit(conn, 1.0, "t", "b", "x")
 
         first = asyncio.ensure_future(store.write(a, lock="a"))
+        assert await asyncio.to_thread(a_holds.wait, 30)
         await store.write(b, lock="b")  # finishes while "a" is still open
         b_done.set()
         alone = asyncio.ensure_future(store.write(b))
