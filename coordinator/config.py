@@ -50,6 +50,11 @@ class CoordinatorConfig:
     # TLS is terminated in front of this process (--behind-tls): send HSTS.
     behind_tls: bool = False
     clock: Clock = field(default=time.time)
+    # Fetch the images of takes that only name an outside URL into the image store, looking for
+    # them this often (seconds); None = never (the CLI's default is 10). A failed fetch is
+    # retried after fetch_retry seconds, doubling up to 15 minutes.
+    fetch_interval: float | None = None
+    fetch_retry: float = 10.0
     # ---- live plane (coordinator/live.py) ----
     # all = embedded (rendezvous + balancer + master in one process); or one role per process.
     role: str = "all"

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from coordinator.images.fetch import FETCHER
 from coordinator.keys import REVOCATIONS, STORE
 from coordinator.links.bridge import ApplianceBridge, MasterGetter
 from coordinator.links.hub import (
@@ -48,6 +49,9 @@ def setup_links(
         watcher.add_listener(hub.revoke)
     app[LINKS] = hub
     app[TRACKER] = bridge.tracker
+    fetcher = app.get(FETCHER)
+    if fetcher is not None:
+        fetcher.listeners.append(bridge.catalog_changed)
     return hub
 
 

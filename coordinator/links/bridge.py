@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 from coordinator.errors import NotFound
 from coordinator.images.blobs import ImageStore
-from coordinator.images.catalog import images_for, record_extracted
+from coordinator.images.catalog import ImageInfo, images_for, record_extracted
 from coordinator.links.hub import Appliance, Link
 from coordinator.links.takes import live_session, show_take, show_takes
 from coordinator.master import (
@@ -204,6 +204,21 @@ class ApplianceBridge:
                 "link ended with undelivered orders",
                 extra={"appliance": link.appliance.id, "count": len(unacked)},
             )
+
+    async def _takes_of(self, show: int) -> list[am.Take]:
+        return await self._store().read(lambda conn: show_takes(conn, show, self._images()))
+
+    async def catalog_changed(self, _image: ImageInfo) -> None:
+        """An image entered the store (fetched from its take's URL): its takes now come from
+        the store with a chunk manifest, so every linked kiosk is sent its show's catalog."""
+        by_show: dict[int, list[_Agent]] = {}
+        for agent in self._agents.values():
+            by_show.setdefault(agent.link.appliance.show_id, []).append(agent)
+        for show, agents in by_show.items():
+            takes = await self._takes_of(show)
+            for agent in agents:
+                if not agent.ended:
+                    self._send(agent, am.Catalog(tuple(takes)))
 
     # ---- sharing among the kiosks of a show
 
