@@ -66,6 +66,9 @@ class CoordinatorConfig:
     master_dir: Path | None = None
     # Shared secret between balancers and masters (init token and balancer bearer); None = off.
     relay_token: str | None = None
+    # Secret the peer tokens of kiosks sharing images are signed with, shared by every node of
+    # a deployment (--peer-key-file); None = this node's own DATA/peer.key.
+    peer_key: str | None = None
     # Burn-protocol TCP listener (off unless burn_port is set).
     burn_port: int | None = None
     burn_token: str | None = None
