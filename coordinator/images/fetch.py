@@ -14,8 +14,8 @@ operator sees on `GET /takes/{id}/image/upload`, and a log line) and retried wit
 that doubles from `retry_first` up to `retry_max`. Once stored, the link catalog names the
 coordinator's store as the take's source (the outside URL is no longer used: one verified
 origin, and the outside host is asked once) and the `listeners` are told (the appliance links
-send their kiosks the new catalog). `setup` runs it in the coordinator when the configuration's
-`fetch_interval` is set (the CLI's `--fetch-interval`, 10 s by default).
+send their kiosks the new catalog). `setup` runs it in every coordinator process but a
+balancer when the configuration's `fetch_interval` is set (`--fetch-interval`, 10 s by default).
 """
 
 from __future__ import annotations
@@ -282,8 +282,8 @@ def setup(app: web.Application, images: ImageStore) -> None:
     configuration asks for it; the fetcher is under `FETCHER` from now on, so other parts can
     listen to it before it starts."""
     config = app[CONFIG]
-    if config.fetch_interval is None:
-        return
+    if config.fetch_interval is None or config.role == "balancer":
+        return  # a balancer serves browsers' sockets, not images
     fetcher = ImageFetcher(
         app[STORE],
         images,
