@@ -180,6 +180,10 @@ class ImageFetcher:
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             self._failed(info, state, f"{info.url} could not be read: {_describe(exc)}")
             return False
+        except Exception as exc:  # a bug here must still back off, not retry every scan
+            log.exception("image fetch broke", extra={"take": info.take_id})
+            self._failed(info, state, f"fetching {info.url} failed: {_describe(exc)}")
+            return False
         state.state, state.error, state.retry_at, state.offset = "stored", None, None, info.size
         log.info("image fetched", extra={"take": info.take_id, "sha256": info.sha256})
         for listener in self.listeners:
