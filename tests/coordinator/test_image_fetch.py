@@ -323,23 +323,25 @@ async def test_an_image_larger_than_the_store_has_room_for_is_not_fetched(
     assert outside.requests == []
 
 
-async def test_the_running_coordinator_fetches_a_take_in_the_background(
+async def test_a_take_added_with_a_url_is_fetched_in_the_background(
     client: Client, world: World, fetcher: ImageFetcher, outside: Outside
 ) -> None:
+    """Through the REST API, with the fetcher's own loop: adding the take wakes it."""
     data = blob(1 * MiB, seed=39)
-    take = await url_take(client, world, "g.iso", data, outside.put("g.iso", data))
     stored = asyncio.Event()
 
     async def heard(_image: object) -> None:
         stored.set()
 
     fetcher.listeners.append(heard)
-    fetcher.wake()  # what the next interval would do
-    async with asyncio.timeout(WAIT):
+    facts = digests(data)
+    body = {**facts, "name": "g.iso", "url": outside.put("g.iso", data)}
+    take = await call(client, "POST", f"/shots/{world.shot}/takes", world.contributor, body, 201)
+    async with asyncio.timeout(WAIT):  # the fetcher's own interval is an hour
         await stored.wait()
-    assert (await progress(client, world, take))["present"] is True
+    assert (await progress(client, world, take["id"]))["present"] is True
     resp = await client.get(
-        f"/api/v1/images/{digests(data)['sha256']}",
+        f"/api/v1/images/{facts['sha256']}",
         headers={"Authorization": f"Bearer {world.appliance}"},
     )
     assert await resp.read() == data
