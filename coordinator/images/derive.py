@@ -30,7 +30,7 @@ async def derive(images: ImageStore, store: Store, info: ImageInfo, received: Re
         found = await loop.run_in_executor(None, partial(inspect, received.path, bmap=bmap))
     except NotAnImage as exc:
         await loop.run_in_executor(None, _remove, images, received)
-        raise Invalid(f"the image is not a burnable image: {exc}; nothing was kept") from exc
+        raise Invalid(f"not a burnable image: {exc}; nothing was kept") from exc
     if found is None:
         media = await loop.run_in_executor(None, media_of_file, received.path)
         await _keep_bmap(images, received, await loop.run_in_executor(None, map_raw, received.path))

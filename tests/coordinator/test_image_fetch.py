@@ -345,3 +345,20 @@ async def test_a_take_added_with_a_url_is_fetched_in_the_background(
         headers={"Authorization": f"Bearer {world.appliance}"},
     )
     assert await resp.read() == data
+
+
+@pytest.mark.sqlite_only
+async def test_a_fetched_image_that_unpacks_to_another_than_declared_is_not_kept(
+    client: Client, world: World, fetcher: ImageFetcher, outside: Outside, config: CoordinatorConfig
+) -> None:
+    """The same check an upload gets, on the same path: the image and its manifest go again."""
+    data = packed(disk_image(2 * MiB), "gzip")
+    take = await url_take(client, world, "pi.img.gz", data, outside.put("pi.img.gz", data))
+    await client.app[STORE].write(
+        lambda c: c.execute("UPDATE takes SET extracted_sha256 = ? WHERE id = ?", ("0" * 64, take))
+    )
+    assert await fetcher.scan() == 0
+    state = (await progress(client, world, take))["fetch"]
+    assert state["error"].startswith("the image unpacks to extracted_sha256 ")
+    assert state["error"].endswith(f"but the take declares {'0' * 64}; nothing was kept")
+    assert listing(config) == []
