@@ -13,9 +13,10 @@ is cut off and refused by the store. Every failure is kept as the take's fetch s
 operator sees on `GET /takes/{id}/image/upload`, and a log line) and retried with a back-off
 that doubles from `retry_first` up to `retry_max`. Once stored, the link catalog names the
 coordinator's store as the take's source (the outside URL is no longer used: one verified
-origin, and the outside host is asked once) and the `listeners` are told (the appliance links
-send their kiosks the new catalog). `setup` runs it in every coordinator process but a
-balancer when the configuration's `fetch_interval` is set (`--fetch-interval`, 10 s by default).
+origin, and the outside host is asked once) and `events` are told (`coordinator.images.events`:
+the appliance links send their kiosks the new catalog). `setup` runs it in every coordinator
+process but a balancer when the configuration's `fetch_interval` is set (`--fetch-interval`,
+10 s by default).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import logging
 import re
 import shutil
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +38,7 @@ from coordinator.errors import Problem
 from coordinator.images.blobs import ImageStore
 from coordinator.images.catalog import ImageInfo, missing_urls
 from coordinator.images.derive import derive
+from coordinator.images.events import IMAGE_EVENTS, ImageEvents
 from coordinator.keys import CONFIG, STORE
 from coordinator.store import Store
 
@@ -48,8 +50,6 @@ RETRY_MAX = 900.0
 CONNECT_SECONDS = 30.0
 PER_SCAN = 100  # takes looked at per scan; more wait for the next one
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
-
-OnStored = Callable[[ImageInfo], Awaitable[None]]
 
 
 class FetchFailed(Exception):
@@ -93,6 +93,7 @@ class ImageFetcher:
         retry_first: float = RETRY_FIRST,
         retry_max: float = RETRY_MAX,
         stall_seconds: float | None = None,
+        events: ImageEvents | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
@@ -101,7 +102,7 @@ class ImageFetcher:
         self.retry_first = retry_first
         self.retry_max = retry_max
         self.stall_seconds = images.stall_seconds if stall_seconds is None else stall_seconds
-        self.listeners: list[OnStored] = []  # told of each image stored
+        self.events = events or ImageEvents()  # told of each image stored
         self.clock = clock
         self._states: dict[str, FetchState] = {}  # by SHA-256
         self._session: aiohttp.ClientSession | None = None
@@ -186,8 +187,7 @@ class ImageFetcher:
             return False
         state.state, state.error, state.retry_at, state.offset = "stored", None, None, info.size
         log.info("image fetched", extra={"take": info.take_id, "sha256": info.sha256})
-        for listener in self.listeners:
-            await listener(info)
+        await self.events.stored(info)
         return True
 
     def _failed(self, info: ImageInfo, state: FetchState, error: str) -> None:
@@ -283,8 +283,8 @@ FETCHER = web.AppKey("image_fetcher", ImageFetcher)
 
 def setup(app: web.Application, images: ImageStore) -> None:
     """Fetch URL-only takes into `images` while `app` runs (after its store opened), if the
-    configuration asks for it; the fetcher is under `FETCHER` from now on, so other parts can
-    listen to it before it starts."""
+    configuration asks for it; the fetcher is under `FETCHER` from then on. It tells the app's
+    `IMAGE_EVENTS` (set by the image endpoints' setup, before this) of each image it stores."""
     config = app[CONFIG]
     if config.fetch_interval is None or config.role == "balancer":
         return  # a balancer serves browsers' sockets, not images
@@ -293,6 +293,7 @@ def setup(app: web.Application, images: ImageStore) -> None:
         images,
         interval=config.fetch_interval,
         retry_first=config.fetch_retry,
+        events=app[IMAGE_EVENTS],
         clock=config.clock,
     )
     app[FETCHER] = fetcher

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from coordinator.images.fetch import FETCHER
+from coordinator.images.events import IMAGE_EVENTS
 from coordinator.keys import CONFIG, REVOCATIONS, STORE
 from coordinator.links.bridge import ApplianceBridge, MasterGetter
 from coordinator.links.hub import (
@@ -49,9 +49,9 @@ def setup_links(
         watcher.add_listener(hub.revoke)
     app[LINKS] = hub
     app[TRACKER] = bridge.tracker
-    fetcher = app.get(FETCHER)
-    if fetcher is not None:
-        fetcher.listeners.append(bridge.catalog_changed)
+    events = app.get(IMAGE_EVENTS)
+    if events is not None:
+        events.listeners.append(bridge.catalog_changed)
     return hub
 
 

@@ -216,8 +216,9 @@ class ApplianceBridge:
         return await self._store().read(lambda conn: show_takes(conn, show, self._images()))
 
     async def catalog_changed(self, _image: ImageInfo) -> None:
-        """An image entered the store (fetched from its take's URL): its takes now come from
-        the store with a chunk manifest, so every linked kiosk is sent its show's catalog."""
+        """An image entered the store (uploaded, or fetched from its take's URL): its takes now
+        come from the store with a chunk manifest, so every linked kiosk is sent its show's
+        catalog."""
         by_show: dict[int, list[_Agent]] = {}
         for agent in self._agents.values():
             by_show.setdefault(agent.link.appliance.show_id, []).append(agent)

@@ -21,6 +21,7 @@ from coordinator.errors import BadRequest, Invalid, NotFound
 from coordinator.images.blobs import BMAP_SUFFIX, ImageStore, Received, is_sha256
 from coordinator.images.catalog import IMAGES_DIRNAME, ImageInfo, find_by_sha256, find_take
 from coordinator.images.derive import derive
+from coordinator.images.events import IMAGE_EVENTS, ImageEvents
 from coordinator.images.fetch import FETCHER
 from coordinator.keys import CONFIG, STORE
 from coordinator.rendezvous import schemas
@@ -71,6 +72,7 @@ async def _store_upload(request: web.Request, info: ImageInfo, actor: str) -> we
     received: Received = await images.receive(body, info.expected)
     if received.created:
         await derive(images, request.app[STORE], info, received)
+        await request.app[IMAGE_EVENTS].stored(info)
     log.info(
         "image stored",
         extra={
@@ -124,6 +126,7 @@ async def _store_range(request: web.Request, info: ImageInfo, actor: str) -> web
         return ok({**out, "offset": got, "present": False}, 202)
     if got.created:
         await derive(images, request.app[STORE], info, got)
+        await request.app[IMAGE_EVENTS].stored(info)
     log.info(
         "image stored",
         extra={"sha256": got.sha256, "size": got.size, "resumed": start > 0, "actor": actor},
@@ -343,6 +346,7 @@ async def _images_ctx(app: web.Application) -> AsyncIterator[None]:
 def setup(app: web.Application) -> None:
     """Give ``app`` its image store; the routes come with the rendezvous ENDPOINTS list."""
     app[IMAGES] = ImageStore(app[CONFIG].data_dir / IMAGES_DIRNAME)
+    app[IMAGE_EVENTS] = ImageEvents()
     # aiohttp adds HEAD only through add_get; the route table registers GET alone.
     app.router.add_route("HEAD", PREFIX + IMAGE_ROUTE, download_image)
     app.cleanup_ctx.append(_images_ctx)

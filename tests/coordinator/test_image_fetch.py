@@ -21,6 +21,7 @@ from rv_helpers import Client, FakeClock, MakeClient, World, call
 from test_images_transfer import add_take, blob, digests, disk_image, listing, packed
 
 from coordinator.config import CoordinatorConfig
+from coordinator.images.events import IMAGE_EVENTS
 from coordinator.images.fetch import FETCHER, ImageFetcher
 from coordinator.keys import STORE
 from coordinator.links.takes import IMAGE_PATH, show_takes
@@ -333,7 +334,7 @@ async def test_a_take_added_with_a_url_is_fetched_in_the_background(
     async def heard(_image: object) -> None:
         stored.set()
 
-    fetcher.listeners.append(heard)
+    client.app[IMAGE_EVENTS].listeners.append(heard)
     facts = digests(data)
     body = {**facts, "name": "g.iso", "url": outside.put("g.iso", data)}
     take = await call(client, "POST", f"/shots/{world.shot}/takes", world.contributor, body, 201)

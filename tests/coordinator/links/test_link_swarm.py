@@ -20,11 +20,7 @@ from rv_helpers import SHA, bearer, call
 from test_link_bridge import Live, of_type, start_agent
 
 from appliance.link import AgentLink
-from coordinator.images.blobs import Expected
-from coordinator.images.catalog import find_take
 from coordinator.keys import STORE
-from coordinator.links import ApplianceBridge
-from coordinator.rendezvous.images import IMAGES
 from coordinator.store.catalog import LEVELS, add_child
 from coordinator.store.people import create_appliance
 from wire import swarm as sw
@@ -216,8 +212,8 @@ async def test_the_catalog_names_the_manifest_of_a_stored_image(
 async def test_kiosks_hear_the_new_catalog_when_an_image_enters_the_store(
     live: Live, inbox: list[dict[str, Any]]
 ) -> None:
-    """The image fetcher tells the links when it stored a take's image: linked kiosks get the
-    catalog again, now naming the store and the manifest (without a reconnect)."""
+    """An image uploaded (or fetched from its take's URL) while kiosks are linked: they get the
+    catalog again, now naming the store and the manifest, without a reconnect."""
     data = random.Random(6).randbytes(5 * 1024 * 1024)
     facts = {
         "size": len(data),
@@ -235,21 +231,15 @@ async def test_kiosks_hear_the_new_catalog_when_an_image_enters_the_store(
         first = {t["sha256"]: t for t in of_type(inbox, "catalog")[0]["takes"]}
         assert first[facts["sha256"]]["url"] == "https://outside.example/later.iso"
         assert "manifest" not in first[facts["sha256"]]
-        images = live.client.app[IMAGES]
-        await images.receive(_pieces(data), Expected(len(data), facts["sha256"], facts["md5"]))
-        info = await store.read(lambda c: find_take(c, images, take["id"]))
-        assert info is not None
-        bridge = live.hub.handler
-        assert isinstance(bridge, ApplianceBridge)
-        await bridge.catalog_changed(info)
+        resp = await live.client.put(
+            f"/api/v1/takes/{take['id']}/image",
+            data=io.BytesIO(data),
+            headers=bearer(live.world.contributor),
+        )
+        assert resp.status == 201
         await live.signal.until(lambda: len(of_type(inbox, "catalog")) == 2)
         again = {t["sha256"]: t for t in of_type(inbox, "catalog")[1]["takes"]}
         assert again[facts["sha256"]]["url"] == f"/api/v1/images/{facts['sha256']}"
         assert again[facts["sha256"]]["manifest"] is not None
     finally:
         await agent.close()
-
-
-async def _pieces(data: bytes) -> AsyncIterator[bytes]:
-    for start in range(0, len(data), 1 << 20):
-        yield data[start : start + (1 << 20)]
