@@ -242,6 +242,7 @@ def write_stream(
             )
         stated = bmap.image_size
     drive.unpacked = None
+    drive.zeroed_bytes = 0
     fd = _open_target(path, os.O_RDWR)
     reader: _Reader | None = None
     digest_thread: threading.Thread | None = None

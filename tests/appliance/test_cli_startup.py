@@ -41,9 +41,19 @@ sys.stdout = real
 print(json.dumps(seen), file=sys.stderr)
 """
 
-# None of these belongs in a burn: the kiosk UI, the link and HTTP client/server, udev discovery
-# and the systemd journal bindings.
-NEVER = ("textual", "aiohttp", "pyudev", "systemd", "yarl", "multidict", "gi")
+# None of these belongs in a burn of a local file: the kiosk UI, the link and HTTP client/server
+# (the URL download's urllib included), udev discovery and the systemd journal bindings.
+NEVER = (
+    "textual",
+    "aiohttp",
+    "pyudev",
+    "systemd",
+    "yarl",
+    "multidict",
+    "gi",
+    "http.client",
+    "urllib.request",
+)
 # Not before the first event: the event loop, the job engine and its SQLite journal, and
 # importlib.metadata (the package version, which only --version needs).
 NOT_YET = (
