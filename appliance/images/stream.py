@@ -188,7 +188,8 @@ class FileDecoder:
         got = 0
         try:
             while got < len(view):
-                n = self._f.readinto(view[got:])
+                with view[got:] as rest:  # released on an error too (see RawReader)
+                    n = self._f.readinto(rest)
                 if not n:
                     break
                 got += n
@@ -307,7 +308,10 @@ class RawReader:
     def readinto(self, view: memoryview) -> int:
         got = 0
         while got < len(view):
-            n = self._f.readinto(view[got:])
+            # Released even when the read raises (a download that failed): a slice kept alive
+            # by the error's traceback would keep the writer's buffer from being unmapped.
+            with view[got:] as rest:
+                n = self._f.readinto(rest)
             if not n:
                 break
             got += n
