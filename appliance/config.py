@@ -306,7 +306,7 @@ def parse_config(text: str, file: str = "agent.toml") -> AgentConfig:
         or isinstance(download_timeout, bool)
         or not 0 < download_timeout <= 3600
     ):
-        raise cache.fail("download_timeout", "must be a number of seconds from 0 to 3600, like 30")
+        raise cache.fail("download_timeout", "must be a number of seconds, above 0 and up to 3600")
     cache.done()
 
     drives = _Reader(file, "drives", data.get("drives", {}))

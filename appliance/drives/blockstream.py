@@ -119,8 +119,8 @@ Piece = tuple[AlignedBuffer, int, bool]
 
 
 class _Reader(threading.Thread):
-    """Unpacks into pooled buffers and hands (buffer, length) to the writer; a None ends it, an
-    exception travels in place of the data."""
+    """Unpacks into pooled buffers and hands pieces to the writer; a None ends it, an exception
+    travels in place of the data."""
 
     def __init__(
         self,
