@@ -137,7 +137,8 @@ class Burns(AgentBase):
         url = urljoin(self.config.coordinator_url or "", take.url)
         block = isinstance(slot.drive, BlockDrive)
         headers = self._headers_for(url)
-        bytes_from: ByteSource = HttpSource(url, headers=headers)
+        timeout = self.config.download_timeout
+        bytes_from: ByteSource = HttpSource(url, headers=headers, timeout=timeout)
         sharing, swarm = self.sharing, None
         if sharing is not None and take.sha256 not in cache:
             # From the show's other kiosks too; a `burn` order carries no manifest, the
@@ -158,7 +159,7 @@ class Burns(AgentBase):
         if block and take.bmap:
             # A USB stick or SD card gets only the mapped ranges written, the rest zeroed.
             bmap_url = urljoin(self.config.coordinator_url or "", take.bmap)
-            origin = HttpSource(bmap_url, headers=self._headers_for(bmap_url))
+            origin = HttpSource(bmap_url, headers=self._headers_for(bmap_url), timeout=timeout)
             bmap = await cache.block_map(origin, take.sha256)
         return dataclasses.replace(
             source,
