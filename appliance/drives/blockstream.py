@@ -49,6 +49,7 @@ from appliance.drives.blockio import (
     target_size,
     zero_out,
 )
+from appliance.drives.holecheck import HoleChecker
 from appliance.images.bmap import BadBmap, RangeChecker, load_bmap
 from appliance.images.download import active, open_image
 from appliance.images.formats import Encoding
@@ -69,6 +70,7 @@ class StreamRecord:
     size: int
     chunk: int
     digests: tuple[int, ...]  # XXH3-64 of each chunk, in order
+    zeroed: frozenset[int] = frozenset()  # offsets of chunks already read back as zeros
 
 
 def streams(image: SourceImage) -> bool:
@@ -279,6 +281,7 @@ def write_stream(
     drive.zeroed_bytes = 0
     fd = _open_target(path, os.O_RDWR)
     reader: _Reader | None = None
+    holes: HoleChecker | None = None
     digest_thread: threading.Thread | None = None
     digest_out: list[tuple[str, str] | None] = []
     digest_stop = threading.Event()
@@ -322,6 +325,8 @@ def write_stream(
         off = 0
         zero_cmp = bytearray(chunk)
         n_chunk = 0
+        holes = HoleChecker(fd, chunk, sector)
+        holes.start()
         for buf, n, skipped in reader.chunks(stop):
             if first is None:
                 first = (buf, n)
@@ -344,6 +349,7 @@ def write_stream(
                     hole = zero_cmp == view
                 if hole and n % sector == 0 and zero_out(fd, off, n):
                     drive.zeroed_bytes += n
+                    holes.check(off, n)
                 else:
                     if skipped:
                         view[:] = zero_cmp[:n]  # the device would not zero it: write zeros
@@ -362,7 +368,12 @@ def write_stream(
                 "the target was left blank at its start"
             )
 
-        # 4. Every check before the first chunk goes down.
+        # 4. Every check before the first chunk goes down, the zeroed holes' read-back first.
+        check_stop(stop)
+        held, holes = holes, None
+        held.finish()
+        if held.bad is not None:
+            raise VerifyMismatch(f"{path}: {held.bad}; the target was left blank at its start")
         while digest_thread.is_alive():
             check_stop(stop)
             digest_thread.join(_POLL)
@@ -389,13 +400,17 @@ def write_stream(
         shared.done = off
         if reader.sha is not None and image.encoding != Encoding.RAW.value:
             drive.unpacked = (off, reader.sha.hexdigest())
-        return StreamRecord(Path(image.path), off, chunk, tuple(reader.digests))
+        return StreamRecord(
+            Path(image.path), off, chunk, tuple(reader.digests), frozenset(held.zeros)
+        )
     except Cancel:
         raise Cancelled(f"write to {path} cancelled; its start is left blank") from None
     except OSError as exc:
         raise io_error(path, exc, capacity, "write", shared.done) from exc
     finally:
         digest_stop.set()
+        if holes is not None:
+            holes.abandon()
         if reader is not None:
             reader.close()
         if digest_thread is not None:
@@ -436,15 +451,17 @@ def verify_stream(
         for i, off in enumerate(range(0, size, chunk)):
             check_stop(stop)
             want = min(chunk, size - off)
-            got = read_full(fd, buf, off, round_up(want, sector))
-            if got < want:
-                raise VerifyMismatch(f"{path} ended early: read {off + got} of {size} bytes")
-            with buf.view(want) as view:
-                same = xxhash.xxh3_64_intdigest(view) == record.digests[i]
-            if not same:
-                raise VerifyMismatch(
-                    f"{path} differs from the unpacked image in bytes {off}..{off + want - 1}"
-                )
+            # A chunk the device zeroed was read back as zeros while the write went on.
+            if off not in record.zeroed:
+                got = read_full(fd, buf, off, round_up(want, sector))
+                if got < want:
+                    raise VerifyMismatch(f"{path} ended early: read {off + got} of {size} bytes")
+                with buf.view(want) as view:
+                    same = xxhash.xxh3_64_intdigest(view) == record.digests[i]
+                if not same:
+                    raise VerifyMismatch(
+                        f"{path} differs from the unpacked image in bytes {off}..{off + want - 1}"
+                    )
             shared.done = off + want
             nudge()
             if drive._hooks.after_verify_chunk is not None:

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from appliance.drives.base import CorruptImage, SourceImage
+import appliance.drives.blockstream as blockstream
+from appliance.drives.base import CorruptImage, SourceImage, VerifyMismatch
 from appliance.drives.block import BlockDrive
 from tests.appliance.diskimages import make_bmap
 
@@ -65,3 +66,43 @@ async def test_a_file_shorter_than_its_bmap_fails_blank_even_where_the_bmap_says
         async for _ in drive.write(SourceImage(img, SIZE, bmap=bmap)):
             pass
     assert dev.read(0, CHUNK) == bytes(CHUNK)  # the start stays blank
+
+
+async def test_a_hole_the_device_says_it_zeroed_but_did_not_fails_and_leaves_the_start_blank(
+    tmp_path: Path, loop_devices: LoopFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The holes are read back while the write goes on; a device whose zeroing reports success
+    but leaves the old bytes (no loop device does that, so its ioctl is the one thing faked)
+    fails the burn before the first block goes down, naming the hole."""
+    img = sparse_image(tmp_path / "sparse.img")
+    bmap = make_bmap(img)
+    dev = loop_devices(16 * MiB, fill=b"\xff")
+    monkeypatch.setattr(blockstream, "zero_out", lambda fd, offset, length: True)
+    drive = BlockDrive(dev.path, "u", chunk_size=CHUNK)
+    with pytest.raises(VerifyMismatch, match=f"bytes {2 * MiB}..{3 * MiB - 1} do not read back"):
+        async for _ in drive.write(SourceImage(img, SIZE, bmap=bmap)):
+            pass
+    assert dev.read(0, CHUNK) == bytes(CHUNK)  # the start stays blank
+
+
+async def test_the_verify_after_a_bmap_burn_still_compares_every_mapped_chunk(
+    tmp_path: Path, loop_devices: LoopFactory
+) -> None:
+    """Its holes were read back during the write; the mapped chunks are read back afterwards,
+    so a mapped chunk changed between write and verify is still caught."""
+    img = sparse_image(tmp_path / "sparse.img")
+    bmap = make_bmap(img)
+    dev = loop_devices(16 * MiB, fill=b"\xff")
+    drive = BlockDrive(dev.path, "u", chunk_size=CHUNK)
+    image = SourceImage(img, SIZE, bmap=bmap)
+    async for _ in drive.write(image):
+        pass
+    fd = os.open(dev.path, os.O_WRONLY)  # something else writes to the card in between
+    try:
+        os.pwrite(fd, bytes(4096), 5 * MiB)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    with pytest.raises(VerifyMismatch, match=f"bytes {5 * MiB}..{6 * MiB - 1}"):
+        async for _ in drive.verify(image):
+            pass
