@@ -104,6 +104,19 @@ def add_live_arguments(serve: argparse.ArgumentParser) -> None:
         help="how often to look for credentials about to expire (default: 15)",
     )
     serve.add_argument(
+        "--heartbeat-seconds",
+        type=float,
+        default=2.0,
+        help="masters on PostgreSQL: how often each writes its heartbeat (default: 2)",
+    )
+    serve.add_argument(
+        "--failover-silence-seconds",
+        type=float,
+        default=10.0,
+        help="masters on PostgreSQL: a master silent this long has its live sessions moved "
+        "to another (default: 10; at least three heartbeats)",
+    )
+    serve.add_argument(
         "--drain-seconds",
         type=float,
         default=2.0,
@@ -200,6 +213,15 @@ def live_config(args: argparse.Namespace) -> dict[str, Any]:
         raise LiveFlagError("--drain-seconds must be 0..600")
     if not 0.05 <= args.expiry_check_seconds <= 3600:
         raise LiveFlagError("--expiry-check-seconds must be 0.05..3600")
+    if not 0.1 <= args.heartbeat_seconds <= 60:
+        raise LiveFlagError("--heartbeat-seconds must be 0.1..60")
+    if not 3 * args.heartbeat_seconds <= args.failover_silence_seconds <= 3600:
+        # Fewer than three heartbeats in a silence: one late write would move live sessions.
+        raise LiveFlagError(
+            "--failover-silence-seconds must be at least three heartbeats "
+            f"({3 * args.heartbeat_seconds:g} s with --heartbeat-seconds "
+            f"{args.heartbeat_seconds:g}) and at most 3600"
+        )
     return {
         "role": args.role,
         "register_local_master": args.role == "all",
@@ -214,4 +236,6 @@ def live_config(args: argparse.Namespace) -> dict[str, Any]:
         "burn_public_display": args.burn_public_display,
         "drain_seconds": args.drain_seconds,
         "expiry_check_interval": args.expiry_check_seconds,
+        "heartbeat_interval": args.heartbeat_seconds,
+        "failover_silence": args.failover_silence_seconds,
     }

@@ -17,6 +17,7 @@ are queued in order and can be awaited together with `flush`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -26,6 +27,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+from coordinator.master.backlog import Backlog, uncounted
 from coordinator.master.room import BurnerRecord, HistoryTick, KioskRecord, QueueSnapshot, Write
 from coordinator.store import Store
 from coordinator.store.private import private_file
@@ -305,6 +307,7 @@ def _load_kiosks(conn: Conn, session_id: str) -> list[KioskRecord]:
 
 
 MASTER_LOCK = "master-state"
+RETRY_SECONDS = 1.0  # how often writes kept while the database was away are tried again
 SHARED_VERSION_TABLE = "master_schema_version"
 
 
@@ -361,10 +364,25 @@ class MasterDB:
         self._pg = shared.pg_engine if shared is not None else None
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
+        self._backlog = Backlog(self._write)
+        self._retry: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="master-db")
         await self._call(self._open)
+        if self._pg is not None:
+            self._retry = asyncio.create_task(self._retry_kept())
+
+    async def _retry_kept(self) -> None:
+        while True:
+            await asyncio.sleep(RETRY_SECONDS)  # the period of the retries, not a wait for news
+            if len(self._backlog):
+                await self._call(self._backlog.drain)
+
+    @property
+    def waiting(self) -> int:
+        """Writes kept while the database is away, not yet written."""
+        return len(self._backlog)
 
     def _open(self) -> None:
         if self._pg is not None:
@@ -389,10 +407,14 @@ class MasterDB:
             return self._pg.run(fn, write=False)
         return fn(self._connection())
 
-    def _write(self, writes: list[Write]) -> None:
+    def _write(self, writes: list[Write], tried: bool) -> None:
         if self._pg is not None:
             # Sessions have one master each: master writes need not wait for other writes.
-            self._pg.run(lambda conn: _apply_writes(conn, writes), write=True, lock=MASTER_LOCK)
+            self._pg.run(
+                lambda conn: _apply_writes(conn, uncounted(conn, writes) if tried else writes),
+                write=True,
+                lock=MASTER_LOCK,
+            )
         else:
             _apply(self._connection(), writes)
 
@@ -419,7 +441,7 @@ class MasterDB:
             # Only a transport still tearing down after the master closed gets here.
             log.warning("master database closed, writes dropped", extra={"count": len(writes)})
             return
-        future = self._executor.submit(self._write, writes)
+        future = self._executor.submit(self._backlog.write, writes)
         future.add_done_callback(_log_failure)
 
     async def flush(self) -> None:
@@ -431,6 +453,14 @@ class MasterDB:
         executor = self._executor
         if executor is None:
             return
+        if self._retry is not None:
+            self._retry.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retry
+            self._retry = None
+        if len(self._backlog) and not await self._call(self._backlog.drain):
+            log.error("master database away at close, kept writes lost",
+                      extra={"count": len(self._backlog)})  # fmt: skip
         await self.flush()
         conn, self._conn = self._conn, None
         if conn is not None:  # PostgreSQL's pool belongs to the store, which closes it

@@ -50,11 +50,12 @@ def _handlers(
         require(who, who_may, flow, show_id)
         data = await body(request, schema)
         at = now(request)
-        # Adding a child only inserts under its parent (removals of parents run alone).
+        # Adding a child only inserts under its parent (removals of parents run alone), and
+        # the names index refuses a twin: only adds of one name need to wait for each other.
         added = await write(
             request,
             lambda c: catalog.add_child(c, at, who.actor, level, parent_id, data),
-            lock=f"{level.name}:{parent_id}",
+            lock=f"{level.name}:{parent_id}:{data['name'].lower()}",
         )
         fetcher = request.app.get(FETCHER)
         if level.name == "take" and data.get("url") and fetcher is not None:

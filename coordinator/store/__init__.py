@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from coordinator.store import pg
+from coordinator.store.gate import KeyedGate
 from coordinator.store.migrations import MIGRATIONS, check_version, migrate
 from coordinator.store.private import private_file
 from coordinator.store.sql import Conn, is_postgres
@@ -101,6 +102,7 @@ class Store:
         self._reader_local = threading.local()
         self._reader_conns: list[sqlite3.Connection] = []
         self._reader_lock = threading.Lock()
+        self._gate = KeyedGate()
 
     @property
     def pg_engine(self) -> pg.PgEngine | None:
@@ -171,7 +173,9 @@ class Store:
         loop = asyncio.get_running_loop()
         if self._pg is not None:
             run = functools.partial(self._pg.run, fn, write=True, lock=lock)
-            return await loop.run_in_executor(self._writer, run)
+            # Unkeyed writes run one at a time everywhere, so they share one key here.
+            async with self._gate.hold("" if lock is None else f"key:{lock}"):
+                return await loop.run_in_executor(self._writer, run)
         return await loop.run_in_executor(self._writer, self._run_write, fn)
 
     def _run_write(self, fn: Callable[[Conn], T]) -> T:

@@ -11,7 +11,18 @@ from collections.abc import Callable
 from typing import Any
 
 from coordinator.store.errors import Conflict
-from coordinator.store.records import Page, Record, audit, dumps, insert, iso, loads, one, paged
+from coordinator.store.records import (
+    Page,
+    Record,
+    audit,
+    dumps,
+    insert,
+    inserted,
+    iso,
+    loads,
+    one,
+    paged,
+)
 from coordinator.store.sql import Conn, Row
 
 # --- rendering ------------------------------------------------------------------------------
@@ -255,7 +266,7 @@ def add_child(
     values[level.parent_key] = parent_id
     values.update(level.columns(body))
     values["created_at"] = now
-    row_id = insert(
+    row = inserted(
         conn,
         level.table,
         values,
@@ -266,17 +277,10 @@ def add_child(
         now,
         actor,
         f"{level.name}.add",
-        f"{level.name}:{row_id}",
+        f"{level.name}:{row['id']}",
         {level.parent_key: parent_id, "name": body["name"]},
     )
-    return level.render(
-        one(
-            conn,
-            f"SELECT * FROM {level.table} WHERE id = ?",  # noqa: S608
-            (row_id,),
-            f"{level.name} vanished",
-        )
-    )
+    return level.render(row)
 
 
 def remove_child(conn: Conn, now: float, actor: str, level: Level, row_id: int) -> None:

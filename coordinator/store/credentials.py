@@ -139,16 +139,19 @@ def enter_system(
 ) -> Record:
     """Seed flow "contributor enters system": $USER/$SHOW/$DURATION → credential or reject."""
     candidates: list[tuple[Role, str, int, str]] = []
-    sa = conn.execute(
+    # Both are asked before either answer is read: one round trip on PostgreSQL.
+    asked_sa = conn.execute(
         "SELECT id, secret_hash FROM show_admins WHERE show_id = ? AND email = ? COLLATE NOCASE",
         (show_id, user),
-    ).fetchone()
-    if sa is not None:
-        candidates.append(("show_admin", "show_admin_id", sa["id"], sa["secret_hash"]))
-    co = conn.execute(
+    )
+    asked_co = conn.execute(
         "SELECT id, secret_hash FROM contributors WHERE show_id = ? AND email = ? COLLATE NOCASE",
         (show_id, user),
-    ).fetchone()
+    )
+    sa = asked_sa.fetchone()
+    if sa is not None:
+        candidates.append(("show_admin", "show_admin_id", sa["id"], sa["secret_hash"]))
+    co = asked_co.fetchone()
     if co is not None:
         candidates.append(("contributor", "contributor_id", co["id"], co["secret_hash"]))
     for kind, column, person_id, stored in candidates:

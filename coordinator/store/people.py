@@ -184,10 +184,11 @@ def _apply_person_edit(
     if sets:
         assignments = ", ".join(f"{k} = ?" for k in sets)
         try:
-            conn.execute(
+            # Reading the count sends the statement here, so its refusal is caught here.
+            _ = conn.execute(
                 f"UPDATE {table} SET {assignments} WHERE id = ?",  # noqa: S608  # names are ours
                 (*sets.values(), row_id),
-            )
+            ).rowcount
         except INTEGRITY_ERRORS as exc:
             raise Conflict(
                 f"{what} with email {body.get('email')!r} already exists", field="email"

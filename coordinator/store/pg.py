@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 import psycopg
 import psycopg_pool
 from psycopg import errors as pg_errors
+from psycopg.pq import TransactionStatus
 from psycopg.rows import RowMaker
 
 from coordinator.store.errors import Unavailable
@@ -127,22 +128,73 @@ def translate(sql: str) -> str:
     return "".join(out)
 
 
+class Result:
+    """The result of one statement, read from the server only when somebody asks for it.
+
+    Until then the statement waits in its connection's batch and travels to the server with
+    the next statement whose result is read, or with the COMMIT (see `PgConn`)."""
+
+    __slots__ = ("_conn", "_pos", "_rowcount", "_rows")
+
+    def __init__(self, conn: PgConn) -> None:
+        self._conn = conn
+        self._rows: list[PgRow] | None = None
+        self._rowcount = -1
+        self._pos = 0
+
+    def _settle(self, rowcount: int, rows: list[PgRow]) -> None:
+        self._rowcount, self._rows = rowcount, rows
+
+    def _ready(self) -> list[PgRow]:
+        if self._rows is None:
+            self._conn.flush()
+        assert self._rows is not None  # noqa: S101  # flush settles every waiting result
+        return self._rows
+
+    @property
+    def rowcount(self) -> int:
+        self._ready()
+        return self._rowcount
+
+    def fetchone(self) -> PgRow | None:
+        rows = self._ready()
+        if self._pos >= len(rows):
+            return None
+        self._pos += 1
+        return rows[self._pos - 1]
+
+    def fetchall(self) -> list[PgRow]:
+        rows = self._ready()
+        rest, self._pos = rows[self._pos :], len(rows)
+        return rest
+
+    def __iter__(self) -> Iterator[PgRow]:
+        return iter(self.fetchall())
+
+
 class PgConn:
     """A psycopg connection shaped like the ``sqlite3`` one the store operations expect.
 
-    A transaction's BEGIN is not sent on its own: it travels in front of the first statement
-    (client-side binding sends both as one message), which saves a round trip per call, and an
-    operation that ran no statement costs none."""
+    Statements are batched: ``execute`` only queues a statement, and the queue goes to the
+    server as one message (client-side binding allows several statements in one) when a
+    result of it is read, or together with the COMMIT. The BEGIN of a transaction travels in
+    front of its first statement. So a write that ends with statements whose results it never
+    reads (the audit row, a membership) pays one round trip for them and the COMMIT together.
+    The cost: an error of a statement whose result is not read is raised where the batch is
+    sent, so a caller that catches a statement's error reads its result first (``rowcount``)."""
 
     def __init__(self, conn: psycopg.Connection[PgRow]) -> None:
         self.raw = conn
         self._begin: tuple[str, ...] = ()
         self._open = False  # a transaction was begun on the server
-        self.statements = 0
+        self._waiting: list[tuple[str, Sequence[Any], Result]] = []
+        self._batching = False  # only inside `begin` ... `end`; a bare connection sends at once
+        self.statements = 0  # statements sent to the server
 
     def begin(self, statements: tuple[str, ...]) -> None:
         """Open a transaction with ``statements`` before the next statement; () = autocommit."""
         self._begin = statements
+        self._batching = True
         self.statements = 0
 
     def _opening(self) -> tuple[str, ...]:
@@ -150,29 +202,62 @@ class PgConn:
         self._open = self._open or bool(opening)
         return opening
 
-    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> psycopg.Cursor[PgRow]:
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Result:
+        result = Result(self)
+        self._waiting.append((translate(sql.strip().rstrip(";")), tuple(parameters), result))
+        if not self._batching:
+            self.flush()
+        return result
+
+    def flush(self, *after: str) -> None:
+        """Send the waiting statements (then ``after``, without parameters) as one message."""
+        waiting, self._waiting = self._waiting, []
         opening = self._opening()
-        cur = self.raw.execute("; ".join((*opening, translate(sql))), tuple(parameters))
-        self.statements += 1
+        texts = [*opening, *(sql for sql, _, _ in waiting), *after]
+        if not texts:
+            return
+        params = [p for _, ps, _ in waiting for p in ps]
+        cur = self.raw.execute("; ".join(texts), params)
+        self.statements += len(waiting)
         for _ in opening:
-            cur.nextset()  # past the opening statements' results, to the statement's own
-        return cur
+            cur.nextset()  # past the opening statements' results, to the first statement's
+        for _, _, result in waiting:
+            rows = cur.fetchall() if cur.description else []
+            result._settle(cur.rowcount, rows)
+            cur.nextset()
 
     def executemany(self, sql: str, parameters: Any, /) -> psycopg.Cursor[PgRow]:
-        opening = self._opening()
-        if opening:
-            self.raw.execute("; ".join(opening))
+        self.flush()
         cur = self.raw.cursor()
         cur.executemany(translate(sql), [tuple(p) for p in parameters])
         self.statements += 1
         return cur
 
     def end(self, commit: bool) -> None:
-        """COMMIT or ROLLBACK what was begun; nothing to send if no statement ran."""
+        """COMMIT (with the statements still waiting) or ROLLBACK what was begun; nothing is
+        sent when no statement ran. A batch that fails at its COMMIT is rolled back."""
+        if commit and self._waiting:
+            in_transaction = self._open or bool(self._begin)
+            try:
+                self.flush(*(("COMMIT",) if in_transaction else ()))
+            except BaseException:
+                self._rollback()
+                raise
+            self._open = False
+            return
+        self._waiting.clear()
         self._begin = ()
         if self._open:
             self._open = False
             self.raw.execute("COMMIT" if commit else "ROLLBACK")
+
+    def _rollback(self) -> None:
+        self._waiting.clear()
+        self._begin = ()
+        self._open = False
+        if not self.raw.broken and self.raw.info.transaction_status != TransactionStatus.IDLE:
+            with contextlib.suppress(psycopg.OperationalError):
+                self.raw.execute("ROLLBACK")
 
 
 def _connect_kwargs(timeout: float) -> dict[str, Any]:
@@ -343,6 +428,8 @@ class PgEngine:
                     except _RETRYABLE:
                         raise
                     except psycopg.OperationalError as exc:
+                        if raw.broken and conn.statements == 0:
+                            continue  # its statements all waited for the COMMIT: none ran
                         raise DatabaseUnavailable(
                             f"the database connection was lost at commit: {_first_line(exc)}"
                         ) from exc

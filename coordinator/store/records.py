@@ -80,18 +80,24 @@ def dumps(value: Any) -> str:
 def insert(conn: Conn, table: str, values: Record, *, what: str, key: str = "id") -> int:
     """Insert one row and return its ``key``; a UNIQUE violation becomes a 409 that names
     ``what`` was duplicated."""
+    return cast(int, inserted(conn, table, values, what=what, returning=key)[0])
+
+
+def inserted(conn: Conn, table: str, values: Record, *, what: str, returning: str = "*") -> Row:
+    """Insert one row and return it as stored (defaults filled in): no second query to read
+    it back. A UNIQUE violation becomes a 409 that names ``what`` was duplicated."""
     cols = ", ".join(values)
     marks = ", ".join("?" for _ in values)
     try:
-        (row_id,) = conn.execute(
-            f"INSERT INTO {table} ({cols}) VALUES ({marks}) RETURNING {key}",  # noqa: S608  # ours
+        row: Row = conn.execute(
+            f"INSERT INTO {table} ({cols}) VALUES ({marks}) RETURNING {returning}",  # noqa: S608
             tuple(values.values()),
         ).fetchone()
     except INTEGRITY_ERRORS as exc:
         if is_unique_violation(exc):
             raise Conflict(f"{what} already exists") from exc
         raise
-    return cast(int, row_id)  # a text key (sessions) comes back as given
+    return row
 
 
 def one(conn: Conn, sql: str, params: tuple[Any, ...], missing: str) -> Row:
@@ -115,11 +121,14 @@ def paged(
     render: Any,
 ) -> Record:
     """Run ``sql`` (no ORDER/LIMIT of its own beyond ORDER BY) for one page plus the total."""
-    (total,) = conn.execute(
+    # Both queries are sent before either answer is read: one round trip on PostgreSQL.
+    counted = conn.execute(
         f"SELECT count(*) FROM ({sql}) AS page_rows",  # noqa: S608  # sql is built from ours
         params,
-    ).fetchone()
-    rows = conn.execute(f"{sql} LIMIT ? OFFSET ?", (*params, page.limit, page.offset)).fetchall()
+    )
+    listed = conn.execute(f"{sql} LIMIT ? OFFSET ?", (*params, page.limit, page.offset))
+    (total,) = counted.fetchone()
+    rows = listed.fetchall()
     return {
         "items": [render(r) for r in rows],
         "total": total,

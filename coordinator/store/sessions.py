@@ -11,7 +11,7 @@ import secrets
 
 from coordinator.store.errors import Conflict, NotFound, Unavailable
 from coordinator.store.records import Page, Principal, Record, audit, insert, iso, one, paged
-from coordinator.store.sql import Conn, Row
+from coordinator.store.sql import Conn, Cursor, Row
 
 EMBEDDED_MASTER_NAME = "local"
 
@@ -106,11 +106,17 @@ def ensure_local_master(conn: Conn, now: float, url: str, capacity: int) -> bool
     return True
 
 
-def _place(conn: Conn) -> Row:
-    row: Row | None = conn.execute(
+def _ask_place(conn: Conn) -> Cursor:
+    """The placement query, sent with whatever is read next (see `_place`)."""
+    return conn.execute(
         f"SELECT * FROM ({_POOL_SQL}) AS pool "  # noqa: S608  # our constant
         "WHERE live_sessions < capacity ORDER BY live_sessions, id LIMIT 1"
-    ).fetchone()
+    )
+
+
+def _place(conn: Conn, asked: Cursor | None = None) -> Row:
+    """The least-loaded master with room; ``asked`` is `_ask_place`'s answer, if sent."""
+    row: Row | None = (asked if asked is not None else _ask_place(conn)).fetchone()
     if row is None:
         (count,) = conn.execute("SELECT count(*) FROM masters").fetchone()
         if count == 0:
@@ -124,14 +130,23 @@ def _place(conn: Conn) -> Row:
 
 # --- sessions -------------------------------------------------------------------------------
 
+# Its one parameter is the caller's credential id, for ``member`` (is the caller in it?): a
+# page of sessions is one query, not one more per session.
 _SESSION_SQL = """
 SELECT s.*, m.name AS master_name, m.url AS master_url,
-       (SELECT count(*) FROM memberships ms WHERE ms.session_id = s.id) AS members
+       (SELECT count(*) FROM memberships ms WHERE ms.session_id = s.id) AS members,
+       EXISTS (SELECT 1 FROM memberships me
+               WHERE me.session_id = s.id AND me.credential_id = ?) AS member
 FROM sessions s LEFT JOIN masters m ON m.id = s.master_id
 """
 
 
-def _session(row: Row, member: bool | None = None) -> Record:
+def _changed(row: Row | Record, **changes: object) -> Record:
+    """``row`` as a record with ``changes``: what a write knows it did, without reading it back."""
+    return {**{key: row[key] for key in row.keys()}, **changes}  # noqa: SIM118  # a Row iterates values
+
+
+def _session(row: Row | Record) -> Record:
     out: Record = {
         "id": row["id"],
         "name": row["name"],
@@ -149,56 +164,58 @@ def _session(row: Row, member: bool | None = None) -> Record:
         "members": row["members"],
         "created_at": iso(row["created_at"]),
         "suspended_at": iso(row["suspended_at"]),
+        "member": bool(row["member"]),
     }
-    if member is not None:
-        out["member"] = member
     return out
 
 
-def _session_row(conn: Conn, principal: Principal, session_id: str) -> Row:
+def _ask_session_row(conn: Conn, principal: Principal, session_id: str) -> Cursor:
     # Room ids are case-insensitive; other shows' sessions do not exist for this credential.
     # An admin (no show) oversees every show's sessions.
     if principal.show_id is None:
-        return one(
-            conn,
-            _SESSION_SQL + " WHERE s.id = ?",
-            (session_id.lower(),),
-            f"session {session_id!r} not found",
+        return conn.execute(
+            _SESSION_SQL + " WHERE s.id = ?", (principal.credential_id, session_id.lower())
         )
-    return one(
-        conn,
+    return conn.execute(
         _SESSION_SQL + " WHERE s.id = ? AND s.show_id = ?",
-        (session_id.lower(), principal.show_id),
-        f"session {session_id!r} not found in show {principal.show_id}",
+        (principal.credential_id, session_id.lower(), principal.show_id),
     )
 
 
-def list_sessions(conn: Conn, principal: Principal, page: Page) -> Record:
-    def render(row: Row) -> Record:
-        member = conn.execute(
-            "SELECT 1 FROM memberships WHERE session_id = ? AND credential_id = ?",
-            (row["id"], principal.credential_id),
-        ).fetchone()
-        return _session(row, member is not None)
+def _session_row(
+    conn: Conn, principal: Principal, session_id: str, asked: Cursor | None = None
+) -> Row:
+    """The session as ``principal`` sees it (404 if it cannot); ``asked`` is
+    `_ask_session_row`'s answer, if that was sent already."""
+    row: Row | None = (
+        asked if asked is not None else _ask_session_row(conn, principal, session_id)
+    ).fetchone()
+    if row is None:
+        where = "" if principal.show_id is None else f" in show {principal.show_id}"
+        raise NotFound(f"session {session_id!r} not found{where}")
+    return row
 
+
+def list_sessions(conn: Conn, principal: Principal, page: Page) -> Record:
     if principal.show_id is None:  # an admin: every show's sessions
-        return paged(conn, _SESSION_SQL + " ORDER BY s.created_at, s.id", (), page, render)
+        return paged(
+            conn,
+            _SESSION_SQL + " ORDER BY s.created_at, s.id",
+            (principal.credential_id,),
+            page,
+            _session,
+        )
     return paged(
         conn,
         _SESSION_SQL + " WHERE s.show_id = ? ORDER BY s.created_at, s.id",
-        (principal.show_id,),
+        (principal.credential_id, principal.show_id),
         page,
-        render,
+        _session,
     )
 
 
 def get_session(conn: Conn, principal: Principal, session_id: str) -> Record:
-    row = _session_row(conn, principal, session_id)
-    member = conn.execute(
-        "SELECT 1 FROM memberships WHERE session_id = ? AND credential_id = ?",
-        (row["id"], principal.credential_id),
-    ).fetchone()
-    return _session(row, member is not None)
+    return _session(_session_row(conn, principal, session_id))
 
 
 def _check_scope(conn: Conn, show_id: int, body: Record) -> dict[str, int | None]:
@@ -215,48 +232,52 @@ def _check_scope(conn: Conn, show_id: int, body: Record) -> dict[str, int | None
         ("shot_id", "shots", "sequence_id"),
         ("take_id", "takes", "shot_id"),
     ]
+    # Every level's query is sent before any answer is read: one round trip for all of them.
+    asked: list[tuple[str, str | None, Cursor | None]] = []  # None: given without parent
     parent_missing: str | None = None
     for key, table, parent in levels:
-        value = scope[key]
-        if value is None:
+        if scope[key] is None:
             parent_missing = parent_missing or key
             continue
         if parent_missing is not None:
-            raise NotFound(f"{key} given without {parent_missing}", field=parent_missing)
-        row = conn.execute(
-            f"SELECT * FROM {table} WHERE id = ? AND show_id = ?",  # noqa: S608  # our names
-            (value, show_id),
-        ).fetchone()
+            asked.append((key, parent_missing, None))
+            break
+        sql = f"SELECT * FROM {table} WHERE id = ? AND show_id = ?"  # noqa: S608  # our names
+        asked.append((key, parent, conn.execute(sql, (scope[key], show_id))))
+    for key, parent, cursor in asked:
+        if cursor is None:
+            raise NotFound(f"{key} given without {parent}", field=parent)
+        row = cursor.fetchone()
         if row is None:
-            raise NotFound(f"{key} {value} not found in show {show_id}", field=key)
+            raise NotFound(f"{key} {scope[key]} not found in show {show_id}", field=key)
         if parent is not None and row[parent] != scope[parent]:
-            raise NotFound(f"{key} {value} is not under {parent} {scope[parent]}", field=key)
+            raise NotFound(f"{key} {scope[key]} is not under {parent} {scope[parent]}", field=key)
     return scope
 
 
 def create_session(conn: Conn, now: float, principal: Principal, body: Record) -> Record:
     """Seed flow "contributor creates a session": place it and seat the creator."""
     assert principal.show_id is not None  # noqa: S101  # roles allowed here are show-scoped
+    asked = _ask_place(conn)  # travels with the scope's queries
     scope = _check_scope(conn, principal.show_id, body)
-    master = _place(conn)
+    master = _place(conn, asked)
     session_id = secrets.token_hex(8)
-    # Creation order, for "the newest live session" when two share a timestamp.
-    (seq,) = conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM sessions").fetchone()
-    insert(
-        conn,
-        "sessions",
-        {
-            "id": session_id,
-            "name": body["name"],
-            "show_id": principal.show_id,
-            **scope,
-            "master_id": master["id"],
-            "state": "live",
-            "created_by": principal.credential_id,
-            "created_at": now,
-            "seq": seq,
-        },
-        what="session",
+    values: Record = {
+        "id": session_id,
+        "name": body["name"],
+        "show_id": principal.show_id,
+        **scope,
+        "master_id": master["id"],
+        "state": "live",
+        "created_by": principal.credential_id,
+        "created_at": now,
+    }
+    # seq is the creation order, for "the newest live session" when two share a timestamp;
+    # placement runs one at a time, so the next number is taken in the same statement.
+    conn.execute(
+        f"INSERT INTO sessions ({', '.join(values)}, seq) "  # noqa: S608  # our column names
+        f"SELECT {', '.join('?' for _ in values)}, COALESCE(MAX(seq), 0) + 1 FROM sessions",
+        tuple(values.values()),
     )
     conn.execute(
         "INSERT INTO memberships (session_id, credential_id, joined_at) VALUES (?, ?, ?)",
@@ -270,7 +291,16 @@ def create_session(conn: Conn, now: float, principal: Principal, body: Record) -
         f"session:{session_id}",
         {"master_id": master["id"], **scope},
     )
-    return _session(_session_row(conn, principal, session_id), True)
+    return _session(
+        {
+            **values,
+            "master_name": master["name"],
+            "master_url": master["url"],
+            "members": 1,
+            "member": True,
+            "suspended_at": None,
+        }
+    )
 
 
 def join_session(conn: Conn, now: float, principal: Principal, session_id: str) -> Record:
@@ -289,19 +319,24 @@ def join_session(conn: Conn, now: float, principal: Principal, session_id: str) 
         key="session_id",
     )
     audit(conn, now, principal.actor, "session.join", f"session:{row['id']}")
-    return _session(_session_row(conn, principal, row["id"]), True)
+    return _session(_changed(row, members=row["members"] + 1, member=True))
 
 
 def leave_session(conn: Conn, now: float, principal: Principal, session_id: str) -> Record:
     """Seed flow "contributor formally leaves": the last one out suspends the session."""
-    row = _session_row(conn, principal, session_id)
-    gone = conn.execute(
+    # The session is read (as it was), left and perhaps suspended in one round trip on
+    # PostgreSQL; a session of another show or one not joined raises, which undoes the rest.
+    sid = session_id.lower()
+    asked_row = _ask_session_row(conn, principal, sid)
+    asked_gone = conn.execute(
         "DELETE FROM memberships WHERE session_id = ? AND credential_id = ?",
-        (row["id"], principal.credential_id),
-    ).rowcount
-    if not gone:
+        (sid, principal.credential_id),
+    )
+    asked_suspended = _ask_suspend_empty(conn, now, sid)
+    row = _session_row(conn, principal, session_id, asked_row)
+    if not asked_gone.rowcount:
         raise NotFound(f"this credential is not a member of session {row['id']}")
-    suspended = suspend_empty_sessions(conn, now, row["id"])
+    suspended = asked_suspended.rowcount
     audit(
         conn,
         now,
@@ -310,11 +345,24 @@ def leave_session(conn: Conn, now: float, principal: Principal, session_id: str)
         f"session:{row['id']}",
         {"suspended": bool(suspended)},
     )
-    return _session(_session_row(conn, principal, row["id"]), False)
+    left = _changed(row, members=row["members"] - 1, member=False)
+    return _session(_suspended(left, now) if suspended else left)
 
 
-def suspend_empty_sessions(conn: Conn, now: float, session_id: str | None = None) -> int:
-    """Suspend live sessions without members (one, or all); returns how many."""
+def _suspended(row: Row | Record, now: float) -> Record:
+    """``row`` as `suspend_empty_sessions` leaves it."""
+    return _changed(
+        row,
+        state="suspended",
+        suspended_at=now,
+        master_id=None,
+        master_name=None,
+        master_url=None,
+        members=0,
+    )
+
+
+def _ask_suspend_empty(conn: Conn, now: float, session_id: str | None = None) -> Cursor:
     where = "state = 'live' AND NOT EXISTS (SELECT 1 FROM memberships m WHERE m.session_id = id)"
     params: tuple[object, ...] = (now,)
     if session_id is not None:
@@ -324,7 +372,12 @@ def suspend_empty_sessions(conn: Conn, now: float, session_id: str | None = None
         f"UPDATE sessions SET state = 'suspended', suspended_at = ?, master_id = NULL "  # noqa: S608
         f"WHERE {where}",
         params,
-    ).rowcount
+    )
+
+
+def suspend_empty_sessions(conn: Conn, now: float, session_id: str | None = None) -> int:
+    """Suspend live sessions without members (one, or all); returns how many."""
+    return _ask_suspend_empty(conn, now, session_id).rowcount
 
 
 def suspend_session(conn: Conn, now: float, principal: Principal, session_id: str) -> Record:
@@ -341,7 +394,7 @@ def suspend_session(conn: Conn, now: float, principal: Principal, session_id: st
         f"session:{row['id']}",
         {"members_released": row["members"]},
     )
-    return _session(_session_row(conn, principal, row["id"]), False)
+    return _session(_changed(_suspended(row, now), member=False))
 
 
 def resume_session(conn: Conn, now: float, principal: Principal, session_id: str) -> Record:
@@ -368,4 +421,15 @@ def resume_session(conn: Conn, now: float, principal: Principal, session_id: str
         f"session:{row['id']}",
         {"master_id": master["id"]},
     )
-    return _session(_session_row(conn, principal, row["id"]), True)
+    return _session(
+        _changed(
+            row,
+            state="live",
+            suspended_at=None,
+            master_id=master["id"],
+            master_name=master["name"],
+            master_url=master["url"],
+            members=row["members"] + 1,
+            member=True,
+        )
+    )

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import pytest
 from aiohttp import web
-from pgserver import PostgresMissing, PostgresServer, remove_postgres, start_postgres
+from pgserver import PostgresServer
 from rv_helpers import Client, FakeClock, bearer
 
 from coordinator.app import make_app
@@ -23,19 +22,6 @@ from coordinator.keys import STORE
 from coordinator.store.people import create_admin
 
 DEADLINE = 60.0
-
-
-@pytest.fixture
-def own_postgres() -> Iterator[PostgresServer]:
-    """A server of this test's own: it is stopped and started while others may use theirs."""
-    try:
-        server = start_postgres()
-    except PostgresMissing as exc:
-        pytest.skip(str(exc))
-    try:
-        yield server
-    finally:
-        remove_postgres(server)
 
 
 async def _until(check: Callable[[], Awaitable[bool]]) -> None:

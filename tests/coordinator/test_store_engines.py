@@ -263,7 +263,8 @@ async def test_keyed_writes_of_different_keys_run_alongside_and_unkeyed_ones_alo
         a_may_end = threading.Event()
 
         def a(conn: Conn) -> bool:
-            audit(conn, 1.0, "t", "a", "x")  # its first statement takes the locks
+            audit(conn, 1.0, "t", "a", "x")
+            conn.execute("SELECT 1").fetchone()  # a result read: the locks are taken
             a_holds.set()
             return b_done.wait(timeout=30) and a_may_end.wait(timeout=30)
 
