@@ -29,11 +29,13 @@ from coordinator import __version__
 from coordinator.balancer.auth import Grant
 from coordinator.balancer.balancer import Balancer, EmbeddedRoute, Route
 from coordinator.balancer.host import HostLink, MasterHost
+from coordinator.balancer.linkrelay import LinkRelay
 from coordinator.balancer.remote import Connector, RelayServer
 from coordinator.burnlistener import BurnListener, start_burn_listener
 from coordinator.config import CoordinatorConfig
 from coordinator.keys import CONFIG, EXPIRY, HEALTH, HISTORY, REVOCATIONS, STORE
 from coordinator.links import LINKS, ApplianceBridge, setup_links
+from coordinator.links.hub import LINK_PATH
 from coordinator.master import ImageInfo, Master
 from coordinator.master.failover import FailoverWatcher
 from coordinator.metrics import METRICS, Metrics
@@ -419,9 +421,22 @@ def setup(app: web.Application) -> None:
     if app[CONFIG].serve_links and app[CONFIG].role in ("all", "master"):
         # Appended after the live context, so links close before the master they feed.
         setup_links(app, lambda: _master_of(app))
+    elif app[CONFIG].serve_links and app[CONFIG].role == "balancer":
+        _relay_links(app)
     if TRACKER not in app:
         # No links here: the tracker only mirrors the other nodes', for the swarm view.
         app[TRACKER] = Tracker()
+
+
+def _relay_links(app: web.Application) -> None:
+    """A balancer passes each kiosk's `/link` on to the master of its session."""
+    relay = LinkRelay(lambda: live.connector if (live := app.get(LIVE)) is not None else None)
+    app.router.add_get(LINK_PATH, relay.handle)
+
+    async def close(_app: web.Application) -> None:
+        await relay.close()
+
+    app.on_cleanup.append(close)
 
 
 def serve(app: web.Application, host: str, port: int, ready: Callable[[str], None]) -> None:

@@ -100,20 +100,19 @@ async def api(
 
 def admin_token(data: Path) -> str:
     """An admin credential, made with `burnstand-coordinator admin create` as an operator does."""
+    return _cli(
+        "admin", "create", "--data", str(data), "--name", "Ada", "--email", "ada@example.org"
+    )
+
+
+def appliance_token(data: Path, show: int, name: str) -> str:
+    """A kiosk's credential in `show`, made with `burnstand-coordinator appliance create`."""
+    return _cli("appliance", "create", "--data", str(data), "--show", str(show), "--name", name)
+
+
+def _cli(*args: str) -> str:
     out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "coordinator.cli",
-            "admin",
-            "create",
-            "--data",
-            str(data),
-            "--name",
-            "Ada",
-            "--email",
-            "ada@example.org",
-        ],
+        [sys.executable, "-m", "coordinator.cli", *args],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -48,8 +48,11 @@ async def enter(http: aiohttp.ClientSession, node: Node, show: int, user: str, s
         return str((await resp.json())["credential"])
 
 
-async def world(http: aiohttp.ClientSession, node: Node, admin: str) -> dict[str, Any]:
-    """A show with a contributor, an episode and a take; returns tokens and ids."""
+async def world(
+    http: aiohttp.ClientSession, node: Node, admin: str, take: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A show with a contributor, an episode and a take (`take`, or one of md5 `MD5` whose image
+    nobody has); returns tokens and ids."""
     show = (await api(http, node, "POST", "/shows", admin, {"name": "S", "asset_root": "/x"}))["id"]
     sa = await api(
         http, node, "POST", f"/shows/{show}/admins", admin, {"name": "S", "email": "s@x.org"}
@@ -62,7 +65,13 @@ async def world(http: aiohttp.ClientSession, node: Node, admin: str) -> dict[str
     ep = (await api(http, node, "POST", f"/shows/{show}/episodes", sam, {"name": "e"}))["id"]
     seq = (await api(http, node, "POST", f"/episodes/{ep}/sequences", sam, {"name": "s"}))["id"]
     shot = (await api(http, node, "POST", f"/sequences/{seq}/shots", cleo, {"name": "d"}))["id"]
-    take = {"name": "u.iso", "size": 10, "sha256": "ab" * 32, "md5": MD5, "url": "https://x/u"}
+    take = take or {
+        "name": "u.iso",
+        "size": 10,
+        "sha256": "ab" * 32,
+        "md5": MD5,
+        "url": "https://x/u",
+    }
     await api(http, node, "POST", f"/shots/{shot}/takes", cleo, take)
     return {"show": show, "cleo": cleo, "episode": ep}
 
