@@ -1,7 +1,8 @@
 """Kiosks for the system tests of a split deployment: the production agent (`serve`, its
 `AgentLink`) with one simulated drive each, linked to a coordinator URL as a deployed kiosk is.
 
-Each drive runs on virtual time (a burn takes no wall time). A visitor stands at each kiosk:
+Each drive runs on virtual time the test holds (a `GateClock`: a burn takes no wall time, and
+can be held mid-write). A visitor stands at each kiosk:
 when a burn finishes and the coordinator has its result, they take the disc out and put a blank
 in (and the agent hears it, as from the tray's sensor), so a queue keeps running while the
 shared `Budget` of blanks lasts. The job ids of every finished burn are kept, for counting
@@ -22,10 +23,11 @@ from gpiozero.pins.mock import MockFactory
 
 from appliance.agent import Running, serve
 from appliance.config import AgentConfig
-from appliance.drives.simulated import SimulatedDrive, VirtualClock
+from appliance.drives.simulated import SimulatedDrive
 from appliance.drives.uid import drive_uid
 from appliance.images.cache import ImageCache
 from appliance.link import AgentLink
+from tests.system.test_agent_coordinator import GateClock
 
 SIZE = 64 * 1024
 WAIT = 60.0
@@ -57,6 +59,7 @@ class Kiosk:
     name: str
     running: Running
     drive: SimulatedDrive
+    clock: GateClock
     blanks: Budget
     jobs: list[str] = field(default_factory=list)  # job ids of finished burns, in order
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -126,15 +129,16 @@ async def start_kiosk(
         (config.state_dir / "catalog.json").write_text, json.dumps([entry]), encoding="utf-8"
     )
     path = f"sim:{name}"
+    clock = GateClock()
     drive = SimulatedDrive(
         drive_uid(path), path, speed=SIZE / 4, capacity=700 * 1024 * 1024,
-        capabilities=frozenset({"CDR"}), clock=VirtualClock(),
+        capabilities=frozenset({"CDR"}), clock=clock,
     )  # fmt: skip
     # Quick reconnects, so the session's new master is found soon after it is live.
     link = functools.partial(AgentLink, backoff_initial=0.05, backoff_max=0.5, ack_interval=0.05)
     running = await serve(
         config, drives=[(drive, name)], link_factory=link, pin_factory=MockFactory()
     )
-    kiosk = Kiosk(name, running, drive, blanks)
+    kiosk = Kiosk(name, running, drive, clock, blanks)
     running.agent.add_listener(kiosk.on_event)
     return kiosk

@@ -79,7 +79,7 @@ class RoomBase:
             # put it back at the head so the disc is still made.
             if burner.job is not None:
                 self._requeue(burner.job)
-                burner.job = None
+                burner.resumable, burner.job = burner.job, None
                 self._dirty_burners.add(burner.uid)
 
     # ---- views -------------------------------------------------------------------------------
@@ -213,6 +213,17 @@ class RoomBase:
             common_only=burner.common_only,
             jobs=burner.jobs,
         )
+
+    def _unqueue(self, md5: str) -> bool:
+        """Take one disc of `md5` out of the queue (the first run of it); False if none."""
+        for i, run in enumerate(self._queue):
+            if run.md5 == md5:
+                run.count -= 1
+                if run.count == 0:
+                    del self._queue[i]
+                self._dirty_queue = True
+                return True
+        return False
 
     def _requeue(self, md5: str) -> None:
         if self._queue and self._queue[0].md5 == md5:

@@ -310,6 +310,17 @@ class Room(Statistics, Dispatch, Kiosks):
         burner = self._burner_of(member_id)
         previous, burner.status = burner.status, value
         kind = value.kind
+        resumable, burner.resumable = burner.resumable, None
+        if (
+            resumable is not None
+            and kind is bp.StatusKind.PROGRESS
+            and burner.job is None
+            and self._unqueue(resumable)
+        ):
+            # The burn outlived the master that started it: it is that disc, not a new one.
+            burner.job, burner.job_started = resumable, self._clock()
+            self._dirty_burners.add(burner.uid)
+            self._queue_changed()
         # A result counts once, for a burn we started or one we saw progressing (a burn that
         # outlived a master restart); a repeated MD5PASS is only a status repeated.
         burning = burner.job is not None or (

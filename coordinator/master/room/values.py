@@ -140,6 +140,9 @@ class Burner:
     # said of the result being reported now: (reason code, tool detail).
     failure: dict[str, object] | None = None
     reporting: tuple[str | None, str] | None = None
+    # The image of a burn in flight when the room's last master stopped, put back in the queue
+    # on load: taken out again if the burner's first status says it is still burning.
+    resumable: str | None = None
 
     @property
     def connected(self) -> bool:

@@ -256,3 +256,56 @@ async def test_history_counts_per_minute_and_hour_per_burner_and_kiosk_across_re
     ]
     assert {r["start"] for r in hour["rows"]} == {1_800_000_000 - 1_800_000_000 % 3600}
     await again.close()
+
+
+async def test_a_burn_that_outlived_its_master_is_taken_back_out_of_the_queue(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    master = await open_master(data)
+    await master.load("booth")
+    master.join("booth", "b1", MemberKind.BURNER, Inbox(), uid=UID1)
+    master.join("booth", "c1", MemberKind.COMMAND, Inbox())
+    await master.handle("booth", "b1", bp.Cap((bp.Capability.BURNBDR,), (IMG,)))
+    await master.handle("booth", "b1", status(bp.StatusKind.IDLE))
+    await master.handle("booth", "c1", bp.Queue(IMG, 3))
+    await master.handle("booth", "b1", bp.Status(bp.StatusValue.progress(20)))
+    assert master.room("booth").queue == ((IMG, 2),)  # type: ignore[union-attr]
+    await master.close()  # the master is gone; the kiosk keeps burning
+
+    again = await open_master(data)
+    room = await again.load("booth")
+    assert room.queue == ((IMG, 3),)  # its burn may be lost: the disc is still made
+    burner = Inbox()
+    again.join("booth", "b2", MemberKind.BURNER, burner, uid=UID1)
+    await again.handle("booth", "b2", bp.Cap((bp.Capability.BURNBDR,), (IMG,)))
+    # ... but it was not: it is still burning that disc, which is not made twice.
+    await again.handle("booth", "b2", bp.Status(bp.StatusValue.progress(70)))
+    assert room.queue == ((IMG, 2),)
+    await again.handle("booth", "b2", status(bp.StatusKind.MD5PASS))
+    assert room.stats()[UID1]["burned"] == 1
+    assert room.queue == ((IMG, 2),)
+    assert [p for p in burner.take() if isinstance(p, bp.Burn)] == []
+    await again.close()
+
+
+async def test_a_burn_lost_with_its_master_stays_in_the_queue(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    master = await open_master(data)
+    await master.load("booth")
+    master.join("booth", "b1", MemberKind.BURNER, Inbox(), uid=UID1)
+    master.join("booth", "c1", MemberKind.COMMAND, Inbox())
+    await master.handle("booth", "b1", bp.Cap((bp.Capability.BURNBDR,), (IMG,)))
+    await master.handle("booth", "b1", status(bp.StatusKind.IDLE))
+    await master.handle("booth", "c1", bp.Queue(IMG, 3))
+    await master.close()
+
+    again = await open_master(data)
+    room = await again.load("booth")
+    again.join("booth", "b2", MemberKind.BURNER, Inbox(), uid=UID1)
+    await again.handle("booth", "b2", bp.Cap((bp.Capability.BURNBDR,), (IMG,)))
+    # It comes back with a fresh blank, not burning: the requeued disc is its next burn.
+    await again.handle("booth", "b2", status(bp.StatusKind.TRAYOPEN))
+    await again.handle("booth", "b2", bp.Status(bp.StatusValue.progress(5)))
+    assert room.queue == ((IMG, 3),)
+    await again.close()
