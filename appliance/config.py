@@ -88,6 +88,8 @@ class AgentConfig:
     state_dir: Path = DEFAULT_STATE_DIR
     cache_dir: Path = DEFAULT_CACHE_DIR
     cache_size: int = DEFAULT_CACHE_SIZE
+    # Seconds a download may go without a byte before it is resumed (RETRIES times, then failed).
+    download_timeout: float = 30.0
     simulated: tuple[SimulatedDriveConfig, ...] = ()
     optical: tuple[OpticalDriveConfig, ...] = ()
     discover: bool = False
@@ -296,6 +298,15 @@ def parse_config(text: str, file: str = "agent.toml") -> AgentConfig:
     cache = _Reader(file, "cache", data.get("cache", {}))
     cache_dir = cache.path("dir", DEFAULT_CACHE_DIR)
     cache_size = cache.size("size", DEFAULT_CACHE_SIZE, "20G") or DEFAULT_CACHE_SIZE
+    download_timeout = cache.get("download_timeout")
+    if download_timeout is None:
+        download_timeout = 30.0
+    elif (
+        not isinstance(download_timeout, int | float)
+        or isinstance(download_timeout, bool)
+        or not 0 < download_timeout <= 3600
+    ):
+        raise cache.fail("download_timeout", "must be a number of seconds, above 0 and up to 3600")
     cache.done()
 
     drives = _Reader(file, "drives", data.get("drives", {}))
@@ -335,6 +346,7 @@ def parse_config(text: str, file: str = "agent.toml") -> AgentConfig:
         state_dir=state_dir,
         cache_dir=cache_dir,
         cache_size=cache_size,
+        download_timeout=float(download_timeout),
         simulated=simulated,
         optical=optical,
         discover=discover,

@@ -13,7 +13,6 @@ agent parses the request back and refuses anything malformed with `bad-args`.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import stat
@@ -203,6 +202,8 @@ async def burn_through_agent(
     job events as they come. None when no agent answers there (the CLI then burns by itself).
     Cancelling this task cancels the burn in the agent and waits (bounded) for it to end, so
     the targets are left as a local cancel leaves them, then raises CancelledError."""
+    import asyncio
+
     from appliance.burn.eventjson import from_wire
     from appliance.burn.job import JobResult
     from appliance.control import STREAM_CANCEL_WAIT, AgentUnavailable, ControlClient, RequestFailed

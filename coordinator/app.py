@@ -20,6 +20,7 @@ from coordinator import web as web_dashboard
 from coordinator.config import CoordinatorConfig
 from coordinator.errors import problem_middleware
 from coordinator.expiry import ExpiryWatcher
+from coordinator.images import fetch as image_fetch
 from coordinator.keys import CONFIG, EXPIRY, REVOCATIONS, STORE
 from coordinator.rendezvous import images as image_transfer
 from coordinator.revocation import RevocationWatcher
@@ -88,6 +89,7 @@ def make_app(config: CoordinatorConfig) -> web.Application:
     rendezvous.setup(app)
     image_transfer.setup(app)
     app.cleanup_ctx.append(_store_ctx)
+    image_fetch.setup(app, app[image_transfer.IMAGES])  # after the store opens
     # --- live plane (coordinator/live.py): balancer, master, pub/sub; after the store opens ---
     live.setup(app)
     # --- end live plane ---

@@ -106,6 +106,14 @@ def _parser() -> argparse.ArgumentParser:
         default=12.0,
         help="cap on the duration of credentials from /api/v1/join (default: 12)",
     )
+    serve.add_argument(
+        "--fetch-interval",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how often to look for takes that only name an outside URL and fetch their images "
+        "into the image store, so kiosks can share them (default: 10; 0 turns fetching off)",
+    )
     logs.add_arguments(serve)
     add_live_arguments(serve)
 
@@ -254,6 +262,7 @@ def _serve(args: argparse.Namespace, database: str | None) -> int:
         max_credential_seconds=max(1, int(args.max_credential_hours * 3600)),
         trusted_proxies=_trusted_proxies(args.trusted_proxy),
         behind_tls=args.behind_tls,
+        fetch_interval=args.fetch_interval if args.fetch_interval > 0 else None,
         **_live_config(args),
     )
     warning = plain_http_warning(args.host, args.behind_tls)

@@ -50,6 +50,11 @@ class CoordinatorConfig:
     # TLS is terminated in front of this process (--behind-tls): send HSTS.
     behind_tls: bool = False
     clock: Clock = field(default=time.time)
+    # Fetch the images of takes that only name an outside URL into the image store, looking for
+    # them this often (seconds); None = never (the CLI's default is 10). A failed fetch is
+    # retried after fetch_retry seconds, doubling up to 15 minutes.
+    fetch_interval: float | None = None
+    fetch_retry: float = 10.0
     # ---- live plane (coordinator/live.py) ----
     # all = embedded (rendezvous + balancer + master in one process); or one role per process.
     role: str = "all"
@@ -61,6 +66,9 @@ class CoordinatorConfig:
     master_dir: Path | None = None
     # Shared secret between balancers and masters (init token and balancer bearer); None = off.
     relay_token: str | None = None
+    # Secret the peer tokens of kiosks sharing images are signed with, shared by every node of
+    # a deployment (--peer-key-file); None = this node's own DATA/peer.key.
+    peer_key: str | None = None
     # Burn-protocol TCP listener (off unless burn_port is set).
     burn_port: int | None = None
     burn_token: str | None = None

@@ -33,13 +33,15 @@ from coordinator.balancer.remote import Connector, RelayServer
 from coordinator.burnlistener import BurnListener, start_burn_listener
 from coordinator.config import CoordinatorConfig
 from coordinator.keys import CONFIG, EXPIRY, HEALTH, HISTORY, REVOCATIONS, STORE
-from coordinator.links import LINKS, setup_links
+from coordinator.links import LINKS, ApplianceBridge, setup_links
 from coordinator.master import ImageInfo, Master
 from coordinator.master.failover import FailoverWatcher
 from coordinator.metrics import METRICS, Metrics
 from coordinator.pubsub import PubSub, make_pubsub
 from coordinator.store import Store
 from coordinator.store.credentials import ExpiringCredential
+from coordinator.swarm import TRACKER, Tracker
+from coordinator.swarm.relay import TrackerRelay
 from plumbing import sdnotify
 
 log = logging.getLogger(__name__)
@@ -351,6 +353,11 @@ async def _live_ctx(app: web.Application) -> AsyncIterator[None]:
     app[EXPIRY].add_listener(live.on_expiring)
     unhook = app[REVOCATIONS].add_listener(live.on_revoked)
     await live.start()
+    relay = TrackerRelay(app[TRACKER], live.pubsub)
+    await relay.start()
+    links = app.get(LINKS)
+    if links is not None and isinstance(links.handler, ApplianceBridge):
+        links.handler.relay = relay
     if metrics is not None:
         balancer = live.balancer
         metrics.websocket_clients.set_function(
@@ -363,6 +370,7 @@ async def _live_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         unhook()
+        await relay.stop()
         await live.stop()
 
 
@@ -411,6 +419,9 @@ def setup(app: web.Application) -> None:
     if app[CONFIG].serve_links and app[CONFIG].role in ("all", "master"):
         # Appended after the live context, so links close before the master they feed.
         setup_links(app, lambda: _master_of(app))
+    if TRACKER not in app:
+        # No links here: the tracker only mirrors the other nodes', for the swarm view.
+        app[TRACKER] = Tracker()
 
 
 def serve(app: web.Application, host: str, port: int, ready: Callable[[str], None]) -> None:

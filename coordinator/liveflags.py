@@ -59,6 +59,19 @@ def add_live_arguments(serve: argparse.ArgumentParser) -> None:
         "$CREDENTIALS_DIRECTORY/relay-token when systemd's LoadCredential= provides it)",
     )
     serve.add_argument(
+        "--peer-key",
+        help="secret every coordinator node of a deployment signs kiosks' peer tokens with "
+        "(visible to local users in /proc: prefer --peer-key-file or the systemd credential "
+        "peer-key); without one, each node makes its own DATA/peer.key",
+    )
+    serve.add_argument(
+        "--peer-key-file",
+        type=Path,
+        metavar="FILE",
+        help="read the peer key from FILE (default: $BURNSTAND_PEER_KEY_FILE, else "
+        "$CREDENTIALS_DIRECTORY/peer-key when systemd's LoadCredential= provides it)",
+    )
+    serve.add_argument(
         "--burn-port",
         type=port,
         help="burn-protocol TCP port (off if unset); admits clients presenting an appliance "
@@ -176,11 +189,13 @@ def _secret(args: argparse.Namespace, name: str) -> str | None:
 
 def live_config(args: argparse.Namespace) -> dict[str, Any]:
     burn_token, relay_token = _secret(args, "burn-token"), _secret(args, "relay-token")
+    peer_key = _secret(args, "peer-key")
     if args.role == "master" and args.master_port is None:
         raise LiveFlagError("--role master needs --master-port")
     if (burn_token or args.burn_public_display) and not args.burn_session:
         raise LiveFlagError("--burn-token and --burn-public-display need --burn-session")
     _check_token("--burn-token", burn_token)
+    _check_token("--peer-key", peer_key)
     if not 0 <= args.drain_seconds <= 600:
         raise LiveFlagError("--drain-seconds must be 0..600")
     if not 0.05 <= args.expiry_check_seconds <= 3600:
@@ -192,6 +207,7 @@ def live_config(args: argparse.Namespace) -> dict[str, Any]:
         "master_port": args.master_port,
         "master_dir": args.master_dir,
         "relay_token": relay_token,
+        "peer_key": peer_key,
         "burn_port": args.burn_port,
         "burn_token": burn_token,
         "burn_session": args.burn_session,

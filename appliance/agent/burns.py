@@ -31,6 +31,8 @@ from appliance.leds import LedState
 log = logging.getLogger("appliance.agent")
 
 FETCH_FAILED = "download-failed"
+DOWNLOAD_TICK = 0.5  # seconds between the kiosk's download progress updates
+DOWNLOAD_TICKS = 14 * 24 * 3600  # a week of them: a bound, never reached
 
 
 class Burns(AgentBase):
@@ -84,6 +86,44 @@ class Burns(AgentBase):
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
+    async def _fetching(
+        self, slot: Slot, job_id: str, take: Take
+    ) -> tuple[SourceImage, Fetch | None]:
+        """`_source`, while the kiosk is shown how a download from the show's kiosks goes."""
+        ticker = asyncio.create_task(self._download_progress(slot, job_id, take))
+        try:
+            return await self._source(slot, take)
+        finally:
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
+
+    async def _download_progress(self, slot: Slot, job_id: str, take: Take) -> None:
+        """Every `DOWNLOAD_TICK` s while the take downloads from the swarm: how much is in and
+        where it came from (other kiosks, the coordinator), as the kiosk's `download` phase."""
+        started = time.monotonic()
+        for _ in range(DOWNLOAD_TICKS):
+            await asyncio.sleep(DOWNLOAD_TICK)
+            counts = None if self.sharing is None else self.sharing.counters(take)
+            if counts is None:
+                continue  # not from the swarm (or not yet): the plain download says nothing
+            got = counts.origin_bytes + counts.peer_bytes
+            speed = got / max(time.monotonic() - started, 1e-3)
+            slot.job_view = {
+                "job_id": job_id,
+                "image": take.sha256,
+                "image_name": take.name,
+                "phase": "download",
+                "done": got,
+                "total": take.size,
+                "percent": round(100 * got / take.size, 1) if take.size else 0.0,
+                "speed": speed,
+                "eta": (take.size - got) / speed if speed > 0 else None,
+                "from_peers": counts.peer_bytes,
+                "from_origin": counts.origin_bytes,
+            }
+            self._emit({"event": "progress", "drive": slot.info.uid, "job": slot.job_view})
+
     async def _source(self, slot: Slot, take: Take) -> tuple[SourceImage, Fetch | None]:
         """The take's image from the cache, or downloading: a block target is written while
         the image downloads, other drives wait for the proven file."""
@@ -97,7 +137,8 @@ class Burns(AgentBase):
         url = urljoin(self.config.coordinator_url or "", take.url)
         block = isinstance(slot.drive, BlockDrive)
         headers = self._headers_for(url)
-        bytes_from: ByteSource = HttpSource(url, headers=headers)
+        timeout = self.config.download_timeout
+        bytes_from: ByteSource = HttpSource(url, headers=headers, timeout=timeout)
         sharing, swarm = self.sharing, None
         if sharing is not None and take.sha256 not in cache:
             # From the show's other kiosks too; a `burn` order carries no manifest, the
@@ -118,7 +159,7 @@ class Burns(AgentBase):
         if block and take.bmap:
             # A USB stick or SD card gets only the mapped ranges written, the rest zeroed.
             bmap_url = urljoin(self.config.coordinator_url or "", take.bmap)
-            origin = HttpSource(bmap_url, headers=self._headers_for(bmap_url))
+            origin = HttpSource(bmap_url, headers=self._headers_for(bmap_url), timeout=timeout)
             bmap = await cache.block_map(origin, take.sha256)
         return dataclasses.replace(
             source,
@@ -184,7 +225,7 @@ class Burns(AgentBase):
         fetch: Fetch | None = None
         try:
             try:
-                source, fetch = await self._source(slot, take)
+                source, fetch = await self._fetching(slot, job_id, take)
             except asyncio.CancelledError:
                 result = await self._cancelled_early(job_id, slot, take)
             except (BurnError, ValueError) as exc:

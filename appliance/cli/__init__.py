@@ -20,7 +20,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from appliance import __version__
 from appliance.cli.burn import burn_command, is_url, make_drive
 from appliance.cli.common import (
     DEFAULT_CACHE,
@@ -39,6 +38,17 @@ from plumbing import logs
 # arguments were read: `burn --json` prints its first event before any of that is loaded.
 
 
+class _Version(argparse.Action):
+    """--version, looking the version up only when asked: importlib.metadata is the largest
+    import a `burn` would otherwise pay for before its first event."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        from appliance import __version__
+
+        print(f"{parser.prog} {__version__}")
+        parser.exit()
+
+
 def _sha256(text: str) -> str:
     if not re.fullmatch(r"[0-9a-fA-F]{64}", text):
         raise argparse.ArgumentTypeError(f"not a SHA-256 (64 hex digits): {text!r}")
@@ -55,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="burnstand-agent", description="Burn and verify images on this kiosk's drives."
     )
-    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    p.add_argument("--version", action=_Version, nargs=0, help="show the version and exit")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     burn = sub.add_parser(
         "burn",

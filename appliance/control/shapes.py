@@ -42,7 +42,7 @@ class JobView(TypedDict):
     job_id: str
     image: str  # sha256
     image_name: str
-    phase: str  # "write" | "verify"
+    phase: str  # "download" (from the show's kiosks) | "write" | "verify"
     done: int
     total: int
     percent: float

@@ -52,7 +52,7 @@ from appliance.drives.blockio import (
 from appliance.images.bmap import BadBmap, RangeChecker, load_bmap
 from appliance.images.download import active, open_image
 from appliance.images.formats import Encoding
-from appliance.images.stream import Decoder, open_decoder
+from appliance.images.stream import Decoder, RawReader, open_decoder
 
 if TYPE_CHECKING:
     from appliance.drives.block import BlockDrive
@@ -113,9 +113,14 @@ def _file_digest(image: SourceImage, stop: threading.Event) -> tuple[str, str] |
     return want, hasher.hexdigest()
 
 
+# (buffer, bytes in it, hole): a hole of a bmap burn was skipped, not read; its buffer holds
+# whatever it held before, and the bytes it stands for are zeros.
+Piece = tuple[AlignedBuffer, int, bool]
+
+
 class _Reader(threading.Thread):
-    """Unpacks into pooled buffers and hands (buffer, length) to the writer; a None ends it, an
-    exception travels in place of the data."""
+    """Unpacks into pooled buffers and hands pieces to the writer; a None ends it, an exception
+    travels in place of the data."""
 
     def __init__(
         self,
@@ -139,17 +144,46 @@ class _Reader(threading.Thread):
         self.free: queue.Queue[AlignedBuffer] = queue.Queue()
         for b in self.buffers:
             self.free.put(b)
-        self.full: queue.Queue[tuple[AlignedBuffer, int] | BaseException | None] = queue.Queue()
+        self.full: queue.Queue[Piece | BaseException | None] = queue.Queue()
         self.halt = threading.Event()
         self.digests: list[int] = []
+        self._zero_digests: dict[int, int] = {}
+        self._mapped = 0  # bmap: the first range that may still overlap the next chunk
         self.sha = hashlib.sha256() if image.extracted_sha256 or image.measure_extracted else None
         self.total = 0
+
+    def _skipped_hole(self) -> int:
+        """Bytes of a bmap hole stepped over without reading (a raw image's file hole), or 0.
+        The first chunk is always read: it is written last, from its buffer."""
+        ranges = self.ranges
+        if ranges is None or not self.total or not isinstance(self.decoder, RawReader):
+            return 0
+        bmap = ranges.bmap
+        n = min(self.chunk, bmap.image_size - self.total)
+        self._mapped = index = bmap.first_mapped_at_or_after(self._mapped, self.total)
+        if n <= 0 or not bmap.is_hole(index, self.total, self.total + n):
+            return 0
+        return n if self.decoder.skip_hole(n) else 0
+
+    def _zeros_of(self, n: int) -> int:
+        digest = self._zero_digests.get(n)
+        if digest is None:
+            digest = self._zero_digests[n] = xxhash.xxh3_64_intdigest(bytes(n))
+        if self.sha is not None:
+            self.sha.update(bytes(n))
+        return digest
 
     def run(self) -> None:
         never = threading.Event()
         try:
             while True:
                 buf = _get(self.free, never, self.halt)
+                hole = self._skipped_hole()
+                if hole:
+                    self.digests.append(self._zeros_of(hole))
+                    self._count(hole)
+                    self.full.put((buf, hole, True))
+                    continue
                 # Views are released on every path: a live one would keep the buffer mapped.
                 with buf.view(self.chunk) as view:
                     n = self.decoder.readinto(view)
@@ -165,7 +199,7 @@ class _Reader(threading.Thread):
                     self.full.put(None)
                     return
                 self._count(n)
-                self.full.put((buf, n))
+                self.full.put((buf, n, False))
         except BaseException as exc:  # handed to the writer thread as is
             self.full.put(exc)
 
@@ -186,9 +220,9 @@ class _Reader(threading.Thread):
             "there and left the target blank at its start"
         )
 
-    def chunks(self, stop: threading.Event) -> Iterator[tuple[AlignedBuffer, int]]:
-        """The unpacked chunks in order, as (buffer, bytes in it); each buffer goes back to
-        `free` once used. What went wrong in the unpacker is raised here."""
+    def chunks(self, stop: threading.Event) -> Iterator[Piece]:
+        """The unpacked chunks in order, as pieces; each buffer goes back to `free` once used.
+        What went wrong in the unpacker is raised here."""
         while True:
             item = _get(self.full, stop)
             if item is None:
@@ -242,6 +276,7 @@ def write_stream(
             )
         stated = bmap.image_size
     drive.unpacked = None
+    drive.zeroed_bytes = 0
     fd = _open_target(path, os.O_RDWR)
     reader: _Reader | None = None
     digest_thread: threading.Thread | None = None
@@ -287,7 +322,7 @@ def write_stream(
         off = 0
         zero_cmp = bytearray(chunk)
         n_chunk = 0
-        for buf, n in reader.chunks(stop):
+        for buf, n, skipped in reader.chunks(stop):
             if first is None:
                 first = (buf, n)
                 off = n
@@ -295,7 +330,9 @@ def write_stream(
             n_chunk += 1
             with buf.view(n) as view:
                 hole = False
-                if bmap is not None:
+                if skipped:
+                    hole = True
+                elif bmap is not None:
                     mapped = bmap.first_mapped_at_or_after(mapped, off)
                     hole = bmap.is_hole(mapped, off, off + n)
                     if hole and zero_cmp[:n] != view:
@@ -308,6 +345,8 @@ def write_stream(
                 if hole and n % sector == 0 and zero_out(fd, off, n):
                     drive.zeroed_bytes += n
                 else:
+                    if skipped:
+                        view[:] = zero_cmp[:n]  # the device would not zero it: write zeros
                     _put(drive, fd, view, off, sector, capacity)
             reader.free.put(buf)
             off += n
@@ -427,7 +466,7 @@ def _record_by_unpacking(
     reader = _Reader(open_decoder(image, stop), image, chunk, limit, "declared")
     reader.start()
     try:
-        for buf, _ in reader.chunks(stop):
+        for buf, _, _ in reader.chunks(stop):
             reader.free.put(buf)
     except Cancel:
         raise Cancelled(f"verify of {drive.path} cancelled") from None

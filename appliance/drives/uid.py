@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from wire.burnproto import client_uid
+from wire.burnuid import client_uid
 
 SYS_CLASS_NET = Path("/sys/class/net")
 _NULL_MAC = "00:00:00:00:00:00"

@@ -13,13 +13,16 @@ A source raises `DownloadError` for answers that no retry will change (404, no l
 
 from __future__ import annotations
 
-import http.client
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from appliance.drives.base import BurnError
+
+if TYPE_CHECKING:
+    import http.client
+
+# http.client and urllib are imported on the first request: a burn of a local file imports
+# this module (through the download registry) and should not pay for them before its first byte.
 
 
 class DownloadError(BurnError):
@@ -51,12 +54,15 @@ class ByteSource(Protocol):
 
 class _HttpBody:
     def __init__(self, resp: http.client.HTTPResponse) -> None:
+        from http.client import HTTPException
+
         self._resp = resp
+        self._broken = HTTPException
 
     def read(self, n: int) -> bytes:
         try:
             return self._resp.read(n)
-        except http.client.HTTPException as exc:  # IncompleteRead and kin: a broken connection
+        except self._broken as exc:  # IncompleteRead and kin: a broken connection
             raise ConnectionError(str(exc) or type(exc).__name__) from exc
 
     def close(self) -> None:
@@ -75,6 +81,9 @@ class HttpSource:
         self.validator: str | None = None  # ETag or Last-Modified of the first answer
 
     def open(self, start: int) -> Opened:
+        import urllib.error
+        import urllib.request
+
         if not self.what.startswith(("http://", "https://")):
             raise DownloadError(f"cannot download {self.what!r}: not an http(s) URL")
         req = urllib.request.Request(self.what, headers=self.headers)  # noqa: S310 - http(s) only, checked above

@@ -12,6 +12,7 @@ which is why a writer keeps the image's first chunk back until then.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import subprocess
@@ -187,7 +188,8 @@ class FileDecoder:
         got = 0
         try:
             while got < len(view):
-                n = self._f.readinto(view[got:])
+                with view[got:] as rest:  # released on an error too (see RawReader)
+                    n = self._f.readinto(rest)
                 if not n:
                     break
                 got += n
@@ -306,7 +308,10 @@ class RawReader:
     def readinto(self, view: memoryview) -> int:
         got = 0
         while got < len(view):
-            n = self._f.readinto(view[got:])
+            # Released even when the read raises (a download that failed): a slice kept alive
+            # by the error's traceback would keep the writer's buffer from being unmapped.
+            with view[got:] as rest:
+                n = self._f.readinto(rest)
             if not n:
                 break
             got += n
@@ -314,6 +319,25 @@ class RawReader:
 
     def consumed(self) -> int:
         return self._f.tell()
+
+    def skip_hole(self, n: int) -> bool:
+        """Step over the next `n` bytes without reading them when the file has no data there
+        (a hole of a sparse file, which reads as zeros): a bmap burn then never reads the empty
+        part of the image, as bmaptool does not. False, and nothing skipped, when the bytes may
+        hold data, lie past the end of the file, or the file is still downloading."""
+        if isinstance(self._f, GrowingReader):
+            return False
+        fd = self._f.fileno()
+        pos = self._f.tell()
+        if pos + n > os.fstat(fd).st_size:
+            return False
+        try:
+            data = os.lseek(fd, pos, os.SEEK_DATA)
+        except OSError as exc:
+            # ENXIO: no data from here to the end of the file.
+            data = pos + n if exc.errno == errno.ENXIO else pos
+        self._f.seek(pos + n if data >= pos + n else pos)
+        return data >= pos + n
 
     def finish(self) -> None:
         return None

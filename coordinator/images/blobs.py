@@ -233,6 +233,13 @@ class ImageStore:
         except FileNotFoundError:
             return 0
 
+    def drop_resume(self, sha256: str) -> None:
+        """Forget what a resumable upload of ``sha256`` kept, so the next one starts at byte 0
+        (a file removal: off the loop). Refused while that upload is being received."""
+        if sha256 in self._resuming:
+            raise Conflict(f"another upload of image {sha256} is running; try again when it ends")
+        self._resume_path(sha256).unlink(missing_ok=True)
+
     def resuming(self, sha256: str) -> bool:
         """Whether a resumable upload of ``sha256`` is being received right now."""
         return sha256 in self._resuming

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from coordinator.images.blobs import Expected, ImageStore
+from coordinator.images.blobs import Expected, ImageStore, is_sha256
 from coordinator.store import Store
 from coordinator.store.sql import Conn, Row
 
@@ -18,7 +18,7 @@ IMAGES_DIRNAME = "images"
 
 _TAKE_SQL = """
 SELECT t.id, t.show_id, t.shot_id, t.name, t.size, t.sha256, t.md5, t.notes,
-       t.extracted_size, t.extracted_sha256, s.direction_notes
+       t.extracted_size, t.extracted_sha256, t.url, s.direction_notes
 FROM takes t JOIN shots s ON s.id = t.shot_id
 """
 
@@ -38,6 +38,7 @@ class ImageInfo:
     show_id: int
     extracted_size: int | None = None  # declared with the take, or found by the image store
     extracted_sha256: str | None = None
+    url: str = ""  # the take's outside URL; "" for a take added for upload
 
     @property
     def expected(self) -> Expected:
@@ -63,6 +64,7 @@ def _info(row: Row, images: ImageStore) -> ImageInfo:
         show_id=row["show_id"],
         extracted_size=row["extracted_size"],
         extracted_sha256=row["extracted_sha256"],
+        url=row["url"] or "",
     )
 
 
@@ -93,6 +95,23 @@ def find_by_sha256(
 def find_take(conn: Conn, images: ImageStore, take_id: int) -> ImageInfo | None:
     row = conn.execute(_TAKE_SQL + " WHERE t.id = ?", (take_id,)).fetchone()
     return None if row is None else _info(row, images)
+
+
+def missing_urls(conn: Conn, images: ImageStore, limit: int) -> list[ImageInfo]:
+    """Takes that name an outside URL for an image the store does not hold yet, one per image
+    (the oldest take of it describes it), at most `limit` (a stat each: reader threads)."""
+    rows = conn.execute(
+        _TAKE_SQL + " WHERE t.url IS NOT NULL AND t.url <> '' ORDER BY t.id"
+    ).fetchall()
+    out: dict[str, ImageInfo] = {}
+    for row in rows:
+        sha256 = str(row["sha256"]).lower()
+        if sha256 in out or not is_sha256(sha256) or images.has(sha256):
+            continue
+        out[sha256] = _info(row, images)
+        if len(out) >= limit:
+            break
+    return list(out.values())
 
 
 def record_extracted(

@@ -13,7 +13,8 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from coordinator.keys import REVOCATIONS, STORE
+from coordinator.images.events import IMAGE_EVENTS
+from coordinator.keys import CONFIG, REVOCATIONS, STORE
 from coordinator.links.bridge import ApplianceBridge, MasterGetter
 from coordinator.links.hub import (
     DEFAULT_ACK_INTERVAL,
@@ -40,7 +41,7 @@ def setup_links(
     clock: Callable[[], float] = time.monotonic,
 ) -> LinkHub:
     """Serve appliance links on `app`; `master_getter()` is asked on each use (None: no master)."""
-    bridge = ApplianceBridge(lambda: app[STORE], master_getter)
+    bridge = ApplianceBridge(lambda: app[STORE], master_getter, peer_key=app[CONFIG].peer_key)
     hub = LinkHub(bridge, grace=grace, ack_interval=ack_interval, heartbeat=heartbeat, clock=clock)
     hub.register(app)
     watcher = app.get(REVOCATIONS)
@@ -48,6 +49,9 @@ def setup_links(
         watcher.add_listener(hub.revoke)
     app[LINKS] = hub
     app[TRACKER] = bridge.tracker
+    events = app.get(IMAGE_EVENTS)
+    if events is not None:
+        events.listeners.append(bridge.catalog_changed)
     return hub
 
 

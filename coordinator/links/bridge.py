@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 from coordinator.errors import NotFound
 from coordinator.images.blobs import ImageStore
-from coordinator.images.catalog import images_for, record_extracted
+from coordinator.images.catalog import ImageInfo, images_for, record_extracted
 from coordinator.links.hub import Appliance, Link
 from coordinator.links.takes import live_session, show_take, show_takes
 from coordinator.master import (
@@ -46,6 +46,7 @@ from coordinator.master import (
 )
 from coordinator.store import Store
 from coordinator.swarm import PeerKeys, Tracker
+from coordinator.swarm.relay import TrackerRelay
 from coordinator.swarm.tokens import KEY_FILENAME
 from wire import agentmsg as am
 from wire import burnproto as bp
@@ -106,13 +107,17 @@ class _Agent:
 class ApplianceBridge:
     """The `LinkHandler` of production: appliance links as BURNER members of a session."""
 
-    def __init__(self, store: Callable[[], Store], master: MasterGetter) -> None:
+    def __init__(
+        self, store: Callable[[], Store], master: MasterGetter, *, peer_key: str | None = None
+    ) -> None:
         self._store = store
         self._master = master
+        self._peer_key = peer_key  # shared by every node of a deployment; None: DIR/peer.key
         self._agents: dict[str, _Agent] = {}
         # Appliance id -> merged token of its newest link, the one whose state the kiosk shows.
         self._newest: dict[int, str] = {}
         self.tracker = Tracker()
+        self.relay: TrackerRelay | None = None  # the other nodes' trackers, once live starts
         self._keys: PeerKeys | None = None
 
     def _images(self) -> ImageStore:
@@ -193,6 +198,8 @@ class ApplianceBridge:
             return
         agent.end()
         self.tracker.forget(link.appliance.show_id, link.token)
+        if self.relay is not None:
+            await self.relay.forget(link.appliance.show_id, link.token)
         for uid in list(agent.drives):
             self._leave(agent, uid)
         await self._kiosk_link(agent, LinkState.OFFLINE)
@@ -205,12 +212,28 @@ class ApplianceBridge:
                 extra={"appliance": link.appliance.id, "count": len(unacked)},
             )
 
+    async def _takes_of(self, show: int) -> list[am.Take]:
+        return await self._store().read(lambda conn: show_takes(conn, show, self._images()))
+
+    async def catalog_changed(self, _image: ImageInfo) -> None:
+        """An image entered the store (uploaded, or fetched from its take's URL): its takes now
+        come from the store with a chunk manifest, so every linked kiosk is sent its show's
+        catalog."""
+        by_show: dict[int, list[_Agent]] = {}
+        for agent in self._agents.values():
+            by_show.setdefault(agent.link.appliance.show_id, []).append(agent)
+        for show, agents in by_show.items():
+            takes = await self._takes_of(show)
+            for agent in agents:
+                if not agent.ended:
+                    self._send(agent, am.Catalog(tuple(takes)))
+
     # ---- sharing among the kiosks of a show
 
     async def _renew_token(self, agent: _Agent) -> None:
         """Send the agent a fresh peer token (and its show's key) when its last one is due."""
         if self._keys is None:
-            keys = PeerKeys(self._store().path.parent / KEY_FILENAME)
+            keys = PeerKeys(self._store().data_dir / KEY_FILENAME, shared=self._peer_key)
             await asyncio.to_thread(keys.load)
             self._keys = keys
         if self._keys.due(agent.peer_token):
@@ -230,10 +253,17 @@ class ApplianceBridge:
                 except sw.SwarmError as exc:
                     self._send(agent, am.Error(am.ErrorCode.BAD_MESSAGE.value, f"chunks: {exc}"))
                     return
+                if self.relay is not None:
+                    await self.relay.have(
+                        show, agent.link.token, appliance.id, appliance.name, message
+                    )
             case am.Want(sha256=sha256):
                 self._send(agent, self.tracker.peers(show, sha256, agent.link.token))
             case am.BadPeer():
-                self.tracker.bad_peer(show, appliance.name or str(appliance.id), message)
+                reporter = appliance.name or str(appliance.id)
+                self.tracker.bad_peer(show, reporter, message)
+                if self.relay is not None:
+                    await self.relay.bad_peer(show, reporter, message)
         await self._renew_token(agent)
 
     # ---- agent → master

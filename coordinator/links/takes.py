@@ -29,13 +29,14 @@ IMAGE_PATH = "/api/v1/images/"
 
 
 def _url(row: Row, images: ImageStore) -> str:
-    """Where an agent fetches a take's image: its URL, or for a take added by upload (no URL)
-    this coordinator's image store, relative (the agent joins it to the coordinator's URL),
-    and "" while its upload is pending (a stat: called on the store's reader threads)."""
-    if row["url"]:
-        return str(row["url"])
+    """Where an agent fetches a take's image: this coordinator's image store once it holds the
+    image (uploaded, or fetched from the take's URL: proven, cut into chunks the kiosks share),
+    relative (the agent joins it to the coordinator's URL); until then the take's own URL, or
+    "" while the upload of a take without one is pending (a stat: the store's reader threads)."""
     sha256 = str(row["sha256"]).lower()
-    return IMAGE_PATH + sha256 if images.has(sha256) else ""
+    if images.has(sha256):
+        return IMAGE_PATH + sha256
+    return str(row["url"] or "")
 
 
 def _bmap_url(row: Row, images: ImageStore) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from coordinator.images.fetch import FETCHER
 from coordinator.rendezvous import schemas
 from coordinator.rendezvous.endpoint import Endpoint, Handler
 from coordinator.rendezvous.http import (
@@ -49,15 +50,16 @@ def _handlers(
         require(who, who_may, flow, show_id)
         data = await body(request, schema)
         at = now(request)
-        return ok(
-            # Adding a child only inserts under its parent (removals of parents run alone).
-            await write(
-                request,
-                lambda c: catalog.add_child(c, at, who.actor, level, parent_id, data),
-                lock=f"{level.name}:{parent_id}",
-            ),
-            201,
+        # Adding a child only inserts under its parent (removals of parents run alone).
+        added = await write(
+            request,
+            lambda c: catalog.add_child(c, at, who.actor, level, parent_id, data),
+            lock=f"{level.name}:{parent_id}",
         )
+        fetcher = request.app.get(FETCHER)
+        if level.name == "take" and data.get("url") and fetcher is not None:
+            fetcher.wake()  # its image is fetched into the store now, not at the next look
+        return ok(added, 201)
 
     async def remove(request: web.Request) -> web.Response:
         flow = f"removing a {level.name}"

@@ -14,25 +14,19 @@ import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator
-from functools import partial
 
 from aiohttp import web
 
 from coordinator.errors import BadRequest, Invalid, NotFound
 from coordinator.images.blobs import BMAP_SUFFIX, ImageStore, Received, is_sha256
-from coordinator.images.bmaps import BmapBuilder, map_raw
-from coordinator.images.catalog import (
-    IMAGES_DIRNAME,
-    ImageInfo,
-    find_by_sha256,
-    find_take,
-    record_contents,
-)
-from coordinator.images.contents import NotAnImage, inspect, media_of_file
-from coordinator.keys import CONFIG
+from coordinator.images.catalog import IMAGES_DIRNAME, ImageInfo, find_by_sha256, find_take
+from coordinator.images.derive import derive
+from coordinator.images.events import IMAGE_EVENTS, ImageEvents
+from coordinator.images.fetch import FETCHER
+from coordinator.keys import CONFIG, STORE
 from coordinator.rendezvous import schemas
 from coordinator.rendezvous.endpoint import PREFIX, Endpoint
-from coordinator.rendezvous.http import authorized, caller, ok, path_id, read, require, write
+from coordinator.rendezvous.http import authorized, caller, ok, path_id, read, require
 from coordinator.store.records import ROLES, Role
 
 # The image store logs under its own name wherever its endpoints live (operators filter on it).
@@ -45,7 +39,7 @@ PUSHERS: tuple[Role, ...] = ("appliance",)
 IMAGE_ROUTE = "/images/{sha256}"
 
 IMAGE_OUT = schemas.record("sha256", "md5", "size", "created")
-UPLOAD_OUT = schemas.record("take_id", "name", "sha256", "size", "offset", "present")
+UPLOAD_OUT = schemas.record("take_id", "name", "sha256", "size", "offset", "present", "fetch")
 _CONTENT_RANGE = re.compile(r"^bytes (\d{1,19})-(\d{1,19})/(\d{1,19})$")
 
 
@@ -77,7 +71,8 @@ async def _store_upload(request: web.Request, info: ImageInfo, actor: str) -> we
     body = request.content.iter_chunked(images.chunk_size)
     received: Received = await images.receive(body, info.expected)
     if received.created:
-        await _record_contents(request, info, received)
+        await derive(images, request.app[STORE], info, received)
+        await request.app[IMAGE_EVENTS].stored(info)
     log.info(
         "image stored",
         extra={
@@ -90,59 +85,6 @@ async def _store_upload(request: web.Request, info: ImageInfo, actor: str) -> we
         },
     )
     return ok({**out, "created": received.created}, 201 if received.created else 200)
-
-
-async def _record_contents(request: web.Request, info: ImageInfo, received: Received) -> None:
-    """Unpack a compressed upload once (worker thread) and record what it unpacks to; an upload
-    that does not unpack to one sound image, or not to the one the take declares, is removed.
-    A raw upload is its own image: only its media (disk, iso, hybrid) is recorded. An image
-    with empty space gets a block map (`bmaps`), served beside it."""
-    loop = asyncio.get_running_loop()
-    bmap = BmapBuilder()
-    try:
-        found = await loop.run_in_executor(None, partial(inspect, received.path, bmap=bmap))
-    except NotAnImage as exc:
-        await loop.run_in_executor(None, _remove, request.app[IMAGES], received)
-        raise Invalid(f"the upload is not a burnable image: {exc}; nothing was kept") from exc
-    if found is None:
-        media = await loop.run_in_executor(None, media_of_file, received.path)
-        await _keep_bmap(
-            request, received, await loop.run_in_executor(None, map_raw, received.path)
-        )
-        await write(request, lambda c: record_contents(c, received.sha256, None, None, media))
-        return
-    for field, declared, got in (
-        ("extracted_size", info.extracted_size, found.extracted_size),
-        ("extracted_sha256", info.extracted_sha256, found.extracted_sha256),
-    ):
-        if declared is not None and declared != got:
-            await loop.run_in_executor(None, _remove, request.app[IMAGES], received)
-            raise Invalid(
-                f"the upload unpacks to {field} {got} but the take declares {declared}; "
-                "nothing was kept",
-                field=field,
-            )
-    await _keep_bmap(request, received, bmap.finish())
-    await write(
-        request,
-        lambda c: record_contents(
-            c, received.sha256, found.extracted_size, found.extracted_sha256, found.media
-        ),
-    )
-
-
-async def _keep_bmap(request: web.Request, received: Received, text: str | None) -> None:
-    if text is not None:
-        images = request.app[IMAGES]
-        await asyncio.get_running_loop().run_in_executor(
-            None, images.save_bmap, received.sha256, text
-        )
-
-
-def _remove(images: ImageStore, received: Received) -> None:
-    """An upload refused after it was stored: the image and the chunk manifest made with it."""
-    received.path.unlink(missing_ok=True)
-    images.manifest_path(received.sha256).unlink(missing_ok=True)
 
 
 def _content_range(text: str, info: ImageInfo) -> tuple[int, int]:
@@ -183,7 +125,8 @@ async def _store_range(request: web.Request, info: ImageInfo, actor: str) -> web
     if isinstance(got, int):
         return ok({**out, "offset": got, "present": False}, 202)
     if got.created:
-        await _record_contents(request, info, got)
+        await derive(images, request.app[STORE], info, got)
+        await request.app[IMAGE_EVENTS].stored(info)
     log.info(
         "image stored",
         extra={"sha256": got.sha256, "size": got.size, "resumed": start > 0, "actor": actor},
@@ -226,8 +169,16 @@ async def upload_progress(request: web.Request) -> web.Response:
             "size": info.size,
             "offset": offset,
             "present": info.present,
+            "fetch": _fetch_state(request, info),
         }
     )
+
+
+def _fetch_state(request: web.Request, info: ImageInfo) -> dict[str, object] | None:
+    """How the coordinator's fetch of a URL-only take stands (None: no fetch on this node)."""
+    fetcher = request.app.get(FETCHER)
+    state = None if fetcher is None or not info.url else fetcher.state(info.sha256)
+    return None if state is None else state.to_json()
 
 
 async def push_image(request: web.Request) -> web.Response:
@@ -395,6 +346,7 @@ async def _images_ctx(app: web.Application) -> AsyncIterator[None]:
 def setup(app: web.Application) -> None:
     """Give ``app`` its image store; the routes come with the rendezvous ENDPOINTS list."""
     app[IMAGES] = ImageStore(app[CONFIG].data_dir / IMAGES_DIRNAME)
+    app[IMAGE_EVENTS] = ImageEvents()
     # aiohttp adds HEAD only through add_get; the route table registers GET alone.
     app.router.add_route("HEAD", PREFIX + IMAGE_ROUTE, download_image)
     app.cleanup_ctx.append(_images_ctx)

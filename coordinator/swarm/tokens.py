@@ -1,7 +1,11 @@
-"""Show-scoped peer tokens: one secret per coordinator (`DIR/peer.key`, made on first use, 0600),
-from which each show's key is derived (`wire.swarm.show_key`). A kiosk is sent its show's key (to
-check the tokens others present) and a token of its own (to present), which lasts
-`wire.swarm.TOKEN_SECONDS` and is renewed while the kiosk uses it.
+"""Show-scoped peer tokens: one secret per deployment, from which each show's key is derived
+(`wire.swarm.show_key`). A kiosk is sent its show's key (to check the tokens others present)
+and a token of its own (to present), which lasts `wire.swarm.TOKEN_SECONDS` and is renewed
+while the kiosk uses it.
+
+The secret is the configured peer key (`--peer-key-file`, shared by every node of a deployment
+like the relay token, so a token one node signed is good at a kiosk linked to another), else
+the node's own `DIR/peer.key` (made on first use, 0600), which is enough for one node.
 """
 
 from __future__ import annotations
@@ -43,10 +47,16 @@ def _load_or_make(path: Path) -> bytes:
 class PeerKeys:
     """Issues the peer tokens of every show from the coordinator's one secret."""
 
-    def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        shared: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.path = path
         self.clock = clock
-        self._secret: bytes | None = None
+        self._secret: bytes | None = None if shared is None else shared.encode()
 
     def load(self) -> None:
         """Read (or make) the secret; a file read, so call it off the loop."""

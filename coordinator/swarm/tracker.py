@@ -4,7 +4,8 @@ were reported for serving bad chunks.
 
 It is fed by the `have` messages of appliance links and answers `want` with the other kiosks of
 the same show (never the asker, never another show's). It is in memory, per coordinator process:
-after a restart the agents' next `have` (sent on every reconnect) fills it again.
+after a restart the agents' next `have` (sent on every reconnect) fills it again; with several
+nodes, `coordinator.swarm.relay` feeds each node's tracker what the others' links report.
 """
 
 from __future__ import annotations
@@ -64,14 +65,37 @@ class Tracker:
             (h for link, h in holders.items() if link != asker and h.have.address is not None),
             key=lambda h: -h.held,
         )
-        peers = tuple(
-            am.Peer(h.have.address, h.have.chunks, h.have.fetching)
-            for h in serving[: am.MAX_PEERS]
-            if h.have.address is not None and h.have.count == count
-        )
-        return am.Peers(sha256, count, peers)
+        peers: dict[str, am.Peer] = {}
+        for h in serving:
+            if len(peers) >= am.MAX_PEERS:
+                break
+            # One kiosk may be known through two links (an old one on a node that was lost):
+            # it is named once, with its fullest report.
+            if h.have.address is not None and h.have.count == count:
+                peers.setdefault(
+                    h.have.address, am.Peer(h.have.address, h.have.chunks, h.have.fetching)
+                )
+        return am.Peers(sha256, count, tuple(peers.values()))
 
-    def bad_peer(self, show: int, reporter: str, report: am.BadPeer) -> None:
+    def bad_peer(
+        self, show: int, reporter: str, report: am.BadPeer, *, logged: bool = True
+    ) -> None:
+        """Keep a bad-peer report for the show's swarm view; logged where it arrived (another
+        node's report, relayed here, is not logged twice)."""
+        if logged:
+            self._log_bad_peer(show, reporter, report)
+        self._shows.setdefault(show, _Show()).notes.append(
+            {
+                "at": self.clock(),
+                "reporter": reporter,
+                "peer": report.address,
+                "sha256": report.sha256,
+                "reason": report.reason,
+            }
+        )
+
+    @staticmethod
+    def _log_bad_peer(show: int, reporter: str, report: am.BadPeer) -> None:
         log.warning(
             "kiosk reported a bad peer",
             extra={
@@ -81,15 +105,6 @@ class Tracker:
                 "sha256": report.sha256,
                 "reason": report.reason,
             },
-        )
-        self._shows.setdefault(show, _Show()).notes.append(
-            {
-                "at": self.clock(),
-                "reporter": reporter,
-                "peer": report.address,
-                "sha256": report.sha256,
-                "reason": report.reason,
-            }
         )
 
     def forget(self, show: int, link: str) -> None:

@@ -47,6 +47,15 @@ export function burnerOrder(kioskName) {
     a.uid.localeCompare(b.uid);
 }
 
+/** One kiosk's share of one image in words: [how far it is, where its bytes came from]. */
+export function shareText(image, k) {
+  const done = k.chunks === k.count;
+  return [
+    `image ${image.sha256.slice(0, 12)}…: ${done ? "complete" : `${k.chunks} of ${k.count} chunks`}`,
+    `${bytes(k.peer_bytes)} from kiosks, ${bytes(k.origin_bytes)} from the coordinator`,
+  ];
+}
+
 class SessionCard {
   constructor(session, showName, auth) {
     this.s = session;
@@ -96,14 +105,14 @@ class SessionCard {
     const rows = [];
     for (const image of view.images || []) {
       for (const k of image.kiosks) {
-        const done = k.chunks === k.count;
+        const [progress, sources] = shareText(image, k);
         rows.push(
           h(
             "li",
             { class: "fleet-share", dataset: { kiosk: String(k.appliance), sha256: image.sha256 } },
             h("strong", { class: "kiosk-name" }, k.name || `Kiosk ${k.appliance}`),
-            h("span", { class: "share-progress" }, `image ${image.sha256.slice(0, 12)}…: ${done ? "complete" : `${k.chunks} of ${k.count} chunks`}`),
-            h("span", { class: "share-sources muted" }, `${bytes(k.peer_bytes)} from kiosks, ${bytes(k.origin_bytes)} from the coordinator`),
+            h("span", { class: "share-progress" }, progress),
+            h("span", { class: "share-sources muted" }, sources),
           ),
         );
       }

@@ -12,6 +12,7 @@ export const PAGE_TITLE = "burnstand dashboard";
 const CHART_MINUTES = 20;
 // Minutes of history the view keeps: "discs per hour" counts the last hour's discs.
 const HOUR_MINUTES = 60;
+const SHARING_POLL_MS = 3000;
 
 export class LiveView extends BurnerWall {
   constructor(sid, tab) {
@@ -45,7 +46,15 @@ export class LiveView extends BurnerWall {
       }
     });
     // The session's name heads the page and the browser tab; its id is small print.
-    tasks.push(auth.get(`/sessions/${encodeURIComponent(this.sid)}`).then((s) => (this.name = s.name), () => null));
+    tasks.push(
+      auth.get(`/sessions/${encodeURIComponent(this.sid)}`).then(
+        (s) => {
+          this.name = s.name;
+          this.showId = s.show_id;
+        },
+        () => null,
+      ),
+    );
     await Promise.all(tasks);
     this.build();
     for (const kind of ["snapshot", "burner", "kiosk", "queue", "stats", "room"]) {
@@ -54,12 +63,26 @@ export class LiveView extends BurnerWall {
     this.session.addEventListener("state", (ev) => this.onConnection(ev.detail));
     this.session.addEventListener("expiring", () => auth.refresh().catch(() => {}));
     this.session.start();
+    if (this.showId !== undefined) {
+      // How the show's kiosks share images on their LAN, beside each kiosk's burners.
+      this.pollSharing();
+      this.sharingTimer = setInterval(() => this.pollSharing(), SHARING_POLL_MS);
+    }
+  }
+
+  async pollSharing() {
+    try {
+      this.renderSharing(await auth.get(`/shows/${this.showId}/swarm`));
+    } catch {
+      // Not this credential's to see, or the coordinator is away: the next poll tries again.
+    }
   }
 
   dispose() {
     document.title = PAGE_TITLE;
     this.session.stop();
     clearInterval(this.ticker);
+    clearInterval(this.sharingTimer);
   }
 
   setTab(tab) {

@@ -2,7 +2,7 @@
 // holding a card per burner (state, progress, last result, speed and its commands), and
 // "Other burners" for burn-protocol TCP burners of no kiosk. `LiveView` (liveview.js) builds on it.
 
-import { STATE_TEXT, linkText } from "./fleet.js";
+import { STATE_TEXT, linkText, shareText } from "./fleet.js";
 import { bytes, clock, duration, form, h, mediaName, replace, speed, svg, toast } from "./ui.js";
 
 // Images of a kiosk's cache listed by name; the rest are counted.
@@ -40,6 +40,8 @@ export class BurnerWall {
     g.cacheHead = h("p", { class: "cache-head" });
     g.cache = h("ul", { class: "cache", "aria-label": `Disc cache of ${title}` });
     g.cacheBox = h("div", { class: "kiosk-cache" }, g.cacheHead, g.cache);
+    // Images this kiosk fetches from (or serves to) the show's other kiosks: `renderSharing`.
+    g.sharing = h("ul", { class: "kiosk-sharing", "aria-label": `Image sharing of ${title}` });
     g.none = h("p", { class: "muted no-drives" }, "No burners on this kiosk right now.");
     g.body = h("div", { class: "wall-grid kiosk-burners" });
     g.root = h(
@@ -47,11 +49,12 @@ export class BurnerWall {
       { class: "kiosk", dataset: { kiosk: id }, "aria-labelledby": headId },
       h("header", { class: "kiosk-head" }, g.title, g.version, g.link),
       g.cacheBox,
+      g.sharing,
       g.none,
       g.body,
     );
     if (id === "other") {
-      g.version.hidden = g.link.hidden = g.cacheBox.hidden = g.none.hidden = true;
+      g.version.hidden = g.link.hidden = g.cacheBox.hidden = g.none.hidden = g.sharing.hidden = true;
     }
     return g;
   }
@@ -100,6 +103,23 @@ export class BurnerWall {
       more > 0 ? h("li", { class: "muted more" }, `and ${more} more`) : null,
     );
     this.refreshGroups();
+  }
+
+  /** The show's swarm view (GET /shows/{id}/swarm): each kiosk's group says how far it is with
+   * each image it shares and where its bytes came from, as the fleet page does. */
+  renderSharing(view) {
+    const lines = new Map(); // appliance id -> list items
+    for (const image of view.images || []) {
+      for (const k of image.kiosks) {
+        const [progress, sources] = shareText(image, k);
+        const items = lines.get(String(k.appliance)) || [];
+        items.push(h("li", { class: "kiosk-share", dataset: { sha256: image.sha256 } }, `${progress} · `, h("span", { class: "share-sources muted" }, sources)));
+        lines.set(String(k.appliance), items);
+      }
+    }
+    for (const [id, g] of this.groups) {
+      if (id !== "other") replace(g.sharing, lines.get(id) || []);
+    }
   }
 
   renderCard(uid) {

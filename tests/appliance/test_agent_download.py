@@ -43,8 +43,9 @@ class Origin:
     """Serves one file with ranges; the first whole-file answer sends `hold_at` bytes, waits
     for `release`, then breaks off, so the agent has to resume."""
 
-    def __init__(self, data: bytes, hold_at: int) -> None:
+    def __init__(self, data: bytes, hold_at: int, *, stall_ranges: bool = False) -> None:
         self.data, self.hold_at = data, hold_at
+        self.stall_ranges = stall_ranges  # a resume gets its headers, then nothing
         self.release = asyncio.Event()
         self.held = asyncio.Event()
         self.hits: Counter[str] = Counter()
@@ -57,6 +58,13 @@ class Origin:
         size = len(self.data)
         if rng:
             start = int(rng.removeprefix("bytes=").rstrip("-"))
+            if self.stall_ranges:
+                headers = {"Content-Range": f"bytes {start}-{size - 1}/{size}", "ETag": '"v1"'}
+                stalled = web.StreamResponse(status=206, headers=headers)
+                stalled.content_length = size - start
+                await stalled.prepare(request)
+                await self.release.wait()
+                return stalled
             return web.Response(
                 status=206,
                 body=self.data[start:],
@@ -112,10 +120,18 @@ def take_of(data: bytes, url: str) -> dict[str, Any]:
     }
 
 
-async def stick_agent(tmp_path: Path, dev: LoopDevice) -> tuple[Running, str]:
+async def stick_agent(
+    tmp_path: Path, dev: LoopDevice, *, download_timeout: float = 30.0
+) -> tuple[Running, str]:
     uid = drive_uid(dev.path)
     running = await serve(
-        make_config(tmp_path, simulated=(), leds=LedPins(), cache_size=64 * MiB),
+        make_config(
+            tmp_path,
+            simulated=(),
+            leds=LedPins(),
+            cache_size=64 * MiB,
+            download_timeout=download_timeout,
+        ),
         pin_factory=MockFactory(),
         drives=[(BlockDrive(dev.path, uid, chunk_size=CHUNK), "Stick")],
     )
@@ -212,6 +228,36 @@ async def test_a_zip_entry_that_cannot_stream_is_burned_once_the_zip_is_whole(
         await running.stop()
     assert result["ok"], result
     assert dev.read(0, SIZE) == image
+
+
+async def test_a_download_that_stalls_fails_clearly_and_leaves_the_card_blank(
+    tmp_path: Path, loop_devices: LoopFactory, origin_url: tuple[dict[str, Origin], str]
+) -> None:
+    origins, base = origin_url
+    data = hashlib.shake_256(b"stall").digest(SIZE)
+    # Half the image arrives, then the server goes quiet, and every resume stalls too.
+    origin = origins["live.img"] = Origin(data, hold_at=6 * MiB, stall_ranges=True)
+    take = take_of(data, f"{base}/live.img")
+    dev = loop_devices(32 * MiB, fill=b"\xaa")
+    running, uid = await stick_agent(tmp_path, dev, download_timeout=0.3)
+    try:
+        await running.agent.set_catalog([take])
+        async with ControlClient(running.server.path) as client:
+            result = await burn_and_wait(client, take["sha256"], uid)
+        cache = running.agent.cache
+        assert cache is not None
+        assert take["sha256"] not in cache
+    finally:
+        await running.stop()
+    assert not result["ok"]
+    assert result["reason"] == "download-failed", result
+    assert "stalled at 6291456 of 12582912 bytes" in result["message"], result
+    assert origin.hits["range"] >= 1  # it did try to resume before giving up
+    assert dev.read(0, CHUNK) == bytes(CHUNK)  # no boot code: the start stays blank
+    # The cache holds no image made of what arrived; a partial download is never whole.
+    assert list((tmp_path / "cache").rglob("*.img")) == []
+    for left in (tmp_path / "cache").rglob("*"):
+        assert not left.is_file() or left.stat().st_size < SIZE, left
 
 
 async def test_a_download_that_is_not_the_takes_image_fails_and_is_not_kept(

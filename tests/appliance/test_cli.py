@@ -517,16 +517,3 @@ def test_burn_json_starts_with_a_start_event_per_target(
     assert run.returncode == 0, run.stderr
     first = events(run.stdout)[:2]
     assert [(e["event"], e["target"]) for e in first] == [("start", a.path), ("start", b.path)]
-
-
-def test_the_burn_path_loads_no_ui_network_or_udev_code():
-    # What `burn` imports to write a block target: no Textual, aiohttp or pyudev (they cost
-    # hundreds of milliseconds before the first byte on a Pi).
-    probe = (
-        "import sys, appliance.cli, appliance.drives.block, appliance.burn.job;"
-        "print(sorted(m for m in ('textual', 'aiohttp', 'pyudev') if m in sys.modules))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True
-    )
-    assert out.stdout.strip() == "[]"

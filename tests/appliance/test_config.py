@@ -23,6 +23,7 @@ show = 3
 [cache]
 dir = "/tmp/bs/cache"
 size = "20G"
+download_timeout = 45
 
 [drives]
 discover = true
@@ -64,6 +65,7 @@ def test_a_full_config_loads_with_every_value(tmp_path: Path) -> None:
     assert c.link_url == "wss://coord.example.org/link"
     assert (c.credential, c.session, c.show) == ("c0ffee", "linuxfest-sat", 3)
     assert c.cache_size == 20_000_000_000
+    assert c.download_timeout == 45.0
     assert c.discover
     assert c.allow == ("/dev/sr0", "/dev/sda")
     assert c.deny == ("/dev/sdb",)
@@ -84,6 +86,7 @@ def test_an_empty_config_runs_offline_with_defaults() -> None:
     assert c.link_url is None
     assert c.simulated == ()
     assert not c.discover
+    assert c.download_timeout == 30.0
 
 
 def test_sharing_is_off_unless_turned_on() -> None:
@@ -115,6 +118,9 @@ def test_credential_can_come_from_a_file(tmp_path: Path) -> None:
         ("[cache]\nsize = -5", "[cache] size: must be a positive size"),
         ("[cache]\nsize = true", "[cache] size: must be a positive size"),
         ("[cache]\ndir = 7", "[cache] dir: must be a non-empty string"),
+        ("[cache]\ndownload_timeout = 0", "[cache] download_timeout: must be a number of seconds"),
+        ("[cache]\ndownload_timeout = 'soon'", "[cache] download_timeout: must be a number"),
+        ("[cache]\ndownload_timeout = true", "[cache] download_timeout: must be a number"),
         ("[coordinator]\nurl = 'ftp://x'\ncredential='c'", "[coordinator] url: must be an http"),
         ("[coordinator]\nurl = 'http://x'", "[coordinator] credential: is needed when url"),
         ("[coordinator]\nshow = 'one'", "[coordinator] show: must be a show id"),

@@ -296,8 +296,13 @@ def test_weak_or_misplaced_shared_tokens_are_refused_at_start(
         start()
     (tmp_path / "burn-token").write_text("ab" * 32)
     (tmp_path / "relay-token").write_text("cd" * 32)
+    (tmp_path / "peer-key").write_text("e7" * 32)
     got = start()
     assert (got["burn_token"], got["relay_token"]) == ("ab" * 32, "cd" * 32)
+    # The peer key every node signs kiosks' peer tokens with: shared the same way, as strong.
+    assert got["peer_key"] == "e7" * 32
+    with pytest.raises(CliError, match="--peer-key is too weak"):
+        start("--peer-key-file", str(weak))
 
 
 def test_secret_files_named_by_the_environment(

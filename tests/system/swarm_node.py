@@ -5,8 +5,9 @@ image reaching the cache, verified).
 `python -m tests.system.swarm_node '<json>'` with `coordinator`, `credential`, `cache`, `address`,
 `port`, `share` (fetch from peers and serve, or the plain download), `mode` (`honest`, or `liar`:
 claim every chunk and serve a damaged copy, `liar_file`), `sha256` and `size`. It prints one JSON
-line per event: `ready` (linked, catalog and token in), then, after a `go` line on stdin, `done`
-with where its bytes came from; it keeps serving until stdin closes.
+line per event: `ready` (linked, a catalog naming the take with a manifest, and the token in),
+then, after a `go` line on stdin, `done` with where its bytes came from; it keeps serving until
+stdin closes.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 
 from appliance.config import ShareConfig
 from appliance.images.cache import ImageCache
@@ -66,16 +68,18 @@ async def main(conf: dict[str, Any]) -> None:
     async def on_message(message: dict[str, Any]) -> None:
         kind = message.get("type")
         if kind == "catalog":
+            # Sent again when the coordinator stores an image it fetched from a take's URL.
             for take in message["takes"]:
                 if take["sha256"] == sha:
                     state["manifest"] = take.get("manifest")
+                    state["url"] = urljoin(base + "/", take["url"])
         elif kind in ("peer_token", "peers"):
             sharing.on_message(message)
             if liar is not None and kind == "peer_token":
                 liar.set_key(int(message["show"]), bytes.fromhex(message["key"]))
             if kind == "peer_token":
                 state["token"] = True
-        if "manifest" in state and (state.get("token") or not conf["share"]):
+        if state.get("manifest") and (state.get("token") or not conf["share"]):
             ready.set()
 
     ws_url = f"{base.replace('http', 'ws', 1)}/link"
@@ -110,7 +114,7 @@ async def main(conf: dict[str, Any]) -> None:
             )
         else:
             await lines.readline()  # "go"
-            url = f"{base}/api/v1/images/{sha}"
+            url = state["url"]  # the coordinator's store: it holds the image with its manifest
             error = None
             source = None
             try:

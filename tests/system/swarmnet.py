@@ -36,6 +36,7 @@ from wire import swarm as sw
 REPO = Path(__file__).resolve().parents[2]
 PORT = 8080
 PEER_PORT = 8765
+OUTSIDE_PORT = 8081
 WAIT = 600.0
 
 
@@ -103,8 +104,9 @@ def make_image(folder: Path, size: int, seed: int = 20) -> Image:
     return Image(path, size, sha.hexdigest(), md5.hexdigest(), damaged)
 
 
-async def prepare(data: Path, image: Image, kiosks: int) -> list[str]:
-    """A coordinator data folder with the image in its store; returns kiosk credentials."""
+async def prepare(data: Path, image: Image, kiosks: int, url: str = "") -> list[str]:
+    """A coordinator data folder with the image in its store (or, with `url`, a take that only
+    names that URL: the coordinator fetches it); returns kiosk credentials."""
     store = Store(data / DB_FILENAME)
     await asyncio.to_thread(data.mkdir, parents=True, exist_ok=True)
     await store.open()
@@ -127,7 +129,7 @@ async def prepare(data: Path, image: Image, kiosks: int) -> list[str]:
                     "size": image.size,
                     "sha256": image.sha256,
                     "md5": image.md5,
-                    "url": "",
+                    "url": url,
                     "notes": "",
                 },
             )
@@ -142,6 +144,8 @@ async def prepare(data: Path, image: Image, kiosks: int) -> list[str]:
             creds.append(str(made["credential"]))
     finally:
         await store.close()
+    if url:
+        return creds
     images = ImageStore(data / "images")
     await asyncio.to_thread(images.prepare)
 
@@ -155,8 +159,14 @@ async def prepare(data: Path, image: Image, kiosks: int) -> list[str]:
 
 
 class Venue:
-    def __init__(self, work: Path, image: Image, kiosks: int, *, rate: str = "40mbit") -> None:
+    def __init__(
+        self, work: Path, image: Image, kiosks: int, *, rate: str = "40mbit", outside: bool = False
+    ) -> None:
         self.work = work
+        # The take only names a URL on an outside host (in the coordinator's namespace, on its
+        # loopback: only the coordinator reaches it), which the coordinator fetches first.
+        self.outside = outside
+        self.outside_server: subprocess.Popen[bytes] | None = None
         self.image = image
         self.kiosks = kiosks
         self.rate = rate
@@ -218,6 +228,34 @@ class Venue:
         for n in range(self.kiosks):
             self._join(self.kiosk_ns(n), self.kiosk_ip(n), f"{self.prefix}k{n}")
 
+    @property
+    def outside_url(self) -> str:
+        return f"http://127.0.0.1:{OUTSIDE_PORT}/{self.image.path.name}"
+
+    def _start_outside(self) -> None:
+        with (self.work / "outside.log").open("wb") as log:
+            self.outside_server = subprocess.Popen(
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    self.coord,
+                    sys.executable,
+                    "-m",
+                    "tests.system.outside_files",
+                    str(self.image.path.parent),
+                    str(OUTSIDE_PORT),
+                ],
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def outside_requests(self) -> list[str]:
+        """The requests the outside host answered (`GET <name> <Range or ->`)."""
+        text = (self.work / "outside.log").read_text()
+        return [line for line in text.splitlines() if line.startswith("GET ")]
+
     def _start_coordinator(self, data: Path) -> None:
         with (self.work / "coordinator.log").open("wb") as log:
             self.coordinator = subprocess.Popen(
@@ -238,6 +276,8 @@ class Venue:
                     str(PORT),
                     "--log-level",
                     "warning",
+                    "--fetch-interval",
+                    "0.2",
                 ],
                 cwd=REPO,
                 stdout=subprocess.DEVNULL,
@@ -245,6 +285,9 @@ class Venue:
             )
 
     def _teardown(self) -> None:
+        if self.outside_server is not None:
+            self.outside_server.terminate()
+            self.outside_server.wait(timeout=20)
         if self.coordinator is not None:
             self.coordinator.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -261,16 +304,28 @@ class Venue:
             await asyncio.to_thread(self.work.mkdir, parents=True, exist_ok=True)
             await asyncio.to_thread(self._build)
             data = self.work / "coordinator"
-            self.creds = await prepare(data, self.image, self.kiosks)
+            url = self.outside_url if self.outside else ""
+            self.creds = await prepare(data, self.image, self.kiosks, url)
+            if self.outside:
+                await asyncio.to_thread(self._start_outside)
+                await self._wait_url(
+                    self.outside_url, self.outside_server, "outside.log", head=True
+                )
             await asyncio.to_thread(self._start_coordinator, data)
-            await self._wait_coordinator()
+            await self._wait_url(
+                f"http://{self.coordinator_ip}:{PORT}/api/v1/health",
+                self.coordinator,
+                "coordinator.log",
+            )
         except BaseException:
             await asyncio.to_thread(self._teardown)
             raise
         return self
 
-    async def _wait_coordinator(self) -> None:
-        url = f"http://{self.coordinator_ip}:{PORT}/api/v1/health"
+    async def _wait_url(
+        self, url: str, proc: subprocess.Popen[bytes] | None, log_name: str, *, head: bool = False
+    ) -> None:
+        """Until `url` answers (a HEAD with `head`) from the coordinator's namespace."""
         async with asyncio.timeout(60):
             while True:
                 probe = await asyncio.create_subprocess_exec(
@@ -279,7 +334,7 @@ class Venue:
                     "exec",
                     self.coord,
                     "curl",
-                    "-sf",
+                    "-sfI" if head else "-sf",
                     "-o",
                     "/dev/null",
                     url,
@@ -288,10 +343,10 @@ class Venue:
                 )
                 if await probe.wait() == 0:
                     return
-                assert self.coordinator is not None
-                if self.coordinator.poll() is not None:
-                    log = (self.work / "coordinator.log").read_text()
-                    raise RuntimeError(f"the coordinator stopped: {log[-2000:]}")
+                assert proc is not None
+                if proc.poll() is not None:
+                    log = (self.work / log_name).read_text()
+                    raise RuntimeError(f"{log_name} shows the server stopped: {log[-2000:]}")
                 await asyncio.sleep(0.2)  # a poll of a process starting up, bounded above
 
     async def __aexit__(self, *exc: object) -> None:

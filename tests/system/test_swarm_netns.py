@@ -10,6 +10,7 @@ figures against the same kiosks without sharing come from `make bench` (bench/be
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -51,4 +52,30 @@ async def test_kiosks_share_an_image_and_ban_a_liar(tmp_path: Path, why_not: str
             f"{kiosk['peer_bytes'] // MiB} MiB from peers"
         )
     assert ratio <= 1.5
+    assert sum(k["peer_bytes"] for k in shared.done) > 0
+
+
+async def test_kiosks_share_a_take_the_coordinator_fetched_from_its_url(
+    tmp_path: Path, why_not: str | None
+) -> None:
+    """The issue's own case: the take names only an outside URL. The coordinator fetches it once
+    (the kiosks cannot reach that host at all here), gives it its manifest, sends the kiosks the
+    new catalog, and they share it with the coordinator as their origin."""
+    if why_not is not None:
+        pytest.skip(why_not)
+    size = SIZE // 2
+    image = make_image(tmp_path / "images", size, seed=21)
+    async with Venue(tmp_path / "venue", image, KIOSKS - 1, outside=True) as venue:
+        shared = await venue.round(share=True, liar=False)
+        fetched = await asyncio.to_thread(venue.outside_requests)
+    print(
+        f"swarm from a URL: {KIOSKS - 1} kiosks, {size // MiB} MiB, outside host asked "
+        f"{len(fetched)}x, coordinator sent {shared.coordinator_bytes / size:.2f}x the image, "
+        f"all verified after {shared.seconds:.1f} s"
+    )
+    assert fetched == [f"GET {image.path.name} -"]  # once, whole
+    assert len(shared.done) == KIOSKS - 1
+    for kiosk in shared.done:
+        assert kiosk["ok"], kiosk
+    assert shared.coordinator_bytes / size <= 1.5
     assert sum(k["peer_bytes"] for k in shared.done) > 0

@@ -121,9 +121,6 @@ from wire.burnproto.fields import (
 from wire.burnproto.fields import (
     StatusValue as StatusValue,
 )
-from wire.burnproto.fields import (
-    client_uid as client_uid,
-)
 from wire.burnproto.framing import (
     Decoder as Decoder,
 )
@@ -217,3 +214,4 @@ from wire.burnproto.messages import (
 from wire.burnproto.messages import (
     WhatIs as WhatIs,
 )
+from wire.burnuid import client_uid as client_uid

@@ -4,7 +4,6 @@ checks every field goes through."""
 from __future__ import annotations
 
 import enum
-import hashlib
 import re
 from dataclasses import dataclass
 from typing import Self
@@ -33,7 +32,6 @@ _PERCENT = re.compile(r"([0-9]{1,3})%")
 _DIGITS = re.compile(r"[0-9]{1,19}")
 _CODE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 _CREDENTIAL = re.compile(rf"[\x21-\x7e]{{1,{MAX_CREDENTIAL}}}")
-_MAC = re.compile(r"[0-9a-f]{2}([:\-]?)[0-9a-f]{2}(?:\1[0-9a-f]{2}){4}")
 
 
 class ClientType(enum.StrEnum):
@@ -131,20 +129,3 @@ def _number(text: str, what: str) -> int:
 def _set(obj: object, name: str, value: object) -> None:
     # Normalising a field of a frozen dataclass in __post_init__.
     object.__setattr__(obj, name, value)
-
-
-def client_uid(mac: str, device_path: str) -> str:
-    """The uid a burner presents in `ID`: md5 of its normalised MAC followed by the device path.
-
-    The MAC is lowercased with `:` separators first, so `AA-BB-...`, `aabb...` and `aa:bb:...`
-    give the same uid; two drives in one machine differ by their device path.
-    """
-    normal = mac.strip().lower()
-    if _MAC.fullmatch(normal) is None:
-        raise ValueError(f"{mac!r} is not a MAC address like aa:bb:cc:dd:ee:ff")
-    if not device_path:
-        raise ValueError("device path must not be empty")
-    digits = normal.replace(":", "").replace("-", "")
-    canonical = ":".join(digits[i : i + 2] for i in range(0, 12, 2))
-    data = (canonical + device_path).encode("utf-8", "surrogateescape")
-    return hashlib.md5(data, usedforsecurity=False).hexdigest()

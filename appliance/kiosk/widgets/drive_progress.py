@@ -18,7 +18,11 @@ def progress_line(drive: DriveView) -> str:
         if last is not None:
             return _("Done — verified") if last["ok"] else _("Failed")
         return state_name(drive["state"]).capitalize()
-    verb = _("Verifying {percent}%") if job["phase"] == "verify" else _("Writing {percent}%")
+    verbs = {
+        "download": _("Downloading {percent}%"),
+        "verify": _("Verifying {percent}%"),
+    }
+    verb = verbs.get(job["phase"], _("Writing {percent}%"))
     speed = f"{human_size(job['speed'])}/s"
     done = verb.format(percent=f"{job['percent']:.0f}")
     line = f"{done} · {speed} · {human_eta(job['eta'])}"
@@ -57,7 +61,9 @@ class DriveProgress(Vertical):
         else:
             # Writing fills the first half of the bar and verifying the second, so it never
             # jumps back to zero between the phases.
+            # A download (from the show's kiosks) is told by the line; the bar is the disc's.
             half = 50 if job["phase"] == "verify" else 0
-            bar.update(progress=half + job["percent"] / 2)
+            writing = job["phase"] != "download"
+            bar.update(progress=half + job["percent"] / 2 if writing else 0)
         self.set_class(job is not None and job["phase"] == "verify", "verifying")
         self.query_one(".drive-line", Label).update(progress_line(drive))

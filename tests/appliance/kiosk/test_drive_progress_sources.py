@@ -61,3 +61,14 @@ def test_the_line_names_bytes_from_other_kiosks(english: None) -> None:
 def test_without_sharing_the_line_is_as_before(english: None) -> None:
     assert "kiosks" not in progress_line(drive(job()))
     assert "kiosks" not in progress_line(drive(job(from_peers=0, from_origin=5)))
+
+
+def test_a_download_from_other_kiosks_is_its_own_phase(english: None) -> None:
+    """Before an optical drive writes, the image downloads: the line says so, with its sources."""
+    view = job(from_peers=300_000_000, from_origin=100_000_000)
+    view.update({"phase": "download", "percent": 40.0, "eta": None})
+    line = progress_line(drive(view))
+    assert line.startswith("Downloading 40% · ")
+    assert line.endswith("· 300.0 MB from other kiosks, 100.0 MB from the coordinator")
+    i18n.set_language("es")
+    assert progress_line(drive(view)).startswith("Descargando 40 % · ")

@@ -207,3 +207,39 @@ async def test_the_catalog_names_the_manifest_of_a_stored_image(
         assert "manifest" not in takes[SHA]  # not in the store: nothing to share yet
     finally:
         await agent.close()
+
+
+async def test_kiosks_hear_the_new_catalog_when_an_image_enters_the_store(
+    live: Live, inbox: list[dict[str, Any]]
+) -> None:
+    """An image uploaded (or fetched from its take's URL) while kiosks are linked: they get the
+    catalog again, now naming the store and the manifest, without a reconnect."""
+    data = random.Random(6).randbytes(5 * 1024 * 1024)
+    facts = {
+        "size": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "md5": hashlib.md5(data).hexdigest(),  # noqa: S324 - the catalog's name, not security
+    }
+    store = live.client.app[STORE]
+    body = {**facts, "name": "later.iso", "url": "https://outside.example/later.iso"}
+    take = await store.write(
+        lambda c: add_child(c, 1.0, "test", LEVELS["take"], live.world.shot, body)
+    )
+    agent = await start_agent(live, inbox)
+    try:
+        await live.signal.until(lambda: bool(of_type(inbox, "catalog")))
+        first = {t["sha256"]: t for t in of_type(inbox, "catalog")[0]["takes"]}
+        assert first[facts["sha256"]]["url"] == "https://outside.example/later.iso"
+        assert "manifest" not in first[facts["sha256"]]
+        resp = await live.client.put(
+            f"/api/v1/takes/{take['id']}/image",
+            data=io.BytesIO(data),
+            headers=bearer(live.world.contributor),
+        )
+        assert resp.status == 201
+        await live.signal.until(lambda: len(of_type(inbox, "catalog")) == 2)
+        again = {t["sha256"]: t for t in of_type(inbox, "catalog")[1]["takes"]}
+        assert again[facts["sha256"]]["url"] == f"/api/v1/images/{facts['sha256']}"
+        assert again[facts["sha256"]]["manifest"] is not None
+    finally:
+        await agent.close()
