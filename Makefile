@@ -67,7 +67,8 @@ image:
 	bash image-build/build-image.sh
 
 ## Boot dist/'s image under qemu-system-aarch64 (and a copy burned by burnstand onto a loop
-## device) and walk a kiosk's enrollment against a coordinator on loopback (root, many minutes).
+## device) and walk a kiosk's enrollment against a coordinator on loopback (root, many minutes;
+## IMAGE_TEST_ARGS="-k reduced" runs only the short boot to multi-user with the agent ready).
 image-test: $(DEV_STAMP)
 	bash .ci/ensure-deps .ci/image-packages
 	$(PY) -m pytest -p no:cacheprovider -s tests/system/image_boot_check.py $(IMAGE_TEST_ARGS)
