@@ -31,11 +31,11 @@ from appliance.cli.common import (
     JOURNAL_HELP,
     CliError,
 )
-from appliance.cli.service import drives_command, jobs_command, run_command, status_command
-from plumbing import logs
+from plumbing import logargs
 
-# asyncio, the burn engine and the journal are imported when a command needs them, after the
-# arguments were read: `burn --json` prints its first event before any of that is loaded.
+# asyncio, the burn engine, the journal and the other commands (`service`, which sets up
+# `logging`) are imported when a command needs them, after the arguments were read: `burn
+# --json` prints its first event before any of that is loaded.
 
 
 class _Version(argparse.Action):
@@ -176,7 +176,7 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the agent: drives, burns, cache, link, control socket")
     run.add_argument("--config", required=True, type=Path, help="agent.toml (see docs/agent.md)")
     run.add_argument("--socket", type=Path, help="control socket (default: the config's)")
-    logs.add_arguments(run)
+    logargs.add_arguments(run)
     status = sub.add_parser("status", help="show what a running agent is doing")
     status.add_argument("--socket", type=Path, help="control socket of the agent")
     status.add_argument("--json", action="store_true", help="status and drives as one JSON object")
@@ -188,6 +188,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "burn":
             return burn_command(args)
+        from appliance.cli.service import (
+            drives_command,
+            jobs_command,
+            run_command,
+            status_command,
+        )
+
         if args.command == "drives":
             return drives_command(args)
         if args.command == "run":
