@@ -56,9 +56,10 @@ NEVER = (
 )
 # Not before the first event: the event loop, the job engine and its SQLite journal, and
 # importlib.metadata (the package version, which only --version needs); the drive backends and
-# their dataclasses (`dataclasses` pulls in `inspect`), `typing`, and the other commands'
-# module with the `logging` it sets up. The burn loads most of these later; none is needed to
-# read the arguments, check the image file and say that the burn starts.
+# their dataclasses (`dataclasses` pulls in `inspect`), `typing`, the other commands' module
+# with the `logging` it sets up, and `shutil` (argparse's way to the terminal width). The burn
+# loads most of these later; none is needed to read the arguments, check the image file and
+# say that the burn starts.
 NOT_YET = (
     "asyncio",
     "sqlite3",
@@ -72,6 +73,7 @@ NOT_YET = (
     "inspect",
     "typing",
     "logging",
+    "shutil",
 )
 
 
