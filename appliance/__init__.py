@@ -4,10 +4,8 @@
 more start-up time than the rest of what it imports before its first event.
 """
 
-from typing import Any
 
-
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> str:
     if name == "__version__":
         import importlib.metadata
 

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from appliance.drives.base import SourceImage
+from appliance.imagefile import ImageUnreadable, checked_image
 
 if TYPE_CHECKING:
     from appliance.burn.job import JobEvent, JobResult
@@ -48,10 +48,6 @@ _OPTIONS: Final = frozenset(
 _FLAGS: Final = {"raw": False, "verify": True, "eject": True, "partition_ok": False}
 
 
-class ImageUnreadable(Exception):
-    """The image file is missing, not a regular file, empty or not readable."""
-
-
 class AgentRefused(Exception):
     """The agent answered `burn_file` with an error; `message` is for the operator."""
 
@@ -59,23 +55,6 @@ class AgentRefused(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
-
-
-def checked_image(path_text: str | Path) -> tuple[Path, int]:
-    """(absolute path, size) of an image file that can be burned. The journal outlives the
-    shell's working directory, so the path is made absolute here."""
-    path = Path(os.path.abspath(path_text))
-    try:
-        st = path.stat()
-    except OSError as exc:
-        raise ImageUnreadable(f"cannot read image {path}: {exc.strerror}") from exc
-    if not stat.S_ISREG(st.st_mode):
-        raise ImageUnreadable(f"image {path} is not a regular file")
-    if st.st_size == 0:
-        raise ImageUnreadable(f"image {path} is empty")
-    if not os.access(path, os.R_OK):
-        raise ImageUnreadable(f"cannot read image {path}: permission denied")
-    return path, st.st_size
 
 
 @dataclass(frozen=True)

@@ -9,15 +9,23 @@ only: this sits below both the coordinator and the appliance.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
 import time
 from typing import Any, TextIO
 
-LEVELS = ("debug", "info", "warning", "error")
-FORMATS = ("text", "json")
+from plumbing.logargs import FORMATS, LEVELS, add_arguments
+
+__all__ = [
+    "FORMATS",
+    "LEVELS",
+    "JsonFormatter",
+    "TextFormatter",
+    "add_arguments",
+    "fields",
+    "setup",
+]
 
 # Every attribute a plain LogRecord has: anything else on a record came from `extra=`.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
@@ -67,18 +75,6 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
         return json.dumps(out, ensure_ascii=False, default=str)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--log-level", choices=LEVELS, default="info", help="least severe events logged (info)"
-    )
-    parser.add_argument(
-        "--log-format",
-        choices=FORMATS,
-        default="text",
-        help="text: one event a line with key=value fields; json: one JSON object a line",
-    )
 
 
 def setup(level: str = "info", fmt: str = "text", stream: TextIO | None = None) -> None:

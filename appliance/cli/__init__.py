@@ -15,6 +15,7 @@ they share. `python -m appliance.cli` runs `main`.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -29,13 +30,17 @@ from appliance.cli.common import (
     EXIT_OK,
     EXIT_USAGE,
     JOURNAL_HELP,
+    TYPE_CHECKING,
     CliError,
 )
-from appliance.cli.service import drives_command, jobs_command, run_command, status_command
-from plumbing import logs
+from plumbing import logargs
 
-# asyncio, the burn engine and the journal are imported when a command needs them, after the
-# arguments were read: `burn --json` prints its first event before any of that is loaded.
+if TYPE_CHECKING:
+    from typing import Any
+
+# asyncio, the burn engine, the journal and the other commands (`service`, which sets up
+# `logging`) are imported when a command needs them, after the arguments were read: `burn
+# --json` prints its first event before any of that is loaded.
 
 
 class _Version(argparse.Action):
@@ -61,8 +66,41 @@ def _md5(text: str) -> str:
     return text.lower()
 
 
+def _columns() -> int:
+    """The terminal's width as `shutil.get_terminal_size` finds it ($COLUMNS, else stdout's
+    terminal, else 80)."""
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        columns = 0
+    if columns > 0:
+        return columns
+    out = sys.__stdout__
+    try:
+        return 80 if out is None else os.get_terminal_size(out.fileno()).columns or 80
+    except (ValueError, OSError):
+        return 80
+
+
+class _Help(argparse.HelpFormatter):
+    """argparse makes a formatter for every option it adds (to check its metavar), and without
+    a width the formatter asks `shutil`, whose import (with zlib, bz2 and lzma) was ~4 ms of
+    CPU before `burn --json` printed its first event."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, width=_columns() - 2)  # the margin argparse leaves
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose subcommands' parsers (made as this class) format with `_Help`."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Help)
+        super().__init__(**kwargs)
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="burnstand-agent", description="Burn and verify images on this kiosk's drives."
     )
     p.add_argument("--version", action=_Version, nargs=0, help="show the version and exit")
@@ -176,7 +214,7 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the agent: drives, burns, cache, link, control socket")
     run.add_argument("--config", required=True, type=Path, help="agent.toml (see docs/agent.md)")
     run.add_argument("--socket", type=Path, help="control socket (default: the config's)")
-    logs.add_arguments(run)
+    logargs.add_arguments(run)
     status = sub.add_parser("status", help="show what a running agent is doing")
     status.add_argument("--socket", type=Path, help="control socket of the agent")
     status.add_argument("--json", action="store_true", help="status and drives as one JSON object")
@@ -188,6 +226,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "burn":
             return burn_command(args)
+        from appliance.cli.service import (
+            drives_command,
+            jobs_command,
+            run_command,
+            status_command,
+        )
+
         if args.command == "drives":
             return drives_command(args)
         if args.command == "run":

@@ -7,44 +7,50 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from appliance.cli.common import (
     DEFAULT_CACHE,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    TYPE_CHECKING,
     CliError,
     journal_path,
     open_journal,
     socket_path,
 )
 from appliance.cli.progress import JsonView, TextView, View
-from appliance.drives.base import Drive, SourceImage
+from appliance.imagefile import ImageUnreadable, checked_image
 
 if TYPE_CHECKING:
     from appliance.burn.job import JobResult
+    from appliance.drives.base import Drive, SourceImage
     from appliance.fileburn import FileBurn
     from appliance.images.download import Download
 
 
-# asyncio, the burn engine and the journal are imported when a command needs them, after the
-# arguments were read: `burn --json` prints its first event before any of that is loaded.
+# asyncio, the burn engine (appliance.drives.base and its dataclasses included) and the journal
+# are imported when a command needs them, after the arguments were read and the image file was
+# checked: `burn --json` prints its first event before any of that is loaded.
 
 
-def _image(args: argparse.Namespace) -> SourceImage:
-    from appliance.fileburn import ImageUnreadable, checked_image
-
+def _checked_file(args: argparse.Namespace) -> tuple[Path, int]:
+    """The image file's (path, size), or a CLI error: checked before the first event, so a
+    missing or empty image fails with no event printed."""
     try:
-        path, size = checked_image(args.image)
+        return checked_image(args.image)
     except ImageUnreadable as exc:
         raise CliError(str(exc)) from exc
-    return _source(args, path, size, path.name)
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    if args.extracted_size is not None and args.extracted_size <= 0:
+        raise CliError("--extracted-size must be a positive number of bytes")
 
 
 def _source(args: argparse.Namespace, path: Path, size: int, name: str) -> SourceImage:
-    if args.extracted_size is not None and args.extracted_size <= 0:
-        raise CliError("--extracted-size must be a positive number of bytes")
+    from appliance.drives.base import SourceImage
+
     return SourceImage(
         path=path,
         size=size,
@@ -108,15 +114,19 @@ def burn_command(args: argparse.Namespace) -> int:
     targets: list[str] = args.target
     if len(set(targets)) != len(targets):
         raise CliError("the same --target was given twice")
+    _check_options(args)
     url = is_url(args.image)
-    image = None if url else _image(args)
+    local = None if url else _checked_file(args)
     if args.json:
         view = JsonView(sys.stdout)
         for target in targets:
             view.emit({"event": "start", "target": target, "image": str(args.image)})
     download: Download | None = None
-    if image is None:
+    if local is None:
         image, download = _url_image(args)
+    else:
+        path, size = local
+        image = _source(args, path, size, path.name)
     import asyncio
 
     try:

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TextIO
 
-from appliance.cli.common import human
+from appliance.cli.common import TYPE_CHECKING, human
 
 if TYPE_CHECKING:
+    from typing import Any, TextIO
+
     from appliance.burn.job import JobEvent
 
 
@@ -42,27 +42,26 @@ class JsonView(View):
         self.out.flush()
 
 
-@dataclass
+# Plain classes, not dataclasses: `dataclasses` pulls in `inspect`, and this module is loaded
+# before `burn --json` prints its first event.
 class _Line:
-    text: str = "queued"
-    last_step: int = -1
-    last_phase: str = ""
+    def __init__(self) -> None:
+        self.text = "queued"
+        self.last_step = -1
+        self.last_phase = ""
 
 
-@dataclass
 class TextView(View):
     """Bars redrawn in place on a terminal; one line per 10 % step when piped to a file."""
 
-    out: TextIO
-    targets: list[str]
-    lines: dict[str, _Line] = field(default_factory=dict)
-    drawn: bool = False
-    last_draw: float = 0.0
-
-    def __post_init__(self) -> None:
-        self.tty = self.out.isatty()
-        self.width = max(len(t) for t in self.targets)
-        self.lines = {t: _Line() for t in self.targets}
+    def __init__(self, out: TextIO, targets: list[str]) -> None:
+        self.out = out
+        self.targets = targets
+        self.drawn = False
+        self.last_draw = 0.0
+        self.tty = out.isatty()
+        self.width = max(len(t) for t in targets)
+        self.lines = {t: _Line() for t in targets}
 
     def event(self, event: JobEvent) -> None:
         from appliance.burn.job import JobProgress, JobResult, JobStateChanged

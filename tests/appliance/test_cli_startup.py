@@ -55,14 +55,25 @@ NEVER = (
     "urllib.request",
 )
 # Not before the first event: the event loop, the job engine and its SQLite journal, and
-# importlib.metadata (the package version, which only --version needs).
+# importlib.metadata (the package version, which only --version needs); the drive backends and
+# their dataclasses (`dataclasses` pulls in `inspect`), `typing`, the other commands' module
+# with the `logging` it sets up, and `shutil` (argparse's way to the terminal width). The burn
+# loads most of these later; none is needed to read the arguments, check the image file and
+# say that the burn starts.
 NOT_YET = (
     "asyncio",
     "sqlite3",
     "importlib.metadata",
     "appliance.burn",
     "appliance.journal",
-    "appliance.drives.block",
+    "appliance.drives",
+    "appliance.fileburn",
+    "appliance.cli.service",
+    "dataclasses",
+    "inspect",
+    "typing",
+    "logging",
+    "shutil",
 )
 
 
