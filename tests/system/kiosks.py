@@ -2,11 +2,10 @@
 `AgentLink`) with one simulated drive each, linked to a coordinator URL as a deployed kiosk is.
 
 Each drive runs on virtual time the test holds (a `GateClock`: a burn takes no wall time, and
-can be held mid-write). A visitor stands at each kiosk:
-when a burn finishes and the coordinator has its result, they take the disc out and put a blank
-in (and the agent hears it, as from the tray's sensor), so a queue keeps running while the
-shared `Budget` of blanks lasts. The job ids of every finished burn are kept, for counting
-results once.
+can be held mid-write). A visitor stands at each kiosk: when a burn finishes and the
+coordinator has its result, they take the disc out and put a blank in (and the agent hears it,
+as from the tray's sensor), so a queue keeps running while the shared `Budget` of blanks lasts.
+The job ids of every finished burn are kept, for counting results once.
 """
 
 from __future__ import annotations
