@@ -12,6 +12,7 @@ DEV_LOCK := requirements/dev.txt
 UV_COMPILE = $(VENV)/bin/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes \
 	--custom-compile-command "make lock"
 PYTEST_ARGS ?=
+IMAGE_TEST_ARGS ?=
 LOCK_FLAGS ?=
 
 .PHONY: demo test lint fmt bench snapshot-update image image-test rootfs-test deps venv clean lock deps-upgrade
@@ -66,10 +67,11 @@ image:
 	bash image-build/build-image.sh
 
 ## Boot dist/'s image under qemu-system-aarch64 (and a copy burned by burnstand onto a loop
-## device) and walk a kiosk's enrollment against a coordinator on loopback (root, many minutes).
+## device) and walk a kiosk's enrollment against a coordinator on loopback (root, many minutes;
+## IMAGE_TEST_ARGS="-k reduced" runs only the short boot to multi-user with the agent ready).
 image-test: $(DEV_STAMP)
 	bash .ci/ensure-deps .ci/image-packages
-	$(PY) -m pytest -p no:cacheprovider -s tests/system/image_boot_check.py
+	$(PY) -m pytest -p no:cacheprovider -s tests/system/image_boot_check.py $(IMAGE_TEST_ARGS)
 
 ## Build an amd64 appliance rootfs with mmdebstrap and boot it under systemd-nspawn (root, minutes).
 rootfs-test: $(DEV_STAMP)

@@ -23,7 +23,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 src=$(dirname "$here")
 die() { echo "build-image.sh: error: $*" >&2; exit 1; }
-say() { echo "build-image.sh: $*" >&2; }
+say() { printf 'build-image.sh: [%02d:%02d] %s\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*" >&2; }
 
 out=$src/dist
 work=""
