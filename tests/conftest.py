@@ -95,9 +95,7 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
         server.process.wait(timeout=10)
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    """One real PostgreSQL server for the whole run (a cluster in a temp dir), removed after."""
+def _postgres() -> Iterator[PostgresServer]:
     try:
         server = start_postgres()
     except PostgresMissing as exc:
@@ -106,6 +104,18 @@ def postgres_server() -> Iterator[PostgresServer]:
         yield server
     finally:
         remove_postgres(server)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the whole run (a cluster in a temp dir), removed after."""
+    yield from _postgres()
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[PostgresServer]:
+    """A server of the test's own: it is stopped and started while others may use theirs."""
+    yield from _postgres()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import secrets
 import time
 from collections.abc import Callable
 from typing import Any
@@ -18,7 +19,7 @@ from coordinator.rendezvous.endpoint import Endpoint, Handler
 from coordinator.rendezvous.http import authorized, body, now, ok, page, read, write
 from coordinator.store import sessions as store
 from coordinator.store.records import Principal, Record, Role
-from coordinator.store.sql import Conn
+from coordinator.store.sql import INTEGRITY_ERRORS, Conn
 from wire.clientmsg import SPANS
 
 CONTRIBUTOR: tuple[Role, ...] = ("contributor",)
@@ -28,6 +29,8 @@ MEMBERS: tuple[Role, ...] = ("contributor", "appliance")
 READERS: tuple[Role, ...] = ("admin", "show_admin", *MEMBERS)
 # Who watches a live session in the dashboard, and so may read and export its history.
 WATCHERS: tuple[Role, ...] = ("admin", "show_admin", "contributor")
+# Each refused try means another session took the last room of a master (bounded either way).
+PLACEMENT_TRIES = 5
 HISTORY_COLUMNS = ("start", "span", "kind", "id", "name", "burned", "failed")
 
 
@@ -41,9 +44,26 @@ async def create_session(request: web.Request) -> web.Response:
     who = await authorized(request, CONTRIBUTOR, "creating a session")
     data = await body(request, schemas.SESSION_IN)
     at = now(request)
-    # Placement (the least-loaded master, the creation counter) is one key for all creations.
-    made = await write(request, lambda c: store.create_session(c, at, who, data), lock="placement")
-    return ok(made, 201)
+    # Keyed by the new session alone: creations run alongside each other, and a master that
+    # fills up while one is placed refuses it (the capacity is checked where the row is
+    # written); placed again, it goes to another master or gets the "at capacity" answer.
+    sid = secrets.token_hex(8)
+    for _ in range(PLACEMENT_TRIES):
+        try:
+            made = await write(
+                request,
+                lambda c: store.create_session(c, at, who, data, sid),
+                lock=f"session:{sid}",
+            )
+        except INTEGRITY_ERRORS as exc:
+            if not store.is_placement_refused(exc):
+                raise
+            continue
+        return ok(made, 201)
+    raise Unavailable(
+        f"no session master available: they filled up while placing this session "
+        f"({PLACEMENT_TRIES} tries); try again"
+    )
 
 
 async def get_session(request: web.Request) -> web.Response:

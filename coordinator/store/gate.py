@@ -1,8 +1,8 @@
 """One caller at a time per write key inside this process, queued on the event loop.
 
 On PostgreSQL a keyed write waits for its advisory lock on the server while holding a pooled
-connection and a thread of the store's pool. Fifty clients creating sessions (one key for all
-placements) would then hold most of the pool while they wait, and every other request would
+connection and a thread of the store's pool. Fifty clients writing under one key (say, acting
+on one session) would then hold most of the pool while they wait, and every other request would
 queue behind them. Writes of one key are therefore lined up here first, at no cost while they
 wait; the advisory lock still orders them against other processes and hosts.
 """

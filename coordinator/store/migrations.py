@@ -394,6 +394,28 @@ def _v8_master_heartbeats(conn: Conn) -> None:
     conn.execute("ALTER TABLE masters ADD COLUMN heartbeat_at DOUBLE PRECISION")
 
 
+def _v9_session_counter(conn: Conn) -> None:
+    # Sessions are created alongside each other on PostgreSQL (one at a time only per master),
+    # so "the highest seq plus one" could hand two of them the same number: a SEQUENCE numbers
+    # them there. SQLite writes one at a time, and a trigger numbers the row it just wrote.
+    if isinstance(conn, sqlite3.Connection):
+        conn.execute(
+            "CREATE TRIGGER sessions_seq AFTER INSERT ON sessions WHEN NEW.seq = 0 BEGIN "
+            "UPDATE sessions SET seq = (SELECT max(seq) FROM sessions) + 1 "
+            "WHERE rowid = NEW.rowid; END"
+        )
+        return
+    _execute_script(
+        conn,
+        """
+        CREATE SEQUENCE sessions_seq_counter OWNED BY sessions.seq;
+        SELECT setval('sessions_seq_counter', (SELECT COALESCE(max(seq), 0) + 1 FROM sessions),
+                      false);
+        ALTER TABLE sessions ALTER COLUMN seq SET DEFAULT nextval('sessions_seq_counter')
+        """,
+    )
+
+
 # Steps up to the PostgreSQL baseline only ever run on SQLite and take its connection; the later
 # ones take either engine's (a `Conn`).
 Migration = Callable[[Any], None]
@@ -407,6 +429,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _v6_extracted,
     _v7_session_order,
     _v8_master_heartbeats,
+    _v9_session_counter,
 )
 """Index i holds the step from version i to version i + 1; append only, never edit a shipped one."""
 

@@ -11,7 +11,7 @@ import secrets
 
 from coordinator.store.errors import Conflict, NotFound, Unavailable
 from coordinator.store.records import Page, Principal, Record, audit, insert, iso, one, paged
-from coordinator.store.sql import Conn, Cursor, Row
+from coordinator.store.sql import Conn, Cursor, Row, is_check_violation
 
 EMBEDDED_MASTER_NAME = "local"
 
@@ -255,29 +255,35 @@ def _check_scope(conn: Conn, show_id: int, body: Record) -> dict[str, int | None
     return scope
 
 
-def create_session(conn: Conn, now: float, principal: Principal, body: Record) -> Record:
-    """Seed flow "contributor creates a session": place it and seat the creator."""
+def create_session(
+    conn: Conn, now: float, principal: Principal, body: Record, session_id: str | None = None
+) -> Record:
+    """Seed flow "contributor creates a session": place it and seat the creator.
+
+    Placement takes no turn of its own: the least-loaded master is picked from a snapshot, and
+    the master's capacity is checked again where the session row is written (see `_claim`), so
+    creations on one master take turns only for the statements of their last round trip.
+    A master that filled up in between refuses the row; `is_placement_refused` tells that
+    refusal apart and the caller tries again."""
     assert principal.show_id is not None  # noqa: S101  # roles allowed here are show-scoped
     asked = _ask_place(conn)  # travels with the scope's queries
     scope = _check_scope(conn, principal.show_id, body)
     master = _place(conn, asked)
-    session_id = secrets.token_hex(8)
+    session_id = session_id or secrets.token_hex(8)
     values: Record = {
         "id": session_id,
         "name": body["name"],
         "show_id": principal.show_id,
         **scope,
-        "master_id": master["id"],
-        "state": "live",
         "created_by": principal.credential_id,
         "created_at": now,
     }
-    # seq is the creation order, for "the newest live session" when two share a timestamp;
-    # placement runs one at a time, so the next number is taken in the same statement.
+    _claim(conn, master["id"])
+    # seq, the creation order, is numbered by the database (migration 9).
     conn.execute(
-        f"INSERT INTO sessions ({', '.join(values)}, seq) "  # noqa: S608  # our column names
-        f"SELECT {', '.join('?' for _ in values)}, COALESCE(MAX(seq), 0) + 1 FROM sessions",
-        tuple(values.values()),
+        f"INSERT INTO sessions ({', '.join(values)}, state, master_id) "  # noqa: S608  # our column names
+        f"VALUES ({', '.join('?' for _ in values)}, 'live', {_WITH_ROOM})",
+        (*values.values(), master["id"], master["id"], master["id"]),
     )
     conn.execute(
         "INSERT INTO memberships (session_id, credential_id, joined_at) VALUES (?, ?, ?)",
@@ -294,6 +300,8 @@ def create_session(conn: Conn, now: float, principal: Principal, body: Record) -
     return _session(
         {
             **values,
+            "state": "live",
+            "master_id": master["id"],
             "master_name": master["name"],
             "master_url": master["url"],
             "members": 1,
@@ -301,6 +309,29 @@ def create_session(conn: Conn, now: float, principal: Principal, body: Record) -
             "suspended_at": None,
         }
     )
+
+
+# The master's id (bound twice more) if it still has room, else NULL: a live session without a
+# master breaks the sessions table's CHECK, so the whole write is refused and undone.
+_WITH_ROOM = (
+    "CASE WHEN (SELECT count(*) FROM sessions WHERE master_id = ? AND state = 'live') "
+    "< (SELECT capacity FROM masters WHERE id = ?) THEN ? END"
+)
+
+
+def _claim(conn: Conn, master_id: int) -> None:
+    """Take the master's row lock (PostgreSQL) until the transaction ends.
+
+    Placements on one master then take turns, and each one's next statement (a new snapshot,
+    at READ COMMITTED) counts every session the one before it placed there. It is an UPDATE,
+    not ``SELECT ... FOR UPDATE``, because SQLite (whose writes run one at a time anyway) has
+    no FOR UPDATE."""
+    conn.execute("UPDATE masters SET capacity = capacity WHERE id = ?", (master_id,))
+
+
+def is_placement_refused(exc: BaseException) -> bool:
+    """``exc`` is `create_session` finding its master full when it wrote the session."""
+    return is_check_violation(exc)
 
 
 def join_session(conn: Conn, now: float, principal: Principal, session_id: str) -> Record:

@@ -56,6 +56,13 @@ def is_unique_violation(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc)
 
 
+def is_check_violation(exc: BaseException) -> bool:
+    """A CHECK constraint refused the write."""
+    if isinstance(exc, psycopg.errors.CheckViolation):
+        return True
+    return isinstance(exc, sqlite3.IntegrityError) and "CHECK constraint failed" in str(exc)
+
+
 def is_postgres(target: object) -> bool:
     """Does ``target`` (a path or a URL given as --database) name a PostgreSQL database?"""
     return isinstance(target, str) and target.startswith(("postgresql://", "postgres://"))

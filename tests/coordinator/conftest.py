@@ -7,13 +7,13 @@ file and once on a real PostgreSQL server; the live-plane packages below run on 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
-from pgserver import PostgresMissing, PostgresServer, remove_postgres, start_postgres
+from pgserver import PostgresServer
 from rv_helpers import Client, FakeClock, MakeClient, World, make_world
 
 from coordinator.app import make_app
@@ -34,19 +34,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         here = Path(str(metafunc.definition.fspath)).parent == Path(__file__).parent
         sqlite_only = metafunc.definition.get_closest_marker("sqlite_only") is not None
         metafunc.parametrize("engine", ENGINES if here and not sqlite_only else ENGINES[:1])
-
-
-@pytest.fixture
-def own_postgres() -> Iterator[PostgresServer]:
-    """A server of the test's own: it is stopped and started while others may use theirs."""
-    try:
-        server = start_postgres()
-    except PostgresMissing as exc:
-        pytest.skip(str(exc))
-    try:
-        yield server
-    finally:
-        remove_postgres(server)
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import asyncio
 
-from rv_helpers import Client, World, call, enter, integrity_problems, open_db
+from rv_helpers import (
+    Client,
+    FakeClock,
+    MakeClient,
+    World,
+    call,
+    enter,
+    integrity_problems,
+    make_world,
+    open_db,
+)
 
 from coordinator.config import CoordinatorConfig
 
@@ -95,3 +105,48 @@ async def test_concurrent_create_join_leave(
             "LEFT JOIN sessions s ON s.id = m.session_id WHERE c.id IS NULL OR s.id IS NULL"
         ).fetchone()[0]
         assert orphans == 0
+
+
+async def test_concurrent_creations_never_place_more_sessions_than_a_master_holds(
+    make_client: MakeClient, clock: FakeClock, config: CoordinatorConfig
+) -> None:
+    """Creations race for the last room of two small masters: each master ends up with exactly
+    its capacity of live sessions, every other creation is told there is no room (503)."""
+    client = await make_client(register_local_master=False)
+    world = await make_world(client, clock)
+    capacities = {"m1": 3, "m2": 4}
+    for name, capacity in capacities.items():
+        await call(
+            client,
+            "POST",
+            "/pool",
+            world.admin,
+            {"name": name, "url": f"ws://127.0.0.1:91{capacity:02d}", "capacity": capacity},
+            201,
+        )
+
+    async def create(i: int) -> int:
+        resp = await client.post(
+            "/api/v1/sessions",
+            json={"name": f"c{i}", "episode_id": world.episode},
+            headers={"Authorization": f"Bearer {world.contributor}"},
+        )
+        await resp.read()
+        return resp.status
+
+    statuses = await asyncio.wait_for(asyncio.gather(*(create(i) for i in range(30))), 120)
+    assert sorted(statuses) == [201] * sum(capacities.values()) + [503] * (
+        30 - sum(capacities.values())
+    )
+    with open_db(config) as db:
+        live = dict(
+            db.execute(
+                "SELECT m.name, count(s.id) FROM masters m LEFT JOIN sessions s "
+                "ON s.master_id = m.id AND s.state = 'live' GROUP BY m.name"
+            ).fetchall()
+        )
+        assert live == capacities
+        (seqs, distinct) = db.execute(
+            "SELECT count(seq), count(DISTINCT seq) FROM sessions"
+        ).fetchone()
+        assert seqs == distinct == sum(capacities.values())

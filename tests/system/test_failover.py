@@ -24,7 +24,7 @@ import pytest
 from coordinator.store import pg
 from tests.conftest import RedisServer, free_port
 from tests.nodes import WAIT, Node, admin_token, api, ask, until
-from tests.pgserver import PostgresMissing, PostgresServer, remove_postgres, start_postgres
+from tests.pgserver import PostgresServer
 from tests.system.test_scaleout import MD5, connect, health_until, m_port, new_session, world
 
 FAILOVER_DEADLINE = 60.0  # bounded wait; the design moves sessions within about 12 s
@@ -36,19 +36,6 @@ def nodes() -> Iterator[list[Node]]:
     yield started
     for node in started:
         node.stop()
-
-
-@pytest.fixture
-def own_postgres() -> Iterator[PostgresServer]:
-    """A server of this test's own: it is stopped and started in the middle of it."""
-    try:
-        server = start_postgres()
-    except PostgresMissing as exc:
-        pytest.skip(str(exc))
-    try:
-        yield server
-    finally:
-        remove_postgres(server)
 
 
 @pytest.fixture
