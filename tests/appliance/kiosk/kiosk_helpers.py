@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,11 +39,19 @@ class Agent:
 Predicate = Callable[[], bool]
 
 
-async def wait_for(pilot: Pilot[None], predicate: Predicate, what: str) -> None:
-    """Let the app run until `predicate()` holds; fail after a bounded number of turns."""
-    for _ in range(500):
+async def wait_for(
+    pilot: Pilot[None], predicate: Predicate, what: str, seconds: float = 30.0
+) -> None:
+    """Let the app run until `predicate()` holds; fail after `seconds` (or 10,000 turns).
+
+    Bounded in time, not only in turns: on a loaded machine 500 turns of 10 ms ran out while
+    the kiosk was still in its reconnect back-off (up to 2 s) after an agent restart."""
+    deadline = time.monotonic() + seconds
+    for _ in range(10_000):
         if predicate():
             return
+        if time.monotonic() > deadline:
+            break
         await pilot.pause(0.01)
     raise AssertionError(f"timed out waiting for {what}")
 
