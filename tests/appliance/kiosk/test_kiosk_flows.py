@@ -223,8 +223,15 @@ async def test_the_kiosk_shows_reconnecting_while_the_agent_is_gone_and_comes_ba
 ) -> None:
     app, pilot = kiosk
     await agent.stop()
-    await wait_for(pilot, lambda: isinstance(app.screen, ReconnectingScreen), "the banner")
-    assert "Reconnecting to the burner…" in screen_text(pilot)
+    # The banner's words, not only its screen: a screen just pushed has not composed its labels.
+    await wait_for(
+        pilot,
+        lambda: (
+            isinstance(app.screen, ReconnectingScreen)
+            and "Reconnecting to the burner…" in screen_text(pilot)
+        ),
+        "the banner",
+    )
     assert not app.model.connected
 
     await agent.handler.eject(LEFT)  # the world changed while we were away
