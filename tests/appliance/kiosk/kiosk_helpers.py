@@ -42,13 +42,15 @@ Predicate = Callable[[], bool]
 async def wait_for(
     pilot: Pilot[None], predicate: Predicate, what: str, seconds: float = 30.0
 ) -> None:
-    """Let the app run until `predicate()` holds; fail after `seconds` (or 10,000 turns).
+    """Let the app run until `predicate()` holds and the current screen has composed and
+    mounted its widgets (a screen just pushed has no labels yet); fail after `seconds` (or
+    10,000 turns).
 
     Bounded in time, not only in turns: on a loaded machine 500 turns of 10 ms ran out while
     the kiosk was still in its reconnect back-off (up to 2 s) after an agent restart."""
     deadline = time.monotonic() + seconds
     for _ in range(10_000):
-        if predicate():
+        if predicate() and pilot.app.screen.is_mounted:
             return
         if time.monotonic() > deadline:
             break
