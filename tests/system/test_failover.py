@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,20 +27,6 @@ from tests.pgserver import PostgresServer
 from tests.system.test_scaleout import MD5, connect, health_until, m_port, new_session, world
 
 FAILOVER_DEADLINE = 60.0  # bounded wait; the design moves sessions within about 12 s
-
-
-@pytest.fixture
-def nodes() -> Iterator[list[Node]]:
-    started: list[Node] = []
-    yield started
-    for node in started:
-        node.stop()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 def _queued(url: str, session_id: str) -> list[tuple[str, int]]:

@@ -8,28 +8,12 @@ the multi-host test's part (tests/system/test_multihost.py).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
-import pytest
 
 from tests.nodes import Node, admin_token, appliance_token
 from tests.system.test_scaleout import world
-
-
-@pytest.fixture
-def nodes() -> Iterator[list[Node]]:
-    started: list[Node] = []
-    yield started
-    for node in started:
-        node.stop()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def _refused(http: aiohttp.ClientSession, node: Node, token: str | None) -> tuple[int, str]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,20 +23,6 @@ from tests.conftest import RedisServer, free_port
 from tests.nodes import WAIT, Node, admin_token, api, ask, until
 
 MD5 = "cd" * 16
-
-
-@pytest.fixture
-def nodes() -> Iterator[list[Node]]:
-    started: list[Node] = []
-    yield started
-    for node in started:
-        node.stop()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def enter(http: aiohttp.ClientSession, node: Node, show: int, user: str, secret: str) -> str:
