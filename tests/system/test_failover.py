@@ -50,6 +50,21 @@ async def _eventually(check: Any, what: str) -> Any:
     raise AssertionError(f"never: {what}")
 
 
+async def ride_out_a_postgres_restart(c: Cluster, http: aiohttp.ClientSession) -> None:
+    """PostgreSQL goes away: every node says so (503), none dies; then it comes back."""
+    await asyncio.to_thread(c.postgres.stop)
+    alive = [*c.rendezvous, c.m2, c.balancer]
+
+    async def all_report(reachable: bool) -> bool:
+        reports = [await node.health(http) for node in alive]
+        return all(r["database_reachable"] is reachable for r in reports)
+
+    await _eventually(lambda: all_report(False), "every node reporting the database unreachable")
+    await asyncio.to_thread(c.postgres.start)
+    await _eventually(lambda: all_report(True), "every node reporting the database back")
+    assert [node.proc.poll() for node in alive] == [None] * len(alive)
+
+
 @dataclass
 class Cluster:
     """The processes of one deployment; the first rendezvous node is where the test writes."""
@@ -104,18 +119,7 @@ async def failover_scenario(http: aiohttp.ClientSession, c: Cluster, admin: str)
     snap = await _eventually(back_in_the_room, "a browser back in the room")
     assert snap["result"]["queue"] == [{"md5": MD5, "count": 20}]
 
-    # PostgreSQL goes away: every node says so (503), none dies; then it comes back.
-    await asyncio.to_thread(c.postgres.stop)
-    alive = [*c.rendezvous, c.m2, c.balancer]
-
-    async def all_report(reachable: bool) -> bool:
-        reports = [await node.health(http) for node in alive]
-        return all(r["database_reachable"] is reachable for r in reports)
-
-    await _eventually(lambda: all_report(False), "every node reporting the database unreachable")
-    await asyncio.to_thread(c.postgres.start)
-    await _eventually(lambda: all_report(True), "every node reporting the database back")
-    assert [node.proc.poll() for node in alive] == [None] * len(alive)
+    await ride_out_a_postgres_restart(c, http)
     for node in c.rendezvous:
         got = await api(http, node, "GET", f"/sessions/{sid}", w["cleo"])
         assert (got["state"], got["master"]["url"].endswith(m_port(c.m2))) == ("live", True)

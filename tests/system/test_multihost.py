@@ -30,7 +30,7 @@ from tests.netns import Lan, NetnsUnavailable, lan
 from tests.nodes import Node, admin_token, api, appliance_token, ask, until
 from tests.pgserver import PostgresMissing, remove_postgres, start_postgres
 from tests.system.kiosks import Budget, Kiosk, image_bytes, start_kiosk, take_of
-from tests.system.test_failover import Cluster, _eventually, _queued
+from tests.system.test_failover import Cluster, _eventually, _queued, ride_out_a_postgres_restart
 from tests.system.test_scaleout import connect, health_until, m_port, new_session, world
 
 HOSTS = ("db", "m1", "m2", "r1", "r2")
@@ -236,18 +236,7 @@ async def _kiosk_scenario(
     assert len(counted) == 20
     assert set(counted) == {*a.jobs, *b.jobs}
 
-    # PostgreSQL goes away: every node says so (503), none dies; then it comes back.
-    await asyncio.to_thread(c.postgres.stop)
-    alive = [*c.rendezvous, c.m2, c.balancer]
-
-    async def all_report(reachable: bool) -> bool:
-        reports = [await node.health(http) for node in alive]
-        return all(r["database_reachable"] is reachable for r in reports)
-
-    await _eventually(lambda: all_report(False), "every node reporting the database unreachable")
-    await asyncio.to_thread(c.postgres.start)
-    await _eventually(lambda: all_report(True), "every node reporting the database back")
-    assert [node.proc.poll() for node in alive] == [None] * len(alive)
+    await ride_out_a_postgres_restart(c, http)
     assert await asyncio.to_thread(_counted, c.database, sid) == stored
     room = await _eventually(back, "the room and both kiosks' links after the outage")
     assert sum(_burned(room).values()) == 20
