@@ -70,6 +70,7 @@ class Agent(Uplink, Burns, FileBurns):
                 send=self._send_online,
                 coordinator_url=conf.coordinator_url,
                 headers_for=self._headers_for,
+                download_timeout=conf.download_timeout,
             )
             await self.sharing.start()
         self.panel = self._make_panel()

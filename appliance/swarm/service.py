@@ -108,8 +108,12 @@ class Sharing:
         send: Send,
         coordinator_url: str | None,
         headers_for: Callable[[str], dict[str, str]],
+        download_timeout: float = 30.0,
     ) -> None:
         self.config = config
+        # `[cache] download_timeout`: how long the take's own URL may go without a byte when
+        # the swarm falls back to it, as for a download without sharing.
+        self.download_timeout = download_timeout
         self.cache = cache
         self.send = send
         self.coordinator_url = coordinator_url
@@ -347,7 +351,7 @@ class Sharing:
         source = SwarmSource(
             asyncio.get_running_loop(),
             lambda: self._chunk_fetch(manifest, progress, url, headers, peer_http),
-            HttpSource(url, headers=headers),
+            HttpSource(url, headers=headers, timeout=self.download_timeout),
             manifest.size,
             manifest.chunk_size,
             on_done=lambda: self._finished(manifest, progress),

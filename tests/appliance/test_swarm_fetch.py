@@ -343,7 +343,9 @@ async def kiosks(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Kiosk]
     show = ShowTracker(tmp_path)
     made: list[Sharing] = []
 
-    async def make(n: int, root: Path | None = None, **conf: Any) -> Kiosk:
+    async def make(
+        n: int, root: Path | None = None, download_timeout: float = 30.0, **conf: Any
+    ) -> Kiosk:
         cache = ImageCache(root or tmp_path / f"kiosk{n}", 64 << 20)
         config = ShareConfig(
             fetch=True,
@@ -355,7 +357,12 @@ async def kiosks(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Kiosk]
             **conf,
         )
         sharing = Sharing(
-            config, cache, send=show.link(n), coordinator_url=None, headers_for=lambda _: {}
+            config,
+            cache,
+            send=show.link(n),
+            coordinator_url=None,
+            headers_for=lambda _: {},
+            download_timeout=download_timeout,
         )
         await sharing.start()
         show.attach(sharing, n)
@@ -400,6 +407,23 @@ async def test_a_kiosk_fetches_from_another_kiosk_of_its_show_through_the_tracke
     assert origin.bytes_out == 0  # all from kiosk 1
     assert a.sharing.server is not None
     assert a.sharing.server.bytes_sent == len(data)
+
+
+async def test_the_origin_fallback_waits_as_long_as_the_cache_download_timeout_says(
+    kiosks: Callable[..., Awaitable[Kiosk]],
+    serve: Callable[[Served], Awaitable[Served]],
+) -> None:
+    # `[cache] download_timeout` is how long a take's own URL may stay silent; when the swarm
+    # gives up and reads the take from that URL, the same bound holds (not a fixed 30 s).
+    data = blob(2 * CHUNK, 9)
+    manifest = manifest_of(data)
+    origin = await serve(Served(data))
+    b = await kiosks(2, download_timeout=4.5)
+    keep_manifest(b.cache, manifest)
+    source = await b.sharing.source(manifest.sha256, len(data), manifest.digest, origin.url, {})
+    assert source is not None
+    assert source.origin.what == origin.url
+    assert source.origin.timeout == 4.5
 
 
 async def test_a_fetch_resumes_from_the_verified_prefix_an_earlier_run_left(
