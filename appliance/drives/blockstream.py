@@ -47,9 +47,8 @@ from appliance.drives.blockio import (
     round_up,
     sector_size,
     target_size,
-    zero_out,
 )
-from appliance.drives.holecheck import HoleChecker
+from appliance.drives.holecheck import HoleChecker, HoleRun
 from appliance.images.bmap import BadBmap, RangeChecker, load_bmap
 from appliance.images.download import active, open_image
 from appliance.images.formats import Encoding
@@ -282,6 +281,7 @@ def write_stream(
     fd = _open_target(path, os.O_RDWR)
     reader: _Reader | None = None
     holes: HoleChecker | None = None
+    zero_buf: AlignedBuffer | None = None
     digest_thread: threading.Thread | None = None
     digest_out: list[tuple[str, str] | None] = []
     digest_stop = threading.Event()
@@ -327,6 +327,13 @@ def write_stream(
         n_chunk = 0
         holes = HoleChecker(fd, chunk, sector)
         holes.start()
+        zero_buf = AlignedBuffer(chunk)  # what a device that cannot zero by itself is given
+
+        def write_zeros(at: int, length: int) -> None:
+            with zero_buf.view(length) as part:
+                _put(drive, fd, part, at, sector, capacity)
+
+        run = HoleRun(fd, holes, write_zeros)
         for buf, n, skipped in reader.chunks(stop):
             if first is None:
                 first = (buf, n)
@@ -347,12 +354,12 @@ def write_stream(
                         )
                 elif drive._sparse and n == chunk:
                     hole = zero_cmp == view
-                if hole and n % sector == 0 and zero_out(fd, off, n):
-                    drive.zeroed_bytes += n
-                    holes.check(off, n)
+                if hole and n % sector == 0:
+                    run.add(off, n)
                 else:
+                    run.flush()
                     if skipped:
-                        view[:] = zero_cmp[:n]  # the device would not zero it: write zeros
+                        view[:] = zero_cmp[:n]  # a partial sector: written, as zeros
                     _put(drive, fd, view, off, sector, capacity)
             reader.free.put(buf)
             off += n
@@ -368,6 +375,8 @@ def write_stream(
                 "the target was left blank at its start"
             )
 
+        run.flush()
+        drive.zeroed_bytes = run.zeroed
         # 4. Every check before the first chunk goes down, the zeroed holes' read-back first.
         check_stop(stop)
         held, holes = holes, None
@@ -409,6 +418,8 @@ def write_stream(
         raise io_error(path, exc, capacity, "write", shared.done) from exc
     finally:
         digest_stop.set()
+        if zero_buf is not None:
+            zero_buf.close()
         if holes is not None:
             holes.abandon()
         if reader is not None:

@@ -13,8 +13,14 @@ from __future__ import annotations
 import os
 import queue
 import threading
+from collections.abc import Callable
 
-from appliance.drives.blockio import AlignedBuffer, read_full, round_up
+from appliance.drives.blockio import AlignedBuffer, read_full, round_up, zero_out
+
+# The most one BLKZEROOUT is asked to zero: a device without a zeroing offload has the kernel
+# write the zeros itself, and a stop request waits for the ioctl (64 MiB is a few seconds on a
+# slow card).
+RUN_LIMIT = 64 << 20
 
 
 class HoleChecker(threading.Thread):
@@ -69,3 +75,39 @@ class HoleChecker(threading.Thread):
         self._todo.put(None)
         self.join()
         self._buf.close()
+
+
+class HoleRun:
+    """Consecutive holes gathered into one BLKZEROOUT. Under a loop device each ioctl is one
+    change of the backing file's extents, and a run of chunk-sized ones costs many times one
+    for the whole run (the 8 MiB ioctls of a 70 %-holes image took 1.2 s of a 2 s burn). A run
+    goes down when a data chunk comes, when it reaches `RUN_LIMIT`, or at `flush`; each of its
+    chunks is then handed to the `HoleChecker`. A device that refuses the ioctl gets the zeros
+    written by `write_zeros(offset, length)`, chunk by chunk."""
+
+    def __init__(
+        self, fd: int, checker: HoleChecker, write_zeros: Callable[[int, int], None]
+    ) -> None:
+        self._fd, self._checker, self._write_zeros = fd, checker, write_zeros
+        self._spans: list[tuple[int, int]] = []
+        self._end = 0
+        self.zeroed = 0  # bytes the device zeroed itself
+
+    def add(self, offset: int, length: int) -> None:
+        if self._spans and (offset != self._end or self._end - self._spans[0][0] >= RUN_LIMIT):
+            self.flush()
+        self._spans.append((offset, length))
+        self._end = offset + length
+
+    def flush(self) -> None:
+        spans, self._spans = self._spans, []
+        if not spans:
+            return
+        start = spans[0][0]
+        if zero_out(self._fd, start, self._end - start):
+            self.zeroed += self._end - start
+            for off, n in spans:
+                self._checker.check(off, n)
+        else:
+            for off, n in spans:
+                self._write_zeros(off, n)

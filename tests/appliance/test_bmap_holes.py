@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-import appliance.drives.blockstream as blockstream
+import appliance.drives.holecheck as holecheck
 from appliance.drives.base import CorruptImage, SourceImage, VerifyMismatch
 from appliance.drives.block import BlockDrive
 from tests.appliance.diskimages import make_bmap
@@ -77,7 +77,7 @@ async def test_a_hole_the_device_says_it_zeroed_but_did_not_fails_and_leaves_the
     img = sparse_image(tmp_path / "sparse.img")
     bmap = make_bmap(img)
     dev = loop_devices(16 * MiB, fill=b"\xff")
-    monkeypatch.setattr(blockstream, "zero_out", lambda fd, offset, length: True)
+    monkeypatch.setattr(holecheck, "zero_out", lambda fd, offset, length: True)
     drive = BlockDrive(dev.path, "u", chunk_size=CHUNK)
     with pytest.raises(VerifyMismatch, match=f"bytes {2 * MiB}..{3 * MiB - 1} do not read back"):
         async for _ in drive.write(SourceImage(img, SIZE, bmap=bmap)):
@@ -106,3 +106,40 @@ async def test_the_verify_after_a_bmap_burn_still_compares_every_mapped_chunk(
     with pytest.raises(VerifyMismatch, match=f"bytes {5 * MiB}..{6 * MiB - 1}"):
         async for _ in drive.verify(image):
             pass
+
+
+async def test_a_device_that_cannot_zero_gets_the_zeros_written(
+    tmp_path: Path, loop_devices: LoopFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A card reader that refuses BLKZEROOUT (many USB bridges do): every hole is written as
+    zeros instead, over the old bytes, and the target still equals the image."""
+    img = sparse_image(tmp_path / "sparse.img")
+    bmap = make_bmap(img)
+    dev = loop_devices(16 * MiB, fill=b"\xff")
+    monkeypatch.setattr(holecheck, "zero_out", lambda fd, offset, length: False)
+    drive = BlockDrive(dev.path, "u", chunk_size=CHUNK)
+    await burn(drive, SourceImage(img, SIZE, bmap=bmap))
+    assert dev.read(0, SIZE) == img.read_bytes()
+    assert drive.zeroed_bytes == 0
+
+
+async def test_neighbouring_holes_are_zeroed_by_one_request(
+    tmp_path: Path, loop_devices: LoopFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each zeroing request changes the device's (or a loop file's) extents once: a run of
+    holes goes down as one request, not one per chunk."""
+    img = sparse_image(tmp_path / "sparse.img")
+    bmap = make_bmap(img)
+    dev = loop_devices(16 * MiB, fill=b"\xff")
+    asked: list[tuple[int, int]] = []
+    real = holecheck.zero_out
+
+    def recording(fd: int, offset: int, length: int) -> bool:
+        asked.append((offset, length))
+        return real(fd, offset, length)
+
+    monkeypatch.setattr(holecheck, "zero_out", recording)
+    drive = BlockDrive(dev.path, "u", chunk_size=CHUNK)
+    await burn(drive, SourceImage(img, SIZE, bmap=bmap))
+    assert asked == [(2 * MiB, 3 * MiB), (6 * MiB, 2 * MiB), (9 * MiB, 3 * MiB)]
+    assert dev.read(0, SIZE) == img.read_bytes()
