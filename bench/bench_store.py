@@ -56,9 +56,35 @@ def _env(database: str | None) -> dict[str, str]:
     return env
 
 
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds the processes used so far (0 for any that is gone)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
+
+
+def _database_pids() -> list[int]:
+    """The PostgreSQL server's processes (this host runs only the benchmark's own)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "postgres":
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
 @contextmanager
-def coordinator(data: Path, database: str | None) -> Iterator[tuple[str, str]]:
-    """A serve process; yields its base URL and an admin credential."""
+def coordinator(data: Path, database: str | None) -> Iterator[tuple[str, str, int]]:
+    """A serve process; yields its base URL, an admin credential and its pid."""
     admin = subprocess.run(
         [*CLI, "admin", "create", "--data", str(data), "--name", "B", "--email", "b@e.org"],
         env=_env(database),
@@ -85,7 +111,7 @@ def coordinator(data: Path, database: str | None) -> Iterator[tuple[str, str]]:
         threading.Thread(
             target=shutil.copyfileobj, args=(proc.stderr, sys.stderr), daemon=True
         ).start()
-        yield f"http://127.0.0.1:{port}/api/v1", admin
+        yield f"http://127.0.0.1:{port}/api/v1", admin, proc.pid
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -135,8 +161,10 @@ async def _join(http: aiohttp.ClientSession, base: str, show: int, email: str, s
     return str((await _call(http, "POST", f"{base}/join", None, body))["credential"])
 
 
-async def _mix(base: str, admin: str) -> float:
-    """Requests per second of the REST mix with CLIENTS concurrent clients."""
+async def _mix(base: str, admin: str, pid: int) -> float:
+    """Requests per second of the REST mix with CLIENTS concurrent clients; prints the CPU
+    time each request cost the coordinator and the database server (steadier than the rate
+    on a busy machine)."""
     connector = aiohttp.TCPConnector(limit=CLIENTS)
     async with aiohttp.ClientSession(connector=connector) as http:
         world = await _world(http, base, admin)
@@ -180,9 +208,16 @@ async def _mix(base: str, admin: str) -> float:
                 done += 1
                 spent[kind] += time.monotonic() - began
 
+        # Per process: the pool opens more connections (server processes) as the load grows.
+        db_before = {p: _cpu_seconds([p]) for p in _database_pids()}
+        coord_before = _cpu_seconds([pid])
         started = time.monotonic()
         await asyncio.gather(*(client(i) for i in range(CLIENTS)))
         rate = done / (time.monotonic() - started)
+        coord_ms = (_cpu_seconds([pid]) - coord_before) / done * 1000
+        db_cpu = sum(_cpu_seconds([p]) - db_before.get(p, 0.0) for p in _database_pids())
+        db_ms = db_cpu / done * 1000
+        print(f"    CPU per request: coordinator {coord_ms:.2f} ms, database server {db_ms:.2f} ms")
         total = sum(spent) or 1.0
         names = ("join", "list sessions", "create take", "create+leave session")
         print(
@@ -201,11 +236,11 @@ def main() -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="bench-store-") as tmp:
             root = Path(tmp)
-            with coordinator(root / "sqlite", None) as (base, admin):
-                sqlite_rps = asyncio.run(_mix(base, admin))
+            with coordinator(root / "sqlite", None) as (base, admin, pid):
+                sqlite_rps = asyncio.run(_mix(base, admin, pid))
             database = server.new_database()
-            with coordinator(root / "pg", database) as (base, admin):
-                pg_rps = asyncio.run(_mix(base, admin))
+            with coordinator(root / "pg", database) as (base, admin, pid):
+                pg_rps = asyncio.run(_mix(base, admin, pid))
     finally:
         remove_postgres(server)
     ratio = pg_rps / sqlite_rps
