@@ -1,16 +1,20 @@
 """The store on PostgreSQL: a bounded pool of psycopg 3 connections behind the same ``fn(conn)``.
 
 Store operations are written once, in SQL both engines run (`coordinator.store.sql`); here a
-PostgreSQL connection is given their shape: ``?`` placeholders become psycopg's ``%s`` (values are
-bound on the client, so PostgreSQL never has to guess the type of a bare ``? IS NULL``), and rows
-answer by index and by name. A write takes the transaction-scoped advisory write lock first, so
-writes run one at a time across every process and host sharing the database, exactly as on
-SQLite's single writer: an operation that reads then writes sees what it would alone (SERIALIZABLE
-was tried: under 50 concurrent clients creating sessions it retried without end). The few hot
-writes whose callers name a ``lock`` key (signing in, adding a take, creating, joining or leaving
-a session) take the write lock shared plus their key exclusively: they run alongside each other,
-one at a time per key, and never beside an ordinary write. Reads run concurrently, each in one
-REPEATABLE READ snapshot (or, for a read of one statement, in autocommit).
+PostgreSQL connection is given their shape: ``?`` placeholders become psycopg's ``%s``, and rows
+answer by index and by name. Values are bound on the server, so a statement a connection has run
+a few times is prepared there (parsed and planned once): that cut the database server's CPU time
+per request of the REST mix by a third (bench/bench_store.py prints it). The one thing the SQL
+must not do is leave a parameter's type for PostgreSQL to guess (a bare ``? IS NULL``).
+
+A write takes the transaction-scoped advisory write lock first, so writes run one at a time
+across every process and host sharing the database, exactly as on SQLite's single writer: an
+operation that reads then writes sees what it would alone (SERIALIZABLE was tried: under 50
+concurrent clients creating sessions it retried without end). The few hot writes whose callers
+name a ``lock`` key (signing in, adding a take, creating, joining or leaving a session) take the
+write lock shared plus their key exclusively: they run alongside each other, one at a time per
+key, and never beside an ordinary write. Reads run concurrently, each in one REPEATABLE READ
+snapshot (or, for a read of one statement, in autocommit).
 
 A database that cannot be reached is a `DatabaseUnavailable` (HTTP 503), raised within the pool's
 timeout instead of waiting; a connection found dead when a transaction begins is replaced at once,
@@ -176,8 +180,8 @@ class PgConn:
     """A psycopg connection shaped like the ``sqlite3`` one the store operations expect.
 
     Statements are batched: ``execute`` only queues a statement, and the queue goes to the
-    server as one message (client-side binding allows several statements in one) when a
-    result of it is read, or together with the COMMIT. The BEGIN of a transaction travels in
+    server in one round trip (psycopg's pipeline mode) when a result of it is read, or
+    together with the COMMIT. The BEGIN of a transaction travels in
     front of its first statement. So a write that ends with statements whose results it never
     reads (the audit row, a membership) pays one round trip for them and the COMMIT together.
     The cost: an error of a statement whose result is not read is raised where the batch is
@@ -189,12 +193,16 @@ class PgConn:
         self._open = False  # a transaction was begun on the server
         self._waiting: list[tuple[str, Sequence[Any], Result]] = []
         self._batching = False  # only inside `begin` ... `end`; a bare connection sends at once
+        self._close_on_flush = False
         self.statements = 0  # statements sent to the server
 
-    def begin(self, statements: tuple[str, ...]) -> None:
-        """Open a transaction with ``statements`` before the next statement; () = autocommit."""
+    def begin(self, statements: tuple[str, ...], *, one_trip: bool = False) -> None:
+        """Open a transaction with ``statements`` before the next statement; () = autocommit.
+        ``one_trip``: the transaction ends with the first batch sent (its COMMIT travels with
+        it), for a read that asks every statement before it reads an answer."""
         self._begin = statements
         self._batching = True
+        self._close_on_flush = one_trip
         self.statements = 0
 
     def _opening(self) -> tuple[str, ...]:
@@ -210,21 +218,34 @@ class PgConn:
         return result
 
     def flush(self, *after: str) -> None:
-        """Send the waiting statements (then ``after``, without parameters) as one message."""
+        """Send the waiting statements (then ``after``, without parameters) in one round trip."""
         waiting, self._waiting = self._waiting, []
         opening = self._opening()
-        texts = [*opening, *(sql for sql, _, _ in waiting), *after]
-        if not texts:
+        if not (opening or waiting or after):
             return
-        params = [p for _, ps, _ in waiting for p in ps]
-        cur = self.raw.execute("; ".join(texts), params)
-        self.statements += len(waiting)
-        for _ in opening:
-            cur.nextset()  # past the opening statements' results, to the first statement's
-        for _, _, result in waiting:
-            rows = cur.fetchall() if cur.description else []
-            result._settle(cur.rowcount, rows)
-            cur.nextset()
+        closing = self._close_on_flush and self._open and not after
+        if closing:
+            after, self._close_on_flush = ("COMMIT",), False
+        raw = self.raw
+        if len(waiting) == 1 and not opening and not after:
+            sql, params, result = waiting[0]
+            self.statements += 1
+            cur = raw.execute(sql, params)
+            result._settle(cur.rowcount, cur.fetchall() if cur.description else [])
+            return
+        sent: list[tuple[psycopg.Cursor[PgRow], Result]] = []
+        with raw.pipeline():
+            for text in opening:
+                raw.execute(text)
+            for sql, params, result in waiting:
+                sent.append((raw.execute(sql, params), result))
+            self.statements += len(waiting)
+            for text in after:
+                raw.execute(text)
+        if closing:
+            self._open = False
+        for cur, result in sent:
+            result._settle(cur.rowcount, cur.fetchall() if cur.description else [])
 
     def executemany(self, sql: str, parameters: Any, /) -> psycopg.Cursor[PgRow]:
         self.flush()
@@ -264,7 +285,6 @@ def _connect_kwargs(timeout: float) -> dict[str, Any]:
     return {
         "autocommit": True,  # transactions are begun and ended by hand, as on SQLite
         "row_factory": _pg_row,
-        "cursor_factory": psycopg.ClientCursor,
         "connect_timeout": max(1, round(timeout)),
         # A server that vanished without closing the socket is noticed within seconds.
         "keepalives": 1,
@@ -379,16 +399,19 @@ class PgEngine:
         write: bool,
         snapshot: bool = True,
         lock: str | None = None,
+        one_trip: bool = False,
     ) -> T:
         """Run ``fn`` in a write transaction (keyed by ``lock``, or alone), a read snapshot,
-        or (a read of one statement, ``snapshot=False``) in autocommit: one round trip."""
+        or (a read of one statement, ``snapshot=False``) in autocommit: one round trip. A read
+        with ``one_trip`` asks all its statements before reading an answer: they, its BEGIN and
+        its COMMIT travel together (statements asked after that run in autocommit)."""
         if write:
             begin = WRITE_BEGIN if lock is None else keyed_begin(lock)
         else:
             begin = READ_BEGIN if snapshot else ()
         for attempt in range(WRITE_RETRIES):
             try:
-                return self._once(fn, begin)
+                return self._once(fn, begin, one_trip=one_trip and not write)
             except _RETRYABLE:
                 if attempt == WRITE_RETRIES - 1:
                     raise
@@ -396,7 +419,9 @@ class PgEngine:
                 time.sleep(random.uniform(0, 0.002 * 2 ** min(attempt, 5)))  # noqa: S311
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _once(self, fn: Callable[[PgConn], T], begin: tuple[str, ...]) -> T:
+    def _once(
+        self, fn: Callable[[PgConn], T], begin: tuple[str, ...], *, one_trip: bool = False
+    ) -> T:
         pool = self._pool
         if pool is None:
             raise DatabaseUnavailable("the store is not open")
@@ -407,7 +432,7 @@ class PgEngine:
             try:
                 with pool.connection(timeout=self.timeout) as raw:
                     conn = PgConn(raw)
-                    conn.begin(begin)
+                    conn.begin(begin, one_trip=one_trip)
                     try:
                         result = fn(conn)
                     except BaseException as exc:
