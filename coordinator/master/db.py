@@ -250,13 +250,26 @@ def _apply_writes(conn: Conn, writes: list[Write]) -> None:
             )
 
 
-def _load(conn: Conn, session_id: str) -> tuple[list[tuple[str, int]], list[BurnerRecord]]:
-    queue = [
-        (str(row[0]), int(row[1]))
-        for row in conn.execute(
-            "SELECT md5, count FROM queue WHERE session_id = ? ORDER BY position", (session_id,)
-        )
-    ]
+def _load_room(
+    conn: Conn, session_id: str
+) -> tuple[list[tuple[str, int]], list[BurnerRecord], list[KioskRecord]]:
+    """A session's queue, burners and kiosks. The three reads are all asked before any answer
+    is read, so on PostgreSQL they travel in one round trip with their snapshot."""
+    queue_rows = conn.execute(
+        "SELECT md5, count FROM queue WHERE session_id = ? ORDER BY position", (session_id,)
+    )
+    burner_rows = conn.execute(
+        """SELECT uid, name, capabilities, images, burned, failed, recent_failures,
+        speed_total, speed_samples, job, cancelled, common_only, jobs
+        FROM burners WHERE session_id = ? ORDER BY uid""",
+        (session_id,),
+    )
+    kiosk_rows = conn.execute(
+        """SELECT id, name, version, link, since, burners, images, cache_used, cache_max
+        FROM kiosks WHERE session_id = ? ORDER BY id""",
+        (session_id,),
+    )
+    queue = [(str(row[0]), int(row[1])) for row in queue_rows.fetchall()]
     burners = [
         BurnerRecord(
             session_id=session_id,
@@ -274,18 +287,9 @@ def _load(conn: Conn, session_id: str) -> tuple[list[tuple[str, int]], list[Burn
             common_only=bool(row[11]),
             jobs=tuple(str(j) for j in json.loads(row[12])),
         )
-        for row in conn.execute(
-            """SELECT uid, name, capabilities, images, burned, failed, recent_failures,
-            speed_total, speed_samples, job, cancelled, common_only, jobs
-            FROM burners WHERE session_id = ? ORDER BY uid""",
-            (session_id,),
-        )
+        for row in burner_rows.fetchall()
     ]
-    return queue, burners
-
-
-def _load_kiosks(conn: Conn, session_id: str) -> list[KioskRecord]:
-    return [
+    kiosks = [
         KioskRecord(
             session_id=session_id,
             id=int(row[0]),
@@ -298,12 +302,9 @@ def _load_kiosks(conn: Conn, session_id: str) -> list[KioskRecord]:
             cache_used=row[7],
             cache_max=row[8],
         )
-        for row in conn.execute(
-            """SELECT id, name, version, link, since, burners, images, cache_used, cache_max
-            FROM kiosks WHERE session_id = ? ORDER BY id""",
-            (session_id,),
-        )
+        for row in kiosk_rows.fetchall()
     ]
+    return queue, burners, kiosks
 
 
 MASTER_LOCK = "master-state"
@@ -402,9 +403,9 @@ class MasterDB:
             raise MasterDBClosed("the master database is not open")
         return self._conn
 
-    def _read(self, fn: Callable[[Conn], T]) -> T:
+    def _read(self, fn: Callable[[Conn], T], *, one_trip: bool = False) -> T:
         if self._pg is not None:
-            return self._pg.run(fn, write=False)
+            return self._pg.run(fn, write=False, one_trip=one_trip)
         return fn(self._connection())
 
     def _write(self, writes: list[Write], tried: bool) -> None:
@@ -423,11 +424,13 @@ class MasterDB:
             raise MasterDBClosed("the master database is not open")
         return await asyncio.wrap_future(self._executor.submit(fn))
 
-    async def load(self, session_id: str) -> tuple[list[tuple[str, int]], list[BurnerRecord]]:
-        return await self._call(lambda: self._read(lambda c: _load(c, session_id)))
-
-    async def load_kiosks(self, session_id: str) -> list[KioskRecord]:
-        return await self._call(lambda: self._read(lambda c: _load_kiosks(c, session_id)))
+    async def load(
+        self, session_id: str
+    ) -> tuple[list[tuple[str, int]], list[BurnerRecord], list[KioskRecord]]:
+        """A session's kept queue, burners and kiosks, after every write submitted before."""
+        return await self._call(
+            lambda: self._read(lambda c: _load_room(c, session_id), one_trip=True)
+        )
 
     async def history(self, session_id: str, span: int, since: int) -> list[dict[str, object]]:
         """History rows of a session (see `_history`); runs after every write submitted before."""

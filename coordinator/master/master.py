@@ -123,8 +123,7 @@ class Master:
         room = self._rooms.get(key)
         if room is not None:
             return room
-        queue, burners = await self.db.load(key)
-        kiosks = await self.db.load_kiosks(key)
+        queue, burners, kiosks = await self.db.load(key)
         room = self._rooms.get(key)  # another caller may have loaded it meanwhile
         if room is None:
             room = Room(

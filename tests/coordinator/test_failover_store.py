@@ -9,7 +9,7 @@ import pytest
 from pgserver import PostgresServer
 
 from coordinator.master.db import MasterDB
-from coordinator.master.room import BurnerRecord, HistoryTick, QueueSnapshot
+from coordinator.master.room import BurnerRecord, HistoryTick, KioskRecord, QueueSnapshot
 from coordinator.store import Store
 from coordinator.store.failover import heartbeat, reassign_silent
 from coordinator.store.sql import Conn
@@ -97,10 +97,12 @@ async def test_a_master_state_written_by_one_master_is_read_by_another(
                 QueueSnapshot("s1", (("ab" * 16, 3),)),
                 BurnerRecord("s1", uid, name="left", burned=2, failed=1, jobs=("j1", "j2", "j3")),
                 HistoryTick("s1", uid, None, NOW, True),
+                KioskRecord("s1", 7, name="hall", burners=(uid,), cache_used=5, cache_max=9),
             ]
         )
         await a.flush()
-        queue, burners = await b.load("s1")
+        queue, burners, kiosks = await b.load("s1")
+        assert [(k.id, k.name, k.burners, k.cache_used) for k in kiosks] == [(7, "hall", (uid,), 5)]
         assert queue == [("ab" * 16, 3)]
         assert [(r.name, r.burned, r.failed, r.jobs) for r in burners] == [
             ("left", 2, 1, ("j1", "j2", "j3"))

@@ -29,7 +29,7 @@ def _result(burned: int, failed: int, at: float) -> list[Write]:
 
 async def _counts(db: MasterDB) -> tuple[int, int, int, int]:
     """The burner's statistics and the sums of its per-minute history, as a reload sees them."""
-    _, burners = await db.load("s1")
+    _, burners, _ = await db.load("s1")
     history = await db.history("s1", 60, 0)
     rows = [h for h in history if h["kind"] == "burner"]
     burned = sum(int(str(h["burned"])) for h in rows)
