@@ -26,7 +26,7 @@ ADMIN: tuple[Role, ...] = ("admin",)
 async def list_pool(request: web.Request) -> web.Response:
     await authorized(request, ADMIN, "listing session servers")
     p = page(request)
-    return ok(await read(request, lambda c: store.list_pool(c, p)))
+    return ok(await read(request, lambda c: store.list_pool(c, p), one_trip=True))
 
 
 async def add_master(request: web.Request) -> web.Response:

@@ -37,7 +37,7 @@ HISTORY_COLUMNS = ("start", "span", "kind", "id", "name", "burned", "failed")
 async def list_sessions(request: web.Request) -> web.Response:
     who = await authorized(request, READERS, "listing sessions")
     p = page(request)
-    return ok(await read(request, lambda c: store.list_sessions(c, who, p)))
+    return ok(await read(request, lambda c: store.list_sessions(c, who, p), one_trip=True))
 
 
 async def create_session(request: web.Request) -> web.Response:

@@ -191,15 +191,21 @@ class Store:
         conn.execute("COMMIT")
         return result
 
-    async def read(self, fn: Callable[[Conn], T], *, single: bool = False) -> T:
+    async def read(
+        self, fn: Callable[[Conn], T], *, single: bool = False, one_trip: bool = False
+    ) -> T:
         """Run ``fn`` on a reader thread against one consistent snapshot. ``single`` says
         ``fn`` runs one statement, which needs no transaction around it (on PostgreSQL that
-        saves a round trip: credential checks on every request are such reads)."""
+        saves a round trip: credential checks on every request are such reads). ``one_trip``
+        says ``fn`` asks every statement before it reads an answer (a page and its total):
+        on PostgreSQL the snapshot's BEGIN and COMMIT then travel with them."""
         if self._readers is None:
             raise StoreClosed("store is not open")
         loop = asyncio.get_running_loop()
         if self._pg is not None:
-            run = functools.partial(self._pg.run, fn, write=False, snapshot=not single)
+            run = functools.partial(
+                self._pg.run, fn, write=False, snapshot=not single, one_trip=one_trip
+            )
             return await loop.run_in_executor(self._readers, run)
         return await loop.run_in_executor(self._readers, self._run_read, fn)
 

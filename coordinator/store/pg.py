@@ -44,21 +44,28 @@ T = TypeVar("T")
 
 MIGRATION_LOCK = 0x6275726E  # "burn": serializes migrations of processes starting together
 WRITE_LOCK = 0x6275726F  # held by every write transaction until it ends: the single writer
-READ_BEGIN = ("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",)
-WRITE_BEGIN = (
-    "BEGIN ISOLATION LEVEL READ COMMITTED",
-    f"SELECT pg_advisory_xact_lock({WRITE_LOCK})",
+# A statement in psycopg's own form (``%s`` placeholders) and its parameters.
+Statement = tuple[str, tuple[Any, ...]]
+READ_BEGIN: tuple[Statement, ...] = (("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", ()),)
+WRITE_BEGIN: tuple[Statement, ...] = (
+    ("BEGIN ISOLATION LEVEL READ COMMITTED", ()),
+    (f"SELECT pg_advisory_xact_lock({WRITE_LOCK})", ()),
 )
 KEYED_LOCKS = 0x6275  # first half of the two-part advisory locks of keyed writes
 
 
-def keyed_begin(key: str) -> tuple[str, ...]:
-    """The opening of a keyed write: the write lock shared, then ``key``'s own lock."""
+def keyed_begin(key: str) -> tuple[Statement, ...]:
+    """The opening of a keyed write: the write lock shared, then ``key``'s own lock, in one
+    statement whose text is the same for every key (so the server plans it once)."""
     part = zlib.crc32(key.encode("utf-8")) - 2**31  # a signed 32-bit int, as PostgreSQL wants
     return (
-        "BEGIN ISOLATION LEVEL READ COMMITTED",
-        f"SELECT pg_advisory_xact_lock_shared({WRITE_LOCK})",
-        f"SELECT pg_advisory_xact_lock({KEYED_LOCKS}, {part})",
+        ("BEGIN ISOLATION LEVEL READ COMMITTED", ()),
+        # Taken left to right: the shared write lock first, as every keyed write does.
+        (
+            f"SELECT pg_advisory_xact_lock_shared({WRITE_LOCK}), "
+            f"pg_advisory_xact_lock({KEYED_LOCKS}, %s::int4)",
+            (part,),
+        ),
     )
 
 
@@ -189,14 +196,14 @@ class PgConn:
 
     def __init__(self, conn: psycopg.Connection[PgRow]) -> None:
         self.raw = conn
-        self._begin: tuple[str, ...] = ()
+        self._begin: tuple[Statement, ...] = ()
         self._open = False  # a transaction was begun on the server
         self._waiting: list[tuple[str, Sequence[Any], Result]] = []
         self._batching = False  # only inside `begin` ... `end`; a bare connection sends at once
         self._close_on_flush = False
         self.statements = 0  # statements sent to the server
 
-    def begin(self, statements: tuple[str, ...], *, one_trip: bool = False) -> None:
+    def begin(self, statements: tuple[Statement, ...], *, one_trip: bool = False) -> None:
         """Open a transaction with ``statements`` before the next statement; () = autocommit.
         ``one_trip``: the transaction ends with the first batch sent (its COMMIT travels with
         it), for a read that asks every statement before it reads an answer."""
@@ -205,7 +212,7 @@ class PgConn:
         self._close_on_flush = one_trip
         self.statements = 0
 
-    def _opening(self) -> tuple[str, ...]:
+    def _opening(self) -> tuple[Statement, ...]:
         opening, self._begin = self._begin, ()
         self._open = self._open or bool(opening)
         return opening
@@ -235,8 +242,8 @@ class PgConn:
             return
         sent: list[tuple[psycopg.Cursor[PgRow], Result]] = []
         with raw.pipeline():
-            for text in opening:
-                raw.execute(text)
+            for text, params in opening:
+                raw.execute(text, params)
             for sql, params, result in waiting:
                 sent.append((raw.execute(sql, params), result))
             self.statements += len(waiting)
@@ -420,7 +427,7 @@ class PgEngine:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _once(
-        self, fn: Callable[[PgConn], T], begin: tuple[str, ...], *, one_trip: bool = False
+        self, fn: Callable[[PgConn], T], begin: tuple[Statement, ...], *, one_trip: bool = False
     ) -> T:
         pool = self._pool
         if pool is None:
