@@ -37,7 +37,9 @@ def _handlers(
         flow = f"listing {level.table}"
         who = await authorized(request, ANYONE, flow)
         parent_id = path_id(request, parent_param)
-        show_id = await read(request, lambda c: catalog.show_of(c, level.parent_table, parent_id))
+        show_id = await read(
+            request, lambda c: catalog.show_of(c, level.parent_table, parent_id), one_trip=True
+        )
         require(who, ANYONE, flow, show_id)
         p = page(request)
         return ok(await read(request, lambda c: catalog.list_children(c, level, parent_id, p)))
@@ -46,7 +48,9 @@ def _handlers(
         flow = f"adding a {level.name}"
         who = await authorized(request, who_may, flow)
         parent_id = path_id(request, parent_param)
-        show_id = await read(request, lambda c: catalog.show_of(c, level.parent_table, parent_id))
+        show_id = await read(
+            request, lambda c: catalog.show_of(c, level.parent_table, parent_id), one_trip=True
+        )
         require(who, who_may, flow, show_id)
         data = await body(request, schema)
         at = now(request)
@@ -66,7 +70,9 @@ def _handlers(
         flow = f"removing a {level.name}"
         who = await authorized(request, who_may, flow)
         row_id = path_id(request, f"{level.name}_id")
-        show_id = await read(request, lambda c: catalog.show_of(c, level.table, row_id))
+        show_id = await read(
+            request, lambda c: catalog.show_of(c, level.table, row_id), one_trip=True
+        )
         require(who, who_may, flow, show_id)
         at = now(request)
         await write(request, lambda c: catalog.remove_child(c, at, who.actor, level, row_id))
