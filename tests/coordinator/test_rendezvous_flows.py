@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from rv_helpers import (
     MD5,
     SHA,
@@ -455,6 +457,28 @@ async def test_bad_bodies_are_typed_errors_and_write_nothing(
     assert take["field"] == "size"
     with open_db(config) as db:
         assert db.execute("SELECT count(*) FROM audit").fetchone()[0] == before
+
+
+async def test_each_sign_in_is_audited_naming_the_credential_it_issued(
+    client: Client, world: World, config: CoordinatorConfig
+) -> None:
+    """POST /join writes the credential and its audit row together; the audit row names the
+    credential by its id, its holder and the duration asked for."""
+    await enter(client, "cleo@example.org", world.show, world.secrets["cleo"], 120)
+    with open_db(config) as db:
+        rows = db.execute(
+            "SELECT a.actor, a.target, a.detail, c.id, c.kind, c.expires_at - c.created_at "
+            "FROM audit a JOIN credentials c ON a.target = 'credential:' || c.id "
+            "WHERE a.action = 'credential.issue' ORDER BY a.id"
+        ).fetchall()
+        issued = db.execute(
+            "SELECT count(*) FROM credentials WHERE kind IN ('show_admin', 'contributor')"
+        ).fetchone()[0]
+    assert len(rows) == issued  # every sign-in's credential has its audit row, and only one
+    actor, target, detail, cred_id, kind, lifetime = rows[-1]
+    assert (target, kind, lifetime) == (f"credential:{cred_id}", "contributor", 120)
+    assert actor == f"contributor:{world.ids['cleo']}@show:{world.show}"
+    assert json.loads(detail) == {"seconds": 120}
 
 
 async def test_unknown_route_and_method_are_problems(client: Client) -> None:
