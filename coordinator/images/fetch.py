@@ -22,7 +22,6 @@ process but a balancer when the configuration's `fetch_interval` is set (`--fetc
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import shutil
@@ -40,6 +39,7 @@ from coordinator.images.catalog import ImageInfo, missing_urls
 from coordinator.images.derive import derive
 from coordinator.images.events import IMAGE_EVENTS, ImageEvents
 from coordinator.keys import CONFIG, STORE
+from coordinator.poller import Poller
 from coordinator.store import Store
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ class FetchState:
         }
 
 
-class ImageFetcher:
+class ImageFetcher(Poller):
     """Fetches the images of URL-only takes into the store, one at a time, in the background."""
 
     def __init__(
@@ -96,6 +96,8 @@ class ImageFetcher:
         events: ImageEvents | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        # A scan that raises (a database hiccup) is logged and the loop goes on.
+        super().__init__(log, "image-fetcher", "image fetch scan failed")
         self.store = store
         self.images = images
         self.interval = interval
@@ -106,20 +108,15 @@ class ImageFetcher:
         self.clock = clock
         self._states: dict[str, FetchState] = {}  # by SHA-256
         self._session: aiohttp.ClientSession | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
 
     def state(self, sha256: str) -> FetchState | None:
         return self._states.get(sha256)
 
-    def wake(self) -> None:
-        """Look for takes to fetch now rather than at the next interval (a take was added)."""
-        self._wake.set()
-
     async def start(self) -> None:
-        """Open the HTTP client and look for takes every `interval` seconds until `stop`."""
+        """Open the HTTP client and look for takes every `interval` seconds (or at once after
+        `poke`: a take was added) until `stop`; the first look is after an interval, not now."""
         await self.open()
-        self._task = asyncio.create_task(self._run(), name="image-fetcher")
+        self._start_task(wait_first=True)
 
     async def open(self) -> None:
         """Open the HTTP client (`scan` may be called from then on)."""
@@ -132,25 +129,16 @@ class ImageFetcher:
         )
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await super().stop()
         if self._session is not None:
             await self._session.close()
             self._session = None
 
-    async def _run(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.interval):
-                    await self._wake.wait()
-            self._wake.clear()
-            try:
-                await self.scan()
-            except Exception:  # a database hiccup must not end fetching for good
-                log.exception("image fetch scan failed")
+    async def check_once(self) -> int:
+        return await self.scan()
+
+    def _interval(self) -> float:
+        return self.interval
 
     async def scan(self) -> int:
         """Fetch every missing image whose turn has come; returns how many were stored."""

@@ -63,7 +63,7 @@ def _handlers(
         )
         fetcher = request.app.get(FETCHER)
         if level.name == "take" and data.get("url") and fetcher is not None:
-            fetcher.wake()  # its image is fetched into the store now, not at the next look
+            fetcher.poke()  # its image is fetched into the store now, not at the next look
         return ok(added, 201)
 
     async def remove(request: web.Request) -> web.Response:

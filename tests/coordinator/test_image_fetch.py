@@ -110,6 +110,16 @@ async def url_take(client: Client, world: World, name: str, data: bytes, url: st
     return take
 
 
+async def cut_first_try(
+    client: Client, world: World, fetcher: ImageFetcher, outside: Outside, name: str, data: bytes
+) -> int:
+    """The id of a take of `data` whose first fetch has lost its connection halfway through."""
+    outside.cut_once.add(name)
+    take = await url_take(client, world, name, data, outside.put(name, data))
+    assert await fetcher.scan() == 0
+    return take
+
+
 async def progress(client: Client, world: World, take: int) -> dict[str, Any]:
     return await call(client, "GET", f"/takes/{take}/image/upload", world.contributor)
 
@@ -172,10 +182,7 @@ async def test_a_dropped_connection_resumes_with_a_range(
     config: CoordinatorConfig,
 ) -> None:
     data = blob(3 * MiB, seed=31)
-    outside.cut_once.add("a.iso")
-    take = await url_take(client, world, "a.iso", data, outside.put("a.iso", data))
-
-    assert await fetcher.scan() == 0
+    take = await cut_first_try(client, world, fetcher, outside, "a.iso", data)
     state = (await progress(client, world, take))["fetch"]
     assert state["state"] == "failed"
     assert state["offset"] > 0
@@ -192,9 +199,7 @@ async def test_a_server_that_ignores_ranges_is_read_again_from_the_start(
     client: Client, world: World, fetcher: ImageFetcher, outside: Outside, clock: FakeClock
 ) -> None:
     data = blob(2 * MiB, seed=32)
-    outside.cut_once.add("b.iso")
-    take = await url_take(client, world, "b.iso", data, outside.put("b.iso", data))
-    assert await fetcher.scan() == 0
+    take = await cut_first_try(client, world, fetcher, outside, "b.iso", data)
     outside.ignore_ranges = True
     clock.advance(10)
     assert await fetcher.scan() == 1
@@ -259,9 +264,7 @@ async def test_a_length_change_between_tries_starts_over(
     config: CoordinatorConfig,
 ) -> None:
     data = blob(2 * MiB, seed=35)
-    outside.cut_once.add("d.iso")
-    take = await url_take(client, world, "d.iso", data, outside.put("d.iso", data))
-    assert await fetcher.scan() == 0
+    take = await cut_first_try(client, world, fetcher, outside, "d.iso", data)
     outside.put("d.iso", data + b"x")  # the file there changed while we were away
     clock.advance(10)
     assert await fetcher.scan() == 0

@@ -55,6 +55,19 @@ def status(kind: bp.StatusKind) -> bp.Status:
     return bp.Status(bp.StatusValue(kind))
 
 
+async def booth_with_three_queued(data: Path) -> Master:
+    """A master on `data` whose session "booth" has UID1's burner (b1, idle, able to burn IMG)
+    and a command box (c1) that queued three discs of IMG."""
+    master = await open_master(data)
+    await master.load("booth")
+    master.join("booth", "b1", MemberKind.BURNER, Inbox(), uid=UID1)
+    master.join("booth", "c1", MemberKind.COMMAND, Inbox())
+    await master.handle("booth", "b1", bp.Cap((bp.Capability.BURNBDR,), (IMG,)))
+    await master.handle("booth", "b1", status(bp.StatusKind.IDLE))
+    await master.handle("booth", "c1", bp.Queue(IMG, 3))
+    return master
+
+
 async def test_restart_keeps_queue_names_stats_and_burns_in_flight(tmp_path: Path) -> None:
     data = tmp_path / "data"
     master = await open_master(data)
@@ -262,13 +275,7 @@ async def test_a_burn_that_outlived_its_master_is_taken_back_out_of_the_queue(
     tmp_path: Path,
 ) -> None:
     data = tmp_path / "data"
-    master = await open_master(data)
-    await master.load("booth")
-    master.join("booth", "b1", MemberKind.BURNER, Inbox(), uid=UID1)
-    master.join("booth", "c1", MemberKind.COMMAND, Inbox())
-    await master.handle("booth", "b1", bp.Cap((bp.Capability.BURNBDR,), (IMG,)))
-    await master.handle("booth", "b1", status(bp.StatusKind.IDLE))
-    await master.handle("booth", "c1", bp.Queue(IMG, 3))
+    master = await booth_with_three_queued(data)
     await master.handle("booth", "b1", bp.Status(bp.StatusValue.progress(20)))
     assert master.room("booth").queue == ((IMG, 2),)  # type: ignore[union-attr]
     await master.close()  # the master is gone; the kiosk keeps burning
@@ -291,13 +298,7 @@ async def test_a_burn_that_outlived_its_master_is_taken_back_out_of_the_queue(
 
 async def test_a_burn_lost_with_its_master_stays_in_the_queue(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    master = await open_master(data)
-    await master.load("booth")
-    master.join("booth", "b1", MemberKind.BURNER, Inbox(), uid=UID1)
-    master.join("booth", "c1", MemberKind.COMMAND, Inbox())
-    await master.handle("booth", "b1", bp.Cap((bp.Capability.BURNBDR,), (IMG,)))
-    await master.handle("booth", "b1", status(bp.StatusKind.IDLE))
-    await master.handle("booth", "c1", bp.Queue(IMG, 3))
+    master = await booth_with_three_queued(data)
     await master.close()
 
     again = await open_master(data)
