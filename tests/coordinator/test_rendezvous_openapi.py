@@ -47,7 +47,10 @@ class LiveServer:
         self.config = CoordinatorConfig(data_dir=data, clock=self.clock, port=0)
         self.app = make_app(self.config)
         self.loop = asyncio.new_event_loop()
-        self.runner = web.AppRunner(self.app)
+        # No access log: its lines are written on this thread after a response went out, when
+        # pytest may already have closed the test's captured output ("I/O operation on closed
+        # file" tracebacks in the run's output).
+        self.runner = web.AppRunner(self.app, access_log=None)
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.port = 0
 
