@@ -426,6 +426,9 @@ class ApplianceBridge:
         # reported as complete first, so its outcome counts like any other; a cancelled one made
         # no disc and is no failure of the drive, so it is only passed on as the drive's status.
         unseen = result.reason != CANCELLED and not self._burning(agent, result.uid)
+        # What the drive said last (IDLE after a hello, say): the made-up progress below is not
+        # its word, so that status is given back once the result has counted.
+        said = self._status(agent, result.uid) if unseen else None
         if unseen and not await self._handle(
             agent, result.uid, bp.Status(bp.StatusValue.progress(100))
         ):
@@ -434,6 +437,15 @@ class ApplianceBridge:
         await self._handle(
             agent, result.uid, bp.Status(bp.StatusValue(kind)), job=result.job, failure=failure
         )
+        if said is not None and said.kind not in (bp.StatusKind.MD5PASS, bp.StatusKind.MD5FAIL):
+            await self._handle(agent, result.uid, bp.Status(said))
+
+    def _status(self, agent: _Agent, uid: str) -> bp.StatusValue | None:
+        """The drive's status as the room has it (None: not known there)."""
+        master = self._master()
+        room = None if master is None or agent.session is None else master.room(agent.session)
+        burner = None if room is None else room.burners.get(uid)
+        return None if burner is None else burner.status
 
     def _burning(self, agent: _Agent, uid: str) -> bool:
         """Whether the room sees a burn on this drive, so a pass or fail now would count."""
