@@ -84,6 +84,15 @@ class Conflict(Problem, store.Conflict):
     title = "Conflict with the current state"
 
 
+class Misdirected(Problem):
+    """The request reached a node that must not serve it (a session placed on another master):
+    the client should go through the deployment's address (a balancer) instead."""
+
+    status = 421
+    slug = "misdirected"
+    title = "Misdirected request"
+
+
 class Invalid(Problem, store.Invalid):
     status = 422
     slug = "invalid"

@@ -36,7 +36,7 @@ from coordinator.config import CoordinatorConfig
 from coordinator.keys import CONFIG, EXPIRY, HEALTH, HISTORY, REVOCATIONS, STORE
 from coordinator.links import LINKS, ApplianceBridge, setup_links
 from coordinator.links.hub import LINK_PATH
-from coordinator.master import ImageInfo, Master
+from coordinator.master import ImageInfo, Master, PlacedElsewhere
 from coordinator.master.failover import FailoverWatcher
 from coordinator.metrics import METRICS, Metrics
 from coordinator.pubsub import PubSub, make_pubsub
@@ -123,8 +123,10 @@ class Live:
             c.master_dir or c.data_dir,
             catalog=self._catalog,
             on_change=self._on_change,
-            # On PostgreSQL the masters' state is shared: another master can resume a session.
+            # On PostgreSQL the masters' state is shared: another master can resume a session,
+            # and this one runs only the rooms the database places on it (its pool URL).
             shared=self.store if self.store.engine == "postgresql" else None,
+            url=self.master_url if self.store.engine == "postgresql" else None,
         )
         await self.master.open()
         self.host = MasterHost(self.master, self.store, c.clock)
@@ -255,7 +257,11 @@ class Live:
             if self.master.room(sid) is not None:
                 await self.master.suspend(sid)
         elif data.get("state") == "live" and data.get("master_url") == self.master_url:
-            room = await self.master.load(sid)
+            try:
+                room = await self.master.load(sid)
+            except PlacedElsewhere as exc:  # moved on again before this event arrived
+                log.info("session event for a session placed elsewhere", extra={"why": str(exc)})
+                return
             if room.suspended:
                 self.master.resume(sid)
 

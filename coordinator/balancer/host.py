@@ -26,6 +26,7 @@ from coordinator.master import (
     Master,
     MemberKind,
     Payload,
+    PlacedElsewhere,
     RoomError,
     SessionClosed,
 )
@@ -117,7 +118,12 @@ class HostLink:
         """Seat a client in the room; raises `AuthRefused` with the close code if it may not."""
         g = await self._grant(token, room, grant)
         master = self.host.master
-        r = await master.load(g.session_id)
+        try:
+            r = await master.load(g.session_id)
+        except PlacedElsewhere as exc:
+            # A balancer that read the placement before the session moved: the client tries
+            # again (1013) and is routed to the session's master.
+            raise AuthRefused(CloseCode.TRY_AGAIN_LATER, str(exc)) from None
         if r.suspended:
             # The store says live (checked above): the room was resumed through rendezvous.
             master.resume(g.session_id)

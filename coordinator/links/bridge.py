@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from coordinator.errors import NotFound
+from coordinator.errors import Misdirected, NotFound
 from coordinator.images.blobs import ImageStore
 from coordinator.images.catalog import ImageInfo, images_for, record_extracted
 from coordinator.links.hub import Appliance, Link
@@ -40,6 +40,7 @@ from coordinator.master import (
     Master,
     MemberKind,
     Payload,
+    PlacedElsewhere,
     RoomError,
     SessionClosed,
     Superseded,
@@ -135,6 +136,14 @@ class ApplianceBridge:
                 f"session {wanted!r} is not a live session of show {appliance.show_id}",
                 field="session",
             )
+        master = self._master()
+        if session is not None and master is not None:
+            # A kiosk that reached this master directly (its own URL, not a balancer) for a
+            # session placed on another master must not make this one run a second room.
+            try:
+                await master.check_placement(session)
+            except PlacedElsewhere as exc:
+                raise Misdirected(f"{exc}; link through a balancer", field="session") from None
         return session
 
     async def opened(self, link: Link, *, resumed: bool) -> None:
@@ -272,11 +281,19 @@ class ApplianceBridge:
         master = self._master()
         if agent.session is None:
             appliance = agent.link.appliance
-            agent.session = await self._store().read(
+            session = await self._store().read(
                 lambda conn: live_session(conn, appliance.show_id, None)
             )
-            if agent.session is None:
+            if session is None:
                 return  # nothing to join yet; the agent works from its cache meanwhile
+            if master is not None:
+                try:
+                    await master.check_placement(session)
+                except PlacedElsewhere as exc:
+                    # Not this master's to run (see `admit`): join nothing, try at the next hello.
+                    self._send(agent, am.Error(am.ErrorCode.NO_SESSION.value, str(exc)))
+                    return
+            agent.session = session
             agent.link.session = agent.session
             self._send(agent, am.Welcome(agent.session, appliance.show_id, appliance.name))
         if master is None:
@@ -409,6 +426,9 @@ class ApplianceBridge:
         # reported as complete first, so its outcome counts like any other; a cancelled one made
         # no disc and is no failure of the drive, so it is only passed on as the drive's status.
         unseen = result.reason != CANCELLED and not self._burning(agent, result.uid)
+        # What the drive said last (IDLE after a hello, say): the made-up progress below is not
+        # its word, so that status is given back once the result has counted.
+        said = self._status(agent, result.uid) if unseen else None
         if unseen and not await self._handle(
             agent, result.uid, bp.Status(bp.StatusValue.progress(100))
         ):
@@ -417,6 +437,15 @@ class ApplianceBridge:
         await self._handle(
             agent, result.uid, bp.Status(bp.StatusValue(kind)), job=result.job, failure=failure
         )
+        if said is not None and said.kind not in (bp.StatusKind.MD5PASS, bp.StatusKind.MD5FAIL):
+            await self._handle(agent, result.uid, bp.Status(said))
+
+    def _status(self, agent: _Agent, uid: str) -> bp.StatusValue | None:
+        """The drive's status as the room has it (None: not known there)."""
+        master = self._master()
+        room = None if master is None or agent.session is None else master.room(agent.session)
+        burner = None if room is None else room.burners.get(uid)
+        return None if burner is None else burner.status
 
     def _burning(self, agent: _Agent, uid: str) -> bool:
         """Whether the room sees a burn on this drive, so a pass or fail now would count."""

@@ -1,6 +1,13 @@
 """Session master: live burn sessions (rooms), their queue and dispatch, persisted in master.db."""
 
-from coordinator.master.master import Catalog, ChangeHook, Deliver, Master, UnknownSession
+from coordinator.master.master import (
+    Catalog,
+    ChangeHook,
+    Deliver,
+    Master,
+    PlacedElsewhere,
+    UnknownSession,
+)
 from coordinator.master.room import (
     CancelBurn,
     CredentialExpiring,
@@ -31,6 +38,7 @@ __all__ = [
     "Member",
     "MemberKind",
     "Payload",
+    "PlacedElsewhere",
     "Room",
     "RoomError",
     "SessionClosed",

@@ -35,6 +35,7 @@ from coordinator.master.room import (
     Superseded,
 )
 from coordinator.store import Store
+from coordinator.store.sql import Conn
 from wire import burnproto as bp
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,30 @@ class UnknownSession(RoomError):
     """The session is not loaded on this master."""
 
     code = bp.ErrorCode.NOT_ALLOWED
+
+
+class PlacedElsewhere(RoomError):
+    """The shared database places the session on another master (or on none): this master must
+    not run its room, or two masters would count its results and write its queue side by side.
+    `owner` is the pool URL of the master it is placed on (None: suspended, or no such session).
+    """
+
+    code = bp.ErrorCode.NOT_ALLOWED
+
+    def __init__(self, session_id: str, owner: str | None) -> None:
+        where = f"on the session master {owner}" if owner else "on no session master"
+        super().__init__(f"session {session_id} runs {where}, not on this one")
+        self.session_id = session_id
+        self.owner = owner
+
+
+def _placement(conn: Conn, session_id: str) -> str | None:
+    row = conn.execute(
+        "SELECT m.url FROM sessions s JOIN masters m ON m.id = s.master_id "
+        "WHERE s.id = ? AND s.state = 'live'",
+        (session_id,),
+    ).fetchone()
+    return None if row is None else str(row[0])
 
 
 async def _no_catalog(md5: str) -> ImageInfo | None:
@@ -65,8 +90,13 @@ class Master:
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         shared: Store | None = None,
+        url: str | None = None,
     ) -> None:
         self.db = MasterDB(data_dir, shared)
+        # On a shared database several masters could load any session: with this master's pool
+        # URL, a room is loaded only for a session placed on it (see `load`).
+        self._placed = shared if url is not None else None
+        self.url = url
         self._catalog = catalog or _no_catalog
         self._policy = policy or DispatchPolicy()
         self._on_change = on_change
@@ -118,11 +148,18 @@ class Master:
         return room
 
     async def load(self, session_id: str) -> Room:
-        """The live room of a session, read from disk the first time."""
+        """The live room of a session, read from disk the first time.
+
+        With a shared database (`url` given) the first load also checks that the session is
+        live and placed on this master, and raises `PlacedElsewhere` if not: every transport
+        (links, the balancers' relay, the burn listener, resume events) loads rooms here, so a
+        kiosk or client that reaches this master directly for another master's session is
+        refused instead of starting a second room for it."""
         key = session_id.lower()
         room = self._rooms.get(key)
         if room is not None:
             return room
+        await self.check_placement(key)
         queue, burners, kiosks = await self.db.load(key)
         room = self._rooms.get(key)  # another caller may have loaded it meanwhile
         if room is None:
@@ -138,6 +175,16 @@ class Master:
             self._rooms[key] = room
             self._apply(room)
         return room
+
+    async def check_placement(self, session_id: str) -> None:
+        """Raise `PlacedElsewhere` unless the shared database places the session here (always
+        passes without a shared database: one master per session by construction)."""
+        if self._placed is None:
+            return
+        key = session_id.lower()
+        owner = await self._placed.read(lambda conn: _placement(conn, key), one_trip=True)
+        if owner != self.url:
+            raise PlacedElsewhere(key, owner)
 
     async def history(self, session_id: str, span: int, since: int = 0) -> dict[str, object]:
         """The session's burned/failed counts per bucket of `span` seconds since `since`, with

@@ -8,11 +8,15 @@ from pathlib import Path
 import pytest
 from pgserver import PostgresServer
 
+from coordinator.balancer.auth import AuthRefused, Grant
+from coordinator.balancer.host import MasterHost
+from coordinator.master import Master, PlacedElsewhere
 from coordinator.master.db import MasterDB
 from coordinator.master.room import BurnerRecord, HistoryTick, KioskRecord, QueueSnapshot
 from coordinator.store import Store
 from coordinator.store.failover import heartbeat, reassign_silent
 from coordinator.store.sql import Conn
+from wire.relay import CloseCode
 
 NOW = 1_800_000_000.0
 
@@ -145,4 +149,49 @@ async def test_a_watcher_judges_others_only_after_a_whole_silence_of_its_own_hea
         assert all(url == "http://c:1" for _, url in moved)  # b never heartbeat here: not live
         assert [e["session"] for e in published] == [sid for sid, _ in moved]  # type: ignore[index]
     finally:
+        await store.close()
+
+
+class _NoClients:
+    """A balancer's side of the relay; nothing reaches a client the master does not seat."""
+
+    def to_client(self, room: str, conn_id: str, text: str) -> None:
+        raise AssertionError(text)
+
+    def broadcast(self, room: str, text: str) -> None:
+        raise AssertionError(text)
+
+    def close_client(self, room: str, conn_id: str, code: CloseCode, reason: str) -> None:
+        raise AssertionError(reason)
+
+
+async def test_a_master_on_the_shared_database_loads_only_the_rooms_placed_on_it(
+    postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    """Every transport (links, the balancers' relay, the burn listener) loads rooms through
+    `Master.load`: master b runs its own session, is refused another master's (naming it), and
+    takes that one once the database moves it to b, as a failover does."""
+    store = Store(postgres_server.new_database())
+    await store.open()
+    master = Master(tmp_path / "b", shared=store, url="http://b:1")
+    await master.open()
+    try:
+        await store.write(_world)
+        assert (await master.load("S4")).session_id == "s4"
+        with pytest.raises(PlacedElsewhere, match="http://a:1") as refused:
+            await master.load("s1")
+        assert refused.value.owner == "http://a:1"
+        assert master.room("s1") is None  # no second room beside a's
+        # A balancer that routed a browser here on a placement read before the session moved:
+        # the browser is closed with "try again" (1013) and reconnects to the session's master.
+        seat = MasterHost(master, store, lambda: NOW).attach(_NoClients(), "stale balancer")
+        grant = Grant("s1", 1, "contributor", 1, True, None, "http://b:1")
+        with pytest.raises(AuthRefused) as closed:
+            await seat.join("s1", "browser-1", "token", grant)
+        assert closed.value.code is CloseCode.TRY_AGAIN_LATER
+        assert master.room("s1") is None
+        await store.write(lambda c: c.execute("UPDATE sessions SET master_id = 2 WHERE id = 's1'"))
+        assert (await master.load("s1")).session_id == "s1"
+    finally:
+        await master.close()
         await store.close()

@@ -22,7 +22,7 @@ import pytest
 
 from coordinator.store import pg
 from tests.conftest import RedisServer, free_port
-from tests.nodes import WAIT, Node, admin_token, api, ask, until
+from tests.nodes import WAIT, Node, admin_token, api, appliance_token, ask, until
 from tests.pgserver import PostgresServer
 from tests.system.test_scaleout import MD5, connect, health_until, m_port, new_session, world
 
@@ -156,3 +156,62 @@ async def test_killed_masters_session_resumes_on_the_other_with_its_queue(
     await balancer.health(http)
     cluster = Cluster(own_postgres, database, [rendezvous], balancer, masters[0], masters[1])
     await failover_scenario(http, cluster, admin_token(data))
+
+
+async def _link_status(http: aiohttp.ClientSession, node: Node, kiosk: str, sid: str | None) -> int:
+    """Open a kiosk's `/link` on `node` as the agent does; 101 when upgraded, else the refusal."""
+    params = {"session": sid} if sid else None
+    headers = {"Authorization": f"Bearer {kiosk}"}
+    try:
+        ws = await http.ws_connect(node.url + "/link", headers=headers, params=params)
+    except aiohttp.WSServerHandshakeError as exc:
+        return exc.status
+    await ws.close()
+    return 101
+
+
+async def test_a_kiosk_at_another_masters_own_url_is_refused_not_given_a_second_room(
+    tmp_path: Path,
+    redis_server: RedisServer,
+    own_postgres: PostgresServer,
+    nodes: list[Node],
+    http: aiohttp.ClientSession,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two masters on one PostgreSQL database; a kiosk configured with one master's own URL (not
+    a balancer's) asks for a session the database places on the other. The master it reached
+    refuses the link before the upgrade (421, naming where the session runs) instead of loading
+    a room of its own that would count the kiosk's results beside the owner's."""
+    monkeypatch.setenv("BURNSTAND_DATABASE", own_postgres.new_database())
+    data = tmp_path / "data"
+    redis = ["--redis", redis_server.url]
+    rendezvous = Node(data, "--role", "rendezvous", *redis)
+    nodes.append(rendezvous)
+    await rendezvous.health(http)
+    master_args = ["--role", "master", *redis]
+    m1, m2 = (
+        Node(
+            data, *master_args, "--master-port", str(free_port()), "--master-dir", str(tmp_path / n)
+        )
+        for n in ("m1", "m2")
+    )
+    for m in (m1, m2):
+        nodes.append(m)
+        await m.health(http)
+    w = await world(http, rendezvous, await asyncio.to_thread(admin_token, data))
+    sid = (await new_session(http, rendezvous, w))["id"]
+    placed = (await api(http, rendezvous, "GET", f"/sessions/{sid}", w["cleo"]))["master"]["url"]
+    owner, other = (m1, m2) if placed.endswith(m_port(m1)) else (m2, m1)
+    kiosk = await asyncio.to_thread(appliance_token, data, w["show"], "kiosk-1")
+
+    # Asked for by id, or picked as the show's newest live session: refused on the other ...
+    assert await _link_status(http, other, kiosk, sid) == 421
+    assert await _link_status(http, other, kiosk, None) == 421
+    async with http.get(
+        other.url + "/link", headers={"Authorization": f"Bearer {kiosk}"}, params={"session": sid}
+    ) as resp:
+        detail = (await resp.json(content_type=None))["detail"]
+    assert m_port(owner) in detail
+    assert "balancer" in detail
+    # ... and linked on the master that runs it.
+    assert await _link_status(http, owner, kiosk, sid) == 101

@@ -65,6 +65,11 @@ log = logging.getLogger("coordinator.master.room")
 _WATCHER_VERBS: frozenset[type[bp.Message]] = frozenset(
     {bp.Cap, bp.WhatIs, bp.Info, bp.QReport, bp.SReport, bp.AskCapab, bp.Error}
 )
+# A burn's outcome, and what a drive says once a burn is over and it waits for the next.
+_ENDED = frozenset({bp.StatusKind.MD5PASS, bp.StatusKind.MD5FAIL})
+_AT_REST = frozenset(
+    {bp.StatusKind.IDLE, bp.StatusKind.AVAIL, bp.StatusKind.EMPTY, bp.StatusKind.TRAYOPEN}
+)
 _COMMAND_VERBS: frozenset[type[bp.Message]] = frozenset({bp.Queue, bp.QClear, bp.Name, bp.Open})
 _BURNER_VERBS: frozenset[type[bp.Message]] = frozenset(
     {bp.Cap, bp.Status, bp.WhatIs, bp.Info, bp.Error}
@@ -319,6 +324,7 @@ class Room(Statistics, Dispatch, Kiosks):
         ):
             # The burn outlived the master that started it: it is that disc, not a new one.
             burner.job, burner.job_started = resumable, self._clock()
+            burner.rested = False
             self._dirty_burners.add(burner.uid)
             self._queue_changed()
         # A result counts once, for a burn we started or one we saw progressing (a burn that
@@ -334,10 +340,21 @@ class Room(Statistics, Dispatch, Kiosks):
             # The result of the cancelled burn: it was counted as cancelled already.
             burning = False
             burner.cancelling = None
+        if burner.job is not None and kind in _AT_REST:
+            burner.rested = True  # its burn is over; the result is still on its way
+        rested = burning and burner.rested
         if kind is bp.StatusKind.MD5PASS and burning:
             self._finished(burner, passed=True)
         elif kind is bp.StatusKind.MD5FAIL and burning:
             self._finished(burner, passed=False)
+        if kind in _ENDED:
+            burner.rested = False
+            if rested and previous is not None and previous.kind in _AT_REST:
+                # The outcome of the burn came after the drive said what it does next (a blank
+                # swapped in at once): it counts, and the drive's newest word stays its status,
+                # so an IDLE drive gets the next disc. (A rest said before this burn started
+                # is no such word: the result may be of an earlier burn, and the drive busy.)
+                burner.status = previous
         if kind in (bp.StatusKind.MD5PASS, bp.StatusKind.MD5FAIL):
             burner.reporting = None  # said of this result only (a cancelled one is not counted)
         # Progress is transient: announce it but do not write it to disk every percent.

@@ -144,6 +144,7 @@ class Dispatch(RoomBase):
             return
         burner.job = md5
         burner.job_started = self._clock()
+        burner.rested = False
         self._send(burner.member_id, bp.Burn(md5))
         self._burner_changed(burner)
 

@@ -143,6 +143,9 @@ class Burner:
     # The image of a burn in flight when the room's last master stopped, put back in the queue
     # on load: taken out again if the burner's first status says it is still burning.
     resumable: str | None = None
+    # The drive said it is at rest (a blank swapped in, say) while its burn here had no result
+    # yet: that result, when it comes, leaves the newer status standing (see `update_status`).
+    rested: bool = False
 
     @property
     def connected(self) -> bool:

@@ -231,6 +231,76 @@ async def test_drive_joins_the_session_and_a_queued_take_reaches_the_agent_as_bu
     assert room.burners[UID].job is None
 
 
+async def test_a_result_that_arrives_after_the_next_discs_idle_keeps_the_drive_busy(
+    live: Live, agent: AgentLink, inbox: list[dict[str, Any]]
+) -> None:
+    """A fast disc swap: the agent says the drive is IDLE (a blank is in) before the journaled
+    result of the burn that just ended. The result counts once, against that burn; the drive
+    stays IDLE, as it last said, and is given the next queued disc at once (a result taken as
+    the drive's newest status would leave it showing MD5PASS with no work until it spoke again).
+    """
+    await agent.send(hello())
+    await live.signal.until(lambda: burner_status(live) == "IDLE")
+    room = live.master.room(live.session)
+    assert room is not None
+    live.master.join(live.session, "desk", MemberKind.COMMAND, lambda _: None)
+    await live.master.handle(live.session, "desk", bp.Queue(MD5, 2))
+    await live.signal.until(lambda: len(of_type(inbox, "burn")) == 1)
+
+    await agent.send({"type": "status", "uid": UID, "status": "97%"})
+    await agent.send({"type": "status", "uid": UID, "status": "IDLE"})
+    await agent.send(result("job-1"))
+    await live.signal.until(lambda: room.burners[UID].stats.burned == 1)
+    assert burner_status(live) == "IDLE"
+    assert room.burners[UID].job == MD5  # the second disc, handed out once
+    await live.signal.until(lambda: len(of_type(inbox, "burn")) == 2)
+    assert room.queue == ()
+
+
+async def test_results_replayed_after_the_hello_of_a_relinked_kiosk_leave_it_ready(
+    live: Live, agent: AgentLink, inbox: list[dict[str, Any]]
+) -> None:
+    """A kiosk that burned while unlinked says hello (drive IDLE) before its journal replays the
+    result: the burn counts once and the drive stays IDLE, so queued discs reach it."""
+    await agent.send(hello())
+    await agent.send(result("made-offline"))
+
+    def burned() -> int:
+        room = live.master.room(live.session)
+        return 0 if room is None or UID not in room.burners else room.burners[UID].stats.burned
+
+    await live.signal.until(lambda: burned() == 1)
+    assert burner_status(live) == "IDLE"
+    live.master.join(live.session, "desk", MemberKind.COMMAND, lambda _: None)
+    await live.master.handle(live.session, "desk", bp.Queue(MD5))
+    await live.signal.until(lambda: len(of_type(inbox, "burn")) == 1)
+
+
+async def test_a_result_after_a_new_burn_was_ordered_does_not_free_the_drive_for_another(
+    live: Live, agent: AgentLink, inbox: list[dict[str, Any]]
+) -> None:
+    """The drive said IDLE, was ordered a burn, and then a result arrives that the drive has not
+    announced by coming to rest since: it may be of an earlier burn, with the drive busy on the
+    one just ordered, so the drive is given no second disc until it says it is at rest again."""
+    await agent.send(hello())
+    await live.signal.until(lambda: burner_status(live) == "IDLE")
+    room = live.master.room(live.session)
+    assert room is not None
+    live.master.join(live.session, "desk", MemberKind.COMMAND, lambda _: None)
+    await live.master.handle(live.session, "desk", bp.Queue(MD5, 2))
+    await live.signal.until(lambda: len(of_type(inbox, "burn")) == 1)
+
+    await agent.send(result("made-before-the-order"))
+    await live.signal.until(lambda: room.burners[UID].stats.burned == 1)
+    assert (burner_status(live), room.burners[UID].job, room.queue) == (
+        "MD5PASS",
+        None,
+        ((MD5, 1),),
+    )
+    await agent.send({"type": "status", "uid": UID, "status": "IDLE"})
+    await live.signal.until(lambda: len(of_type(inbox, "burn")) == 2)
+
+
 async def test_a_kiosk_with_an_empty_cache_is_sent_takes_it_can_fetch(
     live: Live, agent: AgentLink, inbox: list[dict[str, Any]]
 ) -> None:
