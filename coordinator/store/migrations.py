@@ -416,6 +416,12 @@ def _v9_session_counter(conn: Conn) -> None:
     )
 
 
+def _v10_session_listing(conn: Conn) -> None:
+    # A page of a show's sessions (oldest first) is read from this index and stops at the
+    # page's end, instead of sorting every session the show ever had for each page.
+    conn.execute("CREATE INDEX sessions_show_created ON sessions(show_id, created_at, id)")
+
+
 # Steps up to the PostgreSQL baseline only ever run on SQLite and take its connection; the later
 # ones take either engine's (a `Conn`).
 Migration = Callable[[Any], None]
@@ -430,6 +436,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _v7_session_order,
     _v8_master_heartbeats,
     _v9_session_counter,
+    _v10_session_listing,
 )
 """Index i holds the step from version i to version i + 1; append only, never edit a shipped one."""
 
