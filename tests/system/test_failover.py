@@ -127,18 +127,13 @@ async def failover_scenario(http: aiohttp.ClientSession, c: Cluster, admin: str)
     assert snap["result"]["queue"] == [{"md5": MD5, "count": 20}]
 
 
-async def test_killed_masters_session_resumes_on_the_other_with_its_queue(
-    tmp_path: Path,
-    redis_server: RedisServer,
-    own_postgres: PostgresServer,
-    nodes: list[Node],
-    http: aiohttp.ClientSession,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    database = own_postgres.new_database()
-    monkeypatch.setenv("BURNSTAND_DATABASE", database)  # every node and the CLI find it here
+async def _rendezvous_and_two_masters(
+    tmp_path: Path, redis_url: str, nodes: list[Node], http: aiohttp.ClientSession
+) -> tuple[Path, list[str], Node, Node, Node]:
+    """A rendezvous node and masters m1, m2 on the database BURNSTAND_DATABASE names, sharing
+    Redis; returns the data folder, the Redis options, the rendezvous node and both masters."""
     data = tmp_path / "data"
-    redis = ["--redis", redis_server.url]
+    redis = ["--redis", redis_url]
     rendezvous = Node(data, "--role", "rendezvous", *redis)
     nodes.append(rendezvous)
     assert (await rendezvous.health(http))["database"] == "postgresql"
@@ -151,10 +146,26 @@ async def test_killed_masters_session_resumes_on_the_other_with_its_queue(
         nodes.append(m)
         masters.append(m)
         await m.health(http)
+    return data, redis, rendezvous, masters[0], masters[1]
+
+
+async def test_killed_masters_session_resumes_on_the_other_with_its_queue(
+    tmp_path: Path,
+    redis_server: RedisServer,
+    own_postgres: PostgresServer,
+    nodes: list[Node],
+    http: aiohttp.ClientSession,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    database = own_postgres.new_database()
+    monkeypatch.setenv("BURNSTAND_DATABASE", database)  # every node and the CLI find it here
+    data, redis, rendezvous, m1, m2 = await _rendezvous_and_two_masters(
+        tmp_path, redis_server.url, nodes, http
+    )
     balancer = Node(data, "--role", "balancer", *redis)
     nodes.append(balancer)
     await balancer.health(http)
-    cluster = Cluster(own_postgres, database, [rendezvous], balancer, masters[0], masters[1])
+    cluster = Cluster(own_postgres, database, [rendezvous], balancer, m1, m2)
     await failover_scenario(http, cluster, admin_token(data))
 
 
@@ -183,21 +194,9 @@ async def test_a_kiosk_at_another_masters_own_url_is_refused_not_given_a_second_
     refuses the link before the upgrade (421, naming where the session runs) instead of loading
     a room of its own that would count the kiosk's results beside the owner's."""
     monkeypatch.setenv("BURNSTAND_DATABASE", own_postgres.new_database())
-    data = tmp_path / "data"
-    redis = ["--redis", redis_server.url]
-    rendezvous = Node(data, "--role", "rendezvous", *redis)
-    nodes.append(rendezvous)
-    await rendezvous.health(http)
-    master_args = ["--role", "master", *redis]
-    m1, m2 = (
-        Node(
-            data, *master_args, "--master-port", str(free_port()), "--master-dir", str(tmp_path / n)
-        )
-        for n in ("m1", "m2")
+    data, _, rendezvous, m1, m2 = await _rendezvous_and_two_masters(
+        tmp_path, redis_server.url, nodes, http
     )
-    for m in (m1, m2):
-        nodes.append(m)
-        await m.health(http)
     w = await world(http, rendezvous, await asyncio.to_thread(admin_token, data))
     sid = (await new_session(http, rendezvous, w))["id"]
     placed = (await api(http, rendezvous, "GET", f"/sessions/{sid}", w["cleo"]))["master"]["url"]

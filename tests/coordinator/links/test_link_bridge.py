@@ -25,7 +25,7 @@ from coordinator.app import make_app
 from coordinator.config import CoordinatorConfig
 from coordinator.keys import STORE
 from coordinator.links import LinkHub, setup_links
-from coordinator.master import ImageInfo, Master, MemberKind
+from coordinator.master import ImageInfo, Master, MemberKind, Room
 from wire import burnproto as bp
 
 UID = "3f2b9c1d0e4a5b6c7d8e9f0a1b2c3d4e"
@@ -231,6 +231,18 @@ async def test_drive_joins_the_session_and_a_queued_take_reaches_the_agent_as_bu
     assert room.burners[UID].job is None
 
 
+async def two_queued_one_burning(live: Live, agent: AgentLink, inbox: list[dict[str, Any]]) -> Room:
+    """The kiosk linked with its drive IDLE, two discs queued from a desk, the first ordered."""
+    await agent.send(hello())
+    await live.signal.until(lambda: burner_status(live) == "IDLE")
+    room = live.master.room(live.session)
+    assert room is not None
+    live.master.join(live.session, "desk", MemberKind.COMMAND, lambda _: None)
+    await live.master.handle(live.session, "desk", bp.Queue(MD5, 2))
+    await live.signal.until(lambda: len(of_type(inbox, "burn")) == 1)
+    return room
+
+
 async def test_a_result_that_arrives_after_the_next_discs_idle_keeps_the_drive_busy(
     live: Live, agent: AgentLink, inbox: list[dict[str, Any]]
 ) -> None:
@@ -239,13 +251,7 @@ async def test_a_result_that_arrives_after_the_next_discs_idle_keeps_the_drive_b
     stays IDLE, as it last said, and is given the next queued disc at once (a result taken as
     the drive's newest status would leave it showing MD5PASS with no work until it spoke again).
     """
-    await agent.send(hello())
-    await live.signal.until(lambda: burner_status(live) == "IDLE")
-    room = live.master.room(live.session)
-    assert room is not None
-    live.master.join(live.session, "desk", MemberKind.COMMAND, lambda _: None)
-    await live.master.handle(live.session, "desk", bp.Queue(MD5, 2))
-    await live.signal.until(lambda: len(of_type(inbox, "burn")) == 1)
+    room = await two_queued_one_burning(live, agent, inbox)
 
     await agent.send({"type": "status", "uid": UID, "status": "97%"})
     await agent.send({"type": "status", "uid": UID, "status": "IDLE"})
@@ -282,13 +288,7 @@ async def test_a_result_after_a_new_burn_was_ordered_does_not_free_the_drive_for
     """The drive said IDLE, was ordered a burn, and then a result arrives that the drive has not
     announced by coming to rest since: it may be of an earlier burn, with the drive busy on the
     one just ordered, so the drive is given no second disc until it says it is at rest again."""
-    await agent.send(hello())
-    await live.signal.until(lambda: burner_status(live) == "IDLE")
-    room = live.master.room(live.session)
-    assert room is not None
-    live.master.join(live.session, "desk", MemberKind.COMMAND, lambda _: None)
-    await live.master.handle(live.session, "desk", bp.Queue(MD5, 2))
-    await live.signal.until(lambda: len(of_type(inbox, "burn")) == 1)
+    room = await two_queued_one_burning(live, agent, inbox)
 
     await agent.send(result("made-before-the-order"))
     await live.signal.until(lambda: room.burners[UID].stats.burned == 1)
