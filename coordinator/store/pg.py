@@ -231,7 +231,7 @@ class PgConn:
         self.raw = conn
         self._begin: tuple[Statement, ...] = ()
         self._open = False  # a transaction was begun on the server
-        self._waiting: list[tuple[str, Sequence[Any], Result]] = []
+        self._waiting: list[tuple[str, tuple[Any, ...], Result]] = []
         self._batching = False  # only inside `begin` ... `end`; a bare connection sends at once
         self._close_on_flush = False
         self.statements = 0  # statements sent to the server
@@ -267,26 +267,24 @@ class PgConn:
         if closing:
             after, self._close_on_flush = ("COMMIT",), False
         raw = self.raw
-        if len(waiting) == 1 and not opening and not after:
-            sql, params, result = waiting[0]
-            self.statements += 1
-            (cur,) = raw.cursors(1)
-            cur.execute(sql, params)
-            result._settle(cur.rowcount, _rows(cur))
-            return
+        sent: list[Statement] = [
+            *opening,
+            *((sql, params) for sql, params, _ in waiting),
+            *((text, ()) for text in after),
+        ]
         # One cursor per statement: in a pipeline each keeps its own statement's result.
-        curs = raw.cursors(len(opening) + len(waiting) + len(after))
-        with raw.pipeline():
-            for cur, (text, params) in zip(curs, opening, strict=False):
-                cur.execute(text, params)
-            mine = curs[len(opening) : len(opening) + len(waiting)]
-            for cur, (sql, params, _) in zip(mine, waiting, strict=True):
-                cur.execute(sql, params)
-            self.statements += len(waiting)
-            for cur, text in zip(curs[len(opening) + len(waiting) :], after, strict=True):
-                cur.execute(text)
+        curs = raw.cursors(len(sent))
+        if len(sent) == 1:
+            curs[0].execute(*sent[0])
+        else:
+            with raw.pipeline():
+                for cur, (text, params) in zip(curs, sent, strict=True):
+                    cur.execute(text, params)
+        # Counted once the server answered: a batch lost with its connection did nothing.
+        self.statements += len(waiting)
         if closing:
             self._open = False
+        mine = curs[len(opening) : len(opening) + len(waiting)]
         for cur, (_, _, result) in zip(mine, waiting, strict=True):
             result._settle(cur.rowcount, _rows(cur))
 
@@ -313,7 +311,7 @@ class PgConn:
         self._begin = ()
         if self._open:
             self._open = False
-            self.raw.execute("COMMIT" if commit else "ROLLBACK")
+            self.raw.cursors(1)[0].execute("COMMIT" if commit else "ROLLBACK")
 
     def _rollback(self) -> None:
         self._waiting.clear()
