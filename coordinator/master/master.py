@@ -182,7 +182,7 @@ class Master:
         if self._placed is None:
             return
         key = session_id.lower()
-        owner = await self._placed.read(lambda conn: _placement(conn, key), one_trip=True)
+        owner = await self._placed.read(lambda conn: _placement(conn, key), single=True)
         if owner != self.url:
             raise PlacedElsewhere(key, owner)
 

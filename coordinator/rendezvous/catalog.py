@@ -38,7 +38,7 @@ def _handlers(
         who = await authorized(request, ANYONE, flow)
         parent_id = path_id(request, parent_param)
         show_id = await read(
-            request, lambda c: catalog.show_of(c, level.parent_table, parent_id), one_trip=True
+            request, lambda c: catalog.show_of(c, level.parent_table, parent_id), single=True
         )
         require(who, ANYONE, flow, show_id)
         p = page(request)
@@ -49,7 +49,7 @@ def _handlers(
         who = await authorized(request, who_may, flow)
         parent_id = path_id(request, parent_param)
         show_id = await read(
-            request, lambda c: catalog.show_of(c, level.parent_table, parent_id), one_trip=True
+            request, lambda c: catalog.show_of(c, level.parent_table, parent_id), single=True
         )
         require(who, who_may, flow, show_id)
         data = await body(request, schema)
@@ -71,7 +71,7 @@ def _handlers(
         who = await authorized(request, who_may, flow)
         row_id = path_id(request, f"{level.name}_id")
         show_id = await read(
-            request, lambda c: catalog.show_of(c, level.table, row_id), one_trip=True
+            request, lambda c: catalog.show_of(c, level.table, row_id), single=True
         )
         require(who, who_may, flow, show_id)
         at = now(request)

@@ -56,10 +56,12 @@ def now(request: web.Request) -> float:
     return request.app[CONFIG].clock()
 
 
-async def read(request: web.Request, fn: Callable[[Conn], T], *, one_trip: bool = False) -> T:
-    """``fn`` in one snapshot; ``one_trip`` when it asks all its statements before reading any
-    answer (see `Store.read`)."""
-    return await request.app[STORE].read(fn, one_trip=one_trip)
+async def read(
+    request: web.Request, fn: Callable[[Conn], T], *, single: bool = False, one_trip: bool = False
+) -> T:
+    """``fn`` in one snapshot; ``single`` when it runs one statement, ``one_trip`` when it asks
+    all its statements before reading any answer (see `Store.read`)."""
+    return await request.app[STORE].read(fn, single=single, one_trip=one_trip)
 
 
 async def write(request: web.Request, fn: Callable[[Conn], T], *, lock: str | None = None) -> T:

@@ -31,7 +31,7 @@ ANYONE = ROLES
 
 async def _show(request: web.Request) -> int:
     show_id = path_id(request, "show_id")
-    return await read(request, lambda c: catalog.show_of(c, "shows", show_id), one_trip=True)
+    return await read(request, lambda c: catalog.show_of(c, "shows", show_id), single=True)
 
 
 # --- shows ----------------------------------------------------------------------------------
