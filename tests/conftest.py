@@ -1,4 +1,5 @@
-"""Fixtures shared by every test package: free loopback ports, a real Redis server, CI guards."""
+"""Fixtures shared by every test package: free loopback ports, a real Redis server, real
+PostgreSQL servers, the coordinator nodes a test starts, an HTTP client, CI guards."""
 
 from __future__ import annotations
 
@@ -7,12 +8,17 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import aiohttp
 import pytest
 from pgserver import PostgresMissing, PostgresServer, remove_postgres, start_postgres
+
+if TYPE_CHECKING:
+    from tests.nodes import Node  # tests.nodes imports this module
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -116,6 +122,22 @@ def postgres_server() -> Iterator[PostgresServer]:
 def own_postgres() -> Iterator[PostgresServer]:
     """A server of the test's own: it is stopped and started while others may use theirs."""
     yield from _postgres()
+
+
+@pytest.fixture
+def nodes() -> Iterator[list[Node]]:
+    """Coordinator processes a test starts (`tests.nodes.Node`): stopped after it, whatever
+    happened."""
+    started: list[Node] = []
+    yield started
+    for node in started:
+        node.stop()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -115,12 +115,6 @@ async def serve() -> AsyncIterator[Callable[[Served], Awaitable[Served]]]:
         await runner.cleanup()
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 KEY = sw.show_key(b"k" * 32, SHOW)
 
 

@@ -13,7 +13,6 @@ after the socket is seated. Every wait is bounded.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -30,20 +29,6 @@ MD5 = "cd" * 16
 # credential for 300 + MARGIN seconds is announced MARGIN seconds after it is issued.
 WARNING = 300
 MARGIN = 4
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
-def nodes() -> Iterator[list[Node]]:
-    started: list[Node] = []
-    yield started
-    for node in started:
-        node.stop()
 
 
 async def join(
